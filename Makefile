@@ -1,0 +1,33 @@
+# Every target creates the virtual environment on first use and reuses it afterwards.
+PYTHON ?= python3.11
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: venv demo test test-fast bench clean
+
+venv: $(STAMP)
+
+$(STAMP): requirements.txt
+	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "$(PYTHON) not found: set PYTHON=/path/to/python3.11"; exit 1; }
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt
+	touch $(STAMP)
+
+# Train GOPro and CoOp base-to-new on the built-in kit (tiny CLIP + small dataset), print the table.
+demo: $(STAMP)
+	$(PY) tools/demo.py --output-dir demo_output
+
+# The whole test suite (what CI runs).
+test: $(STAMP)
+	$(PY) -m pytest -q tests
+
+# Unit tests only (seconds).
+test-fast: $(STAMP)
+	$(PY) -m pytest -q -m "not slow" tests
+
+bench: $(STAMP)
+	$(PY) bench/bench_prompts.py --quick
+
+clean:
+	rm -rf $(VENV) demo_output .pytest_cache

@@ -1,0 +1,90 @@
+#!/usr/bin/env bash
+# Shared by scripts/<method>/*.sh (source it after setting TRAINER, CFG and LOADEP).
+#
+# Environment overrides (defaults = the paper's setting):
+#   DATA        dataset root                          (default: <repo>/DATA)
+#   OUTPUT      output root                           (default: <repo>/output)
+#   SHOTS       images per class                      (default: 16)
+#   EPOCHS      OPTIM.MAX_EPOCH override; also the epoch the test scripts load
+#   BACKBONE    MODEL.BACKBONE.NAME override (e.g. ViT-B/32)
+#   CFG         method config name under configs/trainers/<TRAINER>/
+#   XD_SOURCE   source dataset of the cross-dataset runs (default: imagenet)
+#   EXTRA_OPTS  extra "KEY VALUE" pairs for train.py (e.g. the tiny test kit's MODEL.BACKBONE.PATH)
+#   PYTHON      interpreter (default: python)
+# A run whose log.txt already holds a result is skipped; an unfinished one resumes.
+set -euo pipefail
+
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+DATA=${DATA:-$REPO/DATA}
+OUTPUT=${OUTPUT:-$REPO/output}
+SHOTS=${SHOTS:-16}
+XD_SOURCE=${XD_SOURCE:-imagenet}
+PYTHON=${PYTHON:-python}
+if [ -n "${EPOCHS:-}" ]; then LOADEP=$EPOCHS; fi
+
+# Options every run gets: epoch/backbone overrides and the caller's extras.
+common_opts() {
+    [ -n "${EPOCHS:-}" ] && printf '%s\n' OPTIM.MAX_EPOCH "$EPOCHS"
+    # shellcheck disable=SC2086
+    [ -n "${EXTRA_OPTS:-}" ] && printf '%s\n' $EXTRA_OPTS
+    return 0
+}
+
+run_train_py() {  # run_train_py OUTDIR [train.py args...]
+    local dir=$1; shift
+    if [ -f "$dir/log.txt" ] && grep -q "^\* accuracy:" "$dir/log.txt"; then
+        echo "Results exist at $dir (skip this job)"
+        return 0
+    fi
+    local backbone=()
+    [ -n "${BACKBONE:-}" ] && backbone=(--backbone "$BACKBONE")
+    local opts=()
+    mapfile -t opts < <(common_opts)
+    (cd "$REPO" && "$PYTHON" train.py "${backbone[@]}" --output-dir "$dir" "$@" "${opts[@]}")
+}
+
+b2n_dir() {  # b2n_dir train_base|test_new DATASET SEED
+    echo "$OUTPUT/base2new/$1/$2/shots_$SHOTS/$TRAINER/$CFG/seed$3"
+}
+
+b2n_train() {  # b2n_train DATASET SEED [KEY VALUE ...]
+    local dataset=$1 seed=$2; shift 2
+    run_train_py "$(b2n_dir train_base "$dataset" "$seed")" \
+        --root "$DATA" --seed "$seed" --trainer "$TRAINER" \
+        --dataset-config-file "$REPO/configs/datasets/$dataset.yaml" \
+        --config-file "$REPO/configs/trainers/$TRAINER/$CFG.yaml" \
+        DATASET.NUM_SHOTS "$SHOTS" DATASET.SUBSAMPLE_CLASSES base "$@"
+}
+
+b2n_test() {  # b2n_test DATASET SEED [KEY VALUE ...]: new classes, last-epoch checkpoint
+    local dataset=$1 seed=$2; shift 2
+    run_train_py "$(b2n_dir test_new "$dataset" "$seed")" \
+        --root "$DATA" --seed "$seed" --trainer "$TRAINER" \
+        --dataset-config-file "$REPO/configs/datasets/$dataset.yaml" \
+        --config-file "$REPO/configs/trainers/$TRAINER/$CFG.yaml" \
+        --model-dir "$(b2n_dir train_base "$dataset" "$seed")" --load-epoch "$LOADEP" --eval-only \
+        DATASET.NUM_SHOTS "$SHOTS" DATASET.SUBSAMPLE_CLASSES new "$@"
+}
+
+xd_dir() {  # xd_dir SEED: the source (ImageNet) run
+    echo "$OUTPUT/$XD_SOURCE/$TRAINER/${CFG}_${SHOTS}shots/seed$1"
+}
+
+xd_train() {  # xd_train SEED [KEY VALUE ...]: all classes of the source dataset
+    local seed=$1; shift
+    run_train_py "$(xd_dir "$seed")" \
+        --root "$DATA" --seed "$seed" --trainer "$TRAINER" \
+        --dataset-config-file "$REPO/configs/datasets/$XD_SOURCE.yaml" \
+        --config-file "$REPO/configs/trainers/$TRAINER/$CFG.yaml" \
+        DATASET.NUM_SHOTS "$SHOTS" DATASET.SUBSAMPLE_CLASSES all "$@"
+}
+
+xd_test() {  # xd_test DATASET SEED [KEY VALUE ...]: cross-dataset and domain-generalisation targets
+    local dataset=$1 seed=$2; shift 2
+    run_train_py "$OUTPUT/evaluation/$TRAINER/${CFG}_${SHOTS}shots/$dataset/seed$seed" \
+        --root "$DATA" --seed "$seed" --trainer "$TRAINER" \
+        --dataset-config-file "$REPO/configs/datasets/$dataset.yaml" \
+        --config-file "$REPO/configs/trainers/$TRAINER/$CFG.yaml" \
+        --model-dir "$(xd_dir "$seed")" --load-epoch "$LOADEP" --eval-only \
+        DATASET.SUBSAMPLE_CLASSES all "$@"
+}

@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# CoOp, base-to-new: evaluate the last-epoch model on the new classes.  Usage: base2new_test.sh DATASET SEED
+TRAINER=CoOp
+CFG=${CFG:-vit_b16_ctxv1}
+LOADEP=200
+source "$(dirname "$0")/../common.sh"
+b2n_test "$1" "$2"

@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# CoOp, base-to-new: train on the base classes.  Usage: base2new_train.sh DATASET SEED
+TRAINER=CoOp
+CFG=${CFG:-vit_b16_ctxv1}
+LOADEP=200
+source "$(dirname "$0")/../common.sh"
+b2n_train "$1" "$2"

@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# GOPro, base-to-new: train on the base classes.  Usage: base2new_train.sh DATASET SEED
+TRAINER=GOPro
+CFG=${CFG:-vit_b16}
+LOADEP=50
+source "$(dirname "$0")/../common.sh"
+b2n_train "$1" "$2"

@@ -1,0 +1,54 @@
+"""Shared fixtures: the tiny kit (tiny CLIP + miniature datasets on disk) and a train.py runner."""
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import List
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+for path in (REPO, REPO / "tools"):
+    if str(path) not in sys.path:
+        sys.path.insert(0, str(path))
+
+from kit import Kit, build_kit  # noqa: E402
+
+ACCURACY = re.compile(r"^\* accuracy: ([\d.]+)%", re.M)
+
+
+@pytest.fixture(scope="session")
+def tiny_clip_path(tmp_path_factory) -> Path:
+    from make_tiny_clip import write_tiny_clip
+
+    return write_tiny_clip(tmp_path_factory.mktemp("clip") / "tiny-clip.pt", image_resolution=32)
+
+
+@pytest.fixture(scope="session")
+def kit(tmp_path_factory) -> Kit:
+    return build_kit(tmp_path_factory.mktemp("kit"))
+
+
+def run_train(*args: str, check: bool = True, env: dict | None = None, timeout: int = 600) -> subprocess.CompletedProcess:
+    """Run the real ``train.py`` in a subprocess; on failure show its output."""
+    proc = subprocess.run([sys.executable, "train.py", *args], cwd=REPO, capture_output=True, text=True,
+                          env={**os.environ, **(env or {})}, timeout=timeout)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"train.py failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}")
+    return proc
+
+
+def accuracies(text: str) -> List[float]:
+    """Every ``* accuracy: X%`` result line of a log, in order."""
+    return [float(v) for v in ACCURACY.findall(text)]
+
+
+def run_script(script: str, *args: str, env: dict, timeout: int = 900) -> subprocess.CompletedProcess:
+    proc = subprocess.run(["bash", str(REPO / "scripts" / script), *args], cwd=REPO, capture_output=True,
+                          text=True, env={**os.environ, "PYTHON": sys.executable, **env}, timeout=timeout)
+    if proc.returncode != 0:
+        raise AssertionError(f"{script} failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}")
+    return proc

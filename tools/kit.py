@@ -1,0 +1,76 @@
+"""The tiny kit: a tiny CLIP checkpoint and miniature datasets in their real on-disk layouts.
+
+Used by the tests, the demo (``make demo``) and anyone who wants to try the pipeline without
+downloading ViT-B/16 and the benchmarks:
+
+    python tools/kit.py kit/                 # writes kit/tiny-clip.pt and kit/DATA/...
+    export DATA=kit/DATA EXTRA_OPTS="$(python tools/kit.py kit/ --print-opts)"
+    bash scripts/gopro/base2new_train.sh oxford_pets 1
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, List
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(REPO), str(REPO / "tools")]
+
+from make_tiny_clip import write_tiny_clip  # noqa: E402
+
+IMAGE_SIZE = 32
+# The demo/base-to-new dataset: 5 classes (odd, so base = 3 and new = 2 differ in size).
+DEMO_DATASET = dict(name="oxford_pets", num_classes=5, train_per_class=20, test_per_class=10)
+
+
+@dataclass
+class Kit:
+    root: Path
+
+    @property
+    def clip_path(self) -> Path:
+        return self.root / "tiny-clip.pt"
+
+    @property
+    def data(self) -> Path:
+        return self.root / "DATA"
+
+    def opts(self, workers: int = 0) -> List[str]:
+        """train.py ``KEY VALUE`` options that point a paper config at the kit."""
+        return ["MODEL.BACKBONE.PATH", str(self.clip_path), "INPUT.SIZE", f"({IMAGE_SIZE},{IMAGE_SIZE})",
+                "DATALOADER.NUM_WORKERS", str(workers), "DATALOADER.TEST.BATCH_SIZE", "50",
+                "TRAIN.PRINT_FREQ", "5", "USE_CUDA", "False"]
+
+
+def build_kit(root: str | Path, datasets: Iterable[dict] = (DEMO_DATASET,), seed: int = 0) -> Kit:
+    """Write the tiny CLIP (once) and the requested fixture datasets (each once)."""
+    from make_fixture_datasets import write_fixture
+
+    kit = Kit(Path(root))
+    if not kit.clip_path.exists():
+        write_tiny_clip(kit.clip_path, seed=seed, image_resolution=IMAGE_SIZE)
+    for spec in datasets:
+        spec = dict(spec)
+        name = spec.pop("name")
+        if not (kit.data / name).exists():
+            write_fixture(name, kit.data, image_size=IMAGE_SIZE, seed=seed, **spec)
+    return kit
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("root", help="kit folder")
+    parser.add_argument("--print-opts", action="store_true", help="only print the train.py options")
+    args = parser.parse_args()
+    kit = build_kit(args.root)
+    if args.print_opts:
+        print(" ".join(kit.opts()))
+        return
+    print(f"Tiny CLIP: {kit.clip_path}\nDatasets:  {kit.data}")
+    print(f'export DATA={kit.data} EXTRA_OPTS="{" ".join(kit.opts())}"')
+
+
+if __name__ == "__main__":
+    main()

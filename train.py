@@ -1,0 +1,170 @@
+#!/usr/bin/env python
+"""Train or evaluate a CLIP prompt learner (the CoOp / MaPLe / GOPro command line).
+
+    python train.py --root DATA --seed 1 --trainer GOPro \
+        --dataset-config-file configs/datasets/oxford_pets.yaml \
+        --config-file configs/trainers/GOPro/vit_b16.yaml \
+        --output-dir output/... DATASET.NUM_SHOTS 16 DATASET.SUBSAMPLE_CLASSES base
+
+Config merge order: defaults (+ every trainer's keys) → dataset file → method file → flags →
+trailing ``KEY VALUE`` pairs. Every module in ``datasets/`` and ``trainers/`` is imported, so a
+new dataset or trainer file registers itself without editing this script. Under ``torchrun`` the
+process group is set up from the environment (see README, "Multi-GPU").
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import pkgutil
+import sys
+from types import ModuleType
+from typing import List
+
+import torch
+
+from dassl.config import get_cfg_default
+from dassl.engine import build_trainer
+from dassl.utils import collect_env_info, set_random_seed, setup_logger
+
+PLUGIN_PACKAGES = ("datasets", "trainers")
+
+
+def import_plugins() -> List[ModuleType]:
+    """Import every module of ``datasets/`` and ``trainers/`` (they register themselves)."""
+    modules = []
+    for package_name in PLUGIN_PACKAGES:
+        package = importlib.import_module(package_name)
+        for info in sorted(pkgutil.iter_modules(package.__path__), key=lambda i: i.name):
+            modules.append(importlib.import_module(f"{package_name}.{info.name}"))
+    return modules
+
+
+def extend_cfg(cfg, modules: List[ModuleType]) -> None:
+    """Keys the CLIP clients add to Dassl's tree, then each plugin module's own ``extend_cfg``."""
+    from yacs.config import CfgNode as CN
+
+    cfg.DATASET.SUBSAMPLE_CLASSES = "all"  # all, base or new
+    if "SKIP_CORRUPT" not in cfg.DATALOADER:
+        cfg.DATALOADER.SKIP_CORRUPT = False  # skip (and count) unreadable images instead of failing
+    # GOPro's train.py defines these; only LOSS.NAME was ever read. Kept for CLI compatibility.
+    cfg.LOSS = CN()
+    cfg.LOSS.GM = False
+    cfg.LOSS.NAME = ""
+    cfg.LOSS.ALPHA = 0.0
+    cfg.LOSS.T = 1.0
+    cfg.LOSS.LAMBDA = 1.0
+    for module in modules:
+        hook = getattr(module, "extend_cfg", None)
+        if callable(hook):
+            hook(cfg)
+
+
+def reset_cfg(cfg, args) -> None:
+    """Copy the command-line flags onto the config, each only when given (upstream semantics)."""
+    if args.root:
+        cfg.DATASET.ROOT = args.root
+    if args.output_dir:
+        cfg.OUTPUT_DIR = args.output_dir
+    if args.resume:
+        cfg.RESUME = args.resume
+    if args.seed:  # upstream quirk kept: --seed 0 means "unseeded"
+        cfg.SEED = args.seed
+    if args.source_domains:
+        cfg.DATASET.SOURCE_DOMAINS = args.source_domains
+    if args.target_domains:
+        cfg.DATASET.TARGET_DOMAINS = args.target_domains
+    if args.transforms:
+        cfg.INPUT.TRANSFORMS = args.transforms
+    if args.trainer:
+        cfg.TRAINER.NAME = args.trainer
+    if args.backbone:
+        cfg.MODEL.BACKBONE.NAME = args.backbone
+    if args.head:
+        cfg.MODEL.HEAD.NAME = args.head
+
+
+def merge_file(cfg, path: str, what: str) -> None:
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{what} {path!r} does not exist (see configs/ for the shipped files).")
+    try:
+        cfg.merge_from_file(path)
+    except (KeyError, ValueError, AssertionError) as exc:
+        raise ValueError(f"Bad {what} {path}: {exc}") from exc
+
+
+def setup_cfg(args):
+    cfg = get_cfg_default()
+    extend_cfg(cfg, import_plugins())
+    if args.dataset_config_file:
+        merge_file(cfg, args.dataset_config_file, "dataset config file")
+    if args.config_file:
+        merge_file(cfg, args.config_file, "method config file")
+    reset_cfg(cfg, args)
+    try:
+        cfg.merge_from_list(args.opts)
+    except (KeyError, ValueError, AssertionError) as exc:
+        raise ValueError(f"Bad command-line option in {args.opts}: {exc}") from exc
+    cfg.freeze()
+    return cfg
+
+
+def print_banner(title: str) -> None:
+    line = "*" * (len(title) + 6)
+    print(f"{line}\n** {title} **\n{line}")
+
+
+def main(args) -> None:
+    from dassl.utils.distributed import init_distributed_from_env
+
+    init_distributed_from_env()
+    cfg = setup_cfg(args)
+    if cfg.SEED >= 0:
+        print(f"Setting fixed seed: {cfg.SEED}")
+        set_random_seed(cfg.SEED)
+    setup_logger(cfg.OUTPUT_DIR)
+    if torch.cuda.is_available() and cfg.USE_CUDA:
+        torch.backends.cudnn.benchmark = True
+
+    print_banner("Arguments")
+    for key in sorted(vars(args)):
+        print(f"{key}: {getattr(args, key)}")
+    print_banner("Config")
+    print(cfg)
+    print("Collecting env info ...")
+    print(f"** System info **\n{collect_env_info()}\n")
+
+    trainer = build_trainer(cfg)
+    if args.eval_only:
+        trainer.load_model(args.model_dir, epoch=args.load_epoch)
+        trainer.test()
+        return
+    if not args.no_train:
+        trainer.train()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--root", type=str, default="", help="path to dataset")
+    parser.add_argument("--output-dir", type=str, default="", help="output directory")
+    parser.add_argument("--resume", type=str, default="", help="checkpoint directory (from which the training resumes)")
+    parser.add_argument("--seed", type=int, default=-1, help="only positive value enables a fixed seed")
+    parser.add_argument("--source-domains", type=str, nargs="+", help="source domains for DA/DG")
+    parser.add_argument("--target-domains", type=str, nargs="+", help="target domains for DA/DG")
+    parser.add_argument("--transforms", type=str, nargs="+", help="data augmentation methods")
+    parser.add_argument("--config-file", type=str, default="", help="path to config file")
+    parser.add_argument("--dataset-config-file", type=str, default="", help="path to config file for dataset setup")
+    parser.add_argument("--trainer", type=str, default="", help="name of trainer")
+    parser.add_argument("--backbone", type=str, default="", help="name of CNN backbone")
+    parser.add_argument("--head", type=str, default="", help="name of head")
+    parser.add_argument("--eval-only", action="store_true", help="evaluation only")
+    parser.add_argument("--model-dir", type=str, default="", help="load model from this directory for eval-only mode")
+    parser.add_argument("--load-epoch", type=int, help="load model weights at this epoch for evaluation")
+    parser.add_argument("--no-train", action="store_true", help="do not call trainer.train()")
+    parser.add_argument("opts", default=None, nargs=argparse.REMAINDER, help="modify config options using the command-line")
+    return parser
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    main(build_parser().parse_args())

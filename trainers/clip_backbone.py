@@ -1,0 +1,335 @@
+"""The frozen CLIP backbone every trainer shares.
+
+Loading: ``MODEL.BACKBONE.NAME`` (RN50 ... ViT-L/14@336px) resolves to a local file first
+(``MODEL.BACKBONE.PATH``, then ``$CLIP_WEIGHTS_DIR/<file>``, then ``~/.cache/clip/<file>``) and
+downloads through the CLIP package only when no local copy exists. JIT archives and plain state
+dicts both load; offline with no file gives one error saying which file to put where.
+
+Running: the towers are re-run from the public submodules of an *unmodified* ``clip.model.CLIP``
+(no patching, no vendoring), which lets us
+  * truncate text sequences after the longest end-of-text token (exact under the causal mask),
+  * encode many prompts per call, in chunks, optionally with activation checkpointing,
+  * inject deep prompts into either tower (MaPLe / IVLP / VPT),
+  * read per-layer visual token statistics (GOPro / StyLIP) without storing the tokens.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import warnings
+from dataclasses import dataclass
+from typing import Optional, Sequence
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch.utils.checkpoint import checkpoint as activation_checkpoint
+
+import clip
+from clip.model import build_model
+
+WEIGHTS_DIR_ENV = "CLIP_WEIGHTS_DIR"
+DEFAULT_CACHE = os.path.expanduser("~/.cache/clip")
+PRECISIONS = ("fp16", "bf16", "fp32", "amp")
+
+
+def extend_cfg(cfg) -> None:
+    """Config keys of the shared backbone (added by train.py before any file is merged)."""
+    if "PATH" not in cfg.MODEL.BACKBONE:
+        cfg.MODEL.BACKBONE.PATH = ""  # local checkpoint file; overrides NAME-based lookup
+
+
+# --------------------------------------------------------------------------------------------
+# Loading
+# --------------------------------------------------------------------------------------------
+def checkpoint_filename(name: str) -> str:
+    """File name the official weights of ``name`` are published under, e.g. ``ViT-B-16.pt``."""
+    return os.path.basename(clip.clip._MODELS[name])
+
+
+def resolve_checkpoint(name: str, path: str = "") -> str:
+    """Find the weights of backbone ``name`` on disk, downloading them only when none exist."""
+    if path:
+        path = os.path.expanduser(path)
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"MODEL.BACKBONE.PATH={path!r} does not exist or is not a file.")
+        return path
+    if name not in clip.clip._MODELS:
+        raise ValueError(
+            f"Unknown CLIP backbone {name!r} (MODEL.BACKBONE.NAME / --backbone). Available: "
+            f"{', '.join(clip.available_models())}; or set MODEL.BACKBONE.PATH to a checkpoint file."
+        )
+    filename = checkpoint_filename(name)
+    candidates = [os.path.join(d, filename) for d in (os.environ.get(WEIGHTS_DIR_ENV), DEFAULT_CACHE) if d]
+    for candidate in candidates:
+        if os.path.isfile(candidate):
+            return candidate
+    try:
+        return clip.clip._download(clip.clip._MODELS[name], os.environ.get(WEIGHTS_DIR_ENV) or DEFAULT_CACHE)
+    except Exception as exc:  # offline, proxy, checksum ...
+        raise FileNotFoundError(
+            f"CLIP weights for {name} are not on disk and could not be downloaded ({exc.__class__.__name__}: "
+            f"{exc}). Put the file {filename} (from {clip.clip._MODELS[name]}) into "
+            f"${WEIGHTS_DIR_ENV} or {DEFAULT_CACHE}, or set MODEL.BACKBONE.PATH to its path."
+        ) from exc
+
+
+def load_clip_state_dict(path: str) -> dict:
+    """Weights of a CLIP checkpoint: a TorchScript archive (official files) or a plain state dict."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)  # torch.jit deprecation notice
+            return torch.jit.load(path, map_location="cpu").state_dict()
+    except RuntimeError:
+        pass  # not a TorchScript archive
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise RuntimeError(f"Cannot read CLIP checkpoint {path}: {exc}") from exc
+    if isinstance(state, dict) and "state_dict" in state:
+        state = state["state_dict"]
+    if not isinstance(state, dict) or "token_embedding.weight" not in state:
+        raise RuntimeError(f"{path} is not a CLIP checkpoint (no 'token_embedding.weight' in its state dict).")
+    return state
+
+
+def load_clip(name: str, path: str = "") -> nn.Module:
+    """Build ``clip.model.CLIP`` (fp16 weights, as the official loader does) on the CPU."""
+    state_dict = load_clip_state_dict(resolve_checkpoint(name, path))
+    return build_model(dict(state_dict)).eval()
+
+
+# --------------------------------------------------------------------------------------------
+# Running the towers
+# --------------------------------------------------------------------------------------------
+@dataclass
+class ImageOutput:
+    features: torch.Tensor                      # [B, E] image embedding (fp32, not normalised)
+    token_mean: Optional[torch.Tensor] = None   # [B, L, D_v] per-layer token mean (fp32)
+    token_std: Optional[torch.Tensor] = None    # [B, L, D_v] per-layer token std (fp32)
+
+
+def attention(attn: nn.MultiheadAttention, x: torch.Tensor, causal: bool) -> torch.Tensor:
+    """``nn.MultiheadAttention(x, x, x)`` for batch-first ``x`` through fused SDPA.
+
+    Same math as CLIP's block with its additive causal mask (``-inf`` above the diagonal), but
+    valid for any sequence length, which is what makes EOT truncation possible.
+    """
+    n, length, width = x.shape
+    heads = attn.num_heads
+    qkv = F.linear(x, attn.in_proj_weight, attn.in_proj_bias)
+    q, k, v = qkv.view(n, length, 3, heads, width // heads).permute(2, 0, 3, 1, 4)
+    out = F.scaled_dot_product_attention(q, k, v, is_causal=causal)
+    return attn.out_proj(out.transpose(1, 2).reshape(n, length, width))
+
+
+def run_block(block: nn.Module, x: torch.Tensor, causal: bool) -> torch.Tensor:
+    """One CLIP ``ResidualAttentionBlock`` on batch-first tokens, built from its submodules."""
+    x = x + attention(block.attn, block.ln_1(x), causal)
+    return x + block.mlp(block.ln_2(x))
+
+
+def replace_tokens(x: torch.Tensor, start: int, prompts: torch.Tensor) -> torch.Tensor:
+    """Overwrite tokens ``start : start + n`` of every sequence with ``prompts`` [n, D] (not in place)."""
+    n = prompts.shape[-2]
+    prompts = prompts.to(x.dtype).expand(x.shape[0], -1, -1)
+    end = x.shape[1] if start < 0 else start + n
+    start = x.shape[1] + start if start < 0 else start
+    return torch.cat([x[:, :start], prompts, x[:, end:]], dim=1)
+
+
+class ClipBackbone(nn.Module):
+    """Frozen CLIP towers with the entry points prompt learners need.
+
+    ``precision``: ``fp16`` / ``bf16`` keep the towers in half precision on GPU (the official
+    numerics); ``amp`` keeps fp32 weights under fp16 autocast; ``fp32`` is plain fp32. On a CPU the
+    towers always run in fp32 (half matmuls are slow or unsupported there). Whatever the policy,
+    inputs are cast to the tower dtype on entry and outputs come back in fp32, so learnable
+    parameters, losses and statistics stay fp32.
+    """
+
+    def __init__(self, clip_model: nn.Module, precision: str = "fp32", device: torch.device | str = "cpu"):
+        super().__init__()
+        if precision not in PRECISIONS:
+            raise ValueError(f"PREC must be one of {PRECISIONS}, got {precision!r}")
+        device = torch.device(device)
+        self.precision = precision
+        self.autocast_dtype: Optional[torch.dtype] = None
+        if device.type == "cuda" and precision == "fp16":
+            clip_model = clip_model.half()
+        elif device.type == "cuda" and precision == "bf16":
+            clip_model = clip_model.to(torch.bfloat16)
+        else:
+            clip_model = clip_model.float()
+            if device.type == "cuda" and precision == "amp":
+                self.autocast_dtype = torch.float16
+        self.clip = clip_model.to(device)
+        self.clip.requires_grad_(False)
+        self.clip.eval()
+
+    # The frozen towers never leave eval mode (ResNet CLIP has BatchNorm).
+    def train(self, mode: bool = True):
+        super().train(mode)
+        self.clip.eval()
+        return self
+
+    # ---- facts about the loaded model ------------------------------------------------------
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.clip.token_embedding.weight.dtype
+
+    @property
+    def device(self) -> torch.device:
+        return self.clip.token_embedding.weight.device
+
+    @property
+    def is_vit(self) -> bool:
+        return hasattr(self.clip.visual, "transformer")
+
+    @property
+    def text_width(self) -> int:
+        return self.clip.ln_final.weight.shape[0]
+
+    @property
+    def embed_dim(self) -> int:
+        return self.clip.text_projection.shape[1]
+
+    @property
+    def vision_width(self) -> int:
+        self.require_vit("per-layer visual tokens")
+        return self.clip.visual.conv1.out_channels
+
+    @property
+    def num_vision_layers(self) -> int:
+        self.require_vit("per-layer visual tokens")
+        return len(self.clip.visual.transformer.resblocks)
+
+    @property
+    def num_text_layers(self) -> int:
+        return len(self.clip.transformer.resblocks)
+
+    @property
+    def context_length(self) -> int:
+        return self.clip.positional_embedding.shape[0]
+
+    @property
+    def logit_scale(self) -> torch.Tensor:
+        return self.clip.logit_scale.exp().float()
+
+    def require_vit(self, what: str) -> None:
+        if not self.is_vit:
+            vits = [n for n in clip.available_models() if n.startswith("ViT")]
+            raise ValueError(f"{what} need a ViT CLIP backbone; this one is a ResNet. Supported: {', '.join(vits)}")
+
+    def autocast(self):
+        if self.autocast_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.autocast_dtype)
+
+    # ---- text ------------------------------------------------------------------------------
+    def tokenize(self, texts: Sequence[str]) -> torch.Tensor:
+        return clip.tokenize(list(texts), context_length=self.context_length).to(self.device)
+
+    @torch.no_grad()
+    def embed_tokens(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Token embeddings [N, T, D_t] in fp32 (buffers for prompt assembly)."""
+        return self.clip.token_embedding(tokens.to(self.device)).float()
+
+    @torch.no_grad()
+    def encode_tokens(self, tokens: torch.Tensor, chunk_size: int = 0) -> torch.Tensor:
+        """Plain CLIP ``encode_text`` of token ids [N, T] → [N, E] (fp32), truncated and chunked."""
+        return self.encode_text(self.embed_tokens(tokens), tokens.argmax(dim=-1), chunk_size=chunk_size)
+
+    def encode_text(self, prompts: torch.Tensor, eot: torch.Tensor,
+                    deep_prompts: Optional[Sequence[torch.Tensor]] = None, truncate: bool = True,
+                    chunk_size: int = 0, checkpointing: bool = False) -> torch.Tensor:
+        """Text features [N, E] (fp32) of prompt embeddings ``prompts`` [N, T, D_t].
+
+        ``eot`` [N] holds the end-of-text position of every sequence. With ``truncate`` only the
+        positions up to the longest EOT in each chunk are run: the causal mask makes later tokens
+        irrelevant, so the features are the same up to floating-point reassociation.
+        ``deep_prompts[i]`` [n, D_t] replaces positions ``1..n`` before block ``i + 1`` (MaPLe).
+        ``chunk_size`` > 0 bounds memory by encoding that many sequences per call; with
+        ``checkpointing`` each chunk's activations are recomputed in backward instead of stored.
+        """
+        eot = eot.to(prompts.device)
+        n = prompts.shape[0]
+        if n == 0:
+            return prompts.new_zeros(0, self.embed_dim)
+        step = chunk_size if chunk_size > 0 else n
+        outputs = []
+        for start in range(0, n, step):
+            args = (prompts[start:start + step], eot[start:start + step])
+            if checkpointing and torch.is_grad_enabled():
+                out = activation_checkpoint(self._text_tower, *args, deep_prompts, truncate, use_reentrant=False)
+            else:
+                out = self._text_tower(*args, deep_prompts, truncate)
+            outputs.append(out)
+        return torch.cat(outputs) if len(outputs) > 1 else outputs[0]
+
+    def _text_tower(self, prompts: torch.Tensor, eot: torch.Tensor,
+                    deep_prompts: Optional[Sequence[torch.Tensor]], truncate: bool) -> torch.Tensor:
+        model = self.clip
+        length = int(eot.max()) + 1 if truncate else prompts.shape[1]
+        with self.autocast():
+            x = prompts[:, :length].to(self.dtype) + model.positional_embedding[:length].to(self.dtype)
+            for i, block in enumerate(model.transformer.resblocks):
+                if deep_prompts is not None and 1 <= i <= len(deep_prompts):
+                    x = replace_tokens(x, 1, deep_prompts[i - 1])
+                x = run_block(block, x, causal=True)
+            x = model.ln_final(x)
+            x = x[torch.arange(x.shape[0], device=x.device), eot] @ model.text_projection
+        return x.float()
+
+    # ---- image -----------------------------------------------------------------------------
+    def encode_image(self, images: torch.Tensor, shallow_prompts: Optional[torch.Tensor] = None,
+                     deep_prompts: Optional[Sequence[torch.Tensor]] = None, with_stats: bool = False,
+                     stats_tokens: str = "all", stats_eps: float = 1e-8) -> ImageOutput:
+        """Image features, optionally with prompts and per-layer token statistics.
+
+        ``shallow_prompts`` [n, D_v] are appended after the patch tokens before ``ln_pre``;
+        ``deep_prompts[i]`` [n, D_v] overwrite the last n tokens before block ``i + 1`` (MaPLe).
+        With ``with_stats`` the mean and std over the tokens of every block output are computed on
+        the fly in fp32 (``stats_tokens``: ``all`` = CLS + patches, ``patch`` = patches only;
+        prompt tokens never count): std = sqrt(biased variance + ``stats_eps``).
+        """
+        if not self.is_vit:
+            if shallow_prompts is not None or deep_prompts is not None or with_stats:
+                self.require_vit("Visual prompts and per-layer token statistics")
+            with self.autocast():
+                return ImageOutput(self.clip.encode_image(images.to(self.dtype)).float())
+        if stats_tokens not in ("all", "patch"):
+            raise ValueError(f"stats_tokens must be 'all' or 'patch', got {stats_tokens!r}")
+        visual = self.clip.visual
+        with self.autocast():
+            x = visual.conv1(images.to(self.device, self.dtype))           # [B, D_v, g, g]
+            x = x.flatten(2).transpose(1, 2)                                 # [B, g*g, D_v]
+            cls = visual.class_embedding.to(x.dtype).expand(x.shape[0], 1, -1)
+            x = torch.cat([cls, x], dim=1) + visual.positional_embedding.to(x.dtype)
+            num_image_tokens = x.shape[1]
+            if shallow_prompts is not None:
+                x = torch.cat([x, shallow_prompts.to(x.dtype).expand(x.shape[0], -1, -1)], dim=1)
+            x = visual.ln_pre(x)
+            first = 1 if stats_tokens == "patch" else 0
+            means, stds = [], []
+            for i, block in enumerate(visual.transformer.resblocks):
+                if deep_prompts is not None and 1 <= i <= len(deep_prompts):
+                    x = replace_tokens(x, -deep_prompts[i - 1].shape[-2], deep_prompts[i - 1])
+                x = run_block(block, x, causal=False)
+                if with_stats:
+                    tokens = x[:, first:num_image_tokens].float()
+                    var, mean = torch.var_mean(tokens, dim=1, unbiased=False)
+                    means.append(mean)
+                    stds.append(torch.sqrt(var + stats_eps))
+            features = visual.ln_post(x[:, 0]) @ visual.proj
+        if not with_stats:
+            return ImageOutput(features.float())
+        return ImageOutput(features.float(), torch.stack(means, 1), torch.stack(stds, 1))
+
+
+def build_backbone(cfg, precision: str, device: torch.device | str) -> ClipBackbone:
+    """The shared frozen backbone from ``cfg.MODEL.BACKBONE`` (NAME, optional PATH)."""
+    backbone_cfg = cfg.MODEL.BACKBONE
+    name, path = backbone_cfg.NAME, backbone_cfg.get("PATH", "")
+    print(f"Loading CLIP (backbone: {name}{', file: ' + path if path else ''})")
+    return ClipBackbone(load_clip(name, path), precision=precision, device=device)

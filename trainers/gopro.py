@@ -1,0 +1,385 @@
+"""GOPro: Generate and Optimize Prompts in CLIP using Self-Supervised Learning (BMVC 2023).
+
+Frozen CLIP. Prompt tokens are *generated* per image from multi-scale visual primitives:
+
+    style_l   = W^s_l · (μ_l + σ_l)/2        per-layer token statistics   → StyleProjector
+    content_l = W^c_l · μ_l                  per-layer pooled tokens      → ContentProjector
+    G         = FRG(style, content)          [B, L, D_t]                  → FRG
+    R_v       = ρ_v(G)                       [B, M, D_t], v ∈ {f, mo, Au} → PromptTokenGenerator
+    prompt    = [SOS] (ctx + R_v) <class> . [EOT]
+
+and *optimised* with three losses over three views of each image (original x, MoCo-v3 view x1,
+AugMix view x2):
+
+    L_ce  = CE(100 · ⟨normalize(P_v(z)), t_f⟩, y)               CLIP cross-entropy (view x)
+    L_sem = mean_{b,c} ‖t_f − t_mo‖² + ‖t_f − t_Au‖²              prompt consistency
+    L_con = NT-Xent(BN(P_v(z)), BN(P_v(z1)); τ)                   visual contrastive loss
+
+Test: the x branch only (ρ_f), one image-encoder pass per image.
+
+Where the official code differs from the paper (methods spec §8.4), our default follows the paper
+and each deviation has a switch under ``TRAINER.GOPRO``; ``OFFICIAL True`` sets all of them to the
+official behaviour at once (``configs/trainers/GOPro/vit_b16_official.yaml``).
+"""
+from __future__ import annotations
+
+import math
+from typing import Dict, List, Sequence, Tuple
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from dassl.data.transforms import build_transform
+from dassl.engine import TRAINER_REGISTRY
+from dassl.metrics import compute_accuracy
+
+from .clip_backbone import ClipBackbone
+from .losses import simclr_loss
+from .prompting import ClipPromptTrainer, PromptLearner, add_prompt_keys, clip_logits, encode_class_prompts, init_context
+from .views import CLIP_MEAN, CLIP_STD, IMAGENET_MEAN, IMAGENET_STD, augmix_view, mocov3_view, wrapped_uint8_image
+
+VIEWS = ("orig", "moco", "augmix")
+
+# Official behaviour of every documented deviation (methods spec §8.4, D1-D14).
+OFFICIAL_SWITCHES = dict(
+    RHO_PER_VIEW=False,           # D1: one ρ shared by the three views
+    RHO_TOKENWISE=False,          # D2: one Linear(L→1) repeated M times (M identical tokens)
+    PV_IN_LOGITS=False,           # D4: logits from raw CLIP features; P_v only in L_con
+    W_CE=1.0, W_SEM=1.0, W_CON=0.1,  # D5
+    SEM_DIST="mse",               # D6: element-wise mean over B·C·E
+    AUGMIX_FIRST_IMAGE_ONLY=True,  # D7: B AugMix views of image 0
+    AUG_INPUT="official",         # D8: views from the normalised tensor through a wrapping uint8 cast
+    MOCO_NORM="imagenet",         # D9
+    TEST_BRANCHES="all",          # D12: test also runs the two augmentation branches (cost only)
+    SELECT_ON_TEST=True,          # D14: test every epoch, keep the best-on-test checkpoint
+)
+
+CHOICES = dict(
+    SEM_DIST=("sqeuclid", "euclid", "mse"), AUG_INPUT=("raw", "official"), MOCO_NORM=("clip", "imagenet"),
+    STYLE_STATS=("avg", "concat"), STATS_TOKENS=("all", "patch"), TEST_BRANCHES=("orig", "all"),
+    RHO_INIT=("default", "zeros"), PV_INIT=("identity", "default"),
+)
+
+
+def extend_cfg(cfg) -> None:
+    add_prompt_keys(
+        cfg, "GOPRO", N_CTX=4, CTX_INIT="a photo of a", PREC="fp16", OFFICIAL=False,
+        RHO_PER_VIEW=True, RHO_TOKENWISE=True, RHO_INIT="default",
+        PV_IN_LOGITS=True, PV_INIT="identity", CON_HEAD_BN=True, CON_TEMPERATURE=0.1,
+        SEM_DIST="sqeuclid", SEM_VIEWS=["moco", "augmix"], W_CE=1.0, W_SEM=1.0, W_CON=1.0,
+        AUG_INPUT="raw", MOCO_NORM="clip", AUGMIX_FIRST_IMAGE_ONLY=False, AUGMIX_SEVERITY=1,
+        STYLE_STATS="avg", STATS_TOKENS="all", TEST_BRANCHES="orig", SELECT_ON_TEST=False,
+    )
+
+
+def resolve_options(node):
+    """The effective GOPro options: ``OFFICIAL`` overrides every deviation switch; values checked."""
+    options = node.clone()
+    options.defrost()
+    if options.OFFICIAL:
+        for key, value in OFFICIAL_SWITCHES.items():
+            setattr(options, key, value)
+    for key, allowed in CHOICES.items():
+        if options[key] not in allowed:
+            raise ValueError(f"TRAINER.GOPRO.{key} must be one of {allowed}, got {options[key]!r}")
+    unknown = [v for v in options.SEM_VIEWS if v not in VIEWS[1:]]
+    if unknown:
+        raise ValueError(f"TRAINER.GOPRO.SEM_VIEWS may hold 'moco' and 'augmix', got {list(options.SEM_VIEWS)}")
+    options.freeze()
+    return options
+
+
+def active_views(options) -> List[str]:
+    """Views the active losses need, in batch order (zero-weight branches are never computed)."""
+    views = ["orig"]
+    sem = options.SEM_VIEWS if options.W_SEM > 0 else []
+    if options.W_CON > 0 or "moco" in sem:
+        views.append("moco")
+    if "augmix" in sem:
+        views.append("augmix")
+    return views
+
+
+# --------------------------------------------------------------------------------------------
+# Modules named after the paper's ideas
+# --------------------------------------------------------------------------------------------
+class LayerwiseLinear(nn.Module):
+    """L independent Linear(in → out) maps, one per encoder layer, run as one einsum.
+
+    [B, L, in] → [B, L, out]; each map starts from nn.Linear's default initialisation.
+    """
+
+    def __init__(self, layers: int, in_features: int, out_features: int):
+        super().__init__()
+        self.weight = nn.Parameter(torch.empty(layers, out_features, in_features))
+        self.bias = nn.Parameter(torch.empty(layers, out_features))
+        bound = 1.0 / math.sqrt(in_features)
+        nn.init.uniform_(self.weight, -bound, bound)
+        nn.init.uniform_(self.bias, -bound, bound)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.einsum("bli,loi->blo", x, self.weight) + self.bias
+
+
+class StyleProjector(nn.Module):
+    """Multi-scale style: per-layer token statistics (μ_l, σ_l) → one vector per layer [B, L, D_t].
+
+    ``avg`` feeds (μ_l + σ_l)/2 (what the official pooled pair computes); ``concat`` feeds [μ_l ‖ σ_l].
+    """
+
+    def __init__(self, layers: int, vision_width: int, text_width: int, stats: str = "avg"):
+        super().__init__()
+        self.stats = stats
+        self.proj = LayerwiseLinear(layers, vision_width * (2 if stats == "concat" else 1), text_width)
+
+    def forward(self, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
+        style = torch.cat([mean, std], dim=-1) if self.stats == "concat" else (mean + std) / 2
+        return self.proj(style)
+
+
+class ContentProjector(nn.Module):
+    """Multi-scale content: per-layer pooled tokens μ_l → one vector per layer [B, L, D_t]."""
+
+    def __init__(self, layers: int, vision_width: int, text_width: int):
+        super().__init__()
+        self.proj = LayerwiseLinear(layers, vision_width, text_width)
+
+    def forward(self, mean: torch.Tensor) -> torch.Tensor:
+        return self.proj(mean)
+
+
+class FRG(nn.Module):
+    """Feature Rescaling GAP: global average of the style and content projections of each layer,
+    G = (S + C)/2 [B, L, D_t] (parameter-free, as in the official code)."""
+
+    def forward(self, style: torch.Tensor, content: torch.Tensor) -> torch.Tensor:
+        return (style + content) / 2
+
+
+class PromptTokenGenerator(nn.Module):
+    """A meta-network ρ: mixes the L layer vectors of G into M prompt-token shifts [B, M, D_t].
+
+    Token-wise (default): Linear(L → M) on the layer axis, one independent mix per token.
+    Official: Linear(L → 1), repeated M times, so all M tokens are identical.
+    """
+
+    def __init__(self, layers: int, n_tokens: int, tokenwise: bool = True, init: str = "default"):
+        super().__init__()
+        self.n_tokens = n_tokens
+        self.tokenwise = tokenwise
+        self.mix = nn.Linear(layers, n_tokens if tokenwise else 1)
+        if init == "zeros":  # initial prompt = CTX_INIT exactly
+            nn.init.zeros_(self.mix.weight)
+            nn.init.zeros_(self.mix.bias)
+
+    def forward(self, g: torch.Tensor) -> torch.Tensor:
+        tokens = self.mix(g.transpose(1, 2)).transpose(1, 2)      # [B, M or 1, D_t]
+        return tokens if self.tokenwise else tokens.expand(-1, self.n_tokens, -1)
+
+
+class ImageProjector(nn.Linear):
+    """P_v: Linear(E → E) on the normalised CLIP image feature; identity init makes step 0 equal
+    zero-shot CLIP's image side."""
+
+    def __init__(self, dim: int, init: str = "identity"):
+        super().__init__(dim, dim)
+        if init == "identity":
+            nn.init.eye_(self.weight)
+            nn.init.zeros_(self.bias)
+
+
+class GOProPrompter(nn.Module):
+    """Everything GOPro learns (the module saved in checkpoints as ``gopro``)."""
+
+    def __init__(self, backbone: ClipBackbone, prompt_learner: PromptLearner, options):
+        super().__init__()
+        layers, d_v, d_t = backbone.num_vision_layers, backbone.vision_width, backbone.text_width
+        self.prompt_learner = prompt_learner
+        self.style = StyleProjector(layers, d_v, d_t, options.STYLE_STATS)
+        self.content = ContentProjector(layers, d_v, d_t)
+        self.frg = FRG()
+        rho = lambda: PromptTokenGenerator(layers, prompt_learner.n_ctx, options.RHO_TOKENWISE, options.RHO_INIT)
+        self.rho = nn.ModuleDict({v: rho() for v in VIEWS}) if options.RHO_PER_VIEW else nn.ModuleDict({"shared": rho()})
+        self.image_projector = ImageProjector(backbone.embed_dim, options.PV_INIT)
+        self.contrastive_bn = nn.BatchNorm1d(backbone.embed_dim) if options.CON_HEAD_BN else nn.Identity()
+
+    def rho_for(self, view: str) -> PromptTokenGenerator:
+        return self.rho[view] if view in self.rho else self.rho["shared"]
+
+
+# --------------------------------------------------------------------------------------------
+# The model: frozen CLIP + prompter
+# --------------------------------------------------------------------------------------------
+class GOProCLIP(nn.Module):
+    def __init__(self, backbone: ClipBackbone, prompter: GOProPrompter, options):
+        super().__init__()
+        backbone.require_vit("GOPro's multi-scale style/content features")
+        self.backbone = backbone
+        self.prompter = prompter
+        self.options = options
+        tokens = backbone.clip.visual.positional_embedding.shape[0] - (options.STATS_TOKENS == "patch")
+        self.stats_eps = 2.3e-8 / tokens  # official σ = sqrt((Σ(h-μ)² + 2.3e-8) / n_tokens)
+
+    @property
+    def learnable(self) -> nn.Module:
+        return self.prompter
+
+    @torch.no_grad()
+    def encode_views(self, images: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Frozen pass: normalised features ẑ [N, E] and per-layer token mean/std [N, L, D_v]."""
+        out = self.backbone.encode_image(images, with_stats=True, stats_tokens=self.options.STATS_TOKENS,
+                                         stats_eps=self.stats_eps)
+        return F.normalize(out.features, dim=-1), out.token_mean, out.token_std
+
+    def primitives(self, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
+        """G = FRG(style, content): [N, L, D_t]."""
+        p = self.prompter
+        return p.frg(p.style(mean, std), p.content(mean))
+
+    def text_features(self, g_per_view: Sequence[torch.Tensor], views: Sequence[str]) -> torch.Tensor:
+        """Class text features conditioned on each view's image: [V, B, C, E], one batched text call."""
+        learner = self.prompter.prompt_learner
+        shifts = [self.prompter.rho_for(v)(g) for g, v in zip(g_per_view, views)]          # V × [B, M, D_t]
+        contexts = learner.ctx.unsqueeze(0) + torch.stack(shifts)                          # [V, B, M, D_t]
+        prompts = learner.assemble_per_image(contexts.flatten(0, 1))                       # [V·B, C, T', D_t]
+        features = encode_class_prompts(self.backbone, learner, prompts, self.options)    # [V·B, C, E]
+        return features.view(len(views), -1, *features.shape[1:])
+
+    def image_embedding(self, z_hat: torch.Tensor) -> torch.Tensor:
+        """Image side of the logits: normalize(P_v(ẑ)), or ẑ itself (official, D4)."""
+        if not self.options.PV_IN_LOGITS:
+            return z_hat
+        return F.normalize(self.prompter.image_projector(z_hat), dim=-1)
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        """Evaluation: the original branch only; images in groups so that B·C prompts stay bounded."""
+        chunk = self.options.TEXT_CHUNK
+        group = max(1, chunk // self.prompter.prompt_learner.n_cls) if chunk > 0 else image.shape[0]
+        return torch.cat([self._logits(part) for part in image.split(group)])
+
+    def _logits(self, image: torch.Tensor) -> torch.Tensor:
+        z_hat, mean, std = self.encode_views(image)
+        text = self.text_features([self.primitives(mean, std)], ["orig"])[0]             # [B, C, E]
+        return clip_logits(self.backbone, self.image_embedding(z_hat), text)
+
+
+def semantic_consistency(t_ref: torch.Tensor, t_view: torch.Tensor, dist: str) -> torch.Tensor:
+    """L_sem term between text features [B, C, E] conditioned on two views (fp32)."""
+    t_ref, t_view = t_ref.float(), t_view.float()
+    if dist == "mse":  # official: mean over B·C·E elements
+        return F.mse_loss(t_ref, t_view)
+    squared = (t_ref - t_view).pow(2).sum(-1)                                              # [B, C]
+    return squared.mean() if dist == "sqeuclid" else squared.clamp_min(1e-12).sqrt().mean()
+
+
+# --------------------------------------------------------------------------------------------
+# Trainer
+# --------------------------------------------------------------------------------------------
+@TRAINER_REGISTRY.register()
+class GOPro(ClipPromptTrainer):
+    CFG_NODE = "GOPRO"
+    MODEL_NAME = "gopro"
+
+    @property
+    def options(self):
+        if not hasattr(self, "_options"):
+            self._options = resolve_options(self.cfg.TRAINER.GOPRO)
+        return self._options
+
+    def train_transforms(self):
+        """[standard, MoCo-v3, AugMix] views from the raw image, built in DataLoader workers."""
+        views = active_views(self.options)
+        if self.options.AUG_INPUT == "official" or views == ["orig"]:
+            return None  # official: views are derived from the batch tensor (see official_views)
+        size = self.cfg.INPUT.SIZE[0]
+        moco_norm = (IMAGENET_MEAN, IMAGENET_STD) if self.options.MOCO_NORM == "imagenet" else (CLIP_MEAN, CLIP_STD)
+        makers = {"moco": lambda: mocov3_view(size, *moco_norm),
+                  "augmix": lambda: augmix_view(size, self.options.AUGMIX_SEVERITY, CLIP_MEAN, CLIP_STD)}
+        return [build_transform(self.cfg, is_train=True)] + [makers[v]() for v in views[1:]]
+
+    def build_clip_model(self, backbone: ClipBackbone, classnames: Sequence[str]) -> nn.Module:
+        options = self.options
+        print(f"GOPro options: official={options.OFFICIAL}, views={active_views(options)}, "
+              f"weights ce/sem/con={options.W_CE}/{options.W_SEM}/{options.W_CON}, sem={options.SEM_DIST}")
+        ctx, template = init_context(backbone, options.N_CTX, options.CTX_INIT)
+        learner = PromptLearner(backbone, classnames, ctx, template, truncate=options.TRUNCATE_TEXT)
+        return GOProCLIP(backbone, GOProPrompter(backbone, learner, options), options)
+
+    # ---- training step -------------------------------------------------------------------
+    def batch_views(self, batch) -> Tuple[List[str], torch.Tensor, torch.Tensor]:
+        """(view names, images [V·B, 3, H, W], labels [B]) for the active views."""
+        views = active_views(self.options)
+        image, label = self.parse_batch_train(batch)
+        if len(views) == 1:
+            return views, image, label
+        if self.options.AUG_INPUT == "official":
+            extra = self.official_views(image, views[1:])
+        else:
+            keys = [f"img{i}" for i in range(2, len(views) + 1)]
+            extra = [batch[k].to(self.device) for k in keys]
+        return views, torch.cat([image, *extra]), label
+
+    def official_views(self, image: torch.Tensor, names: Sequence[str]) -> List[torch.Tensor]:
+        """The official views (D7-D9): each normalised training tensor goes through a wrapping uint8
+        cast back to PIL on the CPU, then MoCo-v3 / AugMix; AugMix may hold B views of image 0."""
+        size = self.cfg.INPUT.SIZE[0]
+        pils = [wrapped_uint8_image(x) for x in image]
+        out = []
+        if "moco" in names:
+            moco_norm = (IMAGENET_MEAN, IMAGENET_STD) if self.options.MOCO_NORM == "imagenet" else (CLIP_MEAN, CLIP_STD)
+            moco = mocov3_view(size, *moco_norm)
+            out.append(torch.stack([moco(p) for p in pils]))
+        if "augmix" in names:
+            augmix = augmix_view(size, self.options.AUGMIX_SEVERITY)
+            sources = [pils[0]] * len(pils) if self.options.AUGMIX_FIRST_IMAGE_ONLY else pils
+            out.append(torch.stack([augmix(p) for p in sources]))
+        return [v.to(self.device) for v in out]
+
+    def compute_loss(self, batch) -> Tuple[torch.Tensor, Dict[str, float]]:
+        options, model = self.options, self.model
+        views, images, label = self.batch_views(batch)
+        b = label.shape[0]
+        z_hat, mean, std = model.encode_views(images)                                      # [V·B, ...]
+        g = dict(zip(views, model.primitives(mean, std).split(b)))                        # view → [B, L, D_t]
+        z = dict(zip(views, z_hat.split(b)))                                               # view → [B, E]
+        text_views = ["orig"] + [v for v in views[1:] if options.W_SEM > 0 and v in options.SEM_VIEWS]
+        text = dict(zip(text_views, model.text_features([g[v] for v in text_views], text_views)))
+
+        logits = clip_logits(model.backbone, model.image_embedding(z["orig"]), text["orig"])  # [B, C]
+        terms = {"loss_ce": F.cross_entropy(logits, label)}
+        if len(text_views) > 1:
+            terms["loss_sem"] = sum(semantic_consistency(text["orig"], text[v], options.SEM_DIST)
+                                    for v in text_views[1:])
+        if options.W_CON > 0:
+            head = lambda x: model.prompter.contrastive_bn(model.prompter.image_projector(x))
+            terms["loss_con"] = simclr_loss(head(z["orig"]), head(z["moco"]), options.CON_TEMPERATURE)
+        weights = {"loss_ce": options.W_CE, "loss_sem": options.W_SEM, "loss_con": options.W_CON}
+        loss = sum(weights[k] * v for k, v in terms.items())
+        summary = {"loss": loss.item(), **{k: v.item() for k, v in terms.items()},
+                   "acc": compute_accuracy(logits, label)[0].item()}
+        return loss, summary
+
+    # ---- evaluation policy -----------------------------------------------------------------
+    def model_inference(self, input, *args, **kwargs):
+        if self.options.TEST_BRANCHES == "all":
+            self._run_discarded_branches(input)
+        return self.model(input)
+
+    @torch.no_grad()
+    def _run_discarded_branches(self, image: torch.Tensor) -> None:
+        """Official test cost (D12): the MoCo and AugMix branches run and their outputs are unused."""
+        views = ["moco", "augmix"]
+        extra = torch.cat(self.official_views(image, views))
+        _, mean, std = self.model.encode_views(extra)
+        self.model.text_features(list(self.model.primitives(mean, std).split(image.shape[0])), views)
+
+    def after_epoch(self):
+        """Official checkpoint selection on the test split (D14, test-set leakage; parity only)."""
+        if self.options.SELECT_ON_TEST and not self.cfg.TEST.NO_TEST:
+            accuracy = self.test(split="test")
+            if accuracy > self.best_result:
+                self.best_result = accuracy
+                self.save_model(self.epoch, self.output_dir, model_name="model-best.pth.tar")
+            self.set_model_mode("train")
+        super().after_epoch()

@@ -1,0 +1,55 @@
+"""Losses shared by the self-supervised prompt learners (GOPro, SLIP-style)."""
+from __future__ import annotations
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+
+
+def _world() -> tuple[int, int]:
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+class _GatherWithGrad(torch.autograd.Function):
+    """all_gather whose backward returns this rank's slice of the summed gradient."""
+
+    @staticmethod
+    def forward(ctx, tensor):
+        gathered = [torch.zeros_like(tensor) for _ in range(dist.get_world_size())]
+        dist.all_gather(gathered, tensor.contiguous())
+        return tuple(gathered)
+
+    @staticmethod
+    def backward(ctx, *grads):
+        grad = torch.stack(grads)
+        dist.all_reduce(grad)
+        return grad[dist.get_rank()]
+
+
+def gather_with_grad(tensor: torch.Tensor) -> torch.Tensor:
+    """Concatenate ``tensor`` [B, ...] from every rank → [W·B, ...], differentiable (W = 1: itself)."""
+    if _world()[1] == 1:
+        return tensor
+    return torch.cat(_GatherWithGrad.apply(tensor))
+
+
+def simclr_loss(a: torch.Tensor, b: torch.Tensor, temperature: float = 0.1) -> torch.Tensor:
+    """SLIP's NT-Xent between two views [B, E] (computed in fp32).
+
+    For sample i the positive is the other view of i; negatives are every other sample of both
+    views, gathered from all ranks (so the loss matches a single process with the global batch).
+    """
+    a, b = F.normalize(a.float(), dim=-1), F.normalize(b.float(), dim=-1)
+    rank, _ = _world()
+    all_a, all_b = gather_with_grad(a), gather_with_grad(b)
+    labels = torch.arange(a.shape[0], device=a.device) + rank * a.shape[0]
+    self_mask = F.one_hot(labels, all_a.shape[0]).to(a.dtype) * 1e9
+    logits_aa = a @ all_a.t() / temperature - self_mask
+    logits_bb = b @ all_b.t() / temperature - self_mask
+    logits_ab = a @ all_b.t() / temperature
+    logits_ba = b @ all_a.t() / temperature
+    loss_a = F.cross_entropy(torch.cat([logits_ab, logits_aa], dim=1), labels)
+    loss_b = F.cross_entropy(torch.cat([logits_ba, logits_bb], dim=1), labels)
+    return (loss_a + loss_b) / 2

@@ -1,0 +1,351 @@
+"""What every CLIP prompt learner shares.
+
+* config keys common to all methods (``add_prompt_keys``);
+* the CoOp context: "<ctx words> <class name>." templates, SOS prefix / class suffix buffers,
+  context initialised from ``CTX_INIT`` or N(0, 0.02²) (``init_context``, ``PromptLearner``);
+* prompt assembly for class-shared, class-specific and per-image contexts, cut at the longest
+  end-of-text token so the text tower only runs over the positions that matter;
+* ``ClipPromptTrainer``: the Dassl ``TrainerX`` plumbing (backbone, precision policy, optimizer
+  registration, batch parsing, loss/accuracy logging, upstream-compatible checkpoint loading).
+
+Only the Dassl API that upstream Dassl also has is used here, so every trainer built on this runs
+on upstream Dassl.pytorch unchanged.
+"""
+from __future__ import annotations
+
+import contextlib
+import functools
+import os
+import os.path as osp
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from yacs.config import CfgNode as CN
+
+from dassl.data import DataManager
+from dassl.engine import TrainerX
+from dassl.metrics import compute_accuracy
+from dassl.optim import build_lr_scheduler, build_optimizer
+from dassl.utils import load_checkpoint
+
+from .clip_backbone import PRECISIONS, ClipBackbone, build_backbone
+
+CLASS_TOKEN_POSITIONS = ("end", "middle", "front")
+
+
+# --------------------------------------------------------------------------------------------
+# Config
+# --------------------------------------------------------------------------------------------
+def add_prompt_keys(cfg, node_name: str, **defaults) -> CN:
+    """Create ``cfg.TRAINER.<node_name>`` with the keys every prompt learner has.
+
+    Upstream keys: N_CTX, CTX_INIT, PREC. Ours (speed only, results unchanged):
+    TRUNCATE_TEXT (run the text tower up to the longest EOT), TEXT_CHUNK (sequences per text-tower
+    call, 0 = all at once), CHECKPOINT_TEXT (recompute text activations in backward).
+    """
+    node = CN()
+    node.N_CTX = 16
+    node.CTX_INIT = ""
+    node.PREC = "fp16"
+    node.TRUNCATE_TEXT = True
+    node.TEXT_CHUNK = 0
+    node.CHECKPOINT_TEXT = False
+    for key, value in defaults.items():
+        setattr(node, key, value)
+    setattr(cfg.TRAINER, node_name, node)
+    return node
+
+
+# --------------------------------------------------------------------------------------------
+# Context vectors and class prompts
+# --------------------------------------------------------------------------------------------
+def clean_classname(name: str) -> str:
+    return name.replace("_", " ")
+
+
+def init_context(backbone: ClipBackbone, n_ctx: int, ctx_init: str = "",
+                 num_copies: int = 0) -> Tuple[torch.Tensor, str]:
+    """Initial context vectors and the template words they stand in for.
+
+    Upstream rule: a non-empty ``ctx_init`` wins and ``n_ctx`` becomes its number of words (the
+    vectors are the words' token embeddings); otherwise ``n_ctx`` vectors are drawn from
+    N(0, 0.02²) and the template is "X X ... X". ``num_copies`` > 0 draws one set per class (CSC).
+    Returns fp32 vectors [n_ctx, D] (or [num_copies, n_ctx, D]) and the template prefix.
+    """
+    if ctx_init:
+        words = clean_classname(ctx_init).split(" ")
+        if n_ctx != len(words):
+            print(f"Note: CTX_INIT {ctx_init!r} has {len(words)} words, so N_CTX={n_ctx} is ignored "
+                  f"and {len(words)} context vectors are used (upstream rule).")
+        if num_copies:
+            raise ValueError("Class-specific context (CSC) is initialised randomly upstream: set CTX_INIT ''")
+        prefix = " ".join(words)
+        tokens = backbone.tokenize([prefix])
+        vectors = backbone.embed_tokens(tokens)[0, 1:1 + len(words)].clone()
+        return vectors, prefix
+    if n_ctx < 1:
+        raise ValueError(f"N_CTX must be >= 1 without CTX_INIT, got {n_ctx}")
+    shape = (num_copies, n_ctx, backbone.text_width) if num_copies else (n_ctx, backbone.text_width)
+    vectors = torch.empty(shape, device=backbone.device)
+    nn.init.normal_(vectors, std=0.02)
+    return vectors, " ".join(["X"] * n_ctx)
+
+
+class PromptLearner(nn.Module):
+    """CoOp-style prompts: [SOS] ctx_1 .. ctx_M <class name tokens> . [EOT] <pad>.
+
+    Holds the learnable ``ctx`` and two frozen buffers taken from the embedded template
+    "<template_prefix> <class name>.": ``token_prefix`` (SOS, [C, 1, D]) and ``token_suffix``
+    (positions 1 + M .. T-1, [C, T-1-M, D]). Names and shapes equal upstream CoOp's, so
+    checkpoints are interchangeable. ``template_prefix`` may hold more words than there are
+    context vectors (MaPLe keeps "of a" of "a photo of a" as fixed text).
+    """
+
+    def __init__(self, backbone: ClipBackbone, classnames: Sequence[str], ctx_vectors: torch.Tensor,
+                 template_prefix: str, class_token_position: str = "end", truncate: bool = True):
+        super().__init__()
+        if class_token_position not in CLASS_TOKEN_POSITIONS:
+            raise ValueError(f"CLASS_TOKEN_POSITION must be one of {CLASS_TOKEN_POSITIONS}, got {class_token_position!r}")
+        names = [clean_classname(n) for n in classnames]
+        self.n_cls = len(names)
+        self.n_ctx = ctx_vectors.shape[-2]
+        self.class_token_position = class_token_position
+        self.truncate = truncate
+        self.name_lens = [len(bpe_tokens(n)) for n in names]
+        tokens = backbone.tokenize([f"{template_prefix} {name}." for name in names])   # [C, T]
+        embedding = backbone.embed_tokens(tokens)                                        # [C, T, D]
+        self.ctx = nn.Parameter(ctx_vectors.float())
+        self.register_buffer("token_prefix", embedding[:, :1].clone())                    # SOS
+        self.register_buffer("token_suffix", embedding[:, 1 + self.n_ctx:].clone())       # CLS, EOT
+        self.register_buffer("tokenized_prompts", tokens, persistent=False)
+        self.register_buffer("eot", tokens.argmax(dim=-1), persistent=False)             # [C]
+
+    @property
+    def length(self) -> int:
+        """Sequence length the text tower needs: up to the longest EOT, or the full context."""
+        return int(self.eot.max()) + 1 if self.truncate else self.tokenized_prompts.shape[1]
+
+    def suffix(self) -> torch.Tensor:
+        return self.token_suffix[:, : self.length - 1 - self.n_ctx]
+
+    def assemble(self, ctx: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """Prompts [C, T', D] for a class-shared [M, D] or class-specific [C, M, D] context."""
+        ctx = self.ctx if ctx is None else ctx
+        if ctx.dim() == 2:
+            ctx = ctx.unsqueeze(0).expand(self.n_cls, -1, -1)
+        prefix, suffix = self.token_prefix, self.suffix()
+        ctx = ctx.to(prefix.dtype)
+        if self.class_token_position == "end":
+            return torch.cat([prefix, ctx, suffix], dim=1)
+        return torch.stack([self._place_class_tokens(prefix[i], ctx[i], suffix[i], self.name_lens[i])
+                            for i in range(self.n_cls)])
+
+    def _place_class_tokens(self, prefix, ctx, suffix, name_len):
+        name, rest = suffix[:name_len], suffix[name_len:]
+        if self.class_token_position == "front":
+            return torch.cat([prefix, name, ctx, rest])
+        half = self.n_ctx // 2  # "middle": ctx halves around the class name
+        return torch.cat([prefix, ctx[:half], name, ctx[half:], rest])
+
+    def assemble_per_image(self, ctx: torch.Tensor) -> torch.Tensor:
+        """Prompts [B, C, T', D] for a per-image context [B, M, D] (CoCoOp, GOPro, StyLIP)."""
+        b = ctx.shape[0]
+        prefix = self.token_prefix.unsqueeze(0).expand(b, -1, -1, -1)
+        suffix = self.suffix().unsqueeze(0).expand(b, -1, -1, -1)
+        ctx = ctx.to(prefix.dtype).unsqueeze(1).expand(-1, self.n_cls, -1, -1)
+        return torch.cat([prefix, ctx, suffix], dim=2)
+
+
+@functools.lru_cache(maxsize=1)
+def _tokenizer():
+    from clip.simple_tokenizer import SimpleTokenizer
+    return SimpleTokenizer()
+
+
+def bpe_tokens(text: str) -> List[int]:
+    """BPE ids of ``text`` without SOS/EOT (to locate class-name tokens inside a prompt)."""
+    return _tokenizer().encode(text)
+
+
+def encode_class_prompts(backbone: ClipBackbone, learner: PromptLearner, prompts: torch.Tensor,
+                         options: CN, deep_prompts=None) -> torch.Tensor:
+    """Normalised text features for prompts [..., C, T', D] → [..., C, E]."""
+    lead = prompts.shape[:-2]
+    flat = prompts.reshape(-1, *prompts.shape[-2:])
+    eot = learner.eot.repeat(flat.shape[0] // learner.n_cls)
+    features = backbone.encode_text(flat, eot, deep_prompts=deep_prompts, truncate=options.TRUNCATE_TEXT,
+                                    chunk_size=options.TEXT_CHUNK, checkpointing=options.CHECKPOINT_TEXT)
+    return F.normalize(features, dim=-1).reshape(*lead, -1)
+
+
+def clip_logits(backbone: ClipBackbone, image_features: torch.Tensor, text_features: torch.Tensor) -> torch.Tensor:
+    """100·cos logits. ``image_features`` [B, E] normalised; text [C, E] or per image [B, C, E]."""
+    scale = backbone.logit_scale
+    if text_features.dim() == 2:
+        return scale * image_features @ text_features.t()
+    return scale * torch.einsum("be,bce->bc", image_features, text_features)
+
+
+class TextFeatureCache:
+    """Mixin for models whose class text features do not depend on the image (ZS-CLIP, CoOp, MaPLe).
+
+    While caching is switched on (during ``test()``), ``cached(compute)`` encodes the prompts once
+    and reuses them for every test batch; otherwise it recomputes (training needs gradients).
+    """
+
+    _cache_on = False
+    _cache = None
+
+    def cached(self, compute):
+        if not self._cache_on:
+            return compute()
+        if self._cache is None:
+            self._cache = compute()
+        return self._cache
+
+    @contextlib.contextmanager
+    def caching(self):
+        self._cache_on, self._cache = True, None
+        try:
+            yield
+        finally:
+            self._cache_on, self._cache = False, None
+
+
+# --------------------------------------------------------------------------------------------
+# Trainer plumbing
+# --------------------------------------------------------------------------------------------
+class ClipPromptTrainer(TrainerX):
+    """Base ``TrainerX`` for CLIP prompt learners.
+
+    Subclasses set ``CFG_NODE`` (e.g. ``"COOP"``) and ``MODEL_NAME`` (the registered name, as
+    upstream), and implement ``build_clip_model(backbone, classnames)`` returning an ``nn.Module``
+    with a ``learnable`` attribute (the module saved in checkpoints; the frozen CLIP never is) and
+    ``compute_loss(batch) -> (loss, summary)``. Evaluation calls ``self.model(image)``.
+    """
+
+    CFG_NODE = ""
+    MODEL_NAME = "prompt_learner"
+
+    @property
+    def method_cfg(self) -> CN:
+        return self.cfg.TRAINER[self.CFG_NODE]
+
+    def check_cfg(self, cfg):
+        prec = cfg.TRAINER[self.CFG_NODE].PREC
+        if prec not in PRECISIONS:
+            raise ValueError(f"TRAINER.{self.CFG_NODE}.PREC must be one of {PRECISIONS}, got {prec!r}")
+
+    def train_transforms(self):
+        """Training transforms for ``DataManager``: None = Dassl's standard one; a list gives the
+        extra views as ``img2``, ``img3``, ... (built from the raw image in the workers)."""
+        return None
+
+    def build_data_loader(self):
+        dm = DataManager(self.cfg, custom_tfm_train=self.train_transforms())
+        self.train_loader_x = dm.train_loader_x
+        self.train_loader_u = dm.train_loader_u
+        self.val_loader = dm.val_loader
+        self.test_loader = dm.test_loader
+        self.num_classes = dm.num_classes
+        self.num_source_domains = dm.num_source_domains
+        self.lab2cname = dm.lab2cname
+        self.dm = dm
+
+    def build_model(self):
+        cfg = self.cfg
+        classnames = self.dm.dataset.classnames
+        self.backbone = build_backbone(cfg, self.method_cfg.PREC, self.device)
+        print(f"Building custom CLIP ({self.__class__.__name__})")
+        self.model = self.build_clip_model(self.backbone, classnames).to(self.device)
+        learnable = self.model.learnable
+        if cfg.MODEL.INIT_WEIGHTS:
+            from dassl.utils import load_pretrained_weights
+            load_pretrained_weights(learnable, cfg.MODEL.INIT_WEIGHTS)
+        trainable = sum(p.numel() for p in learnable.parameters() if p.requires_grad)
+        print(f"# learnable params: {trainable:,}")
+        self.optim = build_optimizer(learnable, cfg.OPTIM)
+        self.sched = build_lr_scheduler(self.optim, cfg.OPTIM)
+        self.register_model(self.MODEL_NAME, learnable, self.optim, self.sched)
+
+    def build_clip_model(self, backbone: ClipBackbone, classnames: Sequence[str]) -> nn.Module:
+        raise NotImplementedError
+
+    def compute_loss(self, batch) -> Tuple[torch.Tensor, Dict[str, float]]:
+        """Default: cross-entropy of ``self.model(image)`` logits."""
+        image, label = self.parse_batch_train(batch)
+        logits = self.model(image)
+        loss = F.cross_entropy(logits, label)
+        return loss, {"loss": loss.item(), "acc": compute_accuracy(logits, label)[0].item()}
+
+    def forward_backward(self, batch):
+        loss, summary = self.compute_loss(batch)
+        self.model_backward_and_update(loss)
+        if (self.batch_idx + 1) == self.num_batches:
+            self.update_lr()
+        return summary
+
+    @torch.no_grad()
+    def test(self, split=None):
+        """Dassl's test loop; image-independent text features are encoded once per evaluation."""
+        caching = self.model.caching() if isinstance(self.model, TextFeatureCache) else contextlib.nullcontext()
+        with caching:
+            return super().test(split)
+
+    def parse_batch_train(self, batch):
+        return batch["img"].to(self.device), batch["label"].to(self.device)
+
+    def load_model(self, directory, epoch=None):
+        """Load learnable weights saved by us or by upstream (CoOp/CoCoOp/MaPLe layouts).
+
+        The class-name buffers ``token_prefix``/``token_suffix`` are dropped (the evaluation label
+        space may differ from training, e.g. new classes), as upstream does; frozen CLIP weights in
+        upstream files are ignored. Anything else must match by name and shape, and a mismatch is
+        reported by name instead of a raw state-dict traceback.
+        """
+        if not directory:
+            print("Note that load_model() is skipped as no pretrained model is given (ignore this if it's done on purpose)")
+            return
+        filename = "model-best.pth.tar" if epoch is None else f"model.pth.tar-{epoch}"
+        for name in self.get_model_names():
+            path = osp.join(directory, name, filename)
+            if not osp.exists(path):
+                raise FileNotFoundError(
+                    f"No model at {path}. Check --model-dir (it must hold a '{name}' folder, i.e. a run "
+                    f"of trainer {self.cfg.TRAINER.NAME}) and --load-epoch (files there: "
+                    f"{', '.join(_list_checkpoints(osp.join(directory, name))) or 'none'}).")
+            checkpoint = load_checkpoint(path)
+            state_dict = adapt_state_dict(checkpoint["state_dict"], self._models[name], path)
+            print(f'Load {path} to {name} (epoch={checkpoint.get("epoch")})')
+            self._models[name].load_state_dict(state_dict, strict=False)
+
+
+def _list_checkpoints(folder: str) -> List[str]:
+    return sorted(f for f in os.listdir(folder) if f.startswith("model")) if osp.isdir(folder) else []
+
+
+def _is_class_buffer(key: str) -> bool:
+    return key.split(".")[-1] in ("token_prefix", "token_suffix")
+
+
+def adapt_state_dict(state_dict: Dict[str, torch.Tensor], module: nn.Module, path: str) -> Dict[str, torch.Tensor]:
+    """Keep the entries of ``state_dict`` that ``module`` owns; explain any mismatch."""
+    own = module.state_dict()
+    kept = {k: v for k, v in state_dict.items() if k in own and not _is_class_buffer(k)}
+    missing = [k for k in own if k not in state_dict and not _is_class_buffer(k)]
+    if missing:
+        found = [k for k in state_dict if not _is_class_buffer(k)][:8]
+        raise RuntimeError(
+            f"Checkpoint {path} does not fit this model: missing {missing[:8]}"
+            f"{' ...' if len(missing) > 8 else ''}; it holds {found}. Was it written by another trainer "
+            f"or configuration (TRAINER.NAME, N_CTX, PROMPT_DEPTH, backbone)?")
+    wrong = [f"{k}: checkpoint {tuple(v.shape)} vs model {tuple(own[k].shape)}"
+             for k, v in kept.items() if v.shape != own[k].shape]
+    if wrong:
+        raise RuntimeError(
+            f"Checkpoint {path} has tensors of other shapes than this model: {'; '.join(wrong[:8])}. "
+            f"It was trained with another backbone or prompt configuration (N_CTX, CSC, depth).")
+    return kept
+
