@@ -104,7 +104,7 @@ def setup_cfg(args):
     try:
         cfg.merge_from_list(args.opts)
     except (KeyError, ValueError, AssertionError) as exc:
-        raise ValueError(f"Bad command-line option in {args.opts}: {exc}") from exc
+        raise ValueError(f"Bad command-line option (trailing KEY VALUE pairs): {exc}") from exc
     cfg.freeze()
     return cfg
 

@@ -52,3 +52,26 @@ def run_script(script: str, *args: str, env: dict, timeout: int = 900) -> subpro
     if proc.returncode != 0:
         raise AssertionError(f"{script} failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}")
     return proc
+
+
+def build_cfg(kit: Kit, output_dir: Path, trainer: str, config: str, *opts: str, dataset: str = "oxford_pets"):
+    """The frozen config ``train.py`` would build for a paper config pointed at the kit."""
+    import train
+
+    args = train.build_parser().parse_args([
+        "--root", str(kit.data), "--seed", "1", "--trainer", trainer, "--output-dir", str(output_dir),
+        "--dataset-config-file", str(REPO / "configs" / "datasets" / f"{dataset}.yaml"),
+        "--config-file", str(REPO / "configs" / "trainers" / trainer / f"{config}.yaml"),
+        *kit.opts(), "DATASET.NUM_SHOTS", "16", *opts,
+    ])
+    return train.setup_cfg(args)
+
+
+def make_trainer(kit: Kit, output_dir: Path, trainer: str, config: str, *opts: str, dataset: str = "oxford_pets"):
+    """A real trainer object built from the real configs on the kit (seeded like train.py)."""
+    from dassl.engine import build_trainer
+    from dassl.utils import set_random_seed
+
+    cfg = build_cfg(kit, output_dir, trainer, config, *opts, dataset=dataset)
+    set_random_seed(cfg.SEED)
+    return build_trainer(cfg)

@@ -38,9 +38,12 @@ class CoOpCLIP(TextFeatureCache, nn.Module):
         learner = self.prompt_learner
         return encode_class_prompts(self.backbone, learner, learner.assemble(), self.options)   # [C, E]
 
+    def visual_embedding(self, image):
+        """The image side of the logits (frozen CLIP for CoOp): normalised [B, E]."""
+        return F.normalize(self.backbone.encode_image(image).features, dim=-1)
+
     def forward(self, image):
-        image_features = F.normalize(self.backbone.encode_image(image).features, dim=-1)      # [B, E]
-        return clip_logits(self.backbone, image_features, self.cached(self.text_features))
+        return clip_logits(self.backbone, self.visual_embedding(image), self.cached(self.text_features))
 
 
 @TRAINER_REGISTRY.register()

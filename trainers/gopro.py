@@ -252,6 +252,11 @@ class GOProCLIP(nn.Module):
             return z_hat
         return F.normalize(self.prompter.image_projector(z_hat), dim=-1)
 
+    @torch.no_grad()
+    def visual_embedding(self, image: torch.Tensor) -> torch.Tensor:
+        """normalize(P_v(f_v(x))): the embedding the logits use (Figure 3's t-SNE)."""
+        return self.image_embedding(self.encode_views(image)[0])
+
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         """Evaluation: the original branch only; images in groups so that B·C prompts stay bounded."""
         chunk = self.options.TEXT_CHUNK

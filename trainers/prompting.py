@@ -58,6 +58,13 @@ def add_prompt_keys(cfg, node_name: str, **defaults) -> CN:
     return node
 
 
+def check_choices(node: CN, node_name: str, choices: Dict[str, Sequence]) -> None:
+    """Raise a ValueError naming ``TRAINER.<node_name>.<KEY>`` for the first value outside its choices."""
+    for key, allowed in choices.items():
+        if node[key] not in allowed:
+            raise ValueError(f"TRAINER.{node_name}.{key} must be one of {tuple(allowed)}, got {node[key]!r}")
+
+
 # --------------------------------------------------------------------------------------------
 # Context vectors and class prompts
 # --------------------------------------------------------------------------------------------
@@ -186,6 +193,17 @@ def clip_logits(backbone: ClipBackbone, image_features: torch.Tensor, text_featu
     if text_features.dim() == 2:
         return scale * image_features @ text_features.t()
     return scale * torch.einsum("be,bce->bc", image_features, text_features)
+
+
+def in_image_groups(forward, image: torch.Tensor, num_classes: int, text_chunk: int) -> torch.Tensor:
+    """``forward`` applied to groups of images, outputs concatenated along the batch.
+
+    For image-conditioned prompts (CoCoOp, StyLIP) one image costs ``num_classes`` text sequences;
+    groups of max(1, ``text_chunk`` // ``num_classes``) images keep a call at about ``text_chunk``
+    sequences (0 = the whole batch at once).
+    """
+    group = max(1, text_chunk // num_classes) if text_chunk > 0 else image.shape[0]
+    return torch.cat([forward(part) for part in image.split(group)])
 
 
 class TextFeatureCache:

@@ -1,0 +1,3 @@
+from .data_manager import DataManager, DatasetWrapper
+
+__all__ = ["DataManager", "DatasetWrapper"]

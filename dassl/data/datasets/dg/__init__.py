@@ -1,0 +1,6 @@
+from .pacs import PACS
+from .vlcs import VLCS
+from .digits_dg import DigitsDG
+from .office_home_dg import OfficeHomeDG
+
+__all__ = ["PACS", "VLCS", "DigitsDG", "OfficeHomeDG"]

@@ -1,0 +1,568 @@
+"""Trainer classes: ``TrainerBase`` (model bookkeeping, checkpoints, the epoch loop),
+``SimpleTrainer`` (data, model, evaluator, test, checkpoint policy), ``TrainerX`` (labeled data)
+and ``TrainerXU`` (labeled + unlabeled data).
+
+Single-process behaviour follows upstream Dassl 0.6.3 (construction order, hook order, printed
+lines, checkpoint layout). Distributed (torchrun) support is layered on with helpers from
+``dassl.utils.distributed`` that are no-ops in a single process: parameters are broadcast from
+rank 0 at registration, gradients are averaged before every optimizer step, only rank 0 writes
+files, and evaluation gathers predictions from all ranks.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os.path as osp
+import time
+from collections import OrderedDict
+from typing import Any, List, Optional
+
+import numpy as np
+import torch
+import torch.nn as nn
+from tqdm import tqdm
+
+from ..evaluation import build_evaluator
+from ..modeling import build_backbone, build_head
+from ..optim import build_lr_scheduler, build_optimizer
+from ..utils import (
+    AverageMeter,
+    MetricMeter,
+    count_num_param,
+    load_checkpoint,
+    load_pretrained_weights,
+    mkdir_if_missing,
+    resume_from_checkpoint,
+    save_checkpoint,
+    tolist_if_not,
+)
+from ..utils.distributed import all_reduce_mean_, barrier, broadcast_module_, is_distributed, is_main_process
+from ..utils.torchtools import find_latest_checkpoint, get_rng_state
+
+__all__ = ["SimpleNet", "TrainerBase", "SimpleTrainer", "TrainerX", "TrainerXU"]
+
+
+class SimpleNet(nn.Module):
+    """Backbone -> optional head -> optional linear classifier (not used by the CLIP trainers)."""
+
+    def __init__(self, cfg, model_cfg, num_classes: int, **kwargs):
+        super().__init__()
+        self.backbone = build_backbone(
+            model_cfg.BACKBONE.NAME, verbose=cfg.VERBOSE, pretrained=model_cfg.BACKBONE.PRETRAINED, **kwargs
+        )
+        fdim = self.backbone.out_features
+
+        self.head = None
+        if model_cfg.HEAD.NAME and model_cfg.HEAD.HIDDEN_LAYERS:
+            self.head = build_head(
+                model_cfg.HEAD.NAME,
+                verbose=cfg.VERBOSE,
+                in_features=fdim,
+                hidden_layers=model_cfg.HEAD.HIDDEN_LAYERS,
+                activation=model_cfg.HEAD.ACTIVATION,
+                bn=model_cfg.HEAD.BN,
+                dropout=model_cfg.HEAD.DROPOUT,
+                **kwargs,
+            )
+            fdim = self.head.out_features
+
+        self.classifier = nn.Linear(fdim, num_classes) if num_classes > 0 else None
+        self._fdim = fdim
+
+    @property
+    def fdim(self) -> int:
+        return self._fdim
+
+    def forward(self, x: torch.Tensor, return_feature: bool = False):
+        f = self.backbone(x)
+        if self.head is not None:
+            f = self.head(f)
+        if self.classifier is None:
+            return f
+        y = self.classifier(f)
+        return (y, f) if return_feature else y
+
+
+class TrainerBase:
+    """Registered models/optimizers/schedulers, checkpoint I/O and the generic epoch loop."""
+
+    def __init__(self):
+        self._models: "OrderedDict[str, nn.Module]" = OrderedDict()
+        self._optims: "OrderedDict[str, Optional[torch.optim.Optimizer]]" = OrderedDict()
+        self._scheds: "OrderedDict[str, Any]" = OrderedDict()
+        self._writer = None
+
+    # ------------------------------------------------------------------ model registry
+    def register_model(self, name: str = "model", model: Optional[nn.Module] = None, optim=None, sched=None) -> None:
+        if self.__dict__.get("_models") is None:
+            raise AttributeError("Cannot assign model before super().__init__() call")
+        if self.__dict__.get("_optims") is None:
+            raise AttributeError("Cannot assign optim before super().__init__() call")
+        if self.__dict__.get("_scheds") is None:
+            raise AttributeError("Cannot assign sched before super().__init__() call")
+        assert name not in self._models, "Found duplicate model names"
+
+        if model is not None:
+            # Every rank must start from the same weights (random init / prompt init differ otherwise).
+            broadcast_module_(model)
+        self._models[name] = model
+        self._optims[name] = optim
+        self._scheds[name] = sched
+
+    def get_model_names(self, names=None) -> List[str]:
+        names_real = list(self._models.keys())
+        if names is None:
+            return names_real
+        names = tolist_if_not(names)
+        for name in names:
+            assert name in names_real, f'Model "{name}" is not registered; registered: {names_real}'
+        return names
+
+    # ------------------------------------------------------------------ checkpoints
+    def save_model(self, epoch: int, directory: str, is_best: bool = False, val_result=None, model_name: str = "") -> None:
+        """Save every registered model to ``directory/<name>/`` (rank 0 only; stored epoch is 1-based)."""
+        rng_state = get_rng_state()
+        for name in self.get_model_names():
+            model_dict = self._models[name].state_dict()
+            optim = self._optims[name]
+            sched = self._scheds[name]
+            save_checkpoint(
+                {
+                    "state_dict": model_dict,
+                    "epoch": epoch + 1,
+                    "optimizer": optim.state_dict() if optim is not None else None,
+                    "scheduler": sched.state_dict() if sched is not None else None,
+                    "val_result": val_result,
+                    "rng_state": rng_state,
+                },
+                osp.join(directory, name),
+                is_best=is_best,
+                model_name=model_name,
+            )
+
+    def resume_model_if_exist(self, directory: str) -> int:
+        """Resume every registered model from ``directory/<name>/``; return the next epoch index.
+
+        Unlike upstream (which only checked that the sub-directories exist), a sub-directory that
+        holds no checkpoint file also means "train from scratch".
+        """
+        names = self.get_model_names()
+        if not all(find_latest_checkpoint(osp.join(directory, name)) for name in names):
+            print("No checkpoint found, train from scratch")
+            return 0
+
+        print(f"Found checkpoint at {directory} (will resume training)")
+        start_epoch = 0
+        for name in names:
+            start_epoch = resume_from_checkpoint(
+                osp.join(directory, name), self._models[name], self._optims[name], self._scheds[name]
+            )
+        return start_epoch
+
+    def load_model(self, directory: str, epoch: Optional[int] = None) -> None:
+        """Load ``model-best.pth.tar`` (``epoch=None``) or ``model.pth.tar-{epoch}`` into every model."""
+        if not directory:
+            print(
+                "Note that load_model() is skipped as no pretrained model is given "
+                "(ignore this if it's done on purpose)"
+            )
+            return
+
+        model_file = "model-best.pth.tar" if epoch is None else f"model.pth.tar-{epoch}"
+        for name in self.get_model_names():
+            model_path = osp.join(directory, name, model_file)
+            if not osp.exists(model_path):
+                raise FileNotFoundError(f"No model at {model_path}")
+            checkpoint = load_checkpoint(model_path)
+            val_result = checkpoint.get("val_result")
+            # Upstream formatted val_result with :.1f and crashed on None (Dassl issue #56).
+            val_text = "None" if val_result is None else f"{val_result:.1f}"
+            print(f"Load {model_path} to {name} (epoch={checkpoint['epoch']}, val_result={val_text})")
+            self._models[name].load_state_dict(checkpoint["state_dict"])
+
+    # ------------------------------------------------------------------ modes / optimisation
+    def set_model_mode(self, mode: str = "train", names=None) -> None:
+        for name in self.get_model_names(names):
+            if mode == "train":
+                self._models[name].train()
+            elif mode in ("test", "eval"):
+                self._models[name].eval()
+            else:
+                raise KeyError(f"Unknown model mode {mode!r}; use 'train', 'test' or 'eval'")
+
+    def update_lr(self, names=None) -> None:
+        for name in self.get_model_names(names):
+            if self._scheds[name] is not None:
+                self._scheds[name].step()
+
+    def detect_anomaly(self, loss: torch.Tensor) -> None:
+        if not torch.isfinite(loss).all():
+            where = ""
+            if hasattr(self, "epoch") and hasattr(self, "batch_idx"):
+                where = f" at epoch {self.epoch + 1}, batch {self.batch_idx + 1}"
+            raise FloatingPointError(
+                f"Loss is infinite or NaN{where}! Try PREC fp32 (e.g. TRAINER.<NAME>.PREC fp32) or a lower OPTIM.LR"
+            )
+
+    def model_zero_grad(self, names=None) -> None:
+        for name in self.get_model_names(names):
+            if self._optims[name] is not None:
+                self._optims[name].zero_grad()
+
+    def model_backward(self, loss: torch.Tensor) -> None:
+        self.detect_anomaly(loss)
+        loss.backward()
+
+    def model_update(self, names=None) -> None:
+        for name in self.get_model_names(names):
+            optim = self._optims[name]
+            if optim is not None:
+                self._average_gradients(optim)
+                optim.step()
+
+    @staticmethod
+    def _average_gradients(optim: torch.optim.Optimizer) -> None:
+        """Distributed data parallelism: mean of the gradients over ranks (no-op single-process).
+
+        Assumes every rank produced gradients for the same parameters (symmetric models), which
+        holds for the trainers in this project.
+        """
+        if not is_distributed():
+            return
+        grads = [p.grad for group in optim.param_groups for p in group["params"] if p.grad is not None]
+        all_reduce_mean_(grads)
+
+    def model_backward_and_update(self, loss: torch.Tensor, names=None) -> None:
+        self.model_zero_grad(names)
+        self.model_backward(loss)
+        self.model_update(names)
+
+    # ------------------------------------------------------------------ tensorboard
+    def init_writer(self, log_dir: str) -> None:
+        if self._writer is None:
+            from torch.utils.tensorboard import SummaryWriter
+
+            print(f"Initialize tensorboard (log_dir={log_dir})")
+            self._writer = SummaryWriter(log_dir=log_dir)
+
+    def close_writer(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+
+    def write_scalar(self, tag: str, scalar_value, global_step=None) -> None:
+        if self._writer is None:
+            return
+        self._writer.add_scalar(tag, scalar_value, global_step)
+
+    # ------------------------------------------------------------------ loop
+    def train(self, start_epoch: int, max_epoch: int) -> None:
+        """Generic loop; ``range`` is evaluated after ``before_train`` so resuming takes effect."""
+        self.start_epoch = start_epoch
+        self.max_epoch = max_epoch
+        self.before_train()
+        for self.epoch in range(self.start_epoch, self.max_epoch):
+            self.before_epoch()
+            self.run_epoch()
+            self.after_epoch()
+        self.after_train()
+
+    def before_train(self):
+        pass
+
+    def after_train(self):
+        pass
+
+    def before_epoch(self):
+        pass
+
+    def after_epoch(self):
+        pass
+
+    def run_epoch(self):
+        raise NotImplementedError
+
+    def test(self):
+        raise NotImplementedError
+
+    def parse_batch_train(self, batch):
+        raise NotImplementedError
+
+    def parse_batch_test(self, batch):
+        raise NotImplementedError
+
+    def forward_backward(self, batch):
+        raise NotImplementedError
+
+    def model_inference(self, input, *args, **kwargs):
+        raise NotImplementedError
+
+
+class SimpleTrainer(TrainerBase):
+    """Trainer with data loaders, a default model (``SimpleNet``), an evaluator and test()."""
+
+    def __init__(self, cfg):
+        super().__init__()
+        self.check_cfg(cfg)
+
+        if torch.cuda.is_available() and cfg.USE_CUDA:
+            self.device = torch.device("cuda")
+        else:
+            self.device = torch.device("cpu")
+
+        self.start_epoch = self.epoch = 0
+        self.max_epoch = cfg.OPTIM.MAX_EPOCH
+        self.output_dir = cfg.OUTPUT_DIR
+
+        self.cfg = cfg
+        self.build_data_loader()
+        self.build_model()
+        self.evaluator = build_evaluator(cfg, lab2cname=self.lab2cname)
+        self.best_result = -np.inf
+
+    def check_cfg(self, cfg) -> None:
+        """Hook to validate trainer-specific config before anything is built (``self.cfg`` unset)."""
+        pass
+
+    def build_data_loader(self) -> None:
+        # Imported here so that the engine (and its unit tests) do not import the data pipeline
+        # (transforms, dataset registry, tabulate) until a trainer is actually constructed.
+        from ..data import DataManager
+
+        dm = DataManager(self.cfg)
+        self.train_loader_x = dm.train_loader_x
+        self.train_loader_u = dm.train_loader_u
+        self.val_loader = dm.val_loader
+        self.test_loader = dm.test_loader
+        self.num_classes = dm.num_classes
+        self.num_source_domains = dm.num_source_domains
+        self.lab2cname = dm.lab2cname
+        self.dm = dm
+
+    def build_model(self) -> None:
+        cfg = self.cfg
+        print("Building model")
+        self.model = SimpleNet(cfg, cfg.MODEL, self.num_classes)
+        if cfg.MODEL.INIT_WEIGHTS:
+            load_pretrained_weights(self.model, cfg.MODEL.INIT_WEIGHTS)
+        self.model.to(self.device)
+        print(f"# params: {count_num_param(self.model):,}")
+        self.optim = build_optimizer(self.model, cfg.OPTIM)
+        self.sched = build_lr_scheduler(self.optim, cfg.OPTIM)
+        self.register_model("model", self.model, self.optim, self.sched)
+
+        device_count = torch.cuda.device_count()
+        if device_count > 1 and self.device.type == "cuda" and not is_distributed():
+            print(f"Detected {device_count} GPUs (use nn.DataParallel)")
+            self.model = nn.DataParallel(self.model)
+
+    def train(self) -> None:
+        super().train(self.start_epoch, self.max_epoch)
+
+    def before_train(self) -> None:
+        directory = self.cfg.RESUME or self.cfg.OUTPUT_DIR
+        self.start_epoch = self.resume_model_if_exist(directory)
+
+        if is_main_process():
+            writer_dir = osp.join(self.output_dir, "tensorboard")
+            mkdir_if_missing(writer_dir)
+            self.init_writer(writer_dir)
+
+        self.time_start = time.time()
+
+    def after_epoch(self) -> None:
+        last_epoch = (self.epoch + 1) == self.max_epoch
+        do_test = not self.cfg.TEST.NO_TEST
+        meet_checkpoint_freq = (
+            (self.epoch + 1) % self.cfg.TRAIN.CHECKPOINT_FREQ == 0 if self.cfg.TRAIN.CHECKPOINT_FREQ > 0 else False
+        )
+
+        if do_test and self.cfg.TEST.FINAL_MODEL == "best_val":
+            curr_result = self.test(split="val")
+            if curr_result > self.best_result:
+                self.best_result = curr_result
+                self.save_model(self.epoch, self.output_dir, val_result=curr_result, model_name="model-best.pth.tar")
+
+        if meet_checkpoint_freq or last_epoch:
+            self.save_model(self.epoch, self.output_dir)
+
+    def after_train(self) -> None:
+        print("Finish training")
+
+        do_test = not self.cfg.TEST.NO_TEST
+        if do_test:
+            if self.cfg.TEST.FINAL_MODEL == "best_val":
+                print("Deploy the model with the best val performance")
+                barrier()  # rank 0 wrote the file; let the others see it before loading
+                self.load_model(self.output_dir)
+            else:
+                print("Deploy the last-epoch model")
+            self.test()
+
+        elapsed = round(time.time() - self.time_start)
+        print(f"Elapsed: {datetime.timedelta(seconds=elapsed)}")
+        self.close_writer()
+
+    @torch.no_grad()
+    def test(self, split: Optional[str] = None) -> float:
+        """Evaluate on ``split`` (default ``TEST.SPLIT``; ``val`` falls back to test if absent)."""
+        self.set_model_mode("eval")
+        self.evaluator.reset()
+
+        if split is None:
+            split = self.cfg.TEST.SPLIT
+        if split == "val" and self.val_loader is not None:
+            data_loader = self.val_loader
+        else:
+            split = "test"
+            data_loader = self.test_loader
+
+        print(f"Evaluate on the *{split}* set")
+        for batch in tqdm(data_loader, disable=not is_main_process()):
+            input, label = self.parse_batch_test(batch)
+            output = self.model_inference(input)
+            self.evaluator.process(output, label)
+
+        results = self.evaluator.evaluate()
+        for k, v in results.items():
+            self.write_scalar(f"{split}/{k}", v, self.epoch)
+        return list(results.values())[0]
+
+    def model_inference(self, input, *args, **kwargs):
+        """``self.model(input, ...)``; extra arguments are forwarded (GOPro passes the label)."""
+        return self.model(input, *args, **kwargs)
+
+    def parse_batch_test(self, batch):
+        return batch["img"].to(self.device), batch["label"].to(self.device)
+
+    def get_current_lr(self, names=None) -> float:
+        name = self.get_model_names(names)[0]
+        return self._optims[name].param_groups[0]["lr"]
+
+    # ------------------------------------------------------------------ shared by TrainerX / XU
+    def _after_train_batch(self, losses: MetricMeter, batch_time: AverageMeter, data_time: AverageMeter) -> None:
+        """Print the progress line (every ``PRINT_FREQ`` batches) and log the running averages."""
+        print_freq = self.cfg.TRAIN.PRINT_FREQ
+        if (self.batch_idx + 1) % print_freq == 0 or self.num_batches < print_freq:
+            print(self._progress_line(losses, batch_time, data_time))
+
+        n_iter = self.epoch * self.num_batches + self.batch_idx
+        for name, meter in losses.meters.items():
+            self.write_scalar("train/" + name, meter.avg, n_iter)
+        self.write_scalar("train/lr", self.get_current_lr(), n_iter)
+
+    def _progress_line(self, losses: MetricMeter, batch_time: AverageMeter, data_time: AverageMeter) -> str:
+        nb_remain = self.num_batches - self.batch_idx - 1
+        nb_remain += (self.max_epoch - self.epoch - 1) * self.num_batches
+        eta = str(datetime.timedelta(seconds=int(batch_time.avg * nb_remain)))
+        return " ".join(
+            [
+                f"epoch [{self.epoch + 1}/{self.max_epoch}]",
+                f"batch [{self.batch_idx + 1}/{self.num_batches}]",
+                f"time {batch_time.val:.3f} ({batch_time.avg:.3f})",
+                f"data {data_time.val:.3f} ({data_time.avg:.3f})",
+                f"{losses}",
+                f"lr {self.get_current_lr():.4e}",
+                f"eta {eta}",
+            ]
+        )
+
+
+def _set_sampler_epoch(loader, epoch: int) -> None:
+    """DistributedSampler reshuffles per epoch only if told the epoch."""
+    sampler = getattr(loader, "sampler", None)
+    if hasattr(sampler, "set_epoch"):
+        sampler.set_epoch(epoch)
+
+
+class _EndlessIterator:
+    """Iterate ``loader`` forever, re-creating its iterator (a new shuffle) when exhausted.
+
+    The first iterator is created eagerly, so that (as upstream) both loaders of TrainerXU draw
+    their iterator seeds from the global RNG before any batch is loaded.
+    """
+
+    def __init__(self, loader):
+        self.loader = loader
+        self.iterator = iter(loader)
+
+    def next(self):
+        try:
+            return next(self.iterator)
+        except StopIteration:
+            self.iterator = iter(self.loader)
+            return next(self.iterator)
+
+
+class TrainerX(SimpleTrainer):
+    """Trainer for labeled data only (what every CLIP prompt-learning method uses).
+
+    ``forward_backward`` must step the optimizer and, by convention, call ``self.update_lr()``
+    when ``self.batch_idx + 1 == self.num_batches``: the base class never steps the scheduler.
+    """
+
+    def run_epoch(self) -> None:
+        self.set_model_mode("train")
+        losses = MetricMeter()
+        batch_time = AverageMeter()
+        data_time = AverageMeter()
+        _set_sampler_epoch(self.train_loader_x, self.epoch)
+        self.num_batches = len(self.train_loader_x)
+
+        end = time.time()
+        for self.batch_idx, batch in enumerate(self.train_loader_x):
+            data_time.update(time.time() - end)
+            loss_summary = self.forward_backward(batch)
+            batch_time.update(time.time() - end)
+            losses.update(loss_summary)
+            self._after_train_batch(losses, batch_time, data_time)
+            end = time.time()
+
+    def parse_batch_train(self, batch):
+        input = batch["img"].to(self.device)
+        label = batch["label"].to(self.device)
+        domain = batch["domain"].to(self.device)
+        return input, label, domain
+
+
+class TrainerXU(SimpleTrainer):
+    """Trainer for labeled (``train_loader_x``) plus unlabeled (``train_loader_u``) data."""
+
+    def _count_batches(self) -> int:
+        len_x, len_u = len(self.train_loader_x), len(self.train_loader_u)
+        count_iter = self.cfg.TRAIN.COUNT_ITER
+        if count_iter == "train_x":
+            return len_x
+        if count_iter == "train_u":
+            return len_u
+        if count_iter == "smaller_one":
+            return min(len_x, len_u)
+        raise ValueError(f"TRAIN.COUNT_ITER must be 'train_x', 'train_u' or 'smaller_one', got {count_iter!r}")
+
+    def run_epoch(self) -> None:
+        self.set_model_mode("train")
+        losses = MetricMeter()
+        batch_time = AverageMeter()
+        data_time = AverageMeter()
+        _set_sampler_epoch(self.train_loader_x, self.epoch)
+        _set_sampler_epoch(self.train_loader_u, self.epoch)
+        self.num_batches = self._count_batches()
+
+        batches_x = _EndlessIterator(self.train_loader_x)
+        batches_u = _EndlessIterator(self.train_loader_u)
+
+        end = time.time()
+        for self.batch_idx in range(self.num_batches):
+            batch_x = batches_x.next()
+            batch_u = batches_u.next()
+            data_time.update(time.time() - end)
+            loss_summary = self.forward_backward(batch_x, batch_u)
+            batch_time.update(time.time() - end)
+            losses.update(loss_summary)
+            self._after_train_batch(losses, batch_time, data_time)
+            end = time.time()
+
+    def parse_batch_train(self, batch_x, batch_u):
+        input_x = batch_x["img"].to(self.device)
+        label_x = batch_x["label"].to(self.device)
+        input_u = batch_u["img"].to(self.device)
+        return input_x, label_x, input_u

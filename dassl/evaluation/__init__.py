@@ -1,0 +1,2 @@
+from .build import EVALUATOR_REGISTRY, build_evaluator
+from .evaluator import Classification, EvaluatorBase

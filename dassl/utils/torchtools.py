@@ -1,0 +1,433 @@
+"""Checkpoint I/O and small model helpers.
+
+Project rules on top of the upstream API:
+
+* checkpoints and the ``checkpoint`` pointer file are written atomically (temp file in the same
+  directory, fsync, ``os.replace``), so a crash or a full disk never leaves a truncated file;
+* every load uses ``torch.load(weights_only=True)``. Upstream Dassl checkpoints whose warmup
+  scheduler state holds a pickled torch scheduler (and, through it, its optimizer) are loaded by a
+  second weights-only attempt that allowlists exactly those classes (see ``_LEGACY_SAFE_GLOBALS``);
+* checkpoints carry the RNG states (``rng_state``) and resuming restores them.
+"""
+
+from __future__ import annotations
+
+import os
+import os.path as osp
+import pickle
+import random
+import re
+import shutil
+import tempfile
+import warnings
+from collections import OrderedDict
+from functools import partial
+from typing import Any, Callable, Dict, Iterable, List, Optional
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+from .distributed import is_main_process
+from .tools import mkdir_if_missing
+
+__all__ = [
+    "save_checkpoint",
+    "load_checkpoint",
+    "resume_from_checkpoint",
+    "open_all_layers",
+    "open_specified_layers",
+    "count_num_param",
+    "load_pretrained_weights",
+    "init_network_weights",
+    "get_rng_state",
+    "set_rng_state",
+    "find_latest_checkpoint",
+    "CheckpointWriteError",
+]
+
+POINTER_FILE = "checkpoint"
+BEST_MODEL_NAME = "model-best.pth.tar"
+_EPOCH_CKPT = re.compile(r"^model\.pth\.tar-(\d+)$")
+
+
+# --------------------------------------------------------------------------------------------
+# Atomic writes
+# --------------------------------------------------------------------------------------------
+
+
+class CheckpointWriteError(OSError):
+    """A checkpoint (or its pointer file) could not be written; no partial file was left."""
+
+
+def _fsync_dir(dirname: str) -> None:
+    """Persist the rename itself (best effort: not every platform can open a directory)."""
+    try:
+        fd = os.open(dirname, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def atomic_write(path: str, write: Callable[[Any], None], mode: str = "wb") -> None:
+    """Write ``path`` via ``write(fileobj)`` so that readers see either the old or the new file.
+
+    The data goes to a hidden temp file in the same directory (same filesystem, so ``os.replace``
+    is atomic), is flushed and fsynced, then renamed over ``path``. On any failure the temp file
+    is removed and :class:`CheckpointWriteError` names ``path``.
+    """
+    dirname = osp.dirname(osp.abspath(path))
+    tmp_path = None
+    try:
+        fd, tmp_path = tempfile.mkstemp(prefix=f".{osp.basename(path)}.", suffix=".tmp", dir=dirname)
+        with os.fdopen(fd, mode) as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp_path, path)
+        tmp_path = None
+        _fsync_dir(dirname)
+    except Exception as e:
+        if tmp_path is not None and osp.exists(tmp_path):
+            os.remove(tmp_path)
+        raise CheckpointWriteError(
+            f'Could not write "{path}" ({type(e).__name__}: {e}). Check free disk space and that the '
+            "directory is writable; no partial file was left behind."
+        ) from e
+
+
+def _torch_save_atomic(obj: Any, path: str) -> None:
+    atomic_write(path, partial(_torch_save_to, obj))
+
+
+def _torch_save_to(obj: Any, f) -> None:
+    # Looked up at call time so tests can monkeypatch ``torch.save``.
+    torch.save(obj, f)
+
+
+def _copy_atomic(src: str, dst: str) -> None:
+    def write(f):
+        with open(src, "rb") as fsrc:
+            shutil.copyfileobj(fsrc, f)
+
+    atomic_write(dst, write)
+
+
+def _write_pointer(save_dir: str, fname: str) -> None:
+    atomic_write(osp.join(save_dir, POINTER_FILE), lambda f: f.write(f"{fname}\n"), mode="w")
+
+
+# --------------------------------------------------------------------------------------------
+# RNG state (kept as plain types / tensors so it loads with weights_only=True)
+# --------------------------------------------------------------------------------------------
+
+
+def get_rng_state() -> Dict[str, Any]:
+    """Snapshot of the Python, NumPy, torch CPU and (if present) CUDA generators."""
+    np_state = np.random.get_state()
+    state = {
+        "python": random.getstate(),
+        "numpy": {
+            "bit_generator": np_state[0],
+            "key": torch.from_numpy(np_state[1].astype(np.int64)),
+            "pos": int(np_state[2]),
+            "has_gauss": int(np_state[3]),
+            "cached_gaussian": float(np_state[4]),
+        },
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _as_python_random_state(value: Any) -> tuple:
+    """``random.setstate`` needs tuples; be lenient about lists from other serialisers."""
+    version, internal, gauss = value
+    return version, tuple(int(v) for v in internal), gauss
+
+
+def set_rng_state(state: Dict[str, Any]) -> None:
+    """Restore a :func:`get_rng_state` snapshot (missing entries are skipped)."""
+    if "python" in state:
+        random.setstate(_as_python_random_state(state["python"]))
+    if "numpy" in state:
+        s = state["numpy"]
+        key = s["key"].numpy() if isinstance(s["key"], torch.Tensor) else np.asarray(s["key"])
+        np.random.set_state((s["bit_generator"], key.astype(np.uint32), s["pos"], s["has_gauss"], s["cached_gaussian"]))
+    if "torch" in state:
+        torch.set_rng_state(state["torch"].cpu())
+    if "cuda" in state and torch.cuda.is_available():
+        states = state["cuda"]
+        if len(states) == torch.cuda.device_count():
+            torch.cuda.set_rng_state_all(states)
+        else:
+            warnings.warn(
+                f"Checkpoint has CUDA RNG states for {len(states)} devices but {torch.cuda.device_count()} "
+                "are visible; CUDA RNG states not restored"
+            )
+
+
+# --------------------------------------------------------------------------------------------
+# Save
+# --------------------------------------------------------------------------------------------
+
+
+def _strip_module_prefix(state_dict: Dict[str, Any]) -> "OrderedDict[str, Any]":
+    """Remove a leading ``module.`` (added by DataParallel / DDP) from every key."""
+    return OrderedDict((k[len("module."):] if k.startswith("module.") else k, v) for k, v in state_dict.items())
+
+
+def save_checkpoint(
+    state: Dict[str, Any],
+    save_dir: str,
+    is_best: bool = False,
+    remove_module_from_keys: bool = True,
+    model_name: str = "",
+) -> Optional[str]:
+    """Save ``state`` to ``save_dir/<model_name or model.pth.tar-{epoch}>`` and update the pointer.
+
+    Both the checkpoint and ``save_dir/checkpoint`` (basename + newline) are written atomically.
+    With ``is_best`` the file is also copied to ``model-best.pth.tar``. Only rank 0 writes when
+    distributed (other ranks return ``None``). Returns the path written.
+    """
+    if not is_main_process():
+        return None
+    mkdir_if_missing(save_dir)
+
+    if remove_module_from_keys and "state_dict" in state:
+        state["state_dict"] = _strip_module_prefix(state["state_dict"])
+
+    fname = model_name or f"model.pth.tar-{state['epoch']}"
+    fpath = osp.join(save_dir, fname)
+    _torch_save_atomic(state, fpath)
+    print(f"Checkpoint saved to {fpath}")
+    _write_pointer(save_dir, osp.basename(fpath))
+
+    if is_best:
+        best_fpath = osp.join(osp.dirname(fpath), BEST_MODEL_NAME)
+        _copy_atomic(fpath, best_fpath)
+        print(f'Best checkpoint saved to "{best_fpath}"')
+    return fpath
+
+
+# --------------------------------------------------------------------------------------------
+# Load
+# --------------------------------------------------------------------------------------------
+
+
+def _as_plain_dict(default_factory: Any = None, *args: Any) -> dict:
+    """Stand-in for ``collections.defaultdict`` while unpickling legacy checkpoints.
+
+    A pickled optimizer keeps its state in ``defaultdict(dict)``; the weights-only unpickler can
+    only fill plain dicts, and a restored optimizer only reads (never defaults) that state, so a
+    plain dict is an exact substitute. ``default_factory`` (the builtin ``dict``) is ignored, so
+    no callable from the file is ever stored or invoked.
+    """
+    return dict(*args)
+
+
+def _legacy_safe_globals() -> List[Any]:
+    """Classes an upstream Dassl checkpoint may pickle, and nothing else.
+
+    Upstream's warmup-scheduler ``state_dict()`` stores its successor scheduler object (one of
+    the three torch schedulers ``build_lr_scheduler`` creates), whose ``optimizer`` attribute is
+    one of the optimizers ``build_optimizer`` creates. All of them are plain data holders whose
+    ``__setstate__`` only assigns attributes.
+    """
+    from torch.optim import lr_scheduler as lrs
+
+    from ..optim.lr_scheduler import ConstantWarmupScheduler, LinearWarmupScheduler
+    from ..optim.radam import RAdam
+
+    return [
+        lrs.StepLR,
+        lrs.MultiStepLR,
+        lrs.CosineAnnealingLR,
+        ConstantWarmupScheduler,
+        LinearWarmupScheduler,
+        torch.optim.SGD,
+        torch.optim.Adam,
+        torch.optim.AdamW,
+        torch.optim.RMSprop,
+        RAdam,
+        dict,  # only referenced as defaultdict's factory, see _as_plain_dict
+        (_as_plain_dict, "collections.defaultdict"),
+    ]
+
+
+def _weights_only_load(fpath: str, map_location: Any, **kwargs: Any) -> Any:
+    try:
+        return torch.load(fpath, map_location=map_location, weights_only=True, **kwargs)
+    except pickle.UnpicklingError:
+        # Possibly an upstream checkpoint with a pickled scheduler: retry with its classes allowed.
+        with torch.serialization.safe_globals(_legacy_safe_globals()):
+            return torch.load(fpath, map_location=map_location, weights_only=True, **kwargs)
+
+
+def load_checkpoint(fpath: str) -> Any:
+    """Load a checkpoint with ``torch.load(weights_only=True)`` onto GPU if available else CPU.
+
+    Raises ``ValueError`` for ``None``, ``FileNotFoundError`` for a missing file, and
+    ``pickle.UnpicklingError`` explaining the situation when the file contains objects outside
+    the weights-only allowlist (it is never unpickled in full).
+    """
+    if fpath is None:
+        raise ValueError("File path is None")
+    fpath = osp.abspath(osp.expanduser(fpath))
+    if not osp.exists(fpath):
+        raise FileNotFoundError(f'File is not found at "{fpath}"')
+    map_location = None if torch.cuda.is_available() else "cpu"
+    try:
+        try:
+            return _weights_only_load(fpath, map_location)
+        except UnicodeDecodeError:
+            # Checkpoints pickled by Python 2 store byte strings; latin-1 maps them losslessly.
+            return _weights_only_load(fpath, map_location, encoding="latin1")
+    except pickle.UnpicklingError as e:
+        print(f'Unable to load checkpoint from "{fpath}"')
+        raise pickle.UnpicklingError(
+            f'Checkpoint "{fpath}" contains objects that are not allowed by the weights-only loader '
+            f"({e}). It was not unpickled. Re-save it from plain tensors/state_dicts, or load it "
+            "yourself with torch.load(weights_only=False) only if you trust its source."
+        ) from e
+    except Exception:
+        print(f'Unable to load checkpoint from "{fpath}"')
+        raise
+
+
+def find_latest_checkpoint(fdir: str) -> Optional[str]:
+    """The checkpoint file a resume should load from ``fdir``, or ``None`` if there is none.
+
+    Upstream semantics first: the file named by the ``checkpoint`` pointer (which may be
+    ``model-best.pth.tar``). If the pointer is missing or names a file that does not exist (a
+    run killed between writes, files copied by hand), fall back to the highest
+    ``model.pth.tar-N`` present.
+    """
+    pointer = osp.join(fdir, POINTER_FILE)
+    if osp.isfile(pointer):
+        with open(pointer, "r") as f:
+            fname = f.readline().strip()
+        if fname and osp.isfile(osp.join(fdir, fname)):
+            return osp.join(fdir, fname)
+    if not osp.isdir(fdir):
+        return None
+    epochs = [int(m.group(1)) for m in map(_EPOCH_CKPT.match, os.listdir(fdir)) if m]
+    return osp.join(fdir, f"model.pth.tar-{max(epochs)}") if epochs else None
+
+
+def resume_from_checkpoint(fdir: str, model: nn.Module, optimizer=None, scheduler=None) -> int:
+    """Restore model, optimizer, scheduler and RNG states from ``fdir``; return the stored epoch.
+
+    The stored epoch is 1-based (number of finished epochs), i.e. the next epoch index to run.
+    """
+    fpath = find_latest_checkpoint(fdir)
+    if fpath is None:
+        raise FileNotFoundError(f'No checkpoint found in "{fdir}" (no "{POINTER_FILE}" file and no model.pth.tar-N)')
+    print(f'Loading checkpoint from "{fpath}"')
+    checkpoint = load_checkpoint(fpath)
+    model.load_state_dict(checkpoint["state_dict"])
+    print("Loaded model weights")
+    if optimizer is not None and checkpoint.get("optimizer") is not None:
+        optimizer.load_state_dict(checkpoint["optimizer"])
+        print("Loaded optimizer")
+    if scheduler is not None and checkpoint.get("scheduler") is not None:
+        scheduler.load_state_dict(checkpoint["scheduler"])
+        print("Loaded scheduler")
+    if checkpoint.get("rng_state") is not None:
+        set_rng_state(checkpoint["rng_state"])
+        print("Loaded RNG states")
+    start_epoch = checkpoint["epoch"]
+    print(f"Previous epoch: {start_epoch}")
+    return start_epoch
+
+
+def load_pretrained_weights(model: nn.Module, weight_path: str) -> None:
+    """Copy every tensor of ``weight_path`` whose key and shape match ``model``; report the rest."""
+    checkpoint = load_checkpoint(weight_path)
+    state_dict = checkpoint["state_dict"] if isinstance(checkpoint, dict) and "state_dict" in checkpoint else checkpoint
+    state_dict = _strip_module_prefix(state_dict)
+
+    model_dict = model.state_dict()
+    matched, discarded = OrderedDict(), []
+    for k, v in state_dict.items():
+        if k in model_dict and model_dict[k].size() == v.size():
+            matched[k] = v
+        else:
+            discarded.append(k)
+    model_dict.update(matched)
+    model.load_state_dict(model_dict)
+
+    if not matched:
+        warnings.warn(
+            f'Cannot load "{weight_path}" (check the key names manually: none matched the model\'s keys '
+            "with the same tensor size)"
+        )
+    else:
+        print(f"Successfully loaded pretrained weights from {weight_path}")
+        if discarded:
+            print(f"Layers discarded due to unmatched keys or size: {discarded}")
+
+
+def count_num_param(model: Optional[nn.Module] = None, params: Optional[Iterable] = None) -> int:
+    """Number of elements in ``model``'s parameters (frozen ones included) or in ``params``."""
+    if model is not None:
+        return sum(p.numel() for p in model.parameters())
+    if params is not None:
+        return sum(p["params"].numel() if isinstance(p, dict) else p.numel() for p in params)
+    raise ValueError("model and params must not both be None")
+
+
+def open_all_layers(model: nn.Module) -> None:
+    """Train mode and ``requires_grad=True`` for every parameter."""
+    model.train()
+    for p in model.parameters():
+        p.requires_grad = True
+
+
+def open_specified_layers(model: nn.Module, open_layers) -> None:
+    """Train only the named direct children (``str`` or list); freeze and eval the rest."""
+    if isinstance(model, nn.DataParallel):
+        model = model.module
+    if isinstance(open_layers, str):
+        open_layers = [open_layers]
+    children = dict(model.named_children())
+    for layer in open_layers:
+        if layer not in children:
+            raise ValueError(f'"{layer}" is not a direct child of the model; children: {list(children)}')
+    for name, module in children.items():
+        is_open = name in open_layers
+        module.train(is_open)
+        for p in module.parameters():
+            p.requires_grad = is_open
+
+
+def init_network_weights(model: nn.Module, init_type: str = "normal", gain: float = 0.02) -> None:
+    """Initialise conv/linear weights (``normal``, ``xavier``, ``kaiming``, ``orthogonal``) and norms."""
+    initialisers = {
+        "normal": lambda w: nn.init.normal_(w, 0.0, gain),
+        "xavier": lambda w: nn.init.xavier_normal_(w, gain=gain),
+        "kaiming": lambda w: nn.init.kaiming_normal_(w, a=0, mode="fan_in"),
+        "orthogonal": lambda w: nn.init.orthogonal_(w, gain=gain),
+    }
+    if init_type not in initialisers:
+        raise NotImplementedError(f"initialization method {init_type} is not implemented; choose from {list(initialisers)}")
+
+    def _init(m: nn.Module) -> None:
+        classname = m.__class__.__name__
+        if hasattr(m, "weight") and ("Conv" in classname or "Linear" in classname):
+            initialisers[init_type](m.weight.data)
+            if getattr(m, "bias", None) is not None:
+                nn.init.constant_(m.bias.data, 0.0)
+        elif "BatchNorm" in classname or "InstanceNorm" in classname:
+            if getattr(m, "weight", None) is not None:
+                nn.init.constant_(m.weight.data, 1.0)
+            if getattr(m, "bias", None) is not None:
+                nn.init.constant_(m.bias.data, 0.0)
+
+    model.apply(_init)

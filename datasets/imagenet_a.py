@@ -1,0 +1,16 @@
+"""ImageNet-A: ``imagenet-adversarial/imagenet-a/<wnid>/*`` (200 classes) + ``classnames.txt``.
+
+Labels are 0..199 in sorted-wnid order of the folders present (not ImageNet-1k indices); the model is
+evaluated over these 200 names only. ``README.txt`` in the image folder is skipped.
+"""
+from dassl.data.datasets import DATASET_REGISTRY
+
+from .coop_common import ImageNetVariant
+
+
+@DATASET_REGISTRY.register()
+class ImageNetA(ImageNetVariant):
+    dataset_dir = "imagenet-adversarial"
+    image_subdir = "imagenet-a"
+    skip_entries = ("README.txt",)
+    image_dir_hint = "Extract imagenet-a.tar inside imagenet-adversarial/."

@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# CoCoOp, base-to-new: train on the base classes.  Usage: base2new_train.sh DATASET SEED
+TRAINER=CoCoOp
+CFG=${CFG:-vit_b16_c4_ep10_batch1_ctxv1}
+LOADEP=10
+source "$(dirname "$0")/../common.sh"
+b2n_train "$1" "$2"

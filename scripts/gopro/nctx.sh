@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# GOPro prompt-length sweep (Figure 2, methods spec 8.7): base-to-new with M context tokens.
+# Usage: nctx.sh M DATASET SEED
+#
+#   M = 1 2 4 8 16   random context (CTX_INIT ""), output tree $OUTPUT/nctx/m<M>/base2new/...
+#   M = init         the default M = 4 from "a photo of a": the Table 1 GOPro run ($OUTPUT/base2new/...)
+#
+# Keep the points in step with NCTX_POINTS in tools/results.py (tools/report.py plots from there).
+TRAINER=GOPro
+CFG=${CFG:-vit_b16}
+LOADEP=50
+source "$(dirname "$0")/../common.sh"
+
+if [ $# -ne 3 ]; then
+    echo "Usage: $0 M DATASET SEED   (M: a positive number of tokens, or 'init')" >&2
+    exit 2
+fi
+m=$1 dataset=$2 seed=$3
+if [ "$m" = init ]; then
+    opts=(TRAINER.GOPRO.N_CTX 4 TRAINER.GOPRO.CTX_INIT "a photo of a")
+elif [[ $m =~ ^[1-9][0-9]*$ ]]; then
+    opts=(TRAINER.GOPRO.N_CTX "$m" TRAINER.GOPRO.CTX_INIT "")
+    OUTPUT=$OUTPUT/nctx/m$m
+else
+    echo "Bad prompt length '$m': use a positive integer (e.g. 1 2 4 8 16) or 'init'" >&2
+    exit 2
+fi
+b2n_train "$dataset" "$seed" "${opts[@]}"
+b2n_test "$dataset" "$seed" "${opts[@]}"

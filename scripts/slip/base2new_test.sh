@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# SLIP, base-to-new: evaluate the last-epoch model on the new classes.  Usage: base2new_test.sh DATASET SEED
+TRAINER=SLIP
+CFG=${CFG:-vit_b16}
+LOADEP=10
+source "$(dirname "$0")/../common.sh"
+b2n_test "$1" "$2"

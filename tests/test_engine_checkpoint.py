@@ -1,0 +1,248 @@
+"""Checkpoint I/O: atomic writes, weights-only loading (incl. upstream files), resume with RNG."""
+
+from __future__ import annotations
+
+import os
+import pickle
+import random
+from collections import OrderedDict
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn as nn
+
+from dassl.config import get_cfg_default
+from dassl.optim import build_lr_scheduler, build_optimizer
+from dassl.utils import load_checkpoint, load_pretrained_weights, resume_from_checkpoint, save_checkpoint
+from dassl.utils.torchtools import CheckpointWriteError, find_latest_checkpoint, get_rng_state
+
+
+def make_training_state(max_epoch=6, warmup=1):
+    """A tiny model with an SGD optimizer and a warmup+cosine scheduler, trained two epochs."""
+    cfg = get_cfg_default().OPTIM
+    cfg.NAME, cfg.LR, cfg.LR_SCHEDULER, cfg.MAX_EPOCH = "sgd", 0.01, "cosine", max_epoch
+    cfg.WARMUP_EPOCH, cfg.WARMUP_TYPE = warmup, "constant"
+    model = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2))
+    optim = build_optimizer(model, cfg)
+    sched = build_lr_scheduler(optim, cfg)
+    for _ in range(2):
+        loss = model(torch.randn(5, 3)).pow(2).mean()
+        optim.zero_grad()
+        loss.backward()
+        optim.step()
+        sched.step()
+    return cfg, model, optim, sched
+
+
+def state_of(model, optim, sched, epoch=2, **extra):
+    return {"state_dict": model.state_dict(), "epoch": epoch, "optimizer": optim.state_dict(),
+            "scheduler": sched.state_dict(), "val_result": None, **extra}
+
+
+# ----------------------------------------------------------------------------- saving
+def test_save_checkpoint_layout_pointer_and_best(tmp_path, capsys):
+    _, model, optim, sched = make_training_state()
+    save_dir = tmp_path / "prompt_learner"
+    state = state_of(model, optim, sched)
+    state["state_dict"] = OrderedDict(("module." + k, v) for k, v in state["state_dict"].items())
+    path = save_checkpoint(state, str(save_dir), is_best=True)
+
+    assert path == str(save_dir / "model.pth.tar-2")
+    assert sorted(os.listdir(save_dir)) == ["checkpoint", "model-best.pth.tar", "model.pth.tar-2"]
+    assert (save_dir / "checkpoint").read_text() == "model.pth.tar-2\n"
+    out = capsys.readouterr().out
+    assert f"Checkpoint saved to {save_dir / 'model.pth.tar-2'}\n" in out
+    assert f'Best checkpoint saved to "{save_dir / "model-best.pth.tar"}"' in out
+
+    loaded = load_checkpoint(str(save_dir / "model-best.pth.tar"))
+    assert list(loaded["state_dict"]) == list(model.state_dict())  # "module." stripped
+    assert loaded["epoch"] == 2 and loaded["val_result"] is None
+
+    save_checkpoint({"state_dict": model.state_dict(), "epoch": 3}, str(save_dir), model_name="model-best.pth.tar")
+    assert (save_dir / "checkpoint").read_text() == "model-best.pth.tar\n"
+
+
+def _partial_then_fail(obj, f, *args, **kwargs):
+    f.write(b"PARTIAL CHECKPOINT BYTES")
+    raise OSError(28, "No space left on device")
+
+
+def test_failed_save_leaves_no_file_and_names_path(tmp_path, monkeypatch):
+    _, model, optim, sched = make_training_state()
+    save_dir = tmp_path / "model"
+    monkeypatch.setattr(torch, "save", _partial_then_fail)
+    with pytest.raises(CheckpointWriteError) as exc:
+        save_checkpoint(state_of(model, optim, sched), str(save_dir))
+    assert str(save_dir / "model.pth.tar-2") in str(exc.value) and "No space left" in str(exc.value)
+    assert isinstance(exc.value, OSError)
+    assert os.listdir(save_dir) == []  # neither the target, nor a temp file, nor a pointer
+
+
+def test_failed_save_keeps_previous_checkpoint_intact(tmp_path, monkeypatch):
+    _, model, optim, sched = make_training_state()
+    save_dir = tmp_path / "model"
+    save_checkpoint(state_of(model, optim, sched), str(save_dir))
+    before = (save_dir / "model.pth.tar-2").read_bytes()
+    monkeypatch.setattr(torch, "save", _partial_then_fail)
+    with pytest.raises(CheckpointWriteError):
+        save_checkpoint(state_of(model, optim, sched), str(save_dir))  # same name: overwrite attempt
+    assert sorted(os.listdir(save_dir)) == ["checkpoint", "model.pth.tar-2"]
+    assert (save_dir / "model.pth.tar-2").read_bytes() == before
+    assert (save_dir / "checkpoint").read_text() == "model.pth.tar-2\n"
+
+
+@pytest.mark.skipif(hasattr(os, "geteuid") and os.geteuid() == 0, reason="root ignores directory permissions")
+def test_read_only_directory_gives_clear_error(tmp_path):
+    save_dir = tmp_path / "ro"
+    save_dir.mkdir()
+    save_dir.chmod(0o500)
+    try:
+        with pytest.raises(CheckpointWriteError, match="ro/model.pth.tar-1"):
+            save_checkpoint({"state_dict": {}, "epoch": 1}, str(save_dir))
+    finally:
+        save_dir.chmod(0o700)
+
+
+# ----------------------------------------------------------------------------- loading
+def test_load_checkpoint_argument_errors(tmp_path):
+    with pytest.raises(ValueError):
+        load_checkpoint(None)
+    with pytest.raises(FileNotFoundError, match="nothing.pth"):
+        load_checkpoint(str(tmp_path / "nothing.pth"))
+
+
+class _Booby:
+    """Unpickling this would run ``Path.touch`` (stand-in for arbitrary code)."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (self.marker,))
+
+
+def test_foreign_objects_are_refused_not_executed(tmp_path, capsys):
+    marker = tmp_path / "pwned"
+    path = tmp_path / "evil.pth"
+    torch.save({"state_dict": {}, "payload": _Booby(marker)}, path)
+    with pytest.raises(pickle.UnpicklingError, match="evil.pth"):
+        load_checkpoint(str(path))
+    assert not marker.exists()
+    assert f'Unable to load checkpoint from "{path}"' in capsys.readouterr().out
+
+
+def upstream_like_checkpoint(path, model, optim, sched):
+    """What upstream Dassl writes: the warmup state holds the pickled successor scheduler object,
+    and that object holds its optimizer (SGD with momentum buffers, a defaultdict state)."""
+    upstream_sched_state = {k: v for k, v in sched.__dict__.items() if k != "optimizer"}
+    upstream_sched_state["verbose"] = False
+    assert isinstance(upstream_sched_state["successor"], torch.optim.lr_scheduler.CosineAnnealingLR)
+    assert upstream_sched_state["successor"].optimizer.state  # momentum buffers present
+    torch.save({"state_dict": model.state_dict(), "epoch": 2, "optimizer": optim.state_dict(),
+                "scheduler": upstream_sched_state, "val_result": None}, path)
+
+
+def test_upstream_checkpoint_loads_weights_only(tmp_path):
+    cfg, model, optim, sched = make_training_state()
+    path = tmp_path / "model.pth.tar-2"
+    upstream_like_checkpoint(path, model, optim, sched)
+    with pytest.raises(pickle.UnpicklingError):  # a plain weights-only load refuses it ...
+        torch.load(path, weights_only=True)
+
+    ckpt = load_checkpoint(str(path))  # ... ours retries with the exact classes allowed
+    successor = ckpt["scheduler"]["successor"]
+    assert isinstance(successor, torch.optim.lr_scheduler.CosineAnnealingLR)
+    assert successor.last_epoch == sched.successor.last_epoch
+    for k, v in model.state_dict().items():
+        assert torch.equal(ckpt["state_dict"][k], v)
+
+    # and it resumes into fresh objects; the successor keeps driving the *new* optimizer
+    (tmp_path / "checkpoint").write_text("model.pth.tar-2\n")
+    _, model2, optim2, sched2 = make_training_state()
+    epoch = resume_from_checkpoint(str(tmp_path), model2, optim2, sched2)
+    assert epoch == 2 and sched2.successor.optimizer is optim2
+    for _ in range(3):
+        optim.step(), sched.step()
+        optim2.step(), sched2.step()
+        assert optim2.param_groups[0]["lr"] == pytest.approx(optim.param_groups[0]["lr"])
+
+
+def test_checkpoints_we_write_need_no_allowlist(tmp_path):
+    _, model, optim, sched = make_training_state()
+    save_checkpoint(state_of(model, optim, sched, rng_state=get_rng_state()), str(tmp_path))
+    torch.load(tmp_path / "model.pth.tar-2", weights_only=True)  # plain weights-only suffices
+
+
+# ----------------------------------------------------------------------------- resume
+def test_resume_restores_model_optimizer_scheduler_and_rng(tmp_path, capsys):
+    _, model, optim, sched = make_training_state()
+    save_checkpoint(state_of(model, optim, sched, rng_state=get_rng_state()), str(tmp_path))
+    saved_weights = {k: v.clone() for k, v in model.state_dict().items()}
+    expected_draws = (random.random(), np.random.rand(3).tolist(), torch.rand(3))
+    expected_lrs = []
+    for _ in range(3):
+        optim.step(), sched.step()
+        expected_lrs.append(optim.param_groups[0]["lr"])
+
+    torch.manual_seed(1234), random.seed(99), np.random.seed(7)  # disturb everything
+    _, model2, optim2, sched2 = make_training_state()
+    epoch = resume_from_checkpoint(str(tmp_path), model2, optim2, sched2)
+
+    assert epoch == 2
+    assert (random.random(), np.random.rand(3).tolist()) == expected_draws[:2]
+    assert torch.equal(torch.rand(3), expected_draws[2])
+    for k, v in saved_weights.items():
+        assert torch.equal(model2.state_dict()[k], v)
+    saved_buffers = [s["momentum_buffer"] for s in torch.load(tmp_path / "model.pth.tar-2", weights_only=True)["optimizer"]["state"].values()]
+    assert all(torch.equal(a, b) for a, b in zip([s["momentum_buffer"] for s in optim2.state.values()], saved_buffers))
+    lrs = []
+    for _ in range(3):
+        optim2.step(), sched2.step()
+        lrs.append(optim2.param_groups[0]["lr"])
+    assert lrs == pytest.approx(expected_lrs)
+    out = capsys.readouterr().out
+    for line in ["Loading checkpoint from", "Loaded model weights", "Loaded optimizer", "Loaded scheduler",
+                 "Loaded RNG states", "Previous epoch: 2"]:
+        assert line in out
+
+
+def test_find_latest_checkpoint_falls_back_to_highest_epoch(tmp_path):
+    assert find_latest_checkpoint(str(tmp_path / "missing")) is None
+    assert find_latest_checkpoint(str(tmp_path)) is None
+    for n in (2, 10, 4):
+        torch.save({"epoch": n}, tmp_path / f"model.pth.tar-{n}")
+    assert find_latest_checkpoint(str(tmp_path)) == str(tmp_path / "model.pth.tar-10")
+    (tmp_path / "checkpoint").write_text("model.pth.tar-4\n")
+    assert find_latest_checkpoint(str(tmp_path)) == str(tmp_path / "model.pth.tar-4")
+    (tmp_path / "checkpoint").write_text("model.pth.tar-99\n")  # dangling pointer
+    assert find_latest_checkpoint(str(tmp_path)) == str(tmp_path / "model.pth.tar-10")
+
+
+def test_load_pretrained_weights_keeps_matching_keys(tmp_path, capsys):
+    src = nn.Sequential(nn.Linear(3, 4), nn.Linear(4, 5))
+    dst = nn.Sequential(nn.Linear(3, 4), nn.Linear(4, 2))
+    torch.save({"state_dict": OrderedDict(("module." + k, v) for k, v in src.state_dict().items())}, tmp_path / "w.pth")
+    load_pretrained_weights(dst, str(tmp_path / "w.pth"))
+    assert torch.equal(dst[0].weight, src[0].weight)
+    out = capsys.readouterr().out
+    assert f"Successfully loaded pretrained weights from {tmp_path / 'w.pth'}" in out
+    assert "Layers discarded due to unmatched keys or size: ['1.weight', '1.bias']" in out
+
+    torch.save({"other.weight": torch.zeros(1)}, tmp_path / "none.pth")
+    with pytest.warns(UserWarning, match="none.pth"):
+        load_pretrained_weights(dst, str(tmp_path / "none.pth"))
+
+
+def test_unwritable_directory_error_without_permission_bits(tmp_path, monkeypatch):
+    """Same as the read-only test, but simulated so it also runs as root."""
+    import tempfile
+
+    def deny(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(tempfile, "mkstemp", deny)
+    with pytest.raises(CheckpointWriteError, match=r"model\.pth\.tar-1.*Permission denied"):
+        save_checkpoint({"state_dict": {}, "epoch": 1}, str(tmp_path))
+    assert os.listdir(tmp_path) == []

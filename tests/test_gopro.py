@@ -1,0 +1,135 @@
+"""GOPro: shapes, what learns, loss switches, views, evaluation cost, checkpoints, scripts."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from conftest import accuracies, make_trainer, run_script
+from trainers.gopro import GOPro, OFFICIAL_SWITCHES, active_views, resolve_options
+
+
+def one_batch(trainer):
+    return next(iter(trainer.train_loader_x))
+
+
+@pytest.fixture(scope="module")
+def trainer(kit, tmp_path_factory) -> GOPro:
+    return make_trainer(kit, tmp_path_factory.mktemp("gopro"), "GOPro", "vit_b16", "DATALOADER.TRAIN_X.BATCH_SIZE", "4")
+
+
+def test_primitives_prompts_and_text_features_have_the_documented_shapes(trainer):
+    model, backbone = trainer.model, trainer.backbone
+    images = torch.randn(4, 3, 32, 32)
+    z_hat, mean, std = model.encode_views(images)
+    layers, d_v, d_t = backbone.num_vision_layers, backbone.vision_width, backbone.text_width
+    assert z_hat.shape == (4, backbone.embed_dim) and mean.shape == std.shape == (4, layers, d_v)
+    g = model.primitives(mean, std)
+    assert g.shape == (4, layers, d_t)
+    assert model.prompter.rho_for("moco")(g).shape == (4, 4, d_t)  # M = 4 from "a photo of a"
+    text = model.text_features([g, g], ["orig", "augmix"])
+    assert text.shape == (2, 4, trainer.num_classes, backbone.embed_dim)
+    assert not torch.allclose(text[0], text[1])  # ρ_f and ρ_Au are separate heads
+    assert not torch.allclose(text[0, 0], text[0, 1])  # class features depend on the image
+
+
+def test_only_gopro_modules_learn_and_clip_stays_frozen(trainer):
+    clip_before = {k: v.clone() for k, v in trainer.backbone.state_dict().items()}
+    learn_before = {k: v.clone() for k, v in trainer.model.prompter.state_dict().items()}
+    trainer.set_model_mode("train")
+    trainer.batch_idx, trainer.num_batches = 0, 2
+    trainer.forward_backward(one_batch(trainer))
+    for key, value in trainer.backbone.state_dict().items():
+        assert torch.equal(value, clip_before[key]), key
+    changed = {k for k, v in trainer.model.prompter.state_dict().items() if not torch.equal(v, learn_before[k])}
+    for expected in ("prompt_learner.ctx", "style.proj.weight", "content.proj.weight", "rho.orig.mix.weight",
+                     "rho.moco.mix.weight", "rho.augmix.mix.weight", "image_projector.weight"):
+        assert expected in changed, expected
+    assert not any("token_" in k for k in changed)
+    registered = set(trainer.get_model_names())
+    assert registered == {"gopro"}
+    assert not any(k.startswith("backbone") for k in trainer._models["gopro"].state_dict())
+
+
+@pytest.mark.parametrize("weights, sem_views, expected_terms, expected_views", [
+    (("1.0", "0.0", "0.0"), "['moco', 'augmix']", {"loss_ce"}, ["orig"]),
+    (("1.0", "0.0", "1.0"), "['moco', 'augmix']", {"loss_ce", "loss_con"}, ["orig", "moco"]),
+    (("1.0", "1.0", "0.0"), "['augmix']", {"loss_ce", "loss_sem"}, ["orig", "augmix"]),
+    (("1.0", "1.0", "1.0"), "['moco', 'augmix']", {"loss_ce", "loss_sem", "loss_con"}, ["orig", "moco", "augmix"]),
+])
+def test_zero_weight_removes_the_term_and_its_branch(kit, tmp_path, weights, sem_views, expected_terms, expected_views):
+    w_ce, w_sem, w_con = weights
+    trainer = make_trainer(kit, tmp_path, "GOPro", "vit_b16", "TRAINER.GOPRO.W_CE", w_ce, "TRAINER.GOPRO.W_SEM",
+                           w_sem, "TRAINER.GOPRO.W_CON", w_con, "TRAINER.GOPRO.SEM_VIEWS", sem_views)
+    assert active_views(trainer.options) == expected_views
+    batch = one_batch(trainer)
+    assert sum(k.startswith("img") for k in batch) == len(expected_views)  # unused views are not even loaded
+    _, summary = trainer.compute_loss(batch)
+    assert {k for k in summary if k.startswith("loss_")} == expected_terms
+
+
+def test_views_differ_from_each_other_and_from_the_original(trainer):
+    batch = one_batch(trainer)
+    img, moco, augmix = batch["img"], batch["img2"], batch["img3"]
+    assert img.shape == moco.shape == augmix.shape
+    for a, b in ((img, moco), (img, augmix), (moco, augmix)):
+        assert (a - b).abs().mean() > 0.05
+
+
+def test_evaluation_runs_one_image_pass_per_image_and_only_the_original_branch(trainer, monkeypatch):
+    calls = []
+    encode = trainer.backbone.encode_image
+    monkeypatch.setattr(trainer.backbone, "encode_image", lambda x, **kw: calls.append(x.shape[0]) or encode(x, **kw))
+    used = []
+    rho_for = trainer.model.prompter.rho_for
+    monkeypatch.setattr(trainer.model.prompter, "rho_for", lambda v: used.append(v) or rho_for(v))
+    trainer.test()
+    assert sum(calls) == len(trainer.dm.dataset.test) and set(used) == {"orig"}
+
+
+def test_official_switch_sets_every_deviation(kit, tmp_path):
+    trainer = make_trainer(kit, tmp_path, "GOPro", "vit_b16_official")
+    for key, value in OFFICIAL_SWITCHES.items():
+        assert trainer.options[key] == value, key
+    assert set(trainer.model.prompter.rho) == {"shared"}
+    g = torch.randn(2, trainer.backbone.num_vision_layers, trainer.backbone.text_width)
+    tokens = trainer.model.prompter.rho_for("orig")(g)
+    assert torch.equal(tokens[:, 0], tokens[:, 3])  # official ρ: M identical tokens
+    _, summary = trainer.compute_loss(one_batch(trainer))  # views through the wrapping uint8 round trip
+    assert {"loss_ce", "loss_sem", "loss_con"} <= set(summary)
+
+
+def test_bad_switch_values_are_rejected_with_the_key(kit, tmp_path):
+    with pytest.raises(ValueError, match="TRAINER.GOPRO.SEM_DIST"):
+        make_trainer(kit, tmp_path, "GOPro", "vit_b16", "TRAINER.GOPRO.SEM_DIST", "cosine")
+    cfg_node = make_trainer(kit, tmp_path / "b", "GOPro", "vit_b16").cfg.TRAINER.GOPRO
+    assert resolve_options(cfg_node).SEM_DIST == "sqeuclid"
+
+
+def test_checkpoint_round_trip_restores_identical_predictions(kit, tmp_path):
+    first = make_trainer(kit, tmp_path / "run", "GOPro", "vit_b16")
+    with torch.no_grad():
+        first.model.prompter.prompt_learner.ctx.add_(0.1)
+        first.model.prompter.image_projector.weight.mul_(1.5)
+    first.save_model(0, str(tmp_path / "run"))
+    second = make_trainer(kit, tmp_path / "eval", "GOPro", "vit_b16")
+    second.load_model(str(tmp_path / "run"), epoch=1)
+    images = torch.randn(3, 3, 32, 32)
+    first.set_model_mode("eval"), second.set_model_mode("eval")
+    with torch.no_grad():
+        torch.testing.assert_close(first.model(images), second.model(images))
+
+
+@pytest.mark.slow
+def test_base2new_scripts_end_to_end_on_an_odd_number_of_classes(kit, tmp_path):
+    env = {"DATA": str(kit.data), "OUTPUT": str(tmp_path), "EPOCHS": "2", "EXTRA_OPTS": " ".join(kit.opts())}
+    train = run_script("gopro/base2new_train.sh", "oxford_pets", "1", env=env)
+    test = run_script("gopro/base2new_test.sh", "oxford_pets", "1", env=env)
+    base_log = tmp_path / "base2new/train_base/oxford_pets/shots_16/GOPro/vit_b16/seed1/log.txt"
+    new_log = tmp_path / "base2new/test_new/oxford_pets/shots_16/GOPro/vit_b16/seed1/log.txt"
+    base_text, new_text = base_log.read_text(), new_log.read_text()
+    assert "Finish training" in base_text and len(accuracies(base_text)) == 1
+    assert "# classes  3" in base_text and "# classes  2" in new_text  # 5 classes: base 3, new 2
+    assert len(accuracies(new_text)) == 1
+    again = run_script("gopro/base2new_train.sh", "oxford_pets", "1", env=env)
+    assert "skip this job" in again.stdout
+    assert train.returncode == test.returncode == 0

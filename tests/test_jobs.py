@@ -1,0 +1,325 @@
+"""tools/jobs.py and scripts/reproduce/*.sh: job lists, dependency order, GPU slots, skipping,
+Slurm emission; scripts/gopro/{ablation,nctx}.sh options and trees.
+
+The real scripts run with ``PYTHON`` pointing at a fake interpreter that records its arguments and
+CUDA_VISIBLE_DEVICES and writes a log.txt in the result format instead of training.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO
+
+import jobs
+import report
+from results import METHODS, Layout, ablation_layout, harmonic_mean, nctx_layout
+from test_report import row_of
+
+FAKE_PYTHON = f"""#!{sys.executable}
+# Stands in for `python train.py ...` / `python tools/tsne.py ...` in the scripts.
+import json, os, sys, time
+args = sys.argv[1:]
+record = {{"argv": args, "cuda": os.environ.get("CUDA_VISIBLE_DEVICES"), "start": time.time()}}
+time.sleep(float(os.environ.get("FAKE_SLEEP", "0")))
+
+def save(**extra):
+    with open(os.environ["FAKE_RECORD"], "a") as f:
+        f.write(json.dumps(dict(record, end=time.time(), **extra)) + "\\n")
+
+if args[0] == "train.py":
+    out = args[args.index("--output-dir") + 1]
+    if os.environ.get("FAKE_FAIL") and os.environ["FAKE_FAIL"] in out:
+        save(failed=True)
+        sys.exit(3)
+    seed = int(args[args.index("--seed") + 1]) if "--seed" in args else 0
+    evaluation = "--eval-only" in args
+    accuracy = (70.0 if evaluation else 80.0) + seed
+    os.makedirs(out, exist_ok=True)
+    with open(os.path.join(out, "log.txt"), "w") as f:
+        f.write(("" if evaluation else "Finish training\\n") + f"=> result\\n* accuracy: {{accuracy:.1f}}%\\n")
+elif args[0] == "tools/tsne.py":
+    out = args[args.index("--out") + 1]
+    os.makedirs(os.path.dirname(out), exist_ok=True)
+    open(out, "wb").write(b"png")
+save()
+"""
+
+
+@pytest.fixture
+def fake(tmp_path):
+    """Environment for the real scripts with the fake interpreter; ``records()`` reads its calls."""
+    python = tmp_path / "fake-python"
+    python.write_text(FAKE_PYTHON)
+    python.chmod(0o755)
+    record = tmp_path / "calls.jsonl"
+
+    class Fake:
+        output = tmp_path / "output"
+        env = {"PYTHON": str(python), "FAKE_RECORD": str(record), "OUTPUT": str(tmp_path / "output"),
+               "DATA": str(tmp_path / "DATA")}
+
+        @staticmethod
+        def records():
+            return [json.loads(line) for line in record.read_text().splitlines()] if record.exists() else []
+
+    return Fake
+
+
+def run_jobs(*args, env: dict, check: bool = True) -> subprocess.CompletedProcess:
+    """``python tools/jobs.py ...``: the engine itself runs on this interpreter, the scripts on the fake."""
+    clean = {k: v for k, v in os.environ.items() if k not in ("METHODS", "DATASETS", "SEEDS", "CFG", "EPOCHS")}
+    proc = subprocess.run([sys.executable, str(REPO / "tools" / "jobs.py"), *args], cwd=REPO, capture_output=True,
+                          text=True, env={**clean, **env}, timeout=300)
+    if check:
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+    return proc
+
+
+def selection(table: str, environ: dict, **flags):
+    args = jobs.build_parser().parse_args([table, *[x for k, v in flags.items() for x in (f"--{k}", *v)]])
+    return jobs.build_selection(table, args, jobs.script_environment({"OUTPUT": "/tmp/out", **environ}))
+
+
+# --------------------------------------------------------------------------------------------
+# Job lists
+# --------------------------------------------------------------------------------------------
+def test_table1_lists_zero_shot_runs_and_train_then_test_chains():
+    sel = selection("table1", {"METHODS": "zsclip coop gopro", "DATASETS": "dtd,imagenet", "SEEDS": "1 2"})
+    plan = jobs.TABLES["table1"].build(sel)
+    plan.check()
+    ids = [j.id for j in plan.jobs]
+    assert len(ids) == 2 * 2 + 2 * (2 * 2 * 2)  # zero-shot: datasets × {base, new}; others: train + test
+    assert ids[:4] == ["zsclip/base/dtd", "zsclip/new/dtd", "zsclip/base/imagenet", "zsclip/new/imagenet"]
+    by_id = {j.id: j for j in plan.jobs}
+    test = by_id["gopro/b2n_test/imagenet/seed2"]
+    assert test.deps == ("gopro/b2n_train/imagenet/seed2",) and ids.index(test.deps[0]) < ids.index(test.id)
+    assert test.command() == ["bash", "scripts/gopro/base2new_test.sh", "imagenet", "2"]
+    assert test.run.log == Path("/tmp/out/base2new/test_new/imagenet/shots_16/GOPro/vit_b16/seed2/log.txt")
+    # CoOp's ImageNet runs use the 50-epoch config, unless the caller fixed EPOCHS.
+    assert dict(by_id["coop/b2n_train/imagenet/seed1"].env) == {"CFG": "vit_b16_ep50_ctxv1", "EPOCHS": "50"}
+    assert dict(by_id["coop/b2n_train/dtd/seed1"].env) == {"CFG": "vit_b16_ctxv1"}
+    sel = selection("table1", {"METHODS": "coop", "DATASETS": "imagenet", "SEEDS": "1", "EPOCHS": "1"})
+    assert dict(jobs.table1(sel).jobs[0].env) == {"CFG": "vit_b16_ep50_ctxv1"}
+
+
+def test_flags_override_the_environment_and_bad_names_are_refused():
+    sel = selection("table1", {"METHODS": "coop", "SEEDS": "1"}, methods=["GOPro"], seeds=["4", "5"])
+    assert [m.key for m in sel.methods] == ["gopro"] and sel.seeds == (4, 5) and len(sel.datasets) == 11
+    with pytest.raises(KeyError, match="choose from"):
+        selection("table1", {"METHODS": "coop clipper"})
+    with pytest.raises(ValueError, match="Unknown dataset"):
+        selection("table1", {"DATASETS": "mnist"})
+    with pytest.raises(ValueError, match="SEEDS must be integers"):
+        selection("table1", {"SEEDS": "one"})
+    with pytest.raises(KeyError, match="ablation row"):
+        selection("table3", {"ROWS": "ce nonsense"})
+
+
+def test_transfer_tables_train_once_per_seed_and_evaluate_every_target():
+    xd = jobs.TABLES["xd"].build(selection("xd", {"METHODS": "zsclip maple", "SEEDS": "1"}))
+    ids = [j.id for j in xd.jobs]
+    assert ids[0] == "zsclip/all/imagenet" and len([i for i in ids if i.startswith("zsclip/")]) == 11
+    tests = [j for j in xd.jobs if j.id.startswith("maple/xd_test/")]
+    assert len(tests) == 10 and all(j.deps == ("maple/xd_train/seed1",) for j in tests)
+    assert dict(tests[0].env) == {"CFG": "vit_b16_c2_ep5_batch4_2ctx_cross_datasets"}
+    dg = jobs.TABLES["table2"].build(selection("table2", {"METHODS": "gopro", "SEEDS": "1 2"}))
+    assert [j.args for j in dg.jobs if j.id.startswith("gopro/xd_test")][:4] == \
+        [("imagenetv2", "1"), ("imagenet_sketch", "1"), ("imagenet_a", "1"), ("imagenet_r", "1")]
+
+
+def test_sweeps_and_figure3_jobs():
+    sel = selection("table3", {"DATASETS": "dtd", "SEEDS": "1"})
+    ablation = jobs.table3(sel)
+    assert [j.args for j in ablation.jobs] == [(row, "dtd", "1") for row in
+                                               ("ce", "ce_con", "ce_sem_x1", "ce_sem_x2", "ce_sem_x1x2", "all")]
+    assert ablation.jobs[0].run.log == ablation_layout(sel.layout, "ce").b2n_run(METHODS["gopro"], "new", "dtd", 1).log
+    assert ablation.jobs[-1].run.log == sel.layout.b2n_run(METHODS["gopro"], "new", "dtd", 1).log  # = Table 1's run
+    sweep = jobs.fig2(selection("fig2", {"DATASETS": "dtd", "SEEDS": "1", "NCTX": "1 init"}))
+    assert [j.args[0] for j in sweep.jobs] == ["1", "init"]
+    fig3 = jobs.fig3(selection("fig3", {"METHODS": "zsclip cocoop gopro"}))
+    tsne = fig3.jobs[-1]
+    assert [j.id for j in fig3.jobs[:-1]] == ["cocoop/b2n_train/eurosat/seed1", "gopro/b2n_train/eurosat/seed1"]
+    assert tsne.deps == tuple(j.id for j in fig3.jobs[:-1]) and tsne.args == ("1", "eurosat")
+    assert dict(tsne.env) == {"METHODS": "zsclip cocoop gopro"}
+
+
+def test_methods_without_scripts_are_reported_and_skipped(tmp_path, monkeypatch):
+    for name in ("base2new_train", "base2new_test"):
+        (tmp_path / "scripts" / "gopro").mkdir(parents=True, exist_ok=True)
+        (tmp_path / "scripts" / "gopro" / f"{name}.sh").write_text("")
+    monkeypatch.setattr(jobs, "REPO", tmp_path)  # a checkout with GOPro's scripts only
+    plan = jobs.table1(selection("table1", {"METHODS": "zsclip stylip gopro", "DATASETS": "dtd", "SEEDS": "1"}))
+    assert [j.id for j in plan.jobs] == ["gopro/b2n_train/dtd/seed1", "gopro/b2n_test/dtd/seed1"]
+    assert plan.skipped == ["zsclip: skipped, scripts/zsclip/zeroshot.sh not found (method not in this checkout)",
+                            "stylip: skipped, scripts/stylip/base2new_train.sh, scripts/stylip/base2new_test.sh "
+                            "not found (method not in this checkout)"]
+
+
+def test_chains_group_dependent_jobs_and_put_joins_in_a_later_stage():
+    def job(name, *deps):
+        return jobs.Job(name, "s.sh", (), deps=deps)
+
+    groups = jobs.chains([job("a"), job("a1", "a"), job("a2", "a"), job("b"), job("b1", "b"), job("c"),
+                          job("join", "a", "b"), job("after", "join")])
+    assert [(c.stage, [j.id for j in c.jobs]) for c in groups] == [
+        (0, ["a", "a1", "a2"]), (0, ["b", "b1"]), (0, ["c"]), (1, ["join", "after"])]
+    # A finished dependency is not waited for: the job starts its own chain.
+    assert [[j.id for j in c.jobs] for c in jobs.chains([job("a1", "a")])] == [["a1"]]
+
+
+# --------------------------------------------------------------------------------------------
+# Running locally
+# --------------------------------------------------------------------------------------------
+def test_local_run_uses_one_job_per_gpu_orders_tests_after_training_and_skips_finished(fake):
+    env = {**fake.env, "METHODS": "zsclip coop gopro", "DATASETS": "oxford_pets", "SEEDS": "1 2", "FAKE_SLEEP": "0.3"}
+    proc = run_jobs("table1", "--gpus", "0,1", env=env)
+    calls = fake.records()
+    assert len(calls) == 2 + 4 + 4 and "10 run(s) done" in proc.stdout
+    assert {c["cuda"] for c in calls} == {"0", "1"}
+    for gpu in ("0", "1"):  # never two jobs on one GPU at a time
+        spans = sorted((c["start"], c["end"]) for c in calls if c["cuda"] == gpu)
+        assert all(end <= next_start for (_, end), (next_start, _) in zip(spans, spans[1:]))
+    for c in calls:  # every evaluation started after its own training run ended
+        if "--model-dir" in c["argv"]:
+            model_dir = c["argv"][c["argv"].index("--model-dir") + 1]
+            train = next(t for t in calls if t["argv"][t["argv"].index("--output-dir") + 1] == model_dir)
+            assert c["start"] >= train["end"]
+    # The report reads the tree the scripts wrote: base = 80 + seed, new = 70 + seed.
+    text = report.to_markdown([report.table1(report.Request(
+        Layout(fake.output), report.Paper.load(), (METHODS["gopro"],), (1, 2), ("oxford_pets",)))], "")
+    row = row_of(text, "OxfordPets", "GOPro")
+    assert row[1:3] == ["81.50 ± 0.50", "96.36"] and row[4] == "71.50 ± 0.50"
+    assert row[7] == f"{harmonic_mean(81.5, 71.5):.2f}"
+    again = run_jobs("table1", "--gpus", "0,1", env=env)
+    assert "10 finished run(s) skipped" in again.stdout and len(fake.records()) == 10
+
+
+def test_cpu_workers_hide_gpus_and_failures_block_dependents(fake):
+    env = {**fake.env, "METHODS": "gopro", "DATASETS": "oxford_pets dtd", "SEEDS": "1", "FAKE_SLEEP": "0.2",
+           "FAKE_FAIL": "train_base/dtd"}
+    proc = run_jobs("table1", "--gpus", "", "--jobs", "2", env=env, check=False)
+    assert proc.returncode == 1
+    assert "[FAILED rc=3" in proc.stdout and "[blocked] gopro/b2n_test/dtd/seed1" in proc.stdout
+    assert "2 run(s) done" in proc.stdout and "1 failed, 1 not started" in proc.stdout
+    calls = fake.records()
+    assert len(calls) == 3 and {c["cuda"] for c in calls} == {""}
+    starts = sorted(c["start"] for c in calls)
+    assert starts[1] < min(c["end"] for c in calls)  # the two training runs ran side by side
+    log = fake.output / "jobs" / "table1" / "gopro__b2n_train__dtd__seed1.log"
+    assert log.read_text().startswith("# env CUDA_VISIBLE_DEVICES='' CFG=vit_b16 bash scripts/gopro/base2new_train.sh dtd 1")
+
+
+def test_reproduce_scripts_forward_to_the_engine(fake):
+    env = {**fake.env, "DATASETS": "dtd", "SEEDS": "3"}
+    for name, first in (("table1", "zsclip/base/dtd"), ("xd", "zsclip/all/imagenet"), ("table2", "zsclip/all/imagenet"),
+                        ("table3", "gopro/ablation/ce/dtd/seed3"), ("fig2", "gopro/nctx/1/dtd/seed3"),
+                        ("fig3", "slip/b2n_train/dtd/seed3")):
+        proc = subprocess.run(["bash", str(REPO / "scripts" / "reproduce" / f"{name}.sh"), "--dry-run"], cwd=REPO,
+                              capture_output=True, text=True, env={**os.environ, **env, "PYTHON": sys.executable})
+        assert proc.returncode == 0, proc.stderr
+        assert proc.stdout.splitlines()[0].startswith(f"[todo] {first}"), (name, proc.stdout[:300])
+
+
+# --------------------------------------------------------------------------------------------
+# Slurm
+# --------------------------------------------------------------------------------------------
+def test_emit_slurm_writes_an_array_over_chains_that_runs(fake, tmp_path):
+    env = {**fake.env, "METHODS": "zsclip gopro", "DATASETS": "dtd", "SEEDS": "1 2", "EPOCHS": "3"}
+    script = tmp_path / "slurm" / "table1.sbatch"
+    proc = run_jobs("table1", "--emit-slurm", str(script), "--sbatch", "partition=gpu", "--sbatch=--time=4:00:00", "--max-parallel", "8", env=env)
+    assert "6 job(s) in 4 chain(s)" in proc.stdout and fake.records() == []  # nothing ran
+    text = script.read_text()
+    assert "#SBATCH --array=0-3%8" in text and "#SBATCH --partition=gpu\n#SBATCH --time=4:00:00" in text and "#SBATCH --gres" not in text
+    lines = Path(f"{script}.jobs").read_text().splitlines()
+    assert [line.split("\t")[:2] for line in lines] == [
+        ["0", "zsclip/base/dtd"], ["0", "zsclip/new/dtd"],
+        ["0", "gopro/b2n_train/dtd/seed1,gopro/b2n_test/dtd/seed1"],
+        ["0", "gopro/b2n_train/dtd/seed2,gopro/b2n_test/dtd/seed2"]]
+    command = lines[2].split("\t")[2]
+    assert command.count(" && ") == 1 and "EPOCHS=3" in command and f"PYTHON={fake.env['PYTHON']}" in command
+    # Run array task 2 as Slurm would: the chain trains, then evaluates.
+    task = subprocess.run(["bash", str(script)], env={**os.environ, "SLURM_ARRAY_TASK_ID": "2",
+                                                      "FAKE_RECORD": fake.env["FAKE_RECORD"]},
+                          capture_output=True, text=True, timeout=120)
+    assert task.returncode == 0, task.stderr
+    assert [("--eval-only" in c["argv"]) for c in fake.records()] == [False, True]
+    # Re-emitting leaves the finished chain out.
+    proc = run_jobs("table1", "--emit-slurm", str(script), env=env)
+    assert "4 job(s) in 3 chain(s)" in proc.stdout and "#SBATCH --gres=gpu:1" in script.read_text()
+
+
+def test_emit_slurm_puts_joins_in_stage_one(fake, tmp_path):
+    env = {**fake.env, "METHODS": "gopro coop"}
+    script = tmp_path / "fig3.sbatch"
+    proc = run_jobs("fig3", "--emit-slurm", str(script), env=env)
+    assert "sbatch --array=0-0 --dependency=afterok:" in proc.stdout
+    lines = Path(f"{script}.jobs").read_text().splitlines()
+    assert [line.split("\t")[:2] for line in lines][-1] == ["1", "tsne/eurosat/seed1"]
+    assert "#SBATCH --array=0-1" in script.read_text()
+
+
+# --------------------------------------------------------------------------------------------
+# scripts/gopro/ablation.sh and nctx.sh
+# --------------------------------------------------------------------------------------------
+def script_calls(fake, script: str, *args: str):
+    proc = subprocess.run(["bash", str(REPO / "scripts" / "gopro" / script), *args], cwd=REPO, capture_output=True,
+                          text=True, env={**os.environ, **fake.env})
+    return proc, fake.records()
+
+
+def trailing_opts(argv):
+    """The KEY VALUE pairs after DATASET.SUBSAMPLE_CLASSES <sub>."""
+    rest = argv[argv.index("DATASET.SUBSAMPLE_CLASSES") + 2:]
+    return dict(zip(rest[::2], rest[1::2]))
+
+
+@pytest.mark.parametrize("row,expected", [
+    ("ce", {"W_CE": "1.0", "W_CON": "0.0", "W_SEM": "0.0"}),
+    ("ce_con", {"W_CE": "1.0", "W_CON": "1.0", "W_SEM": "0.0"}),
+    ("ce_sem_x1", {"W_CE": "1.0", "W_CON": "0.0", "W_SEM": "1.0", "SEM_VIEWS": "['moco']"}),
+    ("ce_sem_x2", {"W_CE": "1.0", "W_CON": "0.0", "W_SEM": "1.0", "SEM_VIEWS": "['augmix']"}),
+    ("ce_sem_x1x2", {"W_CE": "1.0", "W_CON": "0.0", "W_SEM": "1.0", "SEM_VIEWS": "['moco', 'augmix']"}),
+    ("all", {"W_CE": "1.0", "W_CON": "1.0", "W_SEM": "1.0", "SEM_VIEWS": "['moco', 'augmix']"}),
+])
+def test_ablation_rows_pass_their_switches_and_write_their_own_tree(fake, row, expected):
+    proc, calls = script_calls(fake, "ablation.sh", row, "dtd", "2")
+    assert proc.returncode == 0, proc.stderr
+    train, test = calls
+    wanted = {f"TRAINER.GOPRO.{k}": v for k, v in expected.items()}
+    assert trailing_opts(train["argv"]) == trailing_opts(test["argv"]) == wanted
+    layout = ablation_layout(Layout(fake.output), row)
+    assert layout.b2n_run(METHODS["gopro"], "base", "dtd", 2).result() == 82.0
+    assert layout.b2n_run(METHODS["gopro"], "new", "dtd", 2).result() == 72.0
+
+
+def test_nctx_points_and_bad_arguments(fake):
+    proc, calls = script_calls(fake, "nctx.sh", "8", "dtd", "1")
+    assert proc.returncode == 0, proc.stderr
+    assert trailing_opts(calls[0]["argv"]) == {"TRAINER.GOPRO.N_CTX": "8", "TRAINER.GOPRO.CTX_INIT": ""}
+    assert nctx_layout(Layout(fake.output), "8").b2n_run(METHODS["gopro"], "new", "dtd", 1).done
+    proc, calls = script_calls(fake, "nctx.sh", "init", "dtd", "1")
+    assert trailing_opts(calls[2]["argv"]) == {"TRAINER.GOPRO.N_CTX": "4", "TRAINER.GOPRO.CTX_INIT": "a photo of a"}
+    assert Layout(fake.output).b2n_run(METHODS["gopro"], "new", "dtd", 1).done  # the Table 1 tree
+    for script, args, message in (("nctx.sh", ("0", "dtd", "1"), "Bad prompt length"),
+                                  ("ablation.sh", ("ce_sem", "dtd", "1"), "Unknown ablation row"),
+                                  ("ablation.sh", ("ce",), "Usage")):
+        proc, _ = script_calls(fake, script, *args)
+        assert proc.returncode == 2 and message in proc.stderr
+
+
+def test_tsne_script_passes_methods_and_the_common_options(fake):
+    env = {**fake.env, "EPOCHS": "2", "EXTRA_OPTS": "INPUT.SIZE (32,32)", "METHODS": "zsclip gopro"}
+    proc = subprocess.run(["bash", str(REPO / "scripts" / "gopro" / "tsne.sh"), "3"], cwd=REPO, capture_output=True,
+                          text=True, env={**os.environ, **env})
+    assert proc.returncode == 0, proc.stderr
+    argv = fake.records()[0]["argv"]
+    assert argv[argv.index("--methods") + 1:argv.index("--methods") + 3] == ["zsclip", "gopro"]
+    assert argv[argv.index("--dataset") + 1] == "eurosat" and argv[argv.index("--seed") + 1] == "3"
+    assert argv[argv.index("--") + 1:] == ["OPTIM.MAX_EPOCH", "2", "INPUT.SIZE", "(32,32)"]
+    assert argv[argv.index("--out") + 1] == str(fake.output / "figures" / "tsne_eurosat_seed3.png")

@@ -1,0 +1,593 @@
+#!/usr/bin/env python
+"""The job engine behind ``scripts/reproduce/*.sh``: every run of a table, in order, on many GPUs.
+
+    python tools/jobs.py table1 --gpus 0,1,2,3          # run locally, one job per GPU
+    python tools/jobs.py table1 --gpus "" --jobs 2      # CPU only, two jobs at a time
+    python tools/jobs.py xd --emit-slurm xd.sbatch      # write a Slurm array script instead
+    python tools/jobs.py table3 --dry-run               # print the job list
+
+A *job* is one invocation of a method script (``scripts/<method>/*.sh``) with its arguments and
+environment; a job that needs another one's output (an evaluation needs its training run) lists it
+as a dependency and starts only after it succeeded. Tables:
+
+    table1  base-to-new: zero-shot CLIP on base and new classes; train → test per method/dataset/seed
+    xd      cross-dataset: train on ImageNet per method/seed → evaluate on the 10 targets
+    table2  domain generalisation: the same ImageNet runs → ImageNet-V2 / -Sketch / -A / -R
+    table3  GOPro loss ablation (scripts/gopro/ablation.sh ROW DATASET SEED)
+    fig2    GOPro prompt length sweep (scripts/gopro/nctx.sh M DATASET SEED)
+    fig3    base-to-new training on EuroSAT → t-SNE plot (scripts/gopro/tsne.sh SEED DATASET)
+
+Environment (command-line flags win): ``METHODS``, ``DATASETS``, ``SEEDS`` (space or comma
+separated), ``ROWS`` (table3), ``NCTX`` (fig2); ``DATA``, ``OUTPUT``, ``SHOTS``, ``EPOCHS``,
+``BACKBONE``, ``XD_SOURCE``, ``EXTRA_OPTS`` and ``PYTHON`` pass through to the scripts (see
+``scripts/common.sh``). ``CFG`` does not: each method's config comes from the registry in
+``tools/results.py``, so that the report finds every run.
+
+A run whose log already holds its final result is skipped (the scripts skip it too). A method
+whose scripts are not in this checkout is reported and skipped. With ``--emit-slurm FILE`` nothing
+runs: FILE is an array script with one task per chain of dependent jobs (a training run and its
+evaluations) and ``FILE.jobs`` lists the chains; ``sbatch FILE`` submits them.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shlex
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "tools"))
+
+from results import (ABLATION_ROWS, B2N_DATASETS, DG_TARGETS, METHODS, NCTX_POINTS, XD_TARGETS, Layout,  # noqa: E402
+                     Method, Run, ablation_layout, get_method, nctx_layout)
+
+# Variables the scripts read (scripts/common.sh); written into Slurm job lists when set.
+PASS_THROUGH = ("DATA", "OUTPUT", "SHOTS", "EPOCHS", "BACKBONE", "XD_SOURCE", "EXTRA_OPTS", "PYTHON")
+FIG3_METHODS = ("slip", "cocoop", "gopro")  # the paper's Figure 3 panels (methods spec 8.7)
+
+
+# --------------------------------------------------------------------------------------------
+# Jobs and plans
+# --------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Job:
+    """One script invocation. ``run`` (or ``product``) tells whether it has already finished."""
+
+    id: str
+    script: str                          # relative to the repository, e.g. scripts/gopro/base2new_train.sh
+    args: Tuple[str, ...]
+    env: Tuple[Tuple[str, str], ...] = ()  # job-specific variables (CFG, EPOCHS, METHODS)
+    deps: Tuple[str, ...] = ()
+    run: Optional[Run] = None
+    product: Optional[Path] = None
+
+    def done(self) -> bool:
+        if self.run is not None:
+            return self.run.done
+        return self.product is not None and self.product.is_file()
+
+    def command(self) -> List[str]:
+        return ["bash", self.script, *self.args]
+
+    def shell(self, env: Mapping[str, str]) -> str:
+        """A one-line shell command (``env K=V ... bash script args``), for job lists and logs."""
+        assignments = [f"{k}={shlex.quote(v)}" for k, v in {**env, **dict(self.env)}.items()]
+        return " ".join((["env", *assignments] if assignments else []) + [shlex.quote(a) for a in self.command()])
+
+
+@dataclass
+class Plan:
+    table: str
+    jobs: List[Job] = field(default_factory=list)
+    skipped: List[str] = field(default_factory=list)  # why a method or job is left out
+
+    def add(self, job: Job) -> Job:
+        self.jobs.append(job)
+        return job
+
+    def check(self) -> None:
+        """Ids are unique and every dependency comes earlier in the list (so list order is runnable)."""
+        seen = set()
+        for job in self.jobs:
+            if job.id in seen:
+                raise ValueError(f"Duplicate job id {job.id!r}")
+            missing = [d for d in job.deps if d not in seen]
+            if missing:
+                raise ValueError(f"Job {job.id!r} depends on {missing}, which are not earlier in the list")
+            seen.add(job.id)
+
+
+@dataclass(frozen=True)
+class Selection:
+    """What to run and where: the parsed lists plus the output layout and the callers' variables."""
+
+    methods: Tuple[Method, ...]
+    datasets: Tuple[str, ...]
+    seeds: Tuple[int, ...]
+    layout: Layout
+    user_env: Mapping[str, str]
+    rows: Tuple[str, ...] = tuple(ABLATION_ROWS)
+    points: Tuple[str, ...] = NCTX_POINTS
+
+
+def script(method: Method, name: str) -> str:
+    return f"scripts/{method.key}/{name}.sh"
+
+
+def missing_scripts(method: Method, names: Sequence[str]) -> List[str]:
+    return [script(method, n) for n in names if not (REPO / script(method, n)).is_file()]
+
+
+def usable(plan: Plan, method: Method, names: Sequence[str]) -> bool:
+    """False (and a note in the plan) when the method's scripts are not in this checkout yet."""
+    missing = missing_scripts(method, names)
+    if missing:
+        plan.skipped.append(f"{method.key}: skipped, {', '.join(missing)} not found (method not in this checkout)")
+    return not missing
+
+
+def method_env(sel: Selection, method: Method, protocol: str, dataset: str = "") -> Tuple[Tuple[str, str], ...]:
+    """CFG from the registry, and the epochs of a per-dataset config unless the caller set EPOCHS."""
+    env = {"CFG": method.cfg(protocol, dataset)}
+    epochs = method.epochs(protocol, dataset)
+    if epochs is not None and not sel.user_env.get("EPOCHS"):
+        env["EPOCHS"] = str(epochs)
+    return tuple(env.items())
+
+
+# --------------------------------------------------------------------------------------------
+# Tables
+# --------------------------------------------------------------------------------------------
+def zero_shot_job(plan: Plan, method: Method, dataset: str, subsample: str, run: Run) -> Job:
+    return plan.add(Job(f"zsclip/{subsample}/{dataset}", "scripts/zsclip/zeroshot.sh", (dataset, subsample),
+                        env=(("CFG", method.b2n_cfg),), run=run))
+
+
+def b2n_train_job(plan: Plan, sel: Selection, method: Method, dataset: str, seed: int) -> Job:
+    return plan.add(Job(f"{method.key}/b2n_train/{dataset}/seed{seed}", script(method, "base2new_train"),
+                        (dataset, str(seed)), method_env(sel, method, "b2n", dataset),
+                        run=sel.layout.b2n_run(method, "base", dataset, seed)))
+
+
+def table1(sel: Selection) -> Plan:
+    plan = Plan("table1")
+    for method in sel.methods:
+        if method.zero_shot:
+            if usable(plan, method, ["zeroshot"]):
+                for dataset in sel.datasets:
+                    for sub in ("base", "new"):
+                        zero_shot_job(plan, method, dataset, sub, sel.layout.b2n_run(method, sub, dataset, 0))
+            continue
+        if not usable(plan, method, ["base2new_train", "base2new_test"]):
+            continue
+        for dataset in sel.datasets:
+            for seed in sel.seeds:
+                train = b2n_train_job(plan, sel, method, dataset, seed)
+                plan.add(Job(f"{method.key}/b2n_test/{dataset}/seed{seed}", script(method, "base2new_test"),
+                             (dataset, str(seed)), method_env(sel, method, "b2n", dataset), deps=(train.id,),
+                             run=sel.layout.b2n_run(method, "new", dataset, seed)))
+    return plan
+
+
+def transfer(sel: Selection, table: str) -> Plan:
+    """Train once on the source dataset per method and seed, then evaluate on every target."""
+    plan = Plan(table)
+    source = sel.layout.xd_source
+    targets = [d for d in sel.datasets if d != source]
+    for method in sel.methods:
+        if method.zero_shot:
+            if usable(plan, method, ["zeroshot"]):
+                for dataset in [source, *targets]:
+                    zero_shot_job(plan, method, dataset, "all", sel.layout.xd_run(method, dataset, 0))
+            continue
+        if not usable(plan, method, ["xd_train", "xd_test"]):
+            continue
+        env = method_env(sel, method, "xd")
+        for seed in sel.seeds:
+            train = plan.add(Job(f"{method.key}/xd_train/seed{seed}", script(method, "xd_train"), (str(seed),), env,
+                                 run=sel.layout.xd_run(method, source, seed)))
+            for dataset in targets:
+                plan.add(Job(f"{method.key}/xd_test/{dataset}/seed{seed}", script(method, "xd_test"),
+                             (dataset, str(seed)), env, deps=(train.id,), run=sel.layout.xd_run(method, dataset, seed)))
+    return plan
+
+
+def table3(sel: Selection) -> Plan:
+    plan = Plan("table3")
+    gopro = METHODS["gopro"]
+    if not usable(plan, gopro, ["ablation"]):
+        return plan
+    for row in sel.rows:
+        layout = ablation_layout(sel.layout, row)
+        for dataset in sel.datasets:
+            for seed in sel.seeds:
+                plan.add(Job(f"gopro/ablation/{row}/{dataset}/seed{seed}", script(gopro, "ablation"),
+                             (row, dataset, str(seed)), method_env(sel, gopro, "b2n", dataset),
+                             run=layout.b2n_run(gopro, "new", dataset, seed)))
+    return plan
+
+
+def fig2(sel: Selection) -> Plan:
+    plan = Plan("fig2")
+    gopro = METHODS["gopro"]
+    if not usable(plan, gopro, ["nctx"]):
+        return plan
+    for point in sel.points:
+        layout = nctx_layout(sel.layout, point)
+        for dataset in sel.datasets:
+            for seed in sel.seeds:
+                plan.add(Job(f"gopro/nctx/{point}/{dataset}/seed{seed}", script(gopro, "nctx"),
+                             (point, dataset, str(seed)), method_env(sel, gopro, "b2n", dataset),
+                             run=layout.b2n_run(gopro, "new", dataset, seed)))
+    return plan
+
+
+def fig3(sel: Selection) -> Plan:
+    """Base-to-new training of each method, then one t-SNE plot per dataset and seed that needs them all."""
+    plan = Plan("fig3")
+    if not usable(plan, METHODS["gopro"], ["tsne"]):
+        return plan
+    for dataset in sel.datasets:
+        for seed in sel.seeds:
+            shown, trains = [], []
+            for method in sel.methods:
+                if method.zero_shot:  # no checkpoint to train
+                    shown.append(method.key)
+                elif usable(plan, method, ["base2new_train"]):
+                    shown.append(method.key)
+                    trains.append(b2n_train_job(plan, sel, method, dataset, seed).id)
+            if not shown:
+                continue
+            product = sel.layout.root / "figures" / f"tsne_{dataset}_seed{seed}.png"
+            plan.add(Job(f"tsne/{dataset}/seed{seed}", "scripts/gopro/tsne.sh", (str(seed), dataset),
+                         env=(("METHODS", " ".join(shown)),), deps=tuple(trains), product=product))
+    plan.skipped = list(dict.fromkeys(plan.skipped))
+    return plan
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    build: Callable[[Selection], Plan]
+    methods: Tuple[str, ...]
+    datasets: Tuple[str, ...]
+    seeds: Tuple[int, ...] = (1, 2, 3)
+
+
+TABLES: Dict[str, TableSpec] = {
+    "table1": TableSpec(table1, tuple(METHODS), B2N_DATASETS),
+    "xd": TableSpec(lambda sel: transfer(sel, "xd"), tuple(METHODS), XD_TARGETS),
+    "table2": TableSpec(lambda sel: transfer(sel, "table2"), tuple(METHODS), DG_TARGETS),
+    "table3": TableSpec(table3, ("gopro",), B2N_DATASETS),
+    "fig2": TableSpec(fig2, ("gopro",), B2N_DATASETS),
+    "fig3": TableSpec(fig3, FIG3_METHODS, ("eurosat",), seeds=(1,)),
+}
+
+
+# --------------------------------------------------------------------------------------------
+# Running locally
+# --------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Slot:
+    """Where one job runs at a time: a GPU (``CUDA_VISIBLE_DEVICES``) or a CPU worker."""
+
+    name: str
+    env: Tuple[Tuple[str, str], ...]
+
+
+def make_slots(gpus: Sequence[str], jobs: int = 1, hide_gpus: bool = False) -> List[Slot]:
+    """One slot per GPU; without GPUs, ``jobs`` CPU slots (``hide_gpus``: CUDA_VISIBLE_DEVICES="")."""
+    if gpus:
+        return [Slot(f"GPU {g}", (("CUDA_VISIBLE_DEVICES", g),)) for g in gpus]
+    hide = (("CUDA_VISIBLE_DEVICES", ""),) if hide_gpus else ()
+    return [Slot(f"CPU worker {i}", hide) for i in range(max(jobs, 1))]
+
+
+def detect_gpus() -> List[str]:
+    """GPU ids from CUDA_VISIBLE_DEVICES if set, else from ``nvidia-smi -L``; [] without GPUs."""
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None:
+        return [g.strip() for g in visible.split(",") if g.strip()]
+    try:
+        listing = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=60).stdout
+    except (OSError, subprocess.SubprocessError):
+        return []
+    return [str(i) for i, line in enumerate(l for l in listing.splitlines() if l.startswith("GPU "))]
+
+
+@dataclass
+class Outcome:
+    finished_before: List[str] = field(default_factory=list)
+    ok: List[str] = field(default_factory=list)
+    failed: Dict[str, Path] = field(default_factory=dict)   # job id -> its output log
+    blocked: List[str] = field(default_factory=list)        # a dependency failed
+
+    @property
+    def success(self) -> bool:
+        return not self.failed and not self.blocked
+
+
+def job_log(log_dir: Path, job: Job) -> Path:
+    return log_dir / (re.sub(r"[^A-Za-z0-9_.-]+", "__", job.id) + ".log")
+
+
+def start(job: Job, slot: Slot, env: Mapping[str, str], log_dir: Path) -> Tuple[subprocess.Popen, Path]:
+    log = job_log(log_dir, job)
+    log.parent.mkdir(parents=True, exist_ok=True)
+    handle = log.open("w")
+    handle.write(f"# {job.shell(dict(slot.env))}\n")
+    handle.flush()
+    proc = subprocess.Popen(job.command(), cwd=REPO, stdout=handle, stderr=subprocess.STDOUT,
+                            env={**env, **dict(job.env), **dict(slot.env)})
+    handle.close()  # the child holds its own descriptor
+    return proc, log
+
+
+def run_local(jobs: Sequence[Job], slots: Sequence[Slot], env: Mapping[str, str], log_dir: Path,
+              poll_seconds: float = 0.2, say: Callable[[str], None] = print) -> Outcome:
+    """Run the jobs in list order, as many at a time as there are slots, each after its dependencies."""
+    outcome = Outcome()
+    state: Dict[str, str] = {}
+    pending = []
+    for job in jobs:
+        if job.done():
+            outcome.finished_before.append(job.id)
+            state[job.id] = "ok"
+        else:
+            pending.append(job)
+    if outcome.finished_before:
+        say(f"{len(outcome.finished_before)} finished run(s) skipped")
+    running: Dict[int, Tuple[Job, subprocess.Popen, Path, float]] = {}
+    total, started = len(pending), 0
+    while pending or running:
+        for job in [j for j in pending if any(state.get(d) in ("failed", "blocked") for d in j.deps)]:
+            pending.remove(job)
+            state[job.id] = "blocked"
+            outcome.blocked.append(job.id)
+            say(f"[blocked] {job.id}: a job it depends on failed")
+        for index, slot in enumerate(slots):
+            if index in running:
+                continue
+            job = next((j for j in pending if all(state.get(d) == "ok" for d in j.deps)), None)
+            if job is None:
+                break
+            pending.remove(job)
+            proc, log = start(job, slot, env, log_dir)
+            running[index] = (job, proc, log, time.time())
+            started += 1
+            say(f"[{started}/{total}] start {job.id} on {slot.name}")
+        if not running:  # nothing can start: dependencies outside the list (a bug in a table)
+            for job in pending:
+                state[job.id] = "blocked"
+                outcome.blocked.append(job.id)
+                say(f"[blocked] {job.id}: its dependencies {list(job.deps)} never ran")
+            break
+        finished = [(i, r) for i, r in running.items() if r[1].poll() is not None]
+        if not finished:
+            time.sleep(poll_seconds)
+            continue
+        for index, (job, proc, log, began) in finished:
+            del running[index]
+            seconds = time.time() - began
+            if proc.returncode == 0:
+                state[job.id] = "ok"
+                outcome.ok.append(job.id)
+                say(f"[ok {seconds:.0f}s] {job.id}")
+            else:
+                state[job.id] = "failed"
+                outcome.failed[job.id] = log
+                say(f"[FAILED rc={proc.returncode} {seconds:.0f}s] {job.id} (log: {log})")
+    return outcome
+
+
+# --------------------------------------------------------------------------------------------
+# Slurm
+# --------------------------------------------------------------------------------------------
+@dataclass
+class Chain:
+    """Jobs one array task runs in order; stage > 0 waits for earlier stages (several dependencies)."""
+
+    stage: int
+    jobs: List[Job] = field(default_factory=list)
+
+
+def chains(jobs: Sequence[Job]) -> List[Chain]:
+    """Group the unfinished jobs into independent chains.
+
+    A job with no unfinished dependency starts a chain; a job whose unfinished dependencies all sit
+    in one chain joins it (an evaluation follows its training run); a job that needs several chains
+    starts a chain one stage after the latest of them (the t-SNE plot after all its trainings).
+    """
+    out: List[Chain] = []
+    chain_of: Dict[str, int] = {}
+    unfinished = {j.id for j in jobs}
+    for job in jobs:
+        owners = sorted({chain_of[d] for d in job.deps if d in unfinished})
+        if len(owners) == 1:
+            index = owners[0]
+            out[index].jobs.append(job)
+        else:
+            stage = 1 + max(out[i].stage for i in owners) if owners else 0
+            out.append(Chain(stage, [job]))
+            index = len(out) - 1
+        chain_of[job.id] = index
+    return out
+
+
+def slurm_script(table: str, list_file: Path, log_dir: Path, count: int, stages: int, sbatch: Sequence[str],
+                 max_parallel: int) -> str:
+    limit = f"%{max_parallel}" if max_parallel else ""
+    header = [f"#SBATCH --job-name=gopro-{table}", f"#SBATCH --array=0-{count - 1}{limit}",
+              f"#SBATCH --output={log_dir}/%x_%A_%a.out", *(f"#SBATCH {opt}" for opt in sbatch)]
+    later = [f"#   stage {s}: sbatch --array=0-N --dependency=afterok:<job id of stage {s - 1}> {{this file}} {s}"
+             for s in range(1, stages)]
+    lines = [
+        "#!/usr/bin/env bash", *header,
+        f"# Generated by tools/jobs.py {table}. One array task per chain of dependent runs (a training",
+        f"# run, then its evaluations), listed in {list_file} (columns: stage, job ids, command).",
+        "# Submit: sbatch <this file>. Finished runs are skipped, so resubmitting retries only what failed.",
+        *(["# Later stages need earlier ones (N + 1 = their chain count in the list):", *later] if later else []),
+        "set -euo pipefail",
+        'stage=${1:-0}',
+        f"list={shlex.quote(str(list_file))}",
+        'task=${SLURM_ARRAY_TASK_ID:?submit this script with sbatch (it is a job array)}',
+        "command=$(awk -F '\\t' -v stage=\"$stage\" -v task=\"$task\" "
+        "'$1 == stage && n++ == task { print $3; exit }' \"$list\")",
+        'if [ -z "$command" ]; then echo "No chain $task in stage $stage of $list" >&2; exit 1; fi',
+        f"cd {shlex.quote(str(REPO))}",
+        'echo "$command"',
+        'bash -c "$command"',
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def emit_slurm(plan: Plan, path: Path, env: Mapping[str, str], log_dir: Path, sbatch: Sequence[str],
+               max_parallel: int = 0) -> List[Chain]:
+    """Write the array script ``path`` and its job list ``path.jobs``; return the chains."""
+    todo = [j for j in plan.jobs if not j.done()]
+    groups = chains(todo)
+    list_file = Path(f"{path}.jobs").resolve()
+    lines = []
+    for stage in sorted({c.stage for c in groups}):
+        for chain in (c for c in groups if c.stage == stage):
+            command = " && ".join(job.shell(env) for job in chain.jobs)
+            if "\t" in command or "\n" in command:
+                raise ValueError(f"A tab or newline in the command of {chain.jobs[0].id}: remove it from the environment")
+            lines.append(f"{stage}\t{','.join(j.id for j in chain.jobs)}\t{command}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    list_file.write_text("".join(f"{line}\n" for line in lines))
+    stage0 = sum(1 for c in groups if c.stage == 0)
+    stages = 1 + max((c.stage for c in groups), default=0)
+    if stage0:
+        log_dir.mkdir(parents=True, exist_ok=True)
+        path.write_text(slurm_script(plan.table, list_file, log_dir.resolve(), stage0, stages, sbatch, max_parallel))
+        path.chmod(0o755)
+    return groups
+
+
+# --------------------------------------------------------------------------------------------
+# Command line
+# --------------------------------------------------------------------------------------------
+def split_list(text: Optional[str]) -> List[str]:
+    return [t for t in re.split(r"[\s,]+", text or "") if t]
+
+
+def pick(flag: Optional[List[str]], env_value: Optional[str], default: Sequence) -> List[str]:
+    """Flag, else environment variable, else the table's default."""
+    if flag:
+        return [t for item in flag for t in split_list(item)]
+    return split_list(env_value) or [str(d) for d in default]
+
+
+def build_selection(table: str, args, environ: Mapping[str, str]) -> Selection:
+    spec = TABLES[table]
+    methods = tuple(dict.fromkeys(get_method(m) for m in pick(args.methods, environ.get("METHODS"), spec.methods)))
+    datasets = tuple(pick(args.datasets, environ.get("DATASETS"), spec.datasets))
+    known = set(B2N_DATASETS + DG_TARGETS)
+    unknown = [d for d in datasets if d not in known and not (REPO / "configs" / "datasets" / f"{d}.yaml").is_file()]
+    if unknown:
+        raise ValueError(f"Unknown dataset(s) {unknown}: use config names such as {' '.join(B2N_DATASETS)}")
+    try:
+        seeds = tuple(int(s) for s in pick(args.seeds, environ.get("SEEDS"), spec.seeds))
+    except ValueError:
+        raise ValueError(f"SEEDS must be integers, got {args.seeds or environ.get('SEEDS')!r}")
+    rows = tuple(pick(None, environ.get("ROWS"), ABLATION_ROWS))
+    points = tuple(pick(None, environ.get("NCTX"), NCTX_POINTS))
+    for row in rows:
+        ablation_layout(Layout(Path(".")), row)  # raises with the valid names
+    for point in points:
+        nctx_layout(Layout(Path(".")), point)
+    layout = Layout(Path(environ["OUTPUT"]), int(environ.get("SHOTS") or 16), environ.get("XD_SOURCE") or "imagenet")
+    return Selection(methods, datasets, seeds, layout, environ, rows, points)
+
+
+def script_environment(environ: Mapping[str, str]) -> Dict[str, str]:
+    """The callers' environment for the scripts: absolute DATA/OUTPUT, this interpreter, no CFG."""
+    env = dict(environ)
+    if env.pop("CFG", None):
+        print("Note: CFG is ignored here (each method's config comes from tools/results.py).", file=sys.stderr)
+    env["OUTPUT"] = str(Path(env.get("OUTPUT") or REPO / "output").resolve())
+    env["DATA"] = str(Path(env.get("DATA") or REPO / "DATA").resolve())
+    env.setdefault("PYTHON", sys.executable)
+    return env
+
+
+def print_plan(plan: Plan) -> None:
+    for job in plan.jobs:
+        status = "done" if job.done() else "todo"
+        after = f"  (after {', '.join(job.deps)})" if job.deps else ""
+        print(f"[{status}] {job.id}{after}\n    {job.shell({})}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    parser.add_argument("table", choices=list(TABLES))
+    parser.add_argument("--gpus", help='GPU ids, e.g. "0,1,2,3" (one job per GPU); "" for none '
+                                       "(default: CUDA_VISIBLE_DEVICES, else every GPU nvidia-smi lists)")
+    parser.add_argument("--jobs", type=int, default=1, help="parallel jobs without GPUs (default: 1)")
+    parser.add_argument("--methods", nargs="+", help="override METHODS")
+    parser.add_argument("--datasets", nargs="+", help="override DATASETS")
+    parser.add_argument("--seeds", nargs="+", help="override SEEDS")
+    parser.add_argument("--dry-run", action="store_true", help="print the jobs, run nothing")
+    parser.add_argument("--emit-slurm", type=Path, metavar="FILE", help="write a Slurm array script, run nothing")
+    parser.add_argument("--sbatch", action="append", metavar="OPTION",
+                        help="#SBATCH option for --emit-slurm, with or without its dashes: --sbatch partition=gpu "
+                             "or --sbatch=--partition=gpu (repeatable; default: gres=gpu:1 cpus-per-task=8)")
+    parser.add_argument("--max-parallel", type=int, default=0, help="Slurm array concurrency limit (0: none)")
+    parser.add_argument("--log-dir", type=Path, help="job output logs (default: OUTPUT/jobs/<table>)")
+    return parser
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    env = script_environment(os.environ)
+    try:
+        sel = build_selection(args.table, args, env)
+    except (KeyError, ValueError) as exc:
+        print(f"Error: {exc.args[0]}", file=sys.stderr)
+        return 2
+    plan = TABLES[args.table].build(sel)
+    plan.check()
+    for note in plan.skipped:
+        print(note)
+    log_dir = args.log_dir or Path(env["OUTPUT"]) / "jobs" / args.table
+    if args.dry_run:
+        print_plan(plan)
+        return 0
+    if args.emit_slurm:
+        passed = {k: env[k] for k in PASS_THROUGH if env.get(k)}
+        sbatch = [opt if opt.startswith("-") else f"--{opt}" for opt in args.sbatch or ["gres=gpu:1", "cpus-per-task=8"]]
+        groups = emit_slurm(plan, args.emit_slurm, passed, log_dir, sbatch, args.max_parallel)
+        if not groups:
+            print("Every run is finished: no Slurm script written.")
+            return 0
+        stage0 = sum(1 for c in groups if c.stage == 0)
+        print(f"{sum(len(c.jobs) for c in groups)} job(s) in {len(groups)} chain(s) ({stage0} in stage 0) "
+              f"listed in {args.emit_slurm}.jobs\nSubmit with: sbatch {args.emit_slurm}")
+        for stage in sorted({c.stage for c in groups} - {0}):
+            count = sum(1 for c in groups if c.stage == stage)
+            print(f"Then stage {stage}: sbatch --array=0-{count - 1} --dependency=afterok:<job id of stage {stage - 1}> "
+                  f"{args.emit_slurm} {stage}")
+        return 0
+    gpus = detect_gpus() if args.gpus is None else split_list(args.gpus)
+    if gpus and args.jobs > 1:
+        print("Note: --jobs applies without GPUs; with GPUs one job runs per GPU.", file=sys.stderr)
+    # An explicit --gpus "" hides the GPUs from the jobs; an auto-detected "none" leaves the env alone.
+    slots = make_slots(gpus, args.jobs, hide_gpus=args.gpus is not None)
+    outcome = run_local(plan.jobs, slots, env, log_dir)
+    print(f"\n{args.table}: {len(outcome.ok)} run(s) done, {len(outcome.finished_before)} already finished, "
+          f"{len(outcome.failed)} failed, {len(outcome.blocked)} not started (dependency failed), "
+          f"{len(plan.skipped)} method(s) skipped")
+    for job_id, log in outcome.failed.items():
+        print(f"  failed: {job_id}: {log}")
+    return 0 if outcome.success else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,510 @@
+#!/usr/bin/env python
+"""Every table of the paper from an output root, with the paper's numbers beside ours.
+
+    python tools/report.py output/ --markdown report.md --csv report_csv/
+
+Walks the tree written by ``scripts/`` (layout: ``tools/results.py``) and prints, in the paper's
+layout:
+
+* Table 1, base-to-new: base / new / HM per dataset and the average over the 11 datasets;
+* Table 2, cross-dataset (ImageNet source + 10 targets + the average of the 10) and domain
+  generalisation (ImageNet + V2 / Sketch / A / R);
+* Table 3, the loss ablation of GOPro (``scripts/gopro/ablation.sh``);
+* Figure 2's numbers (base / new / HM against N_CTX, ``scripts/gopro/nctx.sh``), and the plot.
+
+Conventions:
+
+* every number of ours is the mean over seeds (± population std, as ``parse_test_res.py``);
+  zero-shot CLIP has no seed;
+* an HM is the HM of the two means; an average over datasets takes the mean of the per-dataset
+  means of base and of new, and its HM is the HM of those two means (methods spec 1.4);
+* Δ = ours − paper; an average is compared with the paper only when it covers the paper's datasets;
+* a missing cell reads ``n/a (0/3 seeds)``; a cell from fewer seeds than asked says so
+  (``(2/3 seeds)``), and an average lacking a dataset reads ``n/a (10/11 datasets)``.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, List, Optional, Sequence, Tuple
+
+from tabulate import tabulate
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "tools"))
+
+from results import (ABLATION_ROWS, B2N_DATASETS, DG_TARGETS, METHODS, NCTX_DEFAULT_POINT,  # noqa: E402
+                     NCTX_LENGTHS, XD_TARGETS, Layout, Method, SeedStats, ablation_layout, get_method,
+                     harmonic_mean, mean, nctx_layout, seed_stats)
+
+PAPER_JSON = REPO / "paper" / "gopro_bmvc2023_results.json"
+TABLES = ("table1", "xd", "dg", "table3", "fig2")
+PRETTY = {
+    "imagenet": "ImageNet", "caltech101": "Caltech101", "oxford_pets": "OxfordPets",
+    "stanford_cars": "StanfordCars", "oxford_flowers": "Flowers102", "food101": "Food101",
+    "fgvc_aircraft": "FGVCAircraft", "sun397": "SUN397", "dtd": "DTD", "eurosat": "EuroSAT",
+    "ucf101": "UCF101", "imagenetv2": "-V2", "imagenet_sketch": "-Sketch", "imagenet_a": "-A",
+    "imagenet_r": "-R", "average": "Average",
+}
+METRICS = ("base", "new", "hm")
+NO_VALUE = "–"
+
+
+# --------------------------------------------------------------------------------------------
+# The paper's numbers
+# --------------------------------------------------------------------------------------------
+class Paper:
+    """Lookups into ``paper/gopro_bmvc2023_results.json``; None where the paper has no number."""
+
+    def __init__(self, data: dict):
+        self.data = data
+
+    @classmethod
+    def load(cls, path: Path = PAPER_JSON) -> "Paper":
+        try:
+            return cls(json.loads(Path(path).read_text()))
+        except FileNotFoundError:
+            raise SystemExit(f"Paper numbers not found at {path}: pass --paper FILE (the repo has paper/*.json).")
+
+    def b2n(self, label: str, dataset: str) -> Tuple[Optional[float], ...]:
+        values = self.data["base2new"].get(dataset, {}).get(label)
+        return tuple(values) if values else (None, None, None)
+
+    def _columns(self, table: str, label: str, dataset: str) -> Optional[float]:
+        section = self.data[table]
+        values = section.get(label)
+        if not values or dataset not in section["columns"]:
+            return None
+        return values[section["columns"].index(dataset)]
+
+    def xd(self, label: str, dataset: str) -> Optional[float]:
+        return self._columns("cross_dataset", label, dataset)
+
+    def dg(self, label: str, dataset: str) -> Optional[float]:
+        return self._columns("domain_generalization", label, dataset)
+
+    def ablation(self, paper_label: str, reading: str) -> Tuple[Optional[float], ...]:
+        rows = self.data["loss_ablation_base2new_average"].get(f"reading_{reading}", [])
+        for row in rows:
+            if row["losses"] == paper_label and row["values"]:
+                return tuple(row["values"])
+        return (None, None, None)
+
+    def ablation_labels(self) -> List[str]:
+        return [row["losses"] for row in self.data["loss_ablation_base2new_average"]["reading_A"]]
+
+
+# --------------------------------------------------------------------------------------------
+# Cells: one number of ours, beside the paper's
+# --------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Cell:
+    ours: Optional[float]
+    paper: Optional[float] = None
+    std: Optional[float] = None
+    n: int = 0
+    expected: int = 0          # seeds asked for; 0 for derived numbers (HM, averages)
+    note: str = ""             # why a derived number is missing or partial
+    comparable: bool = True    # False: ours covers other datasets than the paper's number
+
+    @classmethod
+    def of(cls, stats: SeedStats, paper: Optional[float] = None) -> "Cell":
+        return cls(stats.mean, paper, stats.std, stats.n, stats.expected)
+
+    @property
+    def delta(self) -> Optional[float]:
+        if self.ours is None or self.paper is None or not self.comparable:
+            return None
+        return self.ours - self.paper
+
+    def format_ours(self) -> str:
+        if self.ours is None:
+            if self.note:
+                return f"n/a ({self.note})"
+            if self.expected == 0:
+                return "n/a"
+            return "n/a (not run)" if self.expected == 1 else f"n/a (0/{self.expected} seeds)"
+        text = f"{self.ours:.2f}"
+        if self.expected > 1 and self.std is not None:
+            text += f" ± {self.std:.2f}"
+        if 0 < self.n < self.expected:
+            text += f" ({self.n}/{self.expected} seeds)"
+        if self.note:
+            text += f" ({self.note})"
+        return text
+
+    def format_paper(self) -> str:
+        return NO_VALUE if self.paper is None else f"{self.paper:.2f}"
+
+    def format_delta(self) -> str:
+        return NO_VALUE if self.delta is None else f"{self.delta:+.2f}"
+
+    def record(self, **keys) -> dict:
+        """One CSV row (long format)."""
+        return dict(keys, ours=_num(self.ours), std=_num(self.std), seeds=self.n, expected_seeds=self.expected,
+                    paper=_num(self.paper), delta=_num(self.delta), note=self.note)
+
+
+def _num(value: Optional[float]) -> str:
+    return "" if value is None else f"{value:.4f}"
+
+
+def triple(cells: Sequence[Cell], part: str) -> str:
+    """``a / b / c`` of three cells' ours, paper or delta (Table 3 layout); one text if none has a value."""
+    texts = [getattr(c, f"format_{part}")() for c in cells]
+    values = [c.ours if part == "ours" else getattr(c, part) for c in cells]
+    return texts[0] if all(v is None for v in values) and len(set(texts)) == 1 else " / ".join(texts)
+
+
+# --------------------------------------------------------------------------------------------
+# Computations
+# --------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class B2NResult:
+    """Base and new of one method on one dataset, over seeds."""
+
+    base: SeedStats
+    new: SeedStats
+
+    @property
+    def available(self) -> bool:
+        return self.base.n > 0 and self.new.n > 0
+
+    @property
+    def complete(self) -> bool:
+        return self.base.complete and self.new.complete
+
+
+def run_seeds(method: Method, seeds: Sequence[int]) -> Sequence[int]:
+    return (0,) if method.zero_shot else tuple(seeds)
+
+
+def b2n_result(layout: Layout, method: Method, dataset: str, seeds: Sequence[int]) -> B2NResult:
+    seeds = run_seeds(method, seeds)
+    base, new = (seed_stats([layout.b2n_run(method, phase, dataset, s) for s in seeds]) for phase in ("base", "new"))
+    return B2NResult(base, new)
+
+
+def b2n_cells(result: B2NResult, paper: Tuple[Optional[float], ...]) -> List[Cell]:
+    base, new = Cell.of(result.base, paper[0]), Cell.of(result.new, paper[1])
+    if not result.available:
+        note = "needs base and new"
+    else:
+        note = "" if result.complete else "from incomplete seeds"
+    return [base, new, Cell(harmonic_mean(base.ours, new.ours), paper[2], note=note)]
+
+
+def b2n_average(results: Sequence[B2NResult], paper: Tuple[Optional[float], ...], comparable: bool) -> List[Cell]:
+    """Mean of the per-dataset base means, of the new means, and the HM of the two (spec 1.4)."""
+    found = [r for r in results if r.available]
+    if len(found) < len(results) or not results:
+        note = f"{len(found)}/{len(results)} datasets"
+        return [Cell(None, p, note=note) for p in paper]
+    note = "" if all(r.complete for r in results) else "from incomplete seeds"
+    base, new = mean([r.base.mean for r in results]), mean([r.new.mean for r in results])
+    return [Cell(v, p, note=note, comparable=comparable)
+            for v, p in zip((base, new, harmonic_mean(base, new)), paper)]
+
+
+def column_average(cells: Sequence[Cell], paper: Optional[float], comparable: bool, what: str) -> Cell:
+    """Mean of the per-dataset means (the XD "Avg" column), only when every dataset has one."""
+    found = [c.ours for c in cells if c.ours is not None]
+    if len(found) < len(cells) or not cells:
+        return Cell(None, paper, note=f"{len(found)}/{len(cells)} {what}")
+    note = "" if all(c.n >= c.expected for c in cells) else "from incomplete seeds"
+    return Cell(mean(found), paper, note=note, comparable=comparable)
+
+
+# --------------------------------------------------------------------------------------------
+# Sections (one per table; rendered as Markdown and written as CSV)
+# --------------------------------------------------------------------------------------------
+@dataclass
+class Block:
+    title: str
+    headers: List[str]
+    rows: List[List[str]]
+
+
+@dataclass
+class Section:
+    key: str                   # CSV file stem
+    title: str
+    blocks: List[Block] = field(default_factory=list)
+    records: List[dict] = field(default_factory=list)
+    notes: List[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Request:
+    layout: Layout
+    paper: Paper
+    methods: Tuple[Method, ...]
+    seeds: Tuple[int, ...]
+    datasets: Tuple[str, ...]   # restricts every table's datasets (default: all)
+
+    def pick(self, candidates: Iterable[str]) -> List[str]:
+        return [d for d in candidates if d in self.datasets]
+
+
+B2N_HEADERS = ["Method", "Base", "Base (paper)", "Δ", "New", "New (paper)", "Δ", "HM", "HM (paper)", "Δ"]
+
+
+def b2n_row(label: str, cells: Sequence[Cell]) -> List[str]:
+    row = [label]
+    for cell in cells:
+        row += [cell.format_ours(), cell.format_paper(), cell.format_delta()]
+    return row
+
+
+def table1(req: Request) -> Section:
+    section = Section("table1_base2new", "Table 1: base-to-new generalisation (train on base classes, test on new)")
+    datasets = req.pick(B2N_DATASETS)
+    comparable = tuple(datasets) == B2N_DATASETS
+    results = {m.key: {d: b2n_result(req.layout, m, d, req.seeds) for d in datasets} for m in req.methods}
+
+    average_rows = []
+    for m in req.methods:
+        cells = b2n_average(list(results[m.key].values()), req.paper.b2n(m.label, "average"), comparable)
+        average_rows.append(b2n_row(m.label, cells))
+        section.records += [c.record(row=m.label, column="average", metric=k) for k, c in zip(METRICS, cells)]
+    title = "Average over 11 datasets" if comparable else f"Average over the {len(datasets)} listed datasets"
+    section.blocks.append(Block(title, B2N_HEADERS, average_rows))
+    if not comparable:
+        section.notes.append("The paper averages 11 datasets: no Δ on the average row.")
+
+    for d in datasets:
+        rows = []
+        for m in req.methods:
+            cells = b2n_cells(results[m.key][d], req.paper.b2n(m.label, d))
+            rows.append(b2n_row(m.label, cells))
+            section.records += [c.record(row=m.label, column=d, metric=k) for k, c in zip(METRICS, cells)]
+        section.blocks.append(Block(PRETTY[d], B2N_HEADERS, rows))
+    return section
+
+
+def transfer_rows(label: str, cells: Sequence[Cell]) -> List[List[str]]:
+    """Methods as rows, datasets as columns: ours, the paper's, and Δ on three rows."""
+    return [[f"{label}", *(c.format_ours() for c in cells)],
+            [f"{label} (paper)", *(c.format_paper() for c in cells)],
+            [f"{label} Δ", *(c.format_delta() for c in cells)]]
+
+
+def transfer_section(req: Request, key: str, title: str, targets: Sequence[str], paper_lookup,
+                     with_average: bool) -> Section:
+    section = Section(key, title)
+    source = req.layout.xd_source
+    targets = req.pick(targets)
+    columns = [source, *targets]
+    rows = []
+    for m in req.methods:
+        seeds = run_seeds(m, req.seeds)
+        cells = [Cell.of(seed_stats([req.layout.xd_run(m, d, s) for s in seeds]), paper_lookup(m.label, d))
+                 for d in columns]
+        if with_average:
+            comparable = tuple(targets) == XD_TARGETS
+            cells.append(column_average(cells[1:], paper_lookup(m.label, "average"), comparable, "targets"))
+        rows += transfer_rows(m.label, cells)
+        names = columns + (["average"] if with_average else [])
+        section.records += [c.record(row=m.label, column=d, metric="accuracy") for d, c in zip(names, cells)]
+    headers = ["Method", *(PRETTY.get(d, d) for d in columns)] + (["Avg (targets)"] if with_average else [])
+    section.blocks.append(Block(f"Source: {PRETTY.get(source, source)}", headers, rows))
+    return section
+
+
+def cross_dataset(req: Request) -> Section:
+    return transfer_section(req, "table2_cross_dataset", "Table 2a: cross-dataset transfer (source ImageNet)",
+                            XD_TARGETS, req.paper.xd, with_average=True)
+
+
+def domain_generalization(req: Request) -> Section:
+    return transfer_section(req, "table2_domain_generalization", "Table 2b: domain generalisation (source ImageNet)",
+                            DG_TARGETS, req.paper.dg, with_average=False)
+
+
+def ablation(req: Request) -> Section:
+    section = Section("table3_ablation", "Table 3: GOPro loss ablation (base-to-new average)")
+    gopro = METHODS["gopro"]
+    datasets = req.pick(B2N_DATASETS)
+    comparable = tuple(datasets) == B2N_DATASETS
+    headers = ["Losses", "Row", "Base / New / HM", "Paper, reading A", "Δ (A)", "Paper, reading B", "Δ (B)"]
+    rows = []
+    ours_by_label = {label: row for row, label in ABLATION_ROWS.items()}
+    for label in req.paper.ablation_labels():
+        row = ours_by_label.get(label)
+        readings = {r: req.paper.ablation(label, r) for r in ("A", "B")}
+        if row is None:  # the paper's unlabelled first row: no run of ours matches it
+            rows.append([label, NO_VALUE, NO_VALUE, triple([Cell(None, p) for p in readings["A"]], "paper"),
+                         NO_VALUE, triple([Cell(None, p) for p in readings["B"]], "paper"), NO_VALUE])
+            continue
+        layout = ablation_layout(req.layout, row)
+        results = [b2n_result(layout, gopro, d, req.seeds) for d in datasets]
+        by_reading = {r: b2n_average(results, readings[r], comparable) for r in ("A", "B")}
+        cells = by_reading["A"]
+        rows.append([label, row, triple(cells, "ours"), triple(cells, "paper"), triple(cells, "delta"),
+                     triple(by_reading["B"], "paper"), triple(by_reading["B"], "delta")])
+        section.records += [c.record(row=row, column="average", metric=k) for k, c in zip(METRICS, cells)]
+    section.blocks.append(Block("", headers, rows))
+    section.notes.append("The paper's Table 3 layout is uncertain (methods spec 10.4): reading A puts each triple "
+                         "after its label, reading B one label earlier. Row 'all' is GOPro's Table 1 run.")
+    if not comparable:
+        section.notes.append(f"Averages over the {len(datasets)} listed datasets: no Δ against the paper's 11.")
+    return section
+
+
+def nctx_points(req: Request) -> List[Tuple[str, List[Cell]]]:
+    """Figure 2's points: (label, [base, new, HM] averages) for each M and the default point."""
+    gopro = METHODS["gopro"]
+    datasets = req.pick(B2N_DATASETS)
+    points = [(str(m), f"M={m}, random init") for m in NCTX_LENGTHS] + [(NCTX_DEFAULT_POINT, 'M=4, "a photo of a"')]
+    out = []
+    for point, label in points:
+        layout = nctx_layout(req.layout, point)
+        results = [b2n_result(layout, gopro, d, req.seeds) for d in datasets]
+        out.append((label, b2n_average(results, (None, None, None), comparable=False)))
+    return out
+
+
+def figure2(req: Request, points: List[Tuple[str, List[Cell]]]) -> Section:
+    section = Section("fig2_nctx", "Figure 2: accuracy against the number of context tokens M (GOPro)")
+    rows = [[label, *(c.format_ours() for c in cells)] for label, cells in points]
+    section.blocks.append(Block("", ["Prompt", "Base", "New", "HM"], rows))
+    section.records = [c.record(row=label, column="average", metric=k)
+                       for label, cells in points for k, c in zip(METRICS, cells)]
+    section.notes.append("The paper shows this as a plot without numbers.")
+    return section
+
+
+def plot_figure2(points: List[Tuple[str, List[Cell]]], path: Path) -> bool:
+    """Base / new / HM averages against M; the "a photo of a" point as separate markers."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    swept = [(m, cells) for m, (_, cells) in zip(NCTX_LENGTHS, points) if cells[0].ours is not None]
+    default = points[-1][1]
+    if not swept and default[0].ours is None:
+        return False
+    fig, ax = plt.subplots(figsize=(5, 3.6))
+    for i, (metric, colour) in enumerate(zip(("Base", "New", "HM"), ("tab:blue", "tab:orange", "tab:green"))):
+        if swept:
+            ax.plot([m for m, _ in swept], [c[i].ours for _, c in swept], "o-", color=colour, label=metric)
+        if default[i].ours is not None:
+            ax.plot([4], [default[i].ours], "*", color=colour, markersize=13, markeredgecolor="black",
+                    label=f'{metric}, M=4 "a photo of a"')
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(NCTX_LENGTHS, [str(m) for m in NCTX_LENGTHS])
+    ax.set_xlabel("number of context tokens M")
+    ax.set_ylabel("accuracy (%), base-to-new average")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=150)
+    plt.close(fig)
+    return True
+
+
+# --------------------------------------------------------------------------------------------
+# Output
+# --------------------------------------------------------------------------------------------
+def to_markdown(sections: Sequence[Section], header: str) -> str:
+    parts = [header]
+    for section in sections:
+        parts.append(f"## {section.title}")
+        for block in section.blocks:
+            if block.title:
+                parts.append(f"### {block.title}")
+            parts.append(tabulate(block.rows, block.headers, tablefmt="github", disable_numparse=True))
+        parts += [f"_{note}_" for note in section.notes]
+    return "\n\n".join(parts) + "\n"
+
+
+CSV_FIELDS = ["row", "column", "metric", "ours", "std", "seeds", "expected_seeds", "paper", "delta", "note"]
+
+
+def write_csv(sections: Sequence[Section], folder: Path) -> List[Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for section in sections:
+        path = folder / f"{section.key}.csv"
+        with path.open("w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=CSV_FIELDS)
+            writer.writeheader()
+            writer.writerows(section.records)
+        paths.append(path)
+    return paths
+
+
+def build_sections(req: Request, tables: Sequence[str]) -> Tuple[List[Section], Optional[list]]:
+    builders = {"table1": table1, "xd": cross_dataset, "dg": domain_generalization, "table3": ablation}
+    sections, points = [], None
+    for name in tables:
+        if name == "fig2":
+            points = nctx_points(req)
+            sections.append(figure2(req, points))
+        else:
+            sections.append(builders[name](req))
+    return sections, points
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("output_root", type=Path, help="the OUTPUT folder the scripts wrote (e.g. output/)")
+    parser.add_argument("--markdown", type=Path, help="also write the tables to this Markdown file")
+    parser.add_argument("--csv", type=Path, help="also write one CSV per table into this folder")
+    parser.add_argument("--figures", type=Path, help="folder for fig2_nctx.png (default: OUTPUT_ROOT/figures)")
+    parser.add_argument("--methods", nargs="+", default=list(METHODS),
+                        help=f"rows to show, by script folder or paper name (default: {' '.join(METHODS)})")
+    parser.add_argument("--seeds", nargs="+", type=int, default=[1, 2, 3])
+    parser.add_argument("--datasets", nargs="+", help="only these datasets (config names; default: all)")
+    parser.add_argument("--tables", nargs="+", choices=TABLES, default=list(TABLES))
+    parser.add_argument("--shots", type=int, default=16, help="SHOTS the runs used (default: 16)")
+    parser.add_argument("--xd-source", default="imagenet", help="XD_SOURCE the runs used (default: imagenet)")
+    parser.add_argument("--paper", type=Path, default=PAPER_JSON, help="the paper's numbers (JSON)")
+    return parser
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    if not args.output_root.is_dir():
+        print(f"{args.output_root} is not a folder: pass the OUTPUT root the scripts wrote.", file=sys.stderr)
+        return 2
+    try:
+        methods = tuple(dict.fromkeys(get_method(name) for name in args.methods))
+    except KeyError as exc:
+        print(exc.args[0], file=sys.stderr)
+        return 2
+    known = B2N_DATASETS + DG_TARGETS
+    unknown = [d for d in args.datasets or () if d not in known]
+    if unknown:
+        print(f"Unknown dataset(s) {unknown}: choose from {' '.join(known)}.", file=sys.stderr)
+        return 2
+    req = Request(Layout(args.output_root.resolve(), args.shots, args.xd_source), Paper.load(args.paper),
+                  methods, tuple(args.seeds), tuple(args.datasets or known))
+    sections, points = build_sections(req, args.tables)
+    header = (f"# Results in {req.layout.root}\n\nSeeds {' '.join(map(str, req.seeds))}, {req.layout.shots} shots. "
+              "Ours: mean ± std over seeds; paper: GOPro (BMVC 2023); Δ = ours − paper.")
+    text = to_markdown(sections, header)
+    print(text)
+    if args.markdown:
+        args.markdown.parent.mkdir(parents=True, exist_ok=True)
+        args.markdown.write_text(text)
+        print(f"Markdown written to {args.markdown}")
+    if args.csv:
+        print(f"CSV written to {', '.join(str(p) for p in write_csv(sections, args.csv))}")
+    if points is not None:
+        figure = (args.figures or args.output_root / "figures") / "fig2_nctx.png"
+        if plot_figure2(points, figure):
+            print(f"Figure 2 written to {figure}")
+        else:
+            print("Figure 2: no N_CTX run has results yet (scripts/reproduce/fig2.sh), no plot written.")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

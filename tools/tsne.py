@@ -1,0 +1,221 @@
+#!/usr/bin/env python
+"""Figure 3: t-SNE of the visual embeddings of the base-class test images, one panel per method.
+
+    python tools/tsne.py --output-root output --root DATA --dataset eurosat --seed 1 \
+        --methods slip cocoop gopro --out output/figures/tsne_eurosat_seed1.png
+
+Each method's trainer is built exactly as ``train.py`` builds it (same parser, same config merge,
+``DATASET.SUBSAMPLE_CLASSES base``), its base-to-new checkpoint of that seed is loaded from the
+output tree (``tools/results.py`` layout; zero-shot CLIP has none), and the base-class test images
+are embedded with ``model.visual_embedding(x)`` (GOPro: normalize(P_v(f_v(x))); CoOp: the frozen
+normalize(f_v(x))), or normalize(f_v(x)) for trainers without one. ``--run LABEL=TRAINER:CONFIG:DIR``
+adds any other checkpoint. t-SNE (methods spec 8.7; the paper's settings are unknown): scikit-learn,
+2-D, perplexity min(30, n − 1), PCA init, ``random_state`` = the seed. Points are coloured by class.
+The 2-D points are saved beside the PNG (``.npz``) to re-plot without recomputing.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import List, Optional, Sequence
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parent.parent
+for _path in (REPO, REPO / "tools"):
+    if str(_path) not in sys.path:
+        sys.path.insert(0, str(_path))
+
+from results import Layout, get_method  # noqa: E402
+
+PERPLEXITY = 30
+
+
+@dataclass(frozen=True)
+class Panel:
+    """One method to embed: a trainer, its config and the checkpoint folder (None: no training)."""
+
+    label: str
+    trainer: str
+    config: Path
+    model_dir: Optional[Path]
+
+
+# --------------------------------------------------------------------------------------------
+# Panels
+# --------------------------------------------------------------------------------------------
+def method_panel(layout: Layout, name: str, dataset: str, seed: int) -> Panel:
+    """A registry method's base-to-new checkpoint of ``seed`` (the folder ``base2new_train.sh`` fills)."""
+    method = get_method(name)
+    cfg = method.cfg("b2n", dataset)
+    # Zero-shot CLIP runs CoOp's config (scripts/zsclip/zeroshot.sh).
+    config_dir = "CoOp" if method.zero_shot else method.trainer
+    model_dir = None if method.zero_shot else layout.b2n_dir("train_base", dataset, method.trainer, cfg, seed)
+    return Panel(method.label, method.trainer, REPO / "configs" / "trainers" / config_dir / f"{cfg}.yaml", model_dir)
+
+
+def custom_panel(spec: str) -> Panel:
+    """``LABEL=TRAINER:CONFIG:MODEL_DIR`` (CONFIG: a YAML path or a name under configs/trainers/TRAINER/)."""
+    try:
+        label, rest = spec.split("=", 1)
+        trainer, config, model_dir = rest.split(":", 2)
+    except ValueError:
+        raise SystemExit(f"Bad --run {spec!r}: use LABEL=TRAINER:CONFIG:MODEL_DIR, e.g. "
+                         "GOPro=GOPro:vit_b16:output/base2new/train_base/eurosat/shots_16/GOPro/vit_b16/seed1")
+    config_path = Path(config) if config.endswith(".yaml") else REPO / "configs" / "trainers" / trainer / f"{config}.yaml"
+    return Panel(label, trainer, config_path, Path(model_dir) if model_dir else None)
+
+
+# --------------------------------------------------------------------------------------------
+# Embedding
+# --------------------------------------------------------------------------------------------
+def build_trainer(panel: Panel, args, work_dir: Path):
+    """The trainer train.py would build for this run, with the checkpoint of the last epoch loaded."""
+    import train
+    from dassl.engine import build_trainer as dassl_build_trainer
+    from dassl.utils import set_random_seed
+
+    dataset_config = REPO / "configs" / "datasets" / f"{args.dataset}.yaml"
+    for path, what in ((panel.config, "method config"), (dataset_config, "dataset config")):
+        if not path.is_file():
+            raise SystemExit(f"{what} {path} does not exist (see configs/).")
+    argv = ["--root", str(args.root), "--seed", str(args.seed), "--trainer", panel.trainer,
+            "--output-dir", str(work_dir), "--dataset-config-file", str(dataset_config),
+            "--config-file", str(panel.config), *(["--backbone", args.backbone] if args.backbone else []),
+            "DATASET.NUM_SHOTS", str(args.shots), "DATASET.SUBSAMPLE_CLASSES", "base", *args.opts]
+    cfg = train.setup_cfg(train.build_parser().parse_args(argv))
+    if cfg.SEED >= 0:
+        set_random_seed(cfg.SEED)
+    trainer = dassl_build_trainer(cfg)
+    if panel.model_dir is not None:
+        if not panel.model_dir.is_dir():
+            raise SystemExit(f"No checkpoint folder {panel.model_dir} for {panel.label}: train it first "
+                             f"(scripts/reproduce/fig3.sh, or the method's base2new_train.sh {args.dataset} {args.seed}).")
+        trainer.load_model(str(panel.model_dir), epoch=args.epoch or cfg.OPTIM.MAX_EPOCH)
+    return trainer
+
+
+def embed_images(trainer, images):
+    """The method's visual embedding [B, E]: ``model.visual_embedding`` or normalized frozen CLIP."""
+    import torch.nn.functional as F
+
+    model = getattr(trainer, "model", None)
+    if model is not None and hasattr(model, "visual_embedding"):
+        return model.visual_embedding(images)
+    return F.normalize(trainer.backbone.encode_image(images).features, dim=-1)
+
+
+def embed_test_set(trainer, max_images: int = 0):
+    """Embeddings and labels of the trainer's test split (base classes here), in loader order."""
+    import torch
+
+    trainer.set_model_mode("eval")
+    features, labels = [], []
+    with torch.no_grad():
+        for batch in trainer.test_loader:
+            images, label = trainer.parse_batch_test(batch)
+            features.append(embed_images(trainer, images).float().cpu())
+            labels.append(label.cpu())
+            if max_images and sum(len(x) for x in labels) >= max_images:
+                break
+    features, labels = torch.cat(features).numpy(), torch.cat(labels).numpy()
+    if max_images:
+        features, labels = features[:max_images], labels[:max_images]
+    return features, labels
+
+
+# --------------------------------------------------------------------------------------------
+# t-SNE and the plot (no engine needed: tested on their own)
+# --------------------------------------------------------------------------------------------
+def tsne_2d(features: np.ndarray, seed: int) -> np.ndarray:
+    """2-D t-SNE: perplexity min(30, n − 1) (it must stay below n), PCA init, random_state = seed."""
+    from sklearn.manifold import TSNE
+
+    n = len(features)
+    if n < 2:
+        raise ValueError(f"t-SNE needs at least 2 images, got {n}: check the dataset's test split.")
+    tsne = TSNE(n_components=2, perplexity=min(PERPLEXITY, n - 1), init="pca", learning_rate="auto",
+                random_state=seed)
+    return tsne.fit_transform(np.asarray(features, dtype=np.float32))
+
+
+def plot_panels(panels: Sequence[tuple], classnames: Sequence[str], path: Path, title: str = "") -> Path:
+    """One scatter per (label, points [n, 2], labels [n]) panel, coloured by class, shared legend."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    cmap = plt.get_cmap("tab10" if len(classnames) <= 10 else "tab20")
+    fig, axes = plt.subplots(1, len(panels), figsize=(4 * len(panels), 4.2), squeeze=False)
+    for ax, (label, points, labels) in zip(axes[0], panels):
+        for k, name in enumerate(classnames):
+            mask = labels == k
+            ax.scatter(points[mask, 0], points[mask, 1], s=6, color=cmap(k % cmap.N), label=name)
+        ax.set_title(label)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    handles, names = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, names, loc="lower center", ncol=min(len(names), 5), fontsize=8, markerscale=2)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout(rect=(0, 0.12, 1, 1))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=150)
+    plt.close(fig)
+    return path
+
+
+# --------------------------------------------------------------------------------------------
+# Command line
+# --------------------------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--output-root", type=Path, default=REPO / "output", help="OUTPUT of the training runs")
+    parser.add_argument("--root", type=Path, required=True, help="dataset root (DATA)")
+    parser.add_argument("--dataset", default="eurosat", help="dataset config name (default: eurosat)")
+    parser.add_argument("--seed", type=int, default=1, help="run seed, and t-SNE random_state")
+    parser.add_argument("--shots", type=int, default=16)
+    parser.add_argument("--methods", nargs="*", default=[], help="registry methods (e.g. slip cocoop gopro zsclip)")
+    parser.add_argument("--run", action="append", default=[], help="extra panel LABEL=TRAINER:CONFIG:MODEL_DIR")
+    parser.add_argument("--epoch", type=int, help="checkpoint epoch (default: the config's MAX_EPOCH)")
+    parser.add_argument("--backbone", default="", help="MODEL.BACKBONE.NAME override")
+    parser.add_argument("--max-images", type=int, default=0, help="embed at most this many images (0: all)")
+    parser.add_argument("--out", type=Path, help="PNG path (default: OUTPUT/figures/tsne_<dataset>_seed<seed>.png)")
+    parser.add_argument("opts", nargs=argparse.REMAINDER, help="train.py KEY VALUE options (after --)")
+    return parser
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    args.opts = args.opts[1:] if args.opts[:1] == ["--"] else args.opts
+    layout = Layout(args.output_root.resolve(), args.shots)
+    try:
+        panels = [method_panel(layout, m, args.dataset, args.seed) for m in args.methods]
+    except KeyError as exc:
+        raise SystemExit(exc.args[0])
+    panels += [custom_panel(spec) for spec in args.run]
+    if not panels:
+        raise SystemExit("Nothing to plot: pass --methods (e.g. slip cocoop gopro) and/or --run.")
+    out = args.out or layout.root / "figures" / f"tsne_{args.dataset}_seed{args.seed}.png"
+
+    results, classnames = [], None
+    with tempfile.TemporaryDirectory(prefix="tsne_") as work:
+        for i, panel in enumerate(panels):
+            print(f"Embedding {args.dataset} base-class test images with {panel.label} ({panel.model_dir or 'no checkpoint'})")
+            trainer = build_trainer(panel, args, Path(work) / str(i))
+            features, labels = embed_test_set(trainer, args.max_images)
+            classnames = classnames or [trainer.lab2cname[k] for k in sorted(trainer.lab2cname)]
+            results.append((panel.label, tsne_2d(features, args.seed), labels))
+    plot_panels(results, classnames, out, title=f"{args.dataset}, base classes, seed {args.seed}")
+    np.savez(out.with_suffix(".npz"), classnames=np.array(classnames),
+             **{f"{label}_points": p for label, p, _ in results}, **{f"{label}_labels": y for label, _, y in results})
+    print(f"t-SNE written to {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

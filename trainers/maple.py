@@ -1,0 +1,142 @@
+"""MaPLe (Khattak et al., CVPR 2023): multi-modal prompts, coupled from the text to the vision tower.
+
+With n = ``N_CTX`` prompt tokens and depth J = ``PROMPT_DEPTH``:
+
+    text:   [SOS] ctx_1..ctx_n <rest of CTX_INIT> <class> . [EOT]; before text block j = 1..J-1
+            positions 1..n are overwritten by the deep prompts P_t^j [n, D_t]
+    vision: F_0(ctx) [n, D_v] appended after the patch tokens (before ln_pre); before vision block
+            j = 1..J-1 the last n tokens are overwritten by F_j(P_t^j)
+
+where F_j are Linear(D_t → D_v) coupling functions, so gradients reach P_t^j from both towers.
+Everything is injected through ``ClipBackbone``'s shallow/deep prompt arguments: the CLIP package
+is not modified. The prompts do not depend on the image, so evaluation encodes the class features
+once (``TextFeatureCache``).
+
+Upstream behaviour kept: with CTX_INIT "a photo of a" and n = 2 the two vectors start as "a photo"
+and replace it, while "of a" stays in the template as fixed text. Upstream quirk fixed: prompts
+are cast to the dtype the towers run in (upstream casts them to fp16, which breaks PREC fp32).
+"""
+from __future__ import annotations
+
+import copy
+from typing import List, Sequence, Tuple
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from dassl.engine import TRAINER_REGISTRY
+
+from .clip_backbone import ClipBackbone
+from .prompting import (ClipPromptTrainer, PromptLearner, TextFeatureCache, add_prompt_keys, clean_classname,
+                        clip_logits, encode_class_prompts, init_context)
+
+MAX_INIT_WORDS = 4  # upstream initialises from CTX_INIT only for N_CTX <= 4
+
+
+def extend_cfg(cfg) -> None:
+    add_prompt_keys(cfg, "MAPLE", N_CTX=2, CTX_INIT="a photo of a", PREC="fp16", PROMPT_DEPTH=9)
+
+
+def init_leading_context(backbone: ClipBackbone, n_ctx: int, ctx_init: str) -> Tuple[torch.Tensor, str]:
+    """MaPLe/IVLP context: the first ``n_ctx`` words of ``ctx_init`` become learnable, the template
+    keeps all of its words (so the later ones stay as fixed text). Without ``ctx_init``, or with
+    ``n_ctx`` > 4 (upstream rule), ``n_ctx`` random vectors and the template "X X ... X"."""
+    if not ctx_init or n_ctx > MAX_INIT_WORDS:
+        if ctx_init:
+            print(f"Note: N_CTX={n_ctx} > {MAX_INIT_WORDS}, so CTX_INIT {ctx_init!r} is not used (upstream rule).")
+        return init_context(backbone, n_ctx)
+    words = clean_classname(ctx_init).split(" ")
+    if n_ctx > len(words):
+        raise ValueError(f"N_CTX={n_ctx} context vectors cannot start from the {len(words)} words of CTX_INIT "
+                         f"{ctx_init!r}: use N_CTX <= {len(words)}, a longer CTX_INIT, or CTX_INIT ''.")
+    vectors, template = init_context(backbone, len(words), ctx_init)
+    return vectors[:n_ctx].clone(), template
+
+
+def check_depth(depth: int, backbone: ClipBackbone, key: str) -> None:
+    backbone.require_vit("Deep visual prompts")
+    layers = min(backbone.num_vision_layers, backbone.num_text_layers)
+    if not 1 <= depth <= layers:
+        raise ValueError(f"{key}={depth} must lie in 1..{layers} (the number of transformer blocks of this backbone).")
+
+
+class MultiModalPromptLearner(PromptLearner):
+    """ctx [n, D_t], F_0 ``proj``, deep text prompts ``compound_prompts_text`` (J-1 × [n, D_t]) and
+    their couplings ``compound_prompt_projections`` (J-1 × Linear), named and shaped as upstream.
+
+    The J-1 couplings start as copies of one randomly initialised Linear (upstream does the same).
+    """
+
+    def __init__(self, backbone: ClipBackbone, classnames: Sequence[str], ctx_vectors: torch.Tensor,
+                 template_prefix: str, depth: int, truncate: bool = True):
+        super().__init__(backbone, classnames, ctx_vectors, template_prefix, truncate=truncate)
+        n, d_t, d_v = self.n_ctx, backbone.text_width, backbone.vision_width
+        self.proj = nn.Linear(d_t, d_v)
+        self.compound_prompts_text = nn.ParameterList(
+            [nn.Parameter(nn.init.normal_(torch.empty(n, d_t), std=0.02)) for _ in range(depth - 1)])
+        coupling = nn.Linear(d_t, d_v)
+        self.compound_prompt_projections = nn.ModuleList([copy.deepcopy(coupling) for _ in range(depth - 1)])
+
+    def deep_text_prompts(self) -> List[torch.Tensor]:
+        return list(self.compound_prompts_text)
+
+    def vision_prompts(self) -> Tuple[torch.Tensor, List[torch.Tensor]]:
+        """Coupled visual prompts: shallow F_0(ctx) [n, D_v] and deep F_j(P_t^j), j = 1..J-1."""
+        deep = [f(p) for f, p in zip(self.compound_prompt_projections, self.compound_prompts_text)]
+        return self.proj(self.ctx), deep
+
+
+class MultiModalPrompts(nn.Module):
+    """The registered module: only learnable tensors, under upstream's ``prompt_learner.`` prefix,
+    so upstream checkpoints (the whole CustomCLIP) load with their frozen CLIP keys ignored."""
+
+    def __init__(self, prompt_learner: MultiModalPromptLearner):
+        super().__init__()
+        self.prompt_learner = prompt_learner
+
+
+class MaPLeCLIP(TextFeatureCache, nn.Module):
+    def __init__(self, backbone: ClipBackbone, prompts: MultiModalPrompts, options):
+        super().__init__()
+        self.backbone = backbone
+        self.prompts = prompts
+        self.options = options
+
+    @property
+    def learnable(self) -> nn.Module:
+        return self.prompts
+
+    @property
+    def prompt_learner(self) -> MultiModalPromptLearner:
+        return self.prompts.prompt_learner
+
+    def text_features(self) -> torch.Tensor:
+        learner = self.prompt_learner
+        return encode_class_prompts(self.backbone, learner, learner.assemble(), self.options,
+                                    deep_prompts=learner.deep_text_prompts())                   # [C, E]
+
+    def visual_embedding(self, image: torch.Tensor) -> torch.Tensor:
+        """Image features through the prompted vision tower: normalised [B, E]."""
+        shallow, deep = self.prompt_learner.vision_prompts()
+        features = self.backbone.encode_image(image, shallow_prompts=shallow, deep_prompts=deep).features
+        return F.normalize(features, dim=-1)
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        return clip_logits(self.backbone, self.visual_embedding(image), self.cached(self.text_features))
+
+
+@TRAINER_REGISTRY.register()
+class MaPLe(ClipPromptTrainer):
+    CFG_NODE = "MAPLE"
+    MODEL_NAME = "MultiModalPromptLearner"
+
+    def build_clip_model(self, backbone: ClipBackbone, classnames: Sequence[str]) -> nn.Module:
+        options = self.method_cfg
+        check_depth(options.PROMPT_DEPTH, backbone, "TRAINER.MAPLE.PROMPT_DEPTH")
+        ctx, template = init_leading_context(backbone, options.N_CTX, options.CTX_INIT)
+        print(f'MaPLe design: multi-modal prompt learning; initial template: "{template}", '
+              f"{ctx.shape[0]} context vectors, prompt depth {options.PROMPT_DEPTH}")
+        learner = MultiModalPromptLearner(backbone, classnames, ctx, template, options.PROMPT_DEPTH,
+                                          truncate=options.TRUNCATE_TEXT)
+        return MaPLeCLIP(backbone, MultiModalPrompts(learner), options)

@@ -1,0 +1,165 @@
+"""SLIP-style baseline: frozen CLIP, hand-crafted class prompts, and a light image-side module
+trained with SLIP's multi-task objective (CLIP cross-entropy + SimCLR).
+
+This is an *interpretation* of the "SLIP" rows of GOPro's tables (methods spec §7): the paper
+text that would define them could not be read. Released SLIP models are far weaker than the
+reported row, which sits just above zero-shot CLIP, so we read it as frozen OpenAI CLIP plus a
+learnable projection trained SLIP-style on the few-shot data:
+
+    ẑ_k    = normalize(f_v(v_k))          three views: v_0 standard, v_1/v_2 SSL views  (frozen)
+    u_k    = P_v(ẑ_k)                     Linear(E → E), identity init: epoch 0 = zero-shot CLIP
+    L_clip = CE(100 · ⟨normalize(u_0), W⟩, y)     W: frozen template features of the label space
+    L_ssl  = NT-Xent(g(u_1), g(u_2); τ = SSL_TEMP)  g = SSL head *on top of* P_v
+    L      = L_clip + SSL_SCALE · L_ssl
+
+``CLIP_LOSS in_batch`` replaces L_clip by SLIP's symmetric image↔caption loss over the B captions
+of the batch (rank-local). Test: logits from normalize(P_v(ẑ)) and W; no text-encoder passes.
+"""
+from __future__ import annotations
+
+from typing import Dict, Sequence, Tuple
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from yacs.config import CfgNode as CN
+
+from dassl.data.transforms import build_transform
+from dassl.engine import TRAINER_REGISTRY
+from dassl.metrics import compute_accuracy
+
+from .clip_backbone import ClipBackbone
+from .gopro import ImageProjector
+from .losses import simclr_loss
+from .prompting import ClipPromptTrainer, check_choices, clip_logits
+from .views import mocov3_view, slip_view
+from .zsclip import dataset_template, encode_templates
+
+CHOICES = dict(SSL_HEAD=("linear_bn", "mlp3"), SSL_AUG=("slip", "mocov3"), PV_INIT=("identity", "default"),
+               CLIP_LOSS=("all_classes", "in_batch"))
+SSL_VIEWS = {"slip": slip_view, "mocov3": mocov3_view}
+MLP3_WIDTH, MLP3_OUT = 4096, 256  # SLIP's SSL head: 4096-4096-256
+
+
+def extend_cfg(cfg) -> None:
+    node = CN()
+    node.PREC = "fp16"
+    node.SSL_SCALE = 1.0
+    node.SSL_TEMP = 0.1
+    node.SSL_HEAD = "linear_bn"
+    node.SSL_AUG = "slip"
+    node.PV_INIT = "identity"
+    node.TEMPLATE = "custom"  # "custom" = the dataset's hand-crafted template; or e.g. "a photo of a {}."
+    node.CLIP_LOSS = "all_classes"
+    cfg.TRAINER.SLIP = node
+
+
+def ssl_head(kind: str, dim: int) -> nn.Module:
+    """g: ``linear_bn`` = Linear + BN (GOPro's contrastive head); ``mlp3`` = SLIP's 3-layer MLP."""
+    if kind == "linear_bn":
+        return nn.Sequential(nn.Linear(dim, dim), nn.BatchNorm1d(dim))
+    return nn.Sequential(
+        nn.Linear(dim, MLP3_WIDTH), nn.BatchNorm1d(MLP3_WIDTH), nn.ReLU(inplace=True),
+        nn.Linear(MLP3_WIDTH, MLP3_WIDTH), nn.BatchNorm1d(MLP3_WIDTH), nn.ReLU(inplace=True),
+        nn.Linear(MLP3_WIDTH, MLP3_OUT),
+    )
+
+
+class SLIPHead(nn.Module):
+    """Everything the SLIP-style baseline learns (saved in checkpoints as ``slip``)."""
+
+    def __init__(self, dim: int, options):
+        super().__init__()
+        self.image_projector = ImageProjector(dim, options.PV_INIT)
+        self.ssl_head = ssl_head(options.SSL_HEAD, dim)
+
+
+class SLIPCLIP(nn.Module):
+    def __init__(self, backbone: ClipBackbone, head: SLIPHead, class_features: torch.Tensor):
+        super().__init__()
+        self.backbone = backbone
+        self.head = head
+        self.register_buffer("class_features", class_features, persistent=False)   # W [C, E]
+
+    @property
+    def learnable(self) -> nn.Module:
+        return self.head
+
+    @torch.no_grad()
+    def encode(self, images: torch.Tensor) -> torch.Tensor:
+        """Frozen CLIP features, normalised [N, E]."""
+        return F.normalize(self.backbone.encode_image(images).features, dim=-1)
+
+    def project(self, z_hat: torch.Tensor) -> torch.Tensor:
+        return self.head.image_projector(z_hat)
+
+    def visual_embedding(self, image: torch.Tensor) -> torch.Tensor:
+        """normalize(P_v(ẑ)): the image side of the logits [B, E]."""
+        return F.normalize(self.project(self.encode(image)), dim=-1)
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        return clip_logits(self.backbone, self.visual_embedding(image), self.class_features)
+
+
+def in_batch_clip_loss(image_features: torch.Tensor, caption_features: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    """SLIP's symmetric CLIP loss over B (image, caption) pairs; features normalised [B, E]."""
+    logits = scale * image_features @ caption_features.t()
+    targets = torch.arange(logits.shape[0], device=logits.device)
+    return (F.cross_entropy(logits, targets) + F.cross_entropy(logits.t(), targets)) / 2
+
+
+@TRAINER_REGISTRY.register()
+class SLIP(ClipPromptTrainer):
+    CFG_NODE = "SLIP"
+    MODEL_NAME = "slip"
+
+    def check_cfg(self, cfg):
+        super().check_cfg(cfg)
+        options = cfg.TRAINER.SLIP
+        check_choices(options, "SLIP", CHOICES)
+        if options.TEMPLATE != "custom" and "{}" not in options.TEMPLATE:
+            raise ValueError(f"TRAINER.SLIP.TEMPLATE must be 'custom' or contain '{{}}' for the class name, "
+                             f"got {options.TEMPLATE!r}")
+
+    @property
+    def uses_ssl(self) -> bool:
+        return self.method_cfg.SSL_SCALE > 0
+
+    def train_transforms(self):
+        """[standard, SSL view, SSL view], built from the raw image in DataLoader workers."""
+        if not self.uses_ssl:
+            return None
+        size = self.cfg.INPUT.SIZE[0]
+        make_view = SSL_VIEWS[self.method_cfg.SSL_AUG]
+        return [build_transform(self.cfg, is_train=True), make_view(size), make_view(size)]
+
+    def template(self) -> str:
+        template = self.method_cfg.TEMPLATE
+        return dataset_template(self.cfg.DATASET.NAME) if template == "custom" else template
+
+    def build_clip_model(self, backbone: ClipBackbone, classnames: Sequence[str]) -> nn.Module:
+        options, template = self.method_cfg, self.template()
+        print(f'SLIP-style: class prompts "{template}", SSL head {options.SSL_HEAD} on P_v, '
+              f"SSL views {options.SSL_AUG}, weight {options.SSL_SCALE}, CLIP loss {options.CLIP_LOSS}")
+        class_features = encode_templates(backbone, classnames, [template])
+        return SLIPCLIP(backbone, SLIPHead(backbone.embed_dim, options), class_features)
+
+    def compute_loss(self, batch) -> Tuple[torch.Tensor, Dict[str, float]]:
+        options, model = self.method_cfg, self.model
+        image, label = self.parse_batch_train(batch)
+        views = [image] + ([batch["img2"].to(self.device), batch["img3"].to(self.device)] if self.uses_ssl else [])
+        u = model.project(model.encode(torch.cat(views))).split(label.shape[0])      # per view [B, E]
+        image_features = F.normalize(u[0], dim=-1)
+        logits = clip_logits(model.backbone, image_features, model.class_features)   # [B, C]
+        if options.CLIP_LOSS == "in_batch":
+            terms = {"loss_clip": in_batch_clip_loss(image_features, model.class_features[label],
+                                                     model.backbone.logit_scale)}
+        else:
+            terms = {"loss_clip": F.cross_entropy(logits, label)}
+        if self.uses_ssl:
+            g = model.head.ssl_head
+            terms["loss_ssl"] = simclr_loss(g(u[1]), g(u[2]), options.SSL_TEMP)
+        loss = terms["loss_clip"] + options.SSL_SCALE * terms.get("loss_ssl", 0.0)
+        summary = {"loss": loss.item(), **{k: v.item() for k, v in terms.items()},
+                   "acc": compute_accuracy(logits, label)[0].item()}
+        return loss, summary
