@@ -18,6 +18,7 @@ import importlib
 import os
 import pkgutil
 import sys
+import time
 from types import ModuleType
 from typing import List
 
@@ -109,6 +110,21 @@ def setup_cfg(args):
     return cfg
 
 
+def rotate_previous_log(output_dir: str) -> None:
+    """Keep ``log.txt`` for the newest run: an earlier log (e.g. of an interrupted run that is now
+    resumed) moves to ``log.txt-<its time>``. Upstream keeps the oldest in log.txt instead, so
+    parsers that read log.txt would never see a resumed run's result."""
+    from dassl.utils.distributed import is_main_process
+
+    path = os.path.join(output_dir, "log.txt")
+    if os.path.isfile(path) and is_main_process():
+        stamp = time.strftime("%Y-%m-%d-%H-%M-%S", time.localtime(os.path.getmtime(path)))
+        target = f"{path}-{stamp}"
+        while os.path.exists(target):
+            target += "-1"
+        os.replace(path, target)
+
+
 def print_banner(title: str) -> None:
     line = "*" * (len(title) + 6)
     print(f"{line}\n** {title} **\n{line}")
@@ -122,6 +138,7 @@ def main(args) -> None:
     if cfg.SEED >= 0:
         print(f"Setting fixed seed: {cfg.SEED}")
         set_random_seed(cfg.SEED)
+    rotate_previous_log(cfg.OUTPUT_DIR)
     setup_logger(cfg.OUTPUT_DIR)
     if torch.cuda.is_available() and cfg.USE_CUDA:
         torch.backends.cudnn.benchmark = True

@@ -124,8 +124,13 @@ def read_lines(path: str) -> List[str]:
 
 
 def list_files(folder: str) -> List[str]:
-    """Sorted non-hidden regular files of ``folder`` (sorted for machine-independent results)."""
-    return [name for name in listdir_nohidden(folder, sort=True) if os.path.isfile(os.path.join(folder, name))]
+    """Sorted non-hidden regular files of ``folder`` (sorted for machine-independent results).
+
+    ``os.scandir`` gets the file type from the directory listing, so ImageNet's 1.28M files are
+    not stat'ed one extra time each.
+    """
+    with os.scandir(folder) as entries:
+        return sorted(entry.name for entry in entries if not entry.name.startswith(".") and entry.is_file())
 
 
 def list_class_folders(image_dir: str, ignored: Sequence[str] = ()) -> List[str]:
@@ -331,7 +336,7 @@ def split_class_folders(image_dir: str, p_trn: float = 0.5, p_val: float = 0.2, 
         parts = cut_class(impaths, p_trn, p_val, f"class folder {class_dir}")
         for records, part in zip(splits, parts):
             records.extend((impath, label, classname) for impath in part)
-    train, val, test = (build_data(records, image_dir) for records in splits)
+    train, val, test = (to_datums(records) for records in splits)  # listed just now: no extra check
     return train, val, test
 
 
@@ -575,7 +580,7 @@ class ImageNetVariant(DatasetBase):
         text_file = require_file(os.path.join(self.dataset_dir, "classnames.txt"), name, root,
                                  "Copy imagenet/classnames.txt into this folder.")
         classnames = read_imagenet_classnames(text_file)
-        return build_data(self.read_records(classnames, text_file), self.image_dir)
+        return to_datums(self.read_records(classnames, text_file))  # records come from listings
 
     @classmethod
     def dry_run(cls, root: str) -> Dict[str, List[Datum]]:

@@ -12,7 +12,7 @@ from typing import List, Tuple
 from dassl.data.datasets import DATASET_REGISTRY, Datum
 from dassl.utils import listdir_nohidden
 
-from .coop_common import (CoOpDataset, DatasetLayoutError, DATASETS_DOC, build_data, read_imagenet_classnames,
+from .coop_common import (CoOpDataset, DatasetLayoutError, DATASETS_DOC, read_imagenet_classnames, to_datums,
                           wnid_folder_records)
 
 FLAT_VAL_HELP = (
@@ -40,8 +40,8 @@ class ImageNet(CoOpDataset):
         train_dir = self.require_dir("images", "train")
         val_dir = self.require_dir("images", "val", hint=FLAT_VAL_HELP)
         self.check_val_layout(train_dir, val_dir)
-        train = build_data(wnid_folder_records(train_dir, classnames, text_file, files="ignore"), train_dir)
-        test = build_data(wnid_folder_records(val_dir, classnames, text_file, files="ignore"), val_dir)
+        train = to_datums(wnid_folder_records(train_dir, classnames, text_file, files="ignore"))
+        test = to_datums(wnid_folder_records(val_dir, classnames, text_file, files="ignore"))
         return train, None, test
 
     @staticmethod

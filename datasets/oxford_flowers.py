@@ -9,7 +9,7 @@ from collections import OrderedDict
 
 from dassl.data.datasets import DATASET_REGISTRY
 
-from .coop_common import CoOpDataset, DatasetFormatError, build_data, cut_class, load_mat_variable
+from .coop_common import CoOpDataset, DatasetFormatError, cut_class, load_mat_variable, require_images, to_datums
 
 
 @DATASET_REGISTRY.register()
@@ -41,5 +41,6 @@ class OxfordFlowers(CoOpDataset):
             classname = cat_to_name[str(class_id)]
             for records, part in zip(splits, cut_class(impaths, p_trn, p_val, f"flower class {class_id}")):
                 records.extend((impath, class_id - 1, classname) for impath in part)
-        train, val, test = (build_data(records, label_file) for records in splits)
+        require_images([record for records in splits for record in records], label_file)
+        train, val, test = (to_datums(records) for records in splits)
         return train, val, test

@@ -30,9 +30,15 @@ common_opts() {
     return 0
 }
 
+finished() {  # finished DIR SIGNAL: log.txt holds an accuracy line after the line matching SIGNAL
+    [ -f "$1/log.txt" ] && awk -v s="$2" '$0 ~ s {on = 1} on && /^\* accuracy:/ {ok = 1} END {exit !ok}' "$1/log.txt"
+}
+
 run_train_py() {  # run_train_py OUTDIR [train.py args...]
     local dir=$1; shift
-    if [ -f "$dir/log.txt" ] && grep -q "^\* accuracy:" "$dir/log.txt"; then
+    local signal="^Finish training"
+    [[ " $* " == *" --eval-only "* ]] && signal="^=> result"
+    if finished "$dir" "$signal"; then
         echo "Results exist at $dir (skip this job)"
         return 0
     fi

@@ -23,10 +23,10 @@ METHODS = {
 }
 # A learnable setting on the kit: no warm-up, a high learning rate, a few epochs.
 FAST_TRAINING = {
-    "CoCoOp": ["OPTIM.MAX_EPOCH", "2", "OPTIM.LR", "0.05", "DATALOADER.TRAIN_X.BATCH_SIZE", "4"],
-    "MaPLe": ["OPTIM.MAX_EPOCH", "3", "OPTIM.LR", "0.05"],
-    "StyLIP": ["OPTIM.MAX_EPOCH", "3", "OPTIM.LR", "0.01"],
-    "SLIP": ["OPTIM.MAX_EPOCH", "8", "OPTIM.LR", "0.5"],
+    "CoCoOp": ["OPTIM.MAX_EPOCH", "2", "OPTIM.LR", "0.02", "DATALOADER.TRAIN_X.BATCH_SIZE", "4"],
+    "MaPLe": ["OPTIM.MAX_EPOCH", "2", "OPTIM.LR", "0.05"],
+    "StyLIP": ["OPTIM.MAX_EPOCH", "2", "OPTIM.LR", "0.01"],
+    "SLIP": ["OPTIM.MAX_EPOCH", "4", "OPTIM.LR", "1.0"],
     "IVLP": ["OPTIM.MAX_EPOCH", "3", "OPTIM.LR", "0.05"],
     "VPT": ["OPTIM.MAX_EPOCH", "3", "OPTIM.LR", "0.05"],
 }

@@ -178,6 +178,12 @@ def datums(paths_labels):
     return [Datum(impath=p, label=label, classname=f"c{label}") for p, label in paths_labels]
 
 
+@pytest.mark.parametrize("n, expected", [(4, (2, 1, 1)), (5, (2, 1, 2)), (7, (4, 1, 2)), (9, (4, 2, 3)),
+                                         (120, (60, 24, 36))])
+def test_split_counts_round_half_to_even(n, expected):
+    assert coop_common.split_counts(n, 0.5, 0.2) == expected
+
+
 def test_split_trainval_rounding_and_minimum(tmp_path):
     paths = make_images(tmp_path, [f"{i}.jpg" for i in range(8)])
     data = datums([(p, 0) for p in paths[:5]] + [(p, 1) for p in paths[5:]])

@@ -18,7 +18,7 @@ from conftest import REPO
 
 import jobs
 import report
-from results import METHODS, Layout, ablation_layout, harmonic_mean, nctx_layout
+from results import METHODS, TRAIN_END_SIGNALS, Layout, Run, ablation_layout, harmonic_mean, nctx_layout
 from test_report import row_of
 
 FAKE_PYTHON = f"""#!{sys.executable}
@@ -213,6 +213,19 @@ def test_cpu_workers_hide_gpus_and_failures_block_dependents(fake):
     assert starts[1] < min(c["end"] for c in calls)  # the two training runs ran side by side
     log = fake.output / "jobs" / "table1" / "gopro__b2n_train__dtd__seed1.log"
     assert log.read_text().startswith("# env CUDA_VISIBLE_DEVICES='' CFG=vit_b16 bash scripts/gopro/base2new_train.sh dtd 1")
+
+
+def test_a_zero_exit_without_the_final_result_counts_as_a_failure(tmp_path):
+    script = tmp_path / "half.sh"
+    script.write_text(f"mkdir -p {tmp_path}/run && echo 'epoch [1/50]' > {tmp_path}/run/log.txt\n")
+    half = jobs.Job("half", str(script), (), run=Run(tmp_path / "run" / "log.txt", TRAIN_END_SIGNALS))
+    after = jobs.Job("after", str(script), (), deps=("half",))
+    plain = jobs.Job("plain", str(script), ())  # nothing to check: its exit status decides
+    messages = []
+    outcome = jobs.run_local([half, after, plain], jobs.make_slots([], 1), dict(os.environ), tmp_path / "logs",
+                             poll_seconds=0.01, say=messages.append)
+    assert outcome.failed == {"half": tmp_path / "logs" / "half.log"} and outcome.blocked == ["after"]
+    assert outcome.ok == ["plain"] and any("[FAILED no final result" in m for m in messages)
 
 
 def test_reproduce_scripts_forward_to_the_engine(fake):

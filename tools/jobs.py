@@ -67,6 +67,10 @@ class Job:
     run: Optional[Run] = None
     product: Optional[Path] = None
 
+    @property
+    def checkable(self) -> bool:
+        return self.run is not None or self.product is not None
+
     def done(self) -> bool:
         if self.run is not None:
             return self.run.done
@@ -374,14 +378,18 @@ def run_local(jobs: Sequence[Job], slots: Sequence[Slot], env: Mapping[str, str]
         for index, (job, proc, log, began) in finished:
             del running[index]
             seconds = time.time() - began
-            if proc.returncode == 0:
+            # A zero exit without the final result (e.g. the script skipped a half-written log) is a failure.
+            problem = f"rc={proc.returncode}" if proc.returncode else ""
+            if not problem and job.checkable and not job.done():
+                problem = "no final result"
+            if problem:
+                state[job.id] = "failed"
+                outcome.failed[job.id] = log
+                say(f"[FAILED {problem} {seconds:.0f}s] {job.id} (log: {log})")
+            else:
                 state[job.id] = "ok"
                 outcome.ok.append(job.id)
                 say(f"[ok {seconds:.0f}s] {job.id}")
-            else:
-                state[job.id] = "failed"
-                outcome.failed[job.id] = log
-                say(f"[FAILED rc={proc.returncode} {seconds:.0f}s] {job.id} (log: {log})")
     return outcome
 
 

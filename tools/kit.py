@@ -13,7 +13,7 @@ import argparse
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, List
+from typing import Iterable, List, Tuple
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(REPO), str(REPO / "tools")]
@@ -49,14 +49,33 @@ def build_kit(root: str | Path, datasets: Iterable[dict] = (DEMO_DATASET,), seed
     from make_fixture_datasets import write_fixture
 
     kit = Kit(Path(root))
-    if not kit.clip_path.exists():
-        write_tiny_clip(kit.clip_path, seed=seed, image_resolution=IMAGE_SIZE)
     for spec in datasets:
         spec = dict(spec)
         name = spec.pop("name")
         if not (kit.data / name).exists():
             write_fixture(name, kit.data, image_size=IMAGE_SIZE, seed=seed, **spec)
+    if not kit.clip_path.exists():
+        write_tiny_clip(kit.clip_path, seed=seed, image_resolution=IMAGE_SIZE,
+                        pretrain_on=[s for spec in datasets for s in training_pairs(kit.data, spec["name"])])
     return kit
+
+
+def training_pairs(data: Path, config_name: str) -> List[Tuple[str, str]]:
+    """(image path, class name) of a dataset's full train split, read by its real dataset class."""
+    import random
+
+    import train
+    from dassl.data.datasets import build_dataset
+
+    args = train.build_parser().parse_args(["--root", str(data), "--dataset-config-file",
+                                            str(REPO / "configs" / "datasets" / f"{config_name}.yaml")])
+    state = random.getstate()
+    random.seed(0)  # the split file a missing one is created with
+    try:
+        dataset = build_dataset(train.setup_cfg(args))
+    finally:
+        random.setstate(state)
+    return [(item.impath, item.classname) for item in dataset.train_x]
 
 
 def main() -> None:

@@ -50,12 +50,14 @@ from check_datasets import IMAGENET_A_INDICES, IMAGENET_A_WNIDS, IMAGENET_R_INDI
 def class_look(index: int) -> Tuple[np.ndarray, np.ndarray, int, int]:
     """Colour A, colour B, pattern kind (0-3) and frequency of class ``index`` (all deterministic).
 
-    Hues are spaced by the golden ratio, so consecutive classes differ strongly in colour; pattern
-    kind and frequency vary with the index as well, so classes differ in texture too.
+    The two hues follow two different low-discrepancy sequences (golden ratio, sqrt 2), so nearby
+    classes differ in colour and no two classes share a colour pair; pattern kind and frequency
+    vary with the index as well, so classes also differ in texture.
     """
-    hue = (index * 0.618033988749895) % 1.0
-    colour_a = np.array(_hsv_to_rgb(hue, 0.85, 0.95))
-    colour_b = np.array(_hsv_to_rgb((hue + 0.5) % 1.0, 0.6, 0.35))
+    hue_a = (index * 0.618033988749895) % 1.0
+    hue_b = (0.5 + index * 0.414213562373095) % 1.0
+    colour_a = np.array(_hsv_to_rgb(hue_a, 0.85, 0.95))
+    colour_b = np.array(_hsv_to_rgb(hue_b, 0.7, 0.3 + 0.25 * ((index // 3) % 2)))
     return colour_a, colour_b, index % 4, 1 + (index // 4) % 3
 
 
@@ -76,7 +78,7 @@ def render_image(look_index: int, rng: np.random.Generator, size: int) -> Image.
     else:  # checkerboard
         mask = ((np.floor((x + phase) * freq * 2) + np.floor((y + phase) * freq * 2)) % 2).astype(float)
     pixels = colour_a * mask[..., None] + colour_b * (1 - mask[..., None])
-    pixels = pixels * rng.uniform(0.85, 1.15) + rng.normal(0, 0.05, size=pixels.shape)
+    pixels = pixels * rng.uniform(0.92, 1.08) + rng.normal(0, 0.04, size=pixels.shape)
     return Image.fromarray((np.clip(pixels, 0, 1) * 255).astype(np.uint8), "RGB")
 
 

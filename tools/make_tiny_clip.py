@@ -11,10 +11,13 @@ Widths are multiples of 64 because ``clip.model.build_model`` derives the number
 from __future__ import annotations
 
 import argparse
+import math
 import warnings
 from pathlib import Path
+from typing import Optional, Sequence, Tuple
 
 import torch
+import torch.nn.functional as F
 from clip.model import CLIP, convert_weights
 
 TINY_DEFAULTS = dict(
@@ -41,12 +44,59 @@ def build_tiny_clip(seed: int = 0, layers: int = 3, image_resolution: int = 32) 
     return model.eval()
 
 
+PRETRAIN_TEMPLATES = ["a photo of a {}.", "a photo of a {}, a type of pet.", "a {}.", "itap of a {}.", "{}"]
+CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+
+
+def pretrain_tiny_clip(model: CLIP, samples: Sequence[Tuple[str, str]], steps: int = 12, seed: int = 0) -> CLIP:
+    """A short CLIP-style pre-training on (image path, class name) pairs, so that the tiny model
+    "knows" those concepts the way the real CLIP knows the web: zero-shot prompts then beat chance
+    and prompt learning has something to build on. Loss: cross-entropy of 100·cos(image, class
+    caption) over the classes, captions drawn from a few templates."""
+    from PIL import Image
+    from torchvision import transforms as T
+    import clip
+
+    torch.manual_seed(seed)
+    size = model.visual.input_resolution
+    augment = T.Compose([T.RandomResizedCrop(size, scale=(0.5, 1.0)), T.RandomHorizontalFlip(),
+                         T.ToTensor(), T.Normalize(CLIP_MEAN, CLIP_STD)])
+    names = sorted({name for _, name in samples})
+    labels = torch.tensor([names.index(name) for _, name in samples])
+    images = [Image.open(p).convert("RGB").resize((size, size)) for p, _ in samples]
+    captions = clip.tokenize([t.format(n.replace("_", " ")) for t in PRETRAIN_TEMPLATES for n in names])
+    captions = captions.view(len(PRETRAIN_TEMPLATES), len(names), -1)
+    model = model.float().train()
+    with torch.no_grad():
+        model.logit_scale.fill_(math.log(100.0))  # CLIP's trained temperature
+    params = [p for n, p in model.named_parameters() if n != "logit_scale"]
+    optimizer = torch.optim.AdamW(params, lr=1e-3, weight_decay=0.0)
+    for _ in range(steps):
+        index = torch.randint(len(images), (32,))
+        batch = torch.stack([augment(images[i]) for i in index])
+        text = model.encode_text(captions[torch.randint(len(PRETRAIN_TEMPLATES), ())])
+        logits = 100.0 * F.normalize(model.encode_image(batch), dim=-1) @ F.normalize(text, dim=-1).t()
+        loss = F.cross_entropy(logits, labels[index])
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    model.eval()
+    convert_weights(model)
+    return model
+
+
 def write_tiny_clip(path: str | Path, fmt: str = "state_dict", seed: int = 0, layers: int = 3,
-                    image_resolution: int = 32) -> Path:
-    """Save a tiny CLIP as a plain state dict (``torch.save``) or a TorchScript archive."""
+                    image_resolution: int = 32, pretrain_on: Optional[Sequence[Tuple[str, str]]] = None) -> Path:
+    """Save a tiny CLIP as a plain state dict (``torch.save``) or a TorchScript archive.
+
+    ``pretrain_on``: optional (image path, class name) pairs for ``pretrain_tiny_clip``.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     model = build_tiny_clip(seed=seed, layers=layers, image_resolution=image_resolution)
+    if pretrain_on:
+        model = pretrain_tiny_clip(model, pretrain_on, seed=seed)
     if fmt == "state_dict":
         torch.save(model.state_dict(), path)
     elif fmt == "jit":
