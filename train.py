@@ -19,14 +19,18 @@ import os
 import pkgutil
 import sys
 import time
+import warnings
 from types import ModuleType
 from typing import List
 
-import torch
+# The CLIP package imports pkg_resources, which warns on every start (setuptools < 81 is pinned).
+warnings.filterwarnings("ignore", message="pkg_resources is deprecated")
 
-from dassl.config import get_cfg_default
-from dassl.engine import build_trainer
-from dassl.utils import collect_env_info, set_random_seed, setup_logger
+import torch  # noqa: E402
+
+from dassl.config import get_cfg_default  # noqa: E402
+from dassl.engine import build_trainer  # noqa: E402
+from dassl.utils import collect_env_info, set_random_seed, setup_logger  # noqa: E402
 
 PLUGIN_PACKAGES = ("datasets", "trainers")
 

@@ -1,14 +1,17 @@
-"""Baseline trainers (CoCoOp, MaPLe, StyLIP, SLIP-style): learning, frozen CLIP, upstream checkpoint
+"""Baseline trainers (CoCoOp, MaPLe, StyLIP, SLIP-style, IVLP, VPT): learning, frozen CLIP, upstream checkpoint
 layouts, deep-prompt injection, image-conditioned prompts, scripts."""
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
 import torch
 import torch.nn.functional as F
+from yacs.config import CfgNode
 
-from conftest import accuracies, make_trainer, run_script
+from conftest import REPO, accuracies, make_trainer, run_script
+from trainers.losses import simclr_loss
 from trainers.prompting import encode_class_prompts
 from trainers.zsclip import dataset_template, encode_templates
 
@@ -321,7 +324,6 @@ def test_slip_views_and_the_ssl_loss_reaches_the_shared_projector(trainers):
     head.zero_grad()
     views = torch.cat([batch["img2"], batch["img3"]])
     u = trainer.model.project(trainer.model.encode(views)).chunk(2)
-    from trainers.losses import simclr_loss
     simclr_loss(head.ssl_head(u[0]), head.ssl_head(u[1])).backward()
     assert head.image_projector.weight.grad.abs().sum() > 0  # SSL head sits on top of P_v
 
@@ -364,6 +366,27 @@ def test_vpt_text_is_the_fixed_template(trainers):
 
 
 # ---- scripts ----------------------------------------------------------------------------------
+SCRIPT_FOLDERS = {"cocoop": "CoCoOp", "maple": "MaPLe", "stylip": "StyLIP", "slip": "SLIP", "ivlp": "IVLP", "vpt": "VPT"}
+
+
+def script_setting(path: Path) -> dict:
+    """TRAINER, default CFG and LOADEP of a thin method script."""
+    text = path.read_text()
+    return {"TRAINER": re.search(r"^TRAINER=(\S+)$", text, re.M).group(1),
+            "CFG": re.search(r"^CFG=\$\{CFG:-(\S+)\}$", text, re.M).group(1),
+            "LOADEP": int(re.search(r"^LOADEP=(\d+)$", text, re.M).group(1))}
+
+
+@pytest.mark.parametrize("folder", list(SCRIPT_FOLDERS))
+def test_scripts_use_existing_configs_and_load_their_last_epoch(folder):
+    for name in ("base2new_train", "base2new_test", "xd_train", "xd_test"):
+        setting = script_setting(REPO / "scripts" / folder / f"{name}.sh")
+        assert setting["TRAINER"] == SCRIPT_FOLDERS[folder]
+        config = REPO / "configs" / "trainers" / setting["TRAINER"] / f"{setting['CFG']}.yaml"
+        with open(config) as f:
+            assert CfgNode.load_cfg(f).OPTIM.MAX_EPOCH == setting["LOADEP"], (name, config)
+
+
 @pytest.mark.slow
 def test_maple_base2new_scripts_end_to_end(kit, tmp_path):
     env = {"DATA": str(kit.data), "OUTPUT": str(tmp_path), "EPOCHS": "1",

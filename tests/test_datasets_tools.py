@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import importlib.util
-import json
 import re
 import shutil
 import subprocess
@@ -281,7 +280,8 @@ def test_check_misnamed_dataset_folder(tmp_path):
 
 
 def test_check_missing_dataset_folder(tmp_path):
-    assert "missing oxford_pets/" in problems_of(tmp_path, "oxford_pets")
+    message = problems_of(tmp_path, "oxford_pets")
+    assert "missing oxford_pets/; fix: download it (https://www.robots.ox.ac.uk/~vgg/data/pets" in message
 
 
 def test_check_partition_files_one_level_too_deep(tmp_path):
@@ -289,8 +289,10 @@ def test_check_partition_files_one_level_too_deep(tmp_path):
     (dataset_dir / "Partitions").mkdir()
     for name in ("ClassName.txt", "Training_01.txt", "Testing_01.txt"):
         (dataset_dir / name).rename(dataset_dir / "Partitions" / name)
-    report = check_dataset(tmp_path, "sun397")
-    assert any("split_zhou_SUN397.json" in p and "Training_01.txt" in p for p in report.problems)
+    message = problems_of(tmp_path, "sun397")
+    assert "missing split_zhou_SUN397.json; fix: gdown 1y2RD81BYuiyvebdN-JymPfyWYcd8_MUq" in message
+    assert "missing Training_01.txt: found it at Partitions/Training_01.txt; fix: move it to sun397/Training_01.txt" \
+        in message
 
 
 def test_check_unextracted_archive(tmp_path):
@@ -381,6 +383,9 @@ def test_datasets_md_covers_every_dataset(key):
     assert f"{layout.folder}/" in section
     for drive_id in layout.drive.values():
         assert drive_id in section
+    for source in layout.sources:  # the checker's table and the document name the same downloads
+        for url in re.findall(r"https?://\S+", source):
+            assert url in section
 
 
 def test_datasets_md_new_dataset_example_works(tmp_path):

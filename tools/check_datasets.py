@@ -20,7 +20,6 @@ import argparse
 import contextlib
 import importlib
 import io
-import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -342,7 +341,7 @@ LAYOUTS: Dict[str, Layout] = {layout.key: layout for layout in (
            raw=("ucfTrainTestlist/classInd.txt", "ucfTrainTestlist/trainlist01.txt", "ucfTrainTestlist/testlist01.txt"),
            drive={"UCF-101-midframes.zip": "10Jqome3vtUA2keJkNanAiFpgbyC9Hc2O",
                   "split_zhou_UCF101.json": "1I0S0q91hJfsV9Gf4xDIjgDq4AqBNJb1y"},
-           sources=("UCF-101-midframes.zip from CoOp's Google Drive (id below)",
+           sources=("UCF-101-midframes.zip from CoOp's Google Drive (tools/download_splits.py --create)",
                     "https://www.crcv.ucf.edu/data/UCF101/UCF101TrainTestSplits-RecognitionTask.zip "
                     "(ucfTrainTestlist/, only to create the split yourself)"),
            aliases=("UCF101", "ucf-101")),
@@ -468,8 +467,8 @@ def check_dataset(data_root: str | Path, name: str) -> Report:
         return report
     if not dataset_dir.is_dir():
         hint = find_misplaced_folder(data_root, layout)
-        report.problems.append(f"missing {layout.folder}/; " + (hint or f"fix: download it (see DATASETS.md, "
-                                                                         f"section '{layout.registry}')"))
+        report.problems.append(f"missing {layout.folder}/; " + (hint or f"fix: download it ({layout.sources[0]}; "
+                                                                         f"DATASETS.md, section '{layout.registry}')"))
         return report
 
     for probe in layout.probes:
@@ -483,14 +482,15 @@ def check_dataset(data_root: str | Path, name: str) -> Report:
 
     split = layout.split_filename
     if split and not (dataset_dir / split).is_file():
-        raw_files = [r for r in layout.raw if r != CLASS_FOLDERS]
-        if all((dataset_dir / r).exists() for r in raw_files):
+        missing = [r for r in layout.raw if r != CLASS_FOLDERS and not (dataset_dir / r).exists()]
+        if not missing:
             report.notes.append(f"no {split}: the first run creates a random split from the raw files; the "
                                 f"published one: {_drive_fix(layout, split, dataset_dir)}")
         else:
-            missing = [r for r in raw_files if not (dataset_dir / r).exists()]
-            report.problems.append(f"missing {split} (and the raw files {missing} to create it); fix: "
-                                   f"{_drive_fix(layout, split, dataset_dir)}")
+            report.problems.append(f"missing {split}; fix: {_drive_fix(layout, split, dataset_dir)} (or provide "
+                                   f"the raw files it is created from:)")
+            for relative in missing:
+                _require(dataset_dir, relative, report, "see DATASETS.md")
     elif not split:
         for relative in layout.raw:
             _require(dataset_dir, relative, report, "see DATASETS.md")

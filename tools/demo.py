@@ -24,9 +24,11 @@ METHODS = {"CoOp": "coop", "GOPro": "gopro"}
 
 
 def run(script: str, *args: str, env: dict) -> None:
+    """Run one protocol script quietly; on failure show the end of its output."""
     print(f"$ bash scripts/{script} {' '.join(args)}", flush=True)
-    subprocess.run(["bash", str(REPO / "scripts" / script), *args], check=True, env=env,
-                   stdout=subprocess.DEVNULL if not env.get("VERBOSE") else None)
+    proc = subprocess.run(["bash", str(REPO / "scripts" / script), *args], env=env, capture_output=True, text=True)
+    if proc.returncode != 0:
+        sys.exit(f"{script} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
 
 
 def fmt(value) -> str:

@@ -36,7 +36,8 @@ from dassl.metrics import compute_accuracy
 
 from .clip_backbone import ClipBackbone
 from .losses import simclr_loss
-from .prompting import ClipPromptTrainer, PromptLearner, add_prompt_keys, clip_logits, encode_class_prompts, init_context
+from .prompting import (ClipPromptTrainer, PromptLearner, add_prompt_keys, check_choices, clip_logits,
+                        encode_class_prompts, in_image_groups, init_context)
 from .views import CLIP_MEAN, CLIP_STD, IMAGENET_MEAN, IMAGENET_STD, augmix_view, mocov3_view, wrapped_uint8_image
 
 VIEWS = ("orig", "moco", "augmix")
@@ -80,9 +81,7 @@ def resolve_options(node):
     if options.OFFICIAL:
         for key, value in OFFICIAL_SWITCHES.items():
             setattr(options, key, value)
-    for key, allowed in CHOICES.items():
-        if options[key] not in allowed:
-            raise ValueError(f"TRAINER.GOPRO.{key} must be one of {allowed}, got {options[key]!r}")
+    check_choices(options, "GOPRO", CHOICES)
     unknown = [v for v in options.SEM_VIEWS if v not in VIEWS[1:]]
     if unknown:
         raise ValueError(f"TRAINER.GOPRO.SEM_VIEWS may hold 'moco' and 'augmix', got {list(options.SEM_VIEWS)}")
@@ -259,9 +258,7 @@ class GOProCLIP(nn.Module):
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         """Evaluation: the original branch only; images in groups so that B·C prompts stay bounded."""
-        chunk = self.options.TEXT_CHUNK
-        group = max(1, chunk // self.prompter.prompt_learner.n_cls) if chunk > 0 else image.shape[0]
-        return torch.cat([self._logits(part) for part in image.split(group)])
+        return in_image_groups(self._logits, image, self.prompter.prompt_learner.n_cls, self.options.TEXT_CHUNK)
 
     def _logits(self, image: torch.Tensor) -> torch.Tensor:
         z_hat, mean, std = self.encode_views(image)

@@ -262,15 +262,11 @@ class ClipPromptTrainer(TrainerX):
         return None
 
     def build_data_loader(self):
-        dm = DataManager(self.cfg, custom_tfm_train=self.train_transforms())
-        self.train_loader_x = dm.train_loader_x
-        self.train_loader_u = dm.train_loader_u
-        self.val_loader = dm.val_loader
-        self.test_loader = dm.test_loader
-        self.num_classes = dm.num_classes
-        self.num_source_domains = dm.num_source_domains
-        self.lab2cname = dm.lab2cname
-        self.dm = dm
+        """Dassl's ``SimpleTrainer.build_data_loader`` with this trainer's training transforms."""
+        self.dm = DataManager(self.cfg, custom_tfm_train=self.train_transforms())
+        for name in ("train_loader_x", "train_loader_u", "val_loader", "test_loader", "num_classes",
+                     "num_source_domains", "lab2cname"):
+            setattr(self, name, getattr(self.dm, name))
 
     def build_model(self):
         cfg = self.cfg
