@@ -77,3 +77,35 @@ def test_missing_dataset_folder_points_at_the_expected_path(kit, tmp_path):
                      "--dataset-config-file", DATASET_CFG, "--output-dir", str(tmp_path / "o"), *kit.opts(), check=False)
     assert proc.returncode != 0
     assert "oxford_pets" in proc.stderr and "DATASETS.md" in proc.stderr
+
+
+@pytest.mark.slow
+def test_a_dataset_file_dropped_into_a_copy_of_the_repo_trains_without_editing_train_py(kit, tmp_path):
+    """DATASETS.md's "Adding a new dataset" example, done for real in a temporary copy of the repo."""
+    import shutil
+    import subprocess
+    import sys
+
+    from make_fixture_datasets import Params, write_image
+
+    repo = tmp_path / "repo"
+    for name in ("dassl", "datasets", "trainers", "configs"):
+        shutil.copytree(REPO / name, repo / name, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(REPO / "train.py", repo / "train.py")
+    section = (REPO / "DATASETS.md").read_text().split("## Adding a new dataset", 1)[1]
+    code = re.search(r"```python\n# datasets/my_dataset.py\n(.*?)```", section, re.S).group(1)
+    config = re.search(r"```yaml\n# configs/datasets/my_dataset.yaml\n(.*?)```", section, re.S).group(1)
+    (repo / "datasets" / "my_dataset.py").write_text(code)
+    (repo / "configs" / "datasets" / "my_dataset.yaml").write_text(config)
+    for label, folder in enumerate(("cat", "dog", "emu")):
+        for n in range(8):
+            write_image(tmp_path / "data" / "my_dataset" / "images" / folder / f"{n}.jpg", label, n,
+                        Params(3, 8, 8, 32, 0, "my_dataset"))
+    proc = subprocess.run(
+        [sys.executable, "train.py", "--root", str(tmp_path / "data"), "--seed", "1", "--trainer", "CoOp",
+         "--dataset-config-file", "configs/datasets/my_dataset.yaml", "--config-file",
+         "configs/trainers/CoOp/vit_b16_ctxv1.yaml", "--output-dir", str(tmp_path / "out"), *kit.opts(),
+         "OPTIM.MAX_EPOCH", "1"], cwd=repo, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    log = (tmp_path / "out" / "log.txt").read_text()
+    assert "Loading dataset: MyDataset" in log and "Finish training" in log and len(accuracies(log)) == 1
