@@ -115,7 +115,7 @@ def test_only_the_learnable_module_gets_gradients_and_frozen_clip_stays_unchange
 
 
 @pytest.mark.parametrize("method", list(METHODS))
-def test_visual_embedding_is_the_normalised_image_side_of_the_logits(trainers, method):
+def test_visual_embedding_is_a_normalised_batch_of_image_features(trainers, method):
     model = trainers(method).model
     model.eval()
     with torch.no_grad():
