@@ -114,6 +114,25 @@ def setup_cfg(args):
     return cfg
 
 
+def prepare_output_dir(path: str) -> None:
+    """Create OUTPUT_DIR and check that a file can be written there, so that an unusable folder
+    fails at once with the fix instead of as a raw OSError in the logger or at the first
+    checkpoint (which would cost a training epoch)."""
+    import tempfile
+
+    if path.endswith((".txt", ".log")):  # upstream quirk: such an OUTPUT_DIR names the log file itself
+        path = os.path.dirname(path) or "."
+    try:
+        os.makedirs(path, exist_ok=True)
+        with tempfile.TemporaryFile(dir=path):
+            pass
+    except OSError as exc:
+        raise OSError(
+            f"Cannot write to the output directory {path!r} ({type(exc).__name__}: {exc.strerror or exc}). "
+            "Pass a writable --output-dir (is a file in the way, or the disk full or read-only?)."
+        ) from exc
+
+
 def rotate_previous_log(output_dir: str) -> None:
     """Keep ``log.txt`` for the newest run: an earlier log (e.g. of an interrupted run that is now
     resumed) moves to ``log.txt-<its time>``. Upstream keeps the oldest in log.txt instead, so
@@ -142,6 +161,7 @@ def main(args) -> None:
     if cfg.SEED >= 0:
         print(f"Setting fixed seed: {cfg.SEED}")
         set_random_seed(cfg.SEED)
+    prepare_output_dir(cfg.OUTPUT_DIR)
     rotate_previous_log(cfg.OUTPUT_DIR)
     setup_logger(cfg.OUTPUT_DIR)
     if torch.cuda.is_available() and cfg.USE_CUDA:

@@ -18,7 +18,7 @@ import contextlib
 import os
 import warnings
 from dataclasses import dataclass
-from typing import Optional, Sequence
+from typing import List, Optional, Sequence
 
 import torch
 import torch.nn as nn
@@ -109,24 +109,58 @@ class ImageOutput:
     token_std: Optional[torch.Tensor] = None    # [B, L, D_v] per-layer token std (fp32)
 
 
-def attention(attn: nn.MultiheadAttention, x: torch.Tensor, causal: bool) -> torch.Tensor:
+def attention(attn: nn.MultiheadAttention, x: torch.Tensor, causal: bool,
+              past: Optional[torch.Tensor] = None) -> torch.Tensor:
     """``nn.MultiheadAttention(x, x, x)`` for batch-first ``x`` through fused SDPA.
 
     Same math as CLIP's block with its additive causal mask (``-inf`` above the diagonal), but
-    valid for any sequence length, which is what makes EOT truncation possible.
+    valid for any sequence length, which is what makes EOT truncation possible. ``past`` stacks the
+    keys and values [2, n, heads, P, head_dim] of P earlier positions that ``x`` continues (a
+    shared prompt prefix); under the causal mask every token of ``x`` sees all of them.
     """
     n, length, width = x.shape
-    heads = attn.num_heads
-    qkv = F.linear(x, attn.in_proj_weight, attn.in_proj_bias)
-    q, k, v = qkv.view(n, length, 3, heads, width // heads).permute(2, 0, 3, 1, 4)
-    out = F.scaled_dot_product_attention(q, k, v, is_causal=causal)
+    q, k, v = queries_keys_values(attn, x)
+    if past is None:
+        out = F.scaled_dot_product_attention(q, k, v, is_causal=causal)
+    else:
+        k, v = torch.cat([past[0], k], dim=2), torch.cat([past[1], v], dim=2)
+        offset = past[0].shape[2]
+        visible = torch.ones(length, offset + length, dtype=torch.bool, device=x.device).tril(offset)
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=visible if causal else None)
     return attn.out_proj(out.transpose(1, 2).reshape(n, length, width))
 
 
-def run_block(block: nn.Module, x: torch.Tensor, causal: bool) -> torch.Tensor:
+def queries_keys_values(attn: nn.MultiheadAttention, x: torch.Tensor) -> torch.Tensor:
+    """q, k, v stacked as [3, n, heads, length, head_dim] for batch-first ``x``."""
+    n, length, width = x.shape
+    qkv = F.linear(x, attn.in_proj_weight, attn.in_proj_bias)
+    return qkv.view(n, length, 3, attn.num_heads, width // attn.num_heads).permute(2, 0, 3, 1, 4)
+
+
+def run_block(block: nn.Module, x: torch.Tensor, causal: bool, past: Optional[torch.Tensor] = None) -> torch.Tensor:
     """One CLIP ``ResidualAttentionBlock`` on batch-first tokens, built from its submodules."""
-    x = x + attention(block.attn, block.ln_1(x), causal)
+    x = x + attention(block.attn, block.ln_1(x), causal, past)
     return x + block.mlp(block.ln_2(x))
+
+
+def length_buckets(eot: torch.Tensor, chunk_size: int = 0, slack: float = 0.25) -> List[torch.Tensor]:
+    """Indices of the sequences that run together when each call is cut at its own longest EOT.
+
+    Sequences are sorted by EOT position and split where padding all of them to the longest EOT
+    would add more than ``slack`` extra tokens (so short class names do not pay for the longest
+    one), then into parts of at most ``chunk_size`` (> 0) sequences.
+    """
+    order = torch.argsort(eot, stable=True)
+    lengths, counts = torch.unique(eot + 1, return_counts=True)  # ascending
+    sizes, size, tokens = [], 0, 0
+    for length, count in zip(lengths.tolist(), counts.tolist()):
+        if size and length * (size + count) > (1 + slack) * (tokens + length * count):
+            sizes.append(size)
+            size, tokens = 0, 0
+        size, tokens = size + count, tokens + length * count
+    sizes.append(size)
+    step = chunk_size if chunk_size > 0 else len(eot)
+    return [part for bucket in order.split(sizes) for part in bucket.split(step)]
 
 
 def replace_tokens(x: torch.Tensor, start: int, prompts: torch.Tensor) -> torch.Tensor:
@@ -242,41 +276,79 @@ class ClipBackbone(nn.Module):
 
     def encode_text(self, prompts: torch.Tensor, eot: torch.Tensor,
                     deep_prompts: Optional[Sequence[torch.Tensor]] = None, truncate: bool = True,
-                    chunk_size: int = 0, checkpointing: bool = False) -> torch.Tensor:
+                    chunk_size: int = 0, checkpointing: bool = False,
+                    shared_prefix: int = 0, group_size: int = 0) -> torch.Tensor:
         """Text features [N, E] (fp32) of prompt embeddings ``prompts`` [N, T, D_t].
 
-        ``eot`` [N] holds the end-of-text position of every sequence. With ``truncate`` only the
-        positions up to the longest EOT in each chunk are run: the causal mask makes later tokens
-        irrelevant, so the features are the same up to floating-point reassociation.
+        ``eot`` [N] holds the end-of-text position of every sequence. With ``truncate`` a call runs
+        only the positions up to its longest EOT, and sequences of similar EOT run together
+        (``length_buckets``): the causal mask makes later tokens irrelevant, so the features are
+        the same up to floating-point reassociation.
+        ``shared_prefix`` P > 0 declares that each run of ``group_size`` consecutive sequences (the
+        C class prompts of one image, or all prompts of a class-shared context) has the same first
+        P positions (SOS and context). Those run once per group and the rest of every sequence
+        attends to their cached keys and values: exact for the same reason, the prefix never sees
+        what follows it.
         ``deep_prompts[i]`` [n, D_t] replaces positions ``1..n`` before block ``i + 1`` (MaPLe).
-        ``chunk_size`` > 0 bounds memory by encoding that many sequences per call; with
-        ``checkpointing`` each chunk's activations are recomputed in backward instead of stored.
+        ``chunk_size`` > 0 bounds memory by encoding at most that many sequences per call; with
+        ``checkpointing`` each call's activations are recomputed in backward instead of stored.
         """
-        eot = eot.to(prompts.device)
         n = prompts.shape[0]
         if n == 0:
             return prompts.new_zeros(0, self.embed_dim)
-        step = chunk_size if chunk_size > 0 else n
+        eot = eot.to(prompts.device)
+        past, group = None, None
+        if shared_prefix > 0:
+            group_size = group_size or n
+            deep = max((p.shape[-2] for p in deep_prompts or []), default=0)
+            if n % group_size or int(eot.min()) < shared_prefix or deep >= shared_prefix:
+                raise ValueError(f"shared_prefix={shared_prefix} needs groups of group_size={group_size} sequences "
+                                 f"that end after the prefix and deep prompts inside it; got {n} sequences, "
+                                 f"earliest EOT {int(eot.min())}, {deep} deep prompt tokens")
+            past = self._prefix_keys_values(prompts[::group_size, :shared_prefix], deep_prompts)
+            group = torch.arange(n, device=prompts.device) // group_size
+            prompts, eot = prompts[:, shared_prefix:], eot - shared_prefix
+        if truncate:
+            batches = length_buckets(eot, chunk_size)
+        else:
+            batches = list(torch.arange(n, device=prompts.device).split(chunk_size if chunk_size > 0 else n))
         outputs = []
-        for start in range(0, n, step):
-            args = (prompts[start:start + step], eot[start:start + step])
+        for index in batches:
+            args = (prompts[index], eot[index], None if group is None else group[index], past, deep_prompts, truncate)
             if checkpointing and torch.is_grad_enabled():
-                out = activation_checkpoint(self._text_tower, *args, deep_prompts, truncate, use_reentrant=False)
+                outputs.append(activation_checkpoint(self._text_tower, *args, use_reentrant=False))
             else:
-                out = self._text_tower(*args, deep_prompts, truncate)
-            outputs.append(out)
-        return torch.cat(outputs) if len(outputs) > 1 else outputs[0]
+                outputs.append(self._text_tower(*args))
+        return torch.cat(outputs)[torch.argsort(torch.cat(batches))]
 
-    def _text_tower(self, prompts: torch.Tensor, eot: torch.Tensor,
-                    deep_prompts: Optional[Sequence[torch.Tensor]], truncate: bool) -> torch.Tensor:
+    def _prefix_keys_values(self, prefix: torch.Tensor, deep_prompts) -> List[torch.Tensor]:
+        """Per block, the keys and values [2, G, heads, P, head_dim] of the shared positions 0..P-1."""
         model = self.clip
-        length = int(eot.max()) + 1 if truncate else prompts.shape[1]
+        length = prefix.shape[1]
+        cache = []
         with self.autocast():
-            x = prompts[:, :length].to(self.dtype) + model.positional_embedding[:length].to(self.dtype)
+            x = prefix.to(self.dtype) + model.positional_embedding[:length].to(self.dtype)
             for i, block in enumerate(model.transformer.resblocks):
                 if deep_prompts is not None and 1 <= i <= len(deep_prompts):
                     x = replace_tokens(x, 1, deep_prompts[i - 1])
+                cache.append(queries_keys_values(block.attn, block.ln_1(x))[1:])
                 x = run_block(block, x, causal=True)
+        return cache
+
+    def _text_tower(self, prompts: torch.Tensor, eot: torch.Tensor, group: Optional[torch.Tensor],
+                    past: Optional[List[torch.Tensor]], deep_prompts: Optional[Sequence[torch.Tensor]],
+                    truncate: bool) -> torch.Tensor:
+        """Features of sequences continuing the cached prefix ``past[block][:, group]`` (positions
+        P.., and ``eot`` counted from P), or of whole sequences without ``past``."""
+        model = self.clip
+        offset = 0 if past is None else past[0].shape[-2]
+        length = int(eot.max()) + 1 if truncate else prompts.shape[1]
+        with self.autocast():
+            x = prompts[:, :length].to(self.dtype) + model.positional_embedding[offset:offset + length].to(self.dtype)
+            for i, block in enumerate(model.transformer.resblocks):
+                if past is None and deep_prompts is not None and 1 <= i <= len(deep_prompts):
+                    x = replace_tokens(x, 1, deep_prompts[i - 1])  # with a prefix they live in it
+                x = run_block(block, x, causal=True, past=None if past is None else past[i][:, group])
             x = model.ln_final(x)
             x = x[torch.arange(x.shape[0], device=x.device), eot] @ model.text_projection
         return x.float()

@@ -35,7 +35,7 @@ from dassl.engine import TRAINER_REGISTRY
 from dassl.metrics import compute_accuracy
 
 from .clip_backbone import ClipBackbone
-from .losses import simclr_loss
+from .losses import on_global_batch, simclr_loss
 from .prompting import (ClipPromptTrainer, PromptLearner, add_prompt_keys, check_choices, clip_logits,
                         encode_class_prompts, in_image_groups, init_context)
 from .views import CLIP_MEAN, CLIP_STD, IMAGENET_MEAN, IMAGENET_STD, augmix_view, mocov3_view, wrapped_uint8_image
@@ -354,7 +354,8 @@ class GOPro(ClipPromptTrainer):
             terms["loss_sem"] = sum(semantic_consistency(text["orig"], text[v], options.SEM_DIST)
                                     for v in text_views[1:])
         if options.W_CON > 0:
-            head = lambda x: model.prompter.contrastive_bn(model.prompter.image_projector(x))
+            # BN statistics over the global batch when distributed (SyncBN-like, see on_global_batch)
+            head = lambda x: on_global_batch(model.prompter.contrastive_bn, model.prompter.image_projector(x))
             terms["loss_con"] = simclr_loss(head(z["orig"]), head(z["moco"]), options.CON_TEMPERATURE)
         weights = {"loss_ce": options.W_CE, "loss_sem": options.W_SEM, "loss_con": options.W_CON}
         loss = sum(weights[k] * v for k, v in terms.items())

@@ -35,6 +35,22 @@ def gather_with_grad(tensor: torch.Tensor) -> torch.Tensor:
     return torch.cat(_GatherWithGrad.apply(tensor))
 
 
+def on_global_batch(module: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """``module`` applied to the rows of all ranks; returns this rank's rows of the result.
+
+    For heads with BatchNorm (GOPro's contrastive head, SLIP's SSL head): the statistics are those
+    of the global batch on every rank, as in one process, i.e. what SyncBatchNorm does; unlike
+    ``nn.SyncBatchNorm`` it also runs on CPU/gloo, and it keeps the plain ``BatchNorm1d`` modules
+    (and checkpoint keys) of upstream. Gradients flow back to every rank's rows (the gather is
+    differentiable), so with the engine's gradient averaging the update equals one process's.
+    Every rank must pass the same number of rows. Single process: ``module(x)``.
+    """
+    rank, world = _world()
+    if world == 1:
+        return module(x)
+    return module(gather_with_grad(x)).chunk(world)[rank]
+
+
 def simclr_loss(a: torch.Tensor, b: torch.Tensor, temperature: float = 0.1) -> torch.Tensor:
     """SLIP's NT-Xent between two views [B, E] (computed in fp32).
 

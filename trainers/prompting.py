@@ -128,11 +128,20 @@ class PromptLearner(nn.Module):
         self.register_buffer("token_suffix", embedding[:, 1 + self.n_ctx:].clone())       # CLS, EOT
         self.register_buffer("tokenized_prompts", tokens, persistent=False)
         self.register_buffer("eot", tokens.argmax(dim=-1), persistent=False)             # [C]
+        self.class_specific = ctx_vectors.dim() == 3
+        self.common_prefix = common_prefix_length(tokens)
 
     @property
     def length(self) -> int:
         """Sequence length the text tower needs: up to the longest EOT, or the full context."""
         return int(self.eot.max()) + 1 if self.truncate else self.tokenized_prompts.shape[1]
+
+    @property
+    def shared_prefix(self) -> int:
+        """Leading positions that all class prompts of one context have in common: SOS, the context
+        and template words before the class name (the text tower runs them once per context).
+        0 when the class name is not last or every class has its own context (CSC)."""
+        return self.common_prefix if self.class_token_position == "end" and not self.class_specific else 0
 
     def suffix(self) -> torch.Tensor:
         return self.token_suffix[:, : self.length - 1 - self.n_ctx]
@@ -176,14 +185,30 @@ def bpe_tokens(text: str) -> List[int]:
     return _tokenizer().encode(text)
 
 
+def common_prefix_length(tokens: torch.Tensor) -> int:
+    """Number of leading token ids [C, T] that all rows share, capped so every EOT stays after it."""
+    differs = (tokens != tokens[:1]).any(dim=0)
+    common = int(differs.int().argmax()) if bool(differs.any()) else tokens.shape[1]
+    return min(common, int(tokens.argmax(dim=-1).min()))
+
+
 def encode_class_prompts(backbone: ClipBackbone, learner: PromptLearner, prompts: torch.Tensor,
                          options: CN, deep_prompts=None) -> torch.Tensor:
-    """Normalised text features for prompts [..., C, T', D] → [..., C, E]."""
+    """Normalised text features for prompts [..., C, T', D] → [..., C, E].
+
+    Per-image prompts [B, C, T', D] (CoCoOp, GOPro, StyLIP) cost B·C sequences; with
+    ``TRUNCATE_TEXT`` the positions the C prompts of one image share (SOS + context,
+    ``learner.shared_prefix``) run once per image instead of C times (methods spec §11.4, item 2).
+    Class-shared prompts [C, T', D] run once per step, where sharing would save little.
+    """
     lead = prompts.shape[:-2]
     flat = prompts.reshape(-1, *prompts.shape[-2:])
     eot = learner.eot.repeat(flat.shape[0] // learner.n_cls)
+    per_image = prompts.dim() > 3
     features = backbone.encode_text(flat, eot, deep_prompts=deep_prompts, truncate=options.TRUNCATE_TEXT,
-                                    chunk_size=options.TEXT_CHUNK, checkpointing=options.CHECKPOINT_TEXT)
+                                    chunk_size=options.TEXT_CHUNK, checkpointing=options.CHECKPOINT_TEXT,
+                                    shared_prefix=learner.shared_prefix if options.TRUNCATE_TEXT and per_image else 0,
+                                    group_size=learner.n_cls)
     return F.normalize(features, dim=-1).reshape(*lead, -1)
 
 

@@ -30,7 +30,7 @@ from dassl.metrics import compute_accuracy
 
 from .clip_backbone import ClipBackbone
 from .gopro import ImageProjector
-from .losses import simclr_loss
+from .losses import on_global_batch, simclr_loss
 from .prompting import ClipPromptTrainer, check_choices, clip_logits
 from .views import mocov3_view, slip_view
 from .zsclip import dataset_template, encode_templates
@@ -157,8 +157,8 @@ class SLIP(ClipPromptTrainer):
         else:
             terms = {"loss_clip": F.cross_entropy(logits, label)}
         if self.uses_ssl:
-            g = model.head.ssl_head
-            terms["loss_ssl"] = simclr_loss(g(u[1]), g(u[2]), options.SSL_TEMP)
+            head = lambda x: on_global_batch(model.head.ssl_head, x)  # BN over the global batch when distributed
+            terms["loss_ssl"] = simclr_loss(head(u[1]), head(u[2]), options.SSL_TEMP)
         loss = terms["loss_clip"] + options.SSL_SCALE * terms.get("loss_ssl", 0.0)
         summary = {"loss": loss.item(), **{k: v.item() for k, v in terms.items()},
                    "acc": compute_accuracy(logits, label)[0].item()}

@@ -12,7 +12,6 @@ yields the views as ``img2``, ``img3``, ...
 """
 from __future__ import annotations
 
-import random
 from typing import Callable, Sequence, Tuple
 
 import numpy as np
@@ -27,13 +26,20 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 class RandomGaussianBlur:
-    """PIL Gaussian blur with a radius drawn uniformly from ``sigma`` (MoCo v3 / SimCLR style)."""
+    """PIL Gaussian blur with a radius drawn uniformly from ``sigma`` (MoCo v3 / SimCLR style).
+
+    The radius comes from torch's RNG, like every torchvision transform of the views, not from
+    Python's ``random`` (as in MoCo v3): the dataset consumes Python's ``random`` only when it
+    creates a few-shot split, so with ``NUM_WORKERS 0`` a Python draw here would make the run that
+    creates the split differ from every later run with the same seed.
+    """
 
     def __init__(self, sigma: Tuple[float, float] = (0.1, 2.0)):
         self.sigma = sigma
 
     def __call__(self, image: Image.Image) -> Image.Image:
-        return image.filter(ImageFilter.GaussianBlur(radius=random.uniform(*self.sigma)))
+        radius = float(torch.empty(()).uniform_(*self.sigma))
+        return image.filter(ImageFilter.GaussianBlur(radius=radius))
 
 
 def _to_tensor(mean: Sequence[float], std: Sequence[float]) -> list:

@@ -5,7 +5,9 @@ Single-process behaviour follows upstream Dassl 0.6.3 exactly: same sampler cons
 from torch's global RNG. Project additions, all inactive in a plain single-process run with
 ``NUM_WORKERS = 0``:
 
-* distributed loaders (only when a process group exists, see ``build_data_loader``);
+* distributed loaders (only when a process group exists, see ``build_data_loader``); a training
+  loader that cannot be split across the processes fails only when training uses it, so
+  ``--eval-only`` works with any number of processes (see ``UnusableTrainingLoader``);
 * rank-aware seeding of DataLoader workers in distributed runs (see ``seed_worker``);
 * ``DATALOADER.SKIP_CORRUPT``: skip unreadable images instead of failing (see ``DatasetWrapper``).
 """
@@ -118,17 +120,49 @@ def _worker_init_fn(num_workers: int):
     return None
 
 
+class UnshardableSamplerError(NotImplementedError):
+    """This training sampler cannot be split across processes."""
+
+
+class IndivisibleBatchError(ValueError):
+    """The training batch cannot be split evenly across processes."""
+
+
+# Raised only for distributed *training* loaders: an evaluation-only run must not fail on them.
+TRAINING_ONLY_ERRORS = (UnshardableSamplerError, IndivisibleBatchError)
+
+
+class UnusableTrainingLoader:
+    """Stands in for a training loader that this distributed run cannot build (see
+    ``TRAINING_ONLY_ERRORS``). ``--eval-only`` never touches it; training fails at its first use
+    (``len``, iteration or any attribute) with the original error."""
+
+    def __init__(self, error: Exception):
+        self._error = error
+
+    def __len__(self) -> int:
+        raise self._error
+
+    def __iter__(self):
+        raise self._error
+
+    def __getattr__(self, name: str):
+        if name.startswith("__"):  # copy/pickle protocol probes
+            raise AttributeError(name)
+        raise self._error
+
+
 def _distributed_sampler(cfg, sampler_type, data_source, batch_size, is_train):
     world_size, rank = get_world_size(), get_rank()
     if not is_train:
         return ShardedSequentialSampler(data_source, num_replicas=world_size, rank=rank), batch_size
     if sampler_type not in ("RandomSampler", "SequentialSampler"):
-        raise NotImplementedError(
+        raise UnshardableSamplerError(
             f"{sampler_type} builds batches with a fixed domain/class composition and cannot be sharded "
             "across processes; use RandomSampler for distributed training"
         )
     if batch_size % world_size != 0:
-        raise ValueError(
+        raise IndivisibleBatchError(
             f"The training batch size ({batch_size}) must be divisible by the number of processes "
             f"({world_size}) for distributed training; change DATALOADER.TRAIN_X (or TRAIN_U) BATCH_SIZE"
         )
@@ -244,6 +278,15 @@ class DatasetWrapper(TorchDataset):
         raise UnreadableImageError(f"None of the {n} images of this split can be read (first tried: item {idx})")
 
 
+def _training_loader(cfg, **kwargs):
+    """``build_data_loader`` for training; in a distributed run a loader that cannot be split
+    across processes becomes an ``UnusableTrainingLoader`` (eval-only runs do not need it)."""
+    try:
+        return build_data_loader(cfg, **kwargs)
+    except TRAINING_ONLY_ERRORS as error:
+        return UnusableTrainingLoader(error)
+
+
 class DataManager:
     """Builds the dataset named by ``cfg.DATASET.NAME`` and its train_x / train_u / val / test loaders."""
 
@@ -268,7 +311,7 @@ class DataManager:
             tfm_test = custom_tfm_test
 
         loader_cfg = cfg.DATALOADER
-        train_loader_x = build_data_loader(
+        train_loader_x = _training_loader(
             cfg,
             sampler_type=loader_cfg.TRAIN_X.SAMPLER,
             data_source=dataset.train_x,
@@ -283,7 +326,7 @@ class DataManager:
         train_loader_u = None
         if dataset.train_u:
             u_cfg = loader_cfg.TRAIN_X if loader_cfg.TRAIN_U.SAME_AS_X else loader_cfg.TRAIN_U
-            train_loader_u = build_data_loader(
+            train_loader_u = _training_loader(
                 cfg,
                 sampler_type=u_cfg.SAMPLER,
                 data_source=dataset.train_u,

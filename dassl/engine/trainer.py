@@ -5,13 +5,15 @@ and ``TrainerXU`` (labeled + unlabeled data).
 Single-process behaviour follows upstream Dassl 0.6.3 (construction order, hook order, printed
 lines, checkpoint layout). Distributed (torchrun) support is layered on with helpers from
 ``dassl.utils.distributed`` that are no-ops in a single process: parameters are broadcast from
-rank 0 at registration, gradients are averaged before every optimizer step, only rank 0 writes
-files, and evaluation gathers predictions from all ranks.
+rank 0 at registration, gradients are averaged before every optimizer step, each rank's RNGs are
+reseeded from (SEED, epoch, rank) as an epoch starts, only rank 0 writes files, and evaluation
+gathers predictions from all ranks.
 """
 
 from __future__ import annotations
 
 import datetime
+import os
 import os.path as osp
 import time
 from collections import OrderedDict
@@ -34,9 +36,18 @@ from ..utils import (
     mkdir_if_missing,
     resume_from_checkpoint,
     save_checkpoint,
+    set_random_seed,
     tolist_if_not,
 )
-from ..utils.distributed import all_reduce_mean_, barrier, broadcast_module_, is_distributed, is_main_process
+from ..utils.distributed import (
+    all_reduce_mean_,
+    barrier,
+    broadcast_module_,
+    gather_python_objects,
+    get_rank,
+    is_distributed,
+    is_main_process,
+)
 from ..utils.torchtools import find_latest_checkpoint, get_rng_state
 
 __all__ = ["SimpleNet", "TrainerBase", "SimpleTrainer", "TrainerX", "TrainerXU"]
@@ -152,12 +163,16 @@ class TrainerBase:
             return 0
 
         print(f"Found checkpoint at {directory} (will resume training)")
-        start_epoch = 0
-        for name in names:
-            start_epoch = resume_from_checkpoint(
-                osp.join(directory, name), self._models[name], self._optims[name], self._scheds[name]
+        epochs = {
+            name: resume_from_checkpoint(osp.join(directory, name), self._models[name], self._optims[name], self._scheds[name])
+            for name in names
+        }
+        if len(set(epochs.values())) > 1:
+            raise RuntimeError(
+                f"The models in {directory} were resumed from different epochs {epochs} (a damaged or missing "
+                "checkpoint in one of them); delete the newer files so that all models resume from the same epoch"
             )
-        return start_epoch
+        return epochs[names[-1]]
 
     def load_model(self, directory: str, epoch: Optional[int] = None) -> None:
         """Load ``model-best.pth.tar`` (``epoch=None``) or ``model.pth.tar-{epoch}`` into every model."""
@@ -201,8 +216,17 @@ class TrainerBase:
             if hasattr(self, "epoch") and hasattr(self, "batch_idx"):
                 where = f" at epoch {self.epoch + 1}, batch {self.batch_idx + 1}"
             raise FloatingPointError(
-                f"Loss is infinite or NaN{where}! Try PREC fp32 (e.g. TRAINER.<NAME>.PREC fp32) or a lower OPTIM.LR"
+                f"Loss is infinite or NaN{where}! Try {self._fp32_hint()} or a lower OPTIM.LR"
             )
+
+    def _fp32_hint(self) -> str:
+        """``TRAINER.<NODE>.PREC fp32`` when this trainer's config node has PREC (CLIP clients name
+        the node after the trainer: COOP, GOPRO, ...), else the generic pattern."""
+        cfg = getattr(self, "cfg", None)
+        node = cfg.TRAINER.NAME.upper() if cfg is not None else ""
+        if node and "PREC" in cfg.TRAINER.get(node, {}):
+            return f"TRAINER.{node}.PREC fp32"
+        return "PREC fp32 (e.g. TRAINER.<NAME>.PREC fp32)"
 
     def model_zero_grad(self, names=None) -> None:
         for name in self.get_model_names(names):
@@ -423,6 +447,7 @@ class SimpleTrainer(TrainerBase):
             self.evaluator.process(output, label)
 
         results = self.evaluator.evaluate()
+        _report_skipped_images(data_loader, split)
         for k, v in results.items():
             self.write_scalar(f"{split}/{k}", v, self.epoch)
         return list(results.values())[0]
@@ -474,6 +499,42 @@ def _set_sampler_epoch(loader, epoch: int) -> None:
         sampler.set_epoch(epoch)
 
 
+def _report_skipped_images(loader, split: str) -> None:
+    """``DATALOADER.SKIP_CORRUPT``: name the unreadable images met so far, over all ranks' shards
+    (a collective in distributed runs: every rank reaches the same call sites)."""
+    dataset = getattr(loader, "dataset", None)
+    local = list(getattr(dataset, "skipped_impaths", []))
+    paths = sorted({path for part in gather_python_objects(local) for path in part})
+    if paths:
+        shown = ", ".join(paths[:5]) + (", ..." if len(paths) > 5 else "")
+        print(f"Skipped {len(paths)} unreadable image(s) of the {split} data so far (DATALOADER.SKIP_CORRUPT; "
+              f"each was replaced by the next readable item): {shown}")
+
+
+_UNSEEDED_BASE: Optional[int] = None
+
+
+def _seed_rank_for_epoch(seed: int, epoch: int) -> None:
+    """Distributed runs only: reseed Python/NumPy/torch from (SEED, epoch, rank) as an epoch starts.
+
+    Every rank ran ``set_random_seed(SEED)``, so without this all ranks would draw the same random
+    crops/flips/views for their (different) images wherever augmentation runs in the main process
+    (``NUM_WORKERS 0``, or a trainer augmenting inside its step); DataLoader workers are already
+    decorrelated by ``seed_worker``, and seeding from the torch RNG keeps it that way. Being a pure
+    function of (SEED, epoch, rank), it also lets a resumed distributed run continue exactly,
+    although a checkpoint holds rank 0's RNG state only. Unseeded runs (SEED < 0) mix in per-process
+    entropy instead. Single process: nothing happens (upstream behaviour).
+    """
+    global _UNSEEDED_BASE
+    if not is_distributed():
+        return
+    if seed < 0:
+        if _UNSEEDED_BASE is None:
+            _UNSEEDED_BASE = int.from_bytes(os.urandom(8), "little")
+        seed = _UNSEEDED_BASE
+    set_random_seed(int(np.random.SeedSequence([seed, epoch, get_rank()]).generate_state(1)[0]))
+
+
 class _EndlessIterator:
     """Iterate ``loader`` forever, re-creating its iterator (a new shuffle) when exhausted.
 
@@ -506,6 +567,7 @@ class TrainerX(SimpleTrainer):
         batch_time = AverageMeter()
         data_time = AverageMeter()
         _set_sampler_epoch(self.train_loader_x, self.epoch)
+        _seed_rank_for_epoch(self.cfg.SEED, self.epoch)
         self.num_batches = len(self.train_loader_x)
 
         end = time.time()
@@ -516,6 +578,7 @@ class TrainerX(SimpleTrainer):
             losses.update(loss_summary)
             self._after_train_batch(losses, batch_time, data_time)
             end = time.time()
+        _report_skipped_images(self.train_loader_x, "train_x")
 
     def parse_batch_train(self, batch):
         input = batch["img"].to(self.device)
@@ -545,6 +608,7 @@ class TrainerXU(SimpleTrainer):
         data_time = AverageMeter()
         _set_sampler_epoch(self.train_loader_x, self.epoch)
         _set_sampler_epoch(self.train_loader_u, self.epoch)
+        _seed_rank_for_epoch(self.cfg.SEED, self.epoch)
         self.num_batches = self._count_batches()
 
         batches_x = _EndlessIterator(self.train_loader_x)
@@ -560,6 +624,8 @@ class TrainerXU(SimpleTrainer):
             losses.update(loss_summary)
             self._after_train_batch(losses, batch_time, data_time)
             end = time.time()
+        _report_skipped_images(self.train_loader_x, "train_x")
+        _report_skipped_images(self.train_loader_u, "train_u")
 
     def parse_batch_train(self, batch_x, batch_u):
         input_x = batch_x["img"].to(self.device)

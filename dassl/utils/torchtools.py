@@ -321,16 +321,44 @@ def find_latest_checkpoint(fdir: str) -> Optional[str]:
     return osp.join(fdir, f"model.pth.tar-{max(epochs)}") if epochs else None
 
 
+def _resume_candidates(fdir: str) -> List[str]:
+    """:func:`find_latest_checkpoint`'s choice first, then every ``model.pth.tar-N``, newest first."""
+    first = find_latest_checkpoint(fdir)
+    if first is None:
+        return []
+    epochs = sorted((int(m.group(1)) for m in map(_EPOCH_CKPT.match, os.listdir(fdir)) if m), reverse=True)
+    rest = [osp.join(fdir, f"model.pth.tar-{epoch}") for epoch in epochs]
+    return [first] + [path for path in rest if path != first]
+
+
+def _load_latest_readable(fdir: str) -> Dict[str, Any]:
+    """The newest checkpoint of ``fdir`` that loads. Our writes are atomic, so an unreadable file
+    was damaged by something else (a partial copy, an upstream-style non-atomic writer, a foreign
+    file): it is skipped with a warning and the previous epoch's checkpoint is used instead."""
+    candidates = _resume_candidates(fdir)
+    if not candidates:
+        raise FileNotFoundError(f'No checkpoint found in "{fdir}" (no "{POINTER_FILE}" file and no model.pth.tar-N)')
+    problems = []
+    for fpath in candidates:
+        print(f'Loading checkpoint from "{fpath}"')
+        try:
+            return load_checkpoint(fpath)
+        except (RuntimeError, EOFError, ValueError, pickle.UnpicklingError) as e:
+            problems.append(f"{osp.basename(fpath)}: {type(e).__name__}: {e}")
+            warnings.warn(f'Skipping unreadable checkpoint "{fpath}" ({type(e).__name__}: {e}); trying an older one')
+    raise RuntimeError(
+        f'No checkpoint in "{fdir}" can be read ({"; ".join(problems)}). Delete the damaged files to train '
+        "from scratch, or point --resume at another run."
+    )
+
+
 def resume_from_checkpoint(fdir: str, model: nn.Module, optimizer=None, scheduler=None) -> int:
     """Restore model, optimizer, scheduler and RNG states from ``fdir``; return the stored epoch.
 
     The stored epoch is 1-based (number of finished epochs), i.e. the next epoch index to run.
+    The checkpoint is the newest readable one (see :func:`_load_latest_readable`).
     """
-    fpath = find_latest_checkpoint(fdir)
-    if fpath is None:
-        raise FileNotFoundError(f'No checkpoint found in "{fdir}" (no "{POINTER_FILE}" file and no model.pth.tar-N)')
-    print(f'Loading checkpoint from "{fpath}"')
-    checkpoint = load_checkpoint(fpath)
+    checkpoint = _load_latest_readable(fdir)
     model.load_state_dict(checkpoint["state_dict"])
     print("Loaded model weights")
     if optimizer is not None and checkpoint.get("optimizer") is not None:

@@ -1,0 +1,479 @@
+#!/usr/bin/env python
+"""What per-image prompts cost: text-encoder throughput, train steps and evaluation, side by side.
+
+    python bench/bench_prompts.py --quick                       # CPU, small model, C ∈ {10, 100}
+    python bench/bench_prompts.py --device cuda                 # ViT-B/16, C ∈ {10, 100, 1000}
+
+Measured in one run (every case in a fresh subprocess, so memory counters and caches start clean):
+
+1. **text**: ImageNet's 1000 prompts "a photo of a {name}." through the frozen text tower,
+   truncated at the longest end-of-text token vs the full 77 tokens: sequences/s and the max
+   absolute difference of the features (fp32).
+2. **train**: one optimisation step (forward, backward, SGD) of GOPro, CoCoOp, CoOp and MaPLe at
+   batch 4 over C classes, built by ``build_trainer`` from the paper configs, plus the
+   *official-style* GOPro reference (``bench/official_gopro.py``): per-image text loops at 77 tokens,
+   views made on the training thread. Step time and peak memory.
+3. **eval**: images/s of ``model_inference`` on test batches (text features of image-independent
+   prompts are encoded once per evaluation, as ``trainer.test()`` does).
+
+CLIP has random weights (speed does not depend on them); its architecture is ViT-B/16, or a
+smaller one with ``--quick``. Synthetic batches are fed straight to the trainer, so data loading is
+not timed, except for the official-style reference whose views are made inside the step.
+
+Times are the best of N repeats after one warm-up call (other processes can only add time).
+
+Peak memory: on CUDA ``torch.cuda.max_memory_allocated`` over the region minus the memory
+allocated when it starts (activations and temporaries, in MiB). On CPU the high-water mark of the
+process's resident set (Linux ``VmHWM``, reset through ``/proc/self/clear_refs``) minus the
+resident set when the region starts: the same quantity plus allocator slack, so an upper bound.
+
+Targets (ratios within one run) are printed at the end together with whether each one is met.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import os.path as osp
+import re
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+from contextlib import contextmanager, nullcontext
+from typing import Callable, Dict, List, Optional
+
+warnings.filterwarnings("ignore", message="pkg_resources is deprecated")
+
+REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
+BENCH = osp.join(REPO, "bench")
+for _path in (REPO, BENCH):
+    if _path not in sys.path:
+        sys.path.insert(0, _path)
+
+import torch  # noqa: E402
+
+import official_gopro  # noqa: E402
+
+CLASSNAMES_FILE = osp.join(BENCH, "imagenet_classnames.txt")
+TEMPLATE = "a photo of a {}."
+BATCH_SIZE = 4
+
+# clip.model.CLIP constructor arguments (widths are multiples of 64: CLIP uses 64-wide heads).
+ARCHS = {
+    "ViT-B/16": dict(embed_dim=512, image_resolution=224, vision_layers=12, vision_width=768,
+                     vision_patch_size=16, context_length=77, vocab_size=49408, transformer_width=512,
+                     transformer_heads=8, transformer_layers=12),
+    # 12 blocks like ViT-B/16 (MaPLe's depth-9 prompts need them), narrower, 7x7 patches of 32 px.
+    "quick": dict(embed_dim=256, image_resolution=224, vision_layers=12, vision_width=256,
+                  vision_patch_size=32, context_length=77, vocab_size=49408, transformer_width=256,
+                  transformer_heads=4, transformer_layers=12),
+}
+
+# name → (trainer, method config in configs/trainers/<trainer>/, extra KEY VALUE options)
+METHODS = {
+    "GOPro": ("GOPro", "vit_b16", []),
+    "CoCoOp": ("CoCoOp", "vit_b16_c4_ep10_batch1_ctxv1", []),
+    "CoOp": ("CoOp", "vit_b16_ep50_ctxv1", []),
+    "MaPLe": ("MaPLe", "vit_b16_c2_ep5_batch4_2ctx", []),
+    "GOPro official-style": ("GOPro", official_gopro.CONFIG, official_gopro.OPTS),
+}
+OFFICIAL_STYLE = "GOPro official-style"
+
+
+# --------------------------------------------------------------------------------------------
+# Measuring
+# --------------------------------------------------------------------------------------------
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def timed(fn: Callable[[], object], device: torch.device, repeats: int, warmup: int = 1) -> List[float]:
+    """Wall-clock seconds of ``repeats`` calls of ``fn`` after ``warmup`` untimed ones."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        synchronize(device)
+        start = time.perf_counter()
+        fn()
+        synchronize(device)
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def _proc_status_kib(field: str) -> int:
+    with open("/proc/self/status") as f:
+        return int(re.search(rf"^{field}:\s+(\d+) kB", f.read(), re.M).group(1))
+
+
+class PeakMemory:
+    """Peak extra memory of a code region in MiB (see the module docstring for what it means)."""
+
+    def __init__(self, device: torch.device):
+        self.device = device
+        self.mib: Optional[float] = None
+
+    def __enter__(self):
+        if self.device.type == "cuda":
+            synchronize(self.device)
+            torch.cuda.reset_peak_memory_stats(self.device)
+            self._start = torch.cuda.memory_allocated(self.device)
+        else:
+            try:
+                with open("/proc/self/clear_refs", "w") as f:
+                    f.write("5")  # reset the resident-set high-water mark (Linux >= 4.0)
+                self._start = _proc_status_kib("VmRSS") * 1024
+            except OSError:
+                self._start = None  # not Linux: no per-region peak available
+        return self
+
+    def __exit__(self, *exc):
+        if self.device.type == "cuda":
+            synchronize(self.device)
+            self.mib = (torch.cuda.max_memory_allocated(self.device) - self._start) / 2**20
+        elif self._start is not None:
+            self.mib = (_proc_status_kib("VmHWM") * 1024 - self._start) / 2**20
+        return False
+
+
+def best_ms(times: List[float]) -> float:
+    """The fastest repeat: other processes on the machine can only add time."""
+    return 1000 * min(times)
+
+
+# --------------------------------------------------------------------------------------------
+# Building models, label spaces and batches
+# --------------------------------------------------------------------------------------------
+def read_classnames(count: int = 1000) -> List[str]:
+    with open(CLASSNAMES_FILE) as f:
+        names = [line.strip() for line in f if line.strip()]
+    if count > len(names):
+        raise ValueError(f"{CLASSNAMES_FILE} has {len(names)} names, {count} were asked for")
+    return names[:count]
+
+
+def write_random_clip(path: str, arch: str) -> str:
+    """A ``clip.model.CLIP`` of architecture ``arch`` with random weights, saved as the official
+    loader stores them (fp16 state dict), so it goes through ``trainers.clip_backbone.load_clip``."""
+    from clip.model import CLIP, convert_weights
+
+    torch.manual_seed(0)
+    model = CLIP(**ARCHS[arch])
+    convert_weights(model)
+    torch.save(model.state_dict(), path)
+    return path
+
+
+def write_label_space(root: str, names: List[str]) -> str:
+    """``root/classnames.txt`` + one image, read by the ``BenchClassNames`` dataset."""
+    from PIL import Image
+
+    os.makedirs(root, exist_ok=True)
+    with open(osp.join(root, "classnames.txt"), "w") as f:
+        f.write("\n".join(names) + "\n")
+    Image.new("RGB", (32, 32), (128, 128, 128)).save(osp.join(root, "image.jpg"))
+    return root
+
+
+def register_bench_dataset() -> None:
+    """Dataset ``BenchClassNames``: the label space of ``DATASET.ROOT/classnames.txt`` (one image per
+    class; the benchmark feeds synthetic batches, the dataset only defines the classes)."""
+    from dassl.data.datasets import DATASET_REGISTRY, DatasetBase, Datum
+
+    if "BenchClassNames" in DATASET_REGISTRY.registered_names():
+        return
+
+    @DATASET_REGISTRY.register()
+    class BenchClassNames(DatasetBase):
+        def __init__(self, cfg):
+            root = cfg.DATASET.ROOT
+            with open(osp.join(root, "classnames.txt")) as f:
+                names = [line.strip() for line in f if line.strip()]
+            image = osp.join(root, "image.jpg")
+            items = [Datum(image, label=i, classname=name) for i, name in enumerate(names)]
+            super().__init__(train_x=items, test=items)
+
+
+def build_bench_trainer(spec: dict):
+    """A real trainer (``dassl.engine.build_trainer``) from the method's paper config."""
+    import train
+    from dassl.engine import build_trainer
+    from dassl.utils import set_random_seed
+
+    trainer_name, config, extra = METHODS[spec["method"]]
+    resolution = ARCHS[spec["arch"]]["image_resolution"]
+    args = train.build_parser().parse_args([
+        "--root", spec["root"], "--seed", "1", "--trainer", trainer_name, "--output-dir", spec["work_dir"],
+        "--config-file", osp.join(REPO, "configs", "trainers", trainer_name, f"{config}.yaml"),
+        "DATASET.NAME", "BenchClassNames", "MODEL.BACKBONE.PATH", spec["clip_path"],
+        "INPUT.SIZE", f"({resolution},{resolution})", "DATALOADER.NUM_WORKERS", "0",
+        "DATALOADER.TRAIN_X.BATCH_SIZE", str(BATCH_SIZE), "DATALOADER.TEST.BATCH_SIZE", str(spec["test_batch"]),
+        "USE_CUDA", str(spec["device"] == "cuda"), "VERBOSE", "False",
+        f"TRAINER.{trainer_name.upper()}.TEXT_CHUNK", str(spec["text_chunk"]), *extra,
+    ])
+    register_bench_dataset()
+    cfg = train.setup_cfg(args)
+    set_random_seed(cfg.SEED)
+    trainer = build_trainer(cfg)
+    return official_gopro.make_official_style(trainer) if spec["method"] == OFFICIAL_STYLE else trainer
+
+
+def normalised_images(count: int, resolution: int, generator: torch.Generator) -> torch.Tensor:
+    """Random images in [0, 1], CLIP-normalised like the real transforms' output."""
+    from trainers.views import CLIP_MEAN, CLIP_STD
+
+    mean, std = torch.tensor(CLIP_MEAN).view(3, 1, 1), torch.tensor(CLIP_STD).view(3, 1, 1)
+    return (torch.rand(count, 3, resolution, resolution, generator=generator) - mean) / std
+
+
+def synthetic_batch(num_classes: int, resolution: int, generator: torch.Generator) -> Dict[str, torch.Tensor]:
+    """A Dassl batch with the extra views GOPro's workers would add (``img2``, ``img3``)."""
+    batch = {key: normalised_images(BATCH_SIZE, resolution, generator) for key in ("img", "img2", "img3")}
+    batch["label"] = torch.randint(num_classes, (BATCH_SIZE,), generator=generator)
+    return batch
+
+
+# --------------------------------------------------------------------------------------------
+# The cases (each runs in its own process)
+# --------------------------------------------------------------------------------------------
+def run_text_case(spec: dict) -> dict:
+    """Text-tower throughput on the 1000 ImageNet prompts, truncated vs full, and their difference."""
+    from trainers.clip_backbone import ClipBackbone, load_clip
+
+    device = torch.device(spec["device"])
+    names = read_classnames()
+    results = {"sequences": len(names)}
+    with torch.no_grad():
+        reference = ClipBackbone(load_clip("ViT-B/16", spec["clip_path"]), precision="fp32", device=device)
+        tokens = reference.tokenize([TEMPLATE.format(n) for n in names])
+        embeddings, eot = reference.embed_tokens(tokens), tokens.argmax(-1)
+        results["longest_eot_length"] = int(eot.max()) + 1
+        results["mean_eot_length"] = float(eot.float().mean()) + 1
+        features = {t: reference.encode_text(embeddings, eot, truncate=t, chunk_size=spec["text_chunk"])
+                    for t in (True, False)}
+        results["max_abs_diff_fp32"] = float((features[True] - features[False]).abs().max())
+        timing = reference if spec["precision"] == "fp32" else ClipBackbone(
+            load_clip("ViT-B/16", spec["clip_path"]), precision=spec["precision"], device=device)
+        for truncate in (True, False):
+            key = "truncated" if truncate else "full"
+            times = timed(lambda: timing.encode_text(embeddings, eot, truncate=truncate,
+                                                     chunk_size=spec["text_chunk"]),
+                          device, repeats=spec["text_repeats"])
+            results[f"{key}_ms"] = best_ms(times)
+            results[f"{key}_seq_per_s"] = len(names) / min(times)
+    return results
+
+
+def run_method_case(spec: dict) -> dict:
+    """Train-step time and peak memory, then evaluation images/s, of one method at one C."""
+    from trainers.prompting import TextFeatureCache
+
+    device = torch.device(spec["device"])
+    trainer = build_bench_trainer(spec)
+    resolution = ARCHS[spec["arch"]]["image_resolution"]
+    generator = torch.Generator().manual_seed(0)
+    batch = synthetic_batch(spec["num_classes"], resolution, generator)
+
+    trainer.set_model_mode("train")
+    trainer.batch_idx, trainer.num_batches = 0, 10**9  # never the last batch: no LR update
+    with PeakMemory(device) as train_memory:
+        step_times = timed(lambda: trainer.forward_backward(batch), device, repeats=spec["steps"])
+
+    test_images = normalised_images(spec["test_batch"], resolution, generator).to(device)
+    trainer.set_model_mode("eval")
+    model = trainer.model
+    caching = model.caching() if isinstance(model, TextFeatureCache) else nullcontext()
+    with torch.no_grad(), caching, PeakMemory(device) as eval_memory:
+        eval_times = timed(lambda: trainer.model_inference(test_images), device, repeats=spec["eval_batches"])
+    return {
+        "step_ms": best_ms(step_times), "step_times_ms": [1000 * t for t in step_times],
+        "train_peak_mib": train_memory.mib,
+        "eval_images_per_s": spec["test_batch"] / min(eval_times), "eval_times_ms": [1000 * t for t in eval_times],
+        "eval_peak_mib": eval_memory.mib,
+    }
+
+
+def worker(spec_json: str) -> None:
+    spec = json.loads(spec_json)
+    torch.manual_seed(0)
+    result = run_text_case(spec) if spec["kind"] == "text" else run_method_case(spec)
+    with open(spec["result_path"], "w") as f:
+        json.dump(result, f)
+
+
+# --------------------------------------------------------------------------------------------
+# Orchestration, table and targets
+# --------------------------------------------------------------------------------------------
+def run_in_subprocess(spec: dict, log_dir: str, timeout: int) -> dict:
+    label = spec["label"]
+    log_path = osp.join(log_dir, re.sub(r"[^\w.-]+", "_", label) + ".log")
+    print(f"[bench] {label} ...", end=" ", flush=True)
+    start = time.perf_counter()
+    try:
+        with open(log_path, "w") as log:
+            proc = subprocess.run([sys.executable, osp.abspath(__file__), "--worker", json.dumps(spec)],
+                                  stdout=log, stderr=subprocess.STDOUT, cwd=REPO, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        print(f"timed out after {timeout} s (log: {log_path})")
+        return {"error": f"timed out after {timeout} s"}
+    elapsed = time.perf_counter() - start
+    if proc.returncode != 0:
+        with open(log_path) as f:
+            tail = f.read()[-2000:]
+        reason = "out of memory" if "out of memory" in tail.lower() else f"exit code {proc.returncode}"
+        print(f"failed: {reason} (log: {log_path})")
+        return {"error": reason}
+    with open(spec["result_path"]) as f:
+        result = json.load(f)
+    print(f"done in {elapsed:.0f} s")
+    return result
+
+
+def ratio(a: Optional[float], b: Optional[float]) -> Optional[float]:
+    return a / b if a is not None and b else None
+
+
+def check_targets(text: dict, methods: Dict[str, Dict[int, dict]], classes: List[int]) -> List[dict]:
+    """Every target with its measured value and whether it is met (None = could not be measured)."""
+    targets = []
+
+    def add(name: str, value: Optional[float], goal: str, met: Optional[bool]):
+        targets.append({"target": name, "value": value, "goal": goal, "met": met})
+
+    speedup = ratio(text.get("full_ms"), text.get("truncated_ms"))
+    add("text: truncated vs full speed-up", speedup, ">= 3x", None if speedup is None else speedup >= 3)
+    diff = text.get("max_abs_diff_fp32")
+    add("text: max |truncated - full| (fp32)", diff, "<= 1e-4", None if diff is None else diff <= 1e-4)
+    step = lambda m, c: methods.get(m, {}).get(c, {}).get("step_ms")
+    ips = lambda m, c: methods.get(m, {}).get(c, {}).get("eval_images_per_s")
+    for c in classes:
+        r = ratio(step("GOPro", c), step("CoCoOp", c))
+        add(f"C={c}: GOPro step / CoCoOp step", r, "<= 1.5", None if r is None else r <= 1.5)
+        r = ratio(step(OFFICIAL_STYLE, c), step("GOPro", c))
+        add(f"C={c}: official-style step / GOPro step", r, ">= 2", None if r is None else r >= 2)
+        r = ratio(ips("GOPro", c), ips("CoCoOp", c))
+        add(f"C={c}: GOPro eval img/s / CoCoOp eval img/s", r, ">= 0.9", None if r is None else r >= 0.9)
+    return targets
+
+
+def fmt(value, digits: int = 1) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.{digits}e}" if value and abs(value) < 10 ** -digits else f"{value:.{digits}f}"
+    return str(value)
+
+
+def print_report(report: dict) -> None:
+    from tabulate import tabulate
+
+    text = report["text"]
+    print(f"\n## Text tower: {text.get('sequences', '-')} ImageNet prompts ({report['setup']['arch']}, "
+          f"longest EOT length {text.get('longest_eot_length', '-')}, mean {fmt(text.get('mean_eot_length'))})")
+    if "error" in text:
+        print(f"failed: {text['error']}")
+    else:
+        rows = [[k, fmt(text[f"{k}_ms"]), fmt(text[f"{k}_seq_per_s"])] for k in ("truncated", "full")]
+        print(tabulate(rows, headers=["tokens", "ms", "sequences/s"], tablefmt="github"))
+        print(f"max |truncated - full| (fp32): {text['max_abs_diff_fp32']:.2e}")
+
+    print(f"\n## Train step (batch {BATCH_SIZE}) and evaluation (test batch {report['setup']['test_batch']})")
+    rows = []
+    for c in report["setup"]["classes"]:
+        for method in report["methods"]:
+            r = report["methods"][method].get(str(c), {})
+            if "error" in r:
+                rows.append([c, method, r["error"], "", "", ""])
+                continue
+            rows.append([c, method, fmt(r.get("step_ms")), fmt(r.get("train_peak_mib"), 0),
+                         fmt(r.get("eval_images_per_s")), fmt(r.get("eval_peak_mib"), 0)])
+    print(tabulate(rows, headers=["C", "method", "step ms", "train peak MiB", "eval img/s", "eval peak MiB"],
+                   tablefmt="github"))
+
+    print("\n## Targets")
+    rows = [[t["target"], fmt(t["value"], 2), t["goal"], {True: "MET", False: "MISSED", None: "n/a"}[t["met"]]]
+            for t in report["targets"]]
+    print(tabulate(rows, headers=["target", "measured", "goal", ""], tablefmt="github"))
+
+
+def machine_description(device: str) -> str:
+    import platform
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = re.search(r"^model name\s*:\s*(.+)$", f.read(), re.M).group(1)
+    except (OSError, AttributeError):
+        pass
+    desc = f"{cpu}, {os.cpu_count()} CPU cores, torch {torch.__version__} ({torch.get_num_threads()} threads)"
+    if device == "cuda" and torch.cuda.is_available():
+        desc += f", GPU {torch.cuda.get_device_name(0)}"
+    return desc
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true",
+                        help="small CLIP, C in {10, 100}, fewer repeats (under 10 minutes on 2 CPU cores)")
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    parser.add_argument("--out", default=osp.join(BENCH, "out", "results.json"), help="JSON results file")
+    parser.add_argument("--classes", type=int, nargs="+", help="class counts C (default 10 100 1000; quick 10 100)")
+    parser.add_argument("--methods", nargs="+", choices=list(METHODS), default=list(METHODS))
+    parser.add_argument("--steps", type=int, help="timed train steps per case (default 5; quick 2)")
+    parser.add_argument("--test-batch", type=int, help="evaluation batch size (default 100; quick 8)")
+    parser.add_argument("--text-chunk", type=int, default=0, help="TEXT_CHUNK of every trainer (0 = all at once)")
+    parser.add_argument("--case-timeout", type=int, default=1800, help="seconds before a case is abandoned")
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    return parser.parse_args(argv)
+
+
+def main(argv=None) -> None:
+    args = parse_args(argv)
+    if args.worker:
+        return worker(args.worker)
+    if args.device == "cuda" and not torch.cuda.is_available():
+        raise SystemExit("--device cuda: no CUDA device is visible to torch (use --device cpu --quick)")
+    quick = args.quick
+    setup = dict(
+        arch="quick" if quick else "ViT-B/16", device=args.device,
+        precision="fp16" if args.device == "cuda" else "fp32",  # what the paper configs' PREC fp16 gives
+        classes=args.classes or ([10, 100] if quick else [10, 100, 1000]),
+        steps=args.steps or (2 if quick else 5), test_batch=args.test_batch or (8 if quick else 100),
+        eval_batches=1 if quick else 3, text_repeats=1 if quick else 3, text_chunk=args.text_chunk,
+        command=" ".join([osp.relpath(sys.executable, REPO), "bench/bench_prompts.py", *(argv or sys.argv[1:])]),
+        machine=machine_description(args.device),
+    )
+    print(f"[bench] {setup['machine']}\n[bench] {setup['arch']} CLIP (random weights), device {args.device}, "
+          f"C {setup['classes']}, methods {args.methods}")
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="bench_prompts_") as tmp:
+        log_dir = osp.join(osp.dirname(osp.abspath(args.out)), "logs")
+        os.makedirs(log_dir, exist_ok=True)
+        clip_path = write_random_clip(osp.join(tmp, "clip.pt"), setup["arch"])
+        base = dict(setup, clip_path=clip_path, work_dir=osp.join(tmp, "work"))
+        names = read_classnames()
+        text = run_in_subprocess(dict(base, kind="text", label="text tower",
+                                      result_path=osp.join(tmp, "text.json")), log_dir, args.case_timeout)
+        methods: Dict[str, Dict[str, dict]] = {m: {} for m in args.methods}
+        for c in setup["classes"]:
+            root = write_label_space(osp.join(tmp, f"classes{c}"), names[:c])
+            for method in args.methods:
+                spec = dict(base, kind="method", method=method, num_classes=c, root=root,
+                            label=f"{method} C={c}", result_path=osp.join(tmp, f"{method.replace(' ', '_')}_{c}.json"))
+                methods[method][str(c)] = run_in_subprocess(spec, log_dir, args.case_timeout)
+    by_int = {m: {int(c): r for c, r in rs.items()} for m, rs in methods.items()}
+    setup.pop("work_dir", None)
+    report = dict(setup=setup, text=text, methods=methods, targets=check_targets(text, by_int, setup["classes"]),
+                  wall_s=time.perf_counter() - started)
+    print_report(report)
+    os.makedirs(osp.dirname(osp.abspath(args.out)), exist_ok=True)
+    with open(args.out, "w") as f:
+        json.dump(report, f, indent=2)
+    print(f"\n[bench] wrote {args.out} ({report['wall_s']:.0f} s in all)")
+
+
+if __name__ == "__main__":
+    main()

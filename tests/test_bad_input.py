@@ -1,0 +1,251 @@
+"""Bad input gets an error that names what is wrong and how to fix it.
+
+Most cases call ``train.main`` in this process (the real entry point minus interpreter start-up,
+so each case costs well under a second); ``test_train_e2e.py`` shows that the same exceptions
+reach stderr of a real ``python train.py`` with a non-zero exit status.
+"""
+from __future__ import annotations
+
+import errno
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import REPO, accuracies, make_trainer
+
+DATASET_CFG = str(REPO / "configs/datasets/oxford_pets.yaml")
+COOP_CFG = str(REPO / "configs/trainers/CoOp/vit_b16_ctxv1.yaml")
+GOPRO_CFG = str(REPO / "configs/trainers/GOPro/vit_b16.yaml")
+ONE_EPOCH = ("OPTIM.MAX_EPOCH", "1", "OPTIM.WARMUP_EPOCH", "0", "DATASET.NUM_SHOTS", "16")
+
+
+@pytest.fixture
+def train_main():
+    """``train_main(*argv)``: run ``train.main`` in-process; sys.stdout (teed to log.txt) is restored."""
+    import train
+
+    saved = sys.stdout
+
+    def run(*argv) -> None:
+        try:
+            train.main(train.build_parser().parse_args([str(a) for a in argv]))
+        finally:
+            if sys.stdout is not saved:
+                sys.stdout.close()
+                sys.stdout = saved
+
+    return run
+
+
+def args(kit, out, trainer="CoOp", config=COOP_CFG, *opts, root=None, dataset=DATASET_CFG, flags=()):
+    return ["--root", root or kit.data, "--seed", "1", "--trainer", trainer, "--dataset-config-file", dataset,
+            "--config-file", config, "--output-dir", out, *flags, *kit.opts(), *opts]
+
+
+# --------------------------------------------------------------------------------------------
+# Data
+# --------------------------------------------------------------------------------------------
+def test_corrupt_image_is_named_and_skip_corrupt_skips_and_counts(kit, tmp_path, train_main):
+    data = tmp_path / "DATA"
+    shutil.copytree(kit.data, data)
+    pets = data / "oxford_pets"
+    split = json.loads((pets / "split_zhou_OxfordPets.json").read_text())
+    bad_train, bad_test = (pets / "images" / split[key][0][0] for key in ("train", "test"))
+    for path in (bad_train, bad_test):
+        path.write_bytes(b"\xff\xd8 not really a jpeg")
+
+    with pytest.raises(OSError, match=rf'Cannot load image "{re.escape(str(bad_test))}".*DATALOADER\.SKIP_CORRUPT True'):
+        train_main(*args(kit, tmp_path / "fail", "ZeroshotCLIP", root=data, flags=("--eval-only",)))
+
+    out = tmp_path / "skip"
+    with pytest.warns(UserWarning, match="Skipping unreadable image"):
+        train_main(*args(kit, out, "CoOp", COOP_CFG, *ONE_EPOCH, "DATALOADER.SKIP_CORRUPT", "True", root=data))
+    log = (out / "log.txt").read_text()
+    assert f"Skipped 1 unreadable image(s) of the train_x data so far (DATALOADER.SKIP_CORRUPT" in log
+    assert f"): {bad_train}\n" in log and f"of the test data so far" in log and f"): {bad_test}\n" in log
+    assert "* total: 50\n" in log  # the bad test image was replaced, not dropped
+
+
+def test_empty_class_folder_is_named(kit, tmp_path, train_main):
+    from make_fixture_datasets import write_fixture
+
+    dtd = write_fixture("dtd", tmp_path / "DATA")
+    empty = sorted((dtd / "images").iterdir())[0]
+    for image in empty.iterdir():
+        image.unlink()
+    with pytest.raises(ValueError, match=rf"class folder {re.escape(str(empty))} has 0 images.*Add images"):
+        train_main(*args(kit, tmp_path / "out", "ZeroshotCLIP", root=tmp_path / "DATA",
+                         dataset=REPO / "configs/datasets/dtd.yaml", flags=("--eval-only",)))
+
+
+# --------------------------------------------------------------------------------------------
+# Configuration
+# --------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("yaml_text, opts, message", [
+    ("OPTIM:\n  NOPE: 1\n", [], r"bad\.yaml.*OPTIM\.NOPE"),
+    ("TRAINER:\n  COOP:\n    N_CTXX: 4\n", [], r"bad\.yaml.*TRAINER\.COOP\.N_CTXX"),
+    ("OPTIM:\n  MAX_EPOCH: two\n", [], r"bad\.yaml.*OPTIM\.MAX_EPOCH"),
+    ("", ["TRAINER.COOP.N_CTX", "'four'"], r"TRAINER\.COOP\.N_CTX"),
+    ("", ["TRAINER.COOP.PREC", "fp8"], r"TRAINER\.COOP\.PREC must be one of .*fp32"),
+    ("", ["DATASET.NAME", "OxfordPet"], r"do you mean \[OxfordPets\]"),
+], ids=["yaml-unknown-key", "yaml-unknown-trainer-key", "yaml-bad-type", "cli-bad-type", "bad-choice",
+        "unknown-dataset"])
+def test_bad_config_names_the_key_and_the_fix(kit, tmp_path, train_main, yaml_text, opts, message):
+    config = COOP_CFG
+    if yaml_text:
+        config = tmp_path / "bad.yaml"
+        config.write_text(yaml_text)
+    with pytest.raises(ValueError, match=message):
+        train_main(*args(kit, tmp_path / "out", "CoOp", config, *opts))
+
+
+def test_missing_clip_weights_offline_say_where_to_put_them(kit, tmp_path, train_main, monkeypatch):
+    import clip
+
+    from trainers import clip_backbone
+
+    def offline(url, root):
+        raise OSError(errno.ENETUNREACH, "Network is unreachable")
+
+    monkeypatch.setattr(clip.clip, "_download", offline)
+    monkeypatch.setattr(clip_backbone, "DEFAULT_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv(clip_backbone.WEIGHTS_DIR_ENV, str(tmp_path / "weights"))
+    with pytest.raises(FileNotFoundError, match=r"CLIP weights for ViT-B/16 are not on disk.*ViT-B-16\.pt.*"
+                                                r"MODEL\.BACKBONE\.PATH"):
+        train_main(*args(kit, tmp_path / "out", "ZeroshotCLIP", flags=("--eval-only",)), "MODEL.BACKBONE.PATH", "")
+    with pytest.raises(FileNotFoundError, match=r"MODEL\.BACKBONE\.PATH='/nowhere/clip\.pt' does not exist"):
+        train_main(*args(kit, tmp_path / "out", "ZeroshotCLIP", flags=("--eval-only",)),
+                   "MODEL.BACKBONE.PATH", "/nowhere/clip.pt")
+
+
+# --------------------------------------------------------------------------------------------
+# Training
+# --------------------------------------------------------------------------------------------
+def test_nan_loss_stops_with_epoch_step_and_hint(kit, tmp_path, train_main):
+    out = tmp_path / "out"
+    with pytest.raises(FloatingPointError, match=r"at epoch 1, batch 2!.*TRAINER\.COOP\.PREC fp32.*lower OPTIM\.LR"):
+        train_main(*args(kit, out, "CoOp", COOP_CFG, *ONE_EPOCH, "OPTIM.LR", "1e30"))
+    assert not (out / "prompt_learner").exists()  # nothing was saved from the diverged run
+
+
+# --------------------------------------------------------------------------------------------
+# --model-dir holding something else
+# --------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def trained_runs(kit, tmp_path_factory):
+    """One-epoch CoOp and GOPro runs (their folders hold prompt_learner/ and gopro/)."""
+    root = tmp_path_factory.mktemp("runs")
+    for name, config in (("CoOp", "vit_b16_ctxv1"), ("GOPro", "vit_b16")):
+        make_trainer(kit, root / name, name, config, *ONE_EPOCH).train()
+    return root
+
+
+@pytest.mark.parametrize("trainer, config, run, opts, epoch, message", [
+    ("GOPro", GOPRO_CFG, "CoOp", [], 1,
+     r"No model at .*CoOp/gopro/model\.pth\.tar-1\. Check --model-dir \(it must hold a 'gopro' folder, i\.e\. a "
+     r"run of trainer GOPro\)"),
+    ("CoOp", COOP_CFG, "CoOp", [], 2, r"model\.pth\.tar-2.*--load-epoch \(files there: model\.pth\.tar-1\)"),
+    ("CoOp", COOP_CFG, "GOPro-as-CoOp", [], 1,
+     r"does not fit this model: missing \['ctx'\].*prompt_learner\.ctx.*another trainer"),
+    ("CoOp", COOP_CFG, "CoOp", ["TRAINER.COOP.CTX_INIT", "''", "TRAINER.COOP.N_CTX", "8"], 1,
+     r"ctx: checkpoint \(4, \d+\) vs model \(8, \d+\).*N_CTX"),
+], ids=["coop-run-for-gopro", "missing-epoch", "gopro-checkpoint-for-coop", "n_ctx-mismatch"])
+def test_model_dir_from_another_trainer_or_shape_names_the_mismatch(kit, tmp_path, train_main, trained_runs,
+                                                                     trainer, config, run, opts, epoch, message):
+    if run == "GOPro-as-CoOp":  # GOPro's checkpoint where CoOp looks for its own
+        shutil.copytree(trained_runs / "GOPro" / "gopro", tmp_path / run / "prompt_learner")
+        model_dir = tmp_path / run
+    else:
+        model_dir = trained_runs / run
+    with pytest.raises((FileNotFoundError, RuntimeError), match=message):
+        train_main(*args(kit, tmp_path / "eval", trainer, config, *opts,
+                         flags=("--eval-only", "--model-dir", model_dir, "--load-epoch", epoch)))
+
+
+# --------------------------------------------------------------------------------------------
+# Output folder
+# --------------------------------------------------------------------------------------------
+def test_rerunning_a_finished_run_goes_straight_to_the_final_test(kit, tmp_path, train_main):
+    out = tmp_path / "run"
+    argv = args(kit, out, "CoOp", COOP_CFG, *ONE_EPOCH)
+    train_main(*argv)
+    checkpoint = out / "prompt_learner" / "model.pth.tar-1"
+    first_log, first_bytes = (out / "log.txt").read_text(), checkpoint.read_bytes()
+
+    train_main(*argv)
+    log = (out / "log.txt").read_text()
+    assert "Found checkpoint at" in log and "Previous epoch: 1" in log and "epoch [" not in log
+    assert accuracies(log) == accuracies(first_log) and checkpoint.read_bytes() == first_bytes
+    assert [p.name.startswith("log.txt-") for p in out.iterdir()].count(True) == 1  # the first log, kept
+
+
+def test_scripts_skip_a_finished_run_and_resume_an_unfinished_one(tmp_path):
+    def finished(log: str) -> bool:
+        (tmp_path / "log.txt").write_text(log)
+        probe = f'source "{REPO}/scripts/common.sh"; finished "{tmp_path}" "^Finish training"'
+        return subprocess.run(["bash", "-c", probe], cwd=REPO).returncode == 0
+
+    assert finished("epoch [1/1] ...\nFinish training\n=> result\n* total: 50\n* accuracy: 40.0%\n")
+    assert not finished("epoch [1/2] ...\n")  # killed mid-training: the script runs it again (resume)
+    assert not finished("* accuracy: 40.0%\nepoch [1/2] ...\n")  # an accuracy from before training
+
+
+def test_output_folder_that_is_a_file_is_refused_up_front(kit, tmp_path, train_main):
+    blocker = tmp_path / "out"
+    blocker.write_text("not a folder")
+    with pytest.raises(OSError, match=r"Cannot write to the output directory .*out.*writable --output-dir"):
+        train_main(*args(kit, blocker, "CoOp", COOP_CFG, *ONE_EPOCH))
+    with pytest.raises(OSError, match=r"Cannot write to the output directory .*out/sub.*Not a directory"):
+        train_main(*args(kit, blocker / "sub", "CoOp", COOP_CFG, *ONE_EPOCH))
+
+
+def epoch_two_checkpoint(call_number: int, call_args: tuple) -> bool:
+    """Is this torch.save / os.replace call writing epoch 2's checkpoint? (torch.save gets a file
+    object, so count: call 1 = epoch 1; os.replace gets the destination path.)"""
+    if isinstance(call_args[-1], (str, os.PathLike)):
+        return str(call_args[-1]).endswith("model.pth.tar-2")
+    return call_number == 2
+
+
+@pytest.mark.parametrize("target, failure", [
+    ((torch, "save"), OSError(errno.ENOSPC, "No space left on device")),
+    ((os, "replace"), OSError(errno.EROFS, "Read-only file system")),
+], ids=["disk-full", "read-only"])
+def test_full_or_read_only_disk_fails_clearly_and_leaves_no_partial_checkpoint(kit, tmp_path, monkeypatch,
+                                                                               target, failure):
+    opts = ("OPTIM.MAX_EPOCH", "2", "TRAIN.CHECKPOINT_FREQ", "1", "OPTIM.WARMUP_EPOCH", "0")
+    straight = tmp_path / "straight"
+    make_trainer(kit, straight, "CoOp", "vit_b16_ctxv1", *opts).train()
+
+    out = tmp_path / "run"
+    trainer = make_trainer(kit, out, "CoOp", "vit_b16_ctxv1", *opts)
+    module, name = target
+    real, calls = getattr(module, name), []
+
+    def flaky(*call_args, **kwargs):  # epoch 1's checkpoint goes through, then the disk is full / read-only
+        calls.append(call_args)
+        if epoch_two_checkpoint(len(calls), call_args):
+            raise failure
+        return real(*call_args, **kwargs)
+
+    monkeypatch.setattr(module, name, flaky)
+    with pytest.raises(OSError, match=r'Could not write ".*model\.pth\.tar-2".*free disk space.*writable.*no partial'):
+        trainer.train()
+    monkeypatch.setattr(module, name, real)
+
+    folder = out / "prompt_learner"
+    assert sorted(p.name for p in folder.iterdir()) == ["checkpoint", "model.pth.tar-1"]  # no temp file either
+    assert (folder / "checkpoint").read_text() == "model.pth.tar-1\n"
+    torch.load(folder / "model.pth.tar-1", weights_only=True)  # complete
+
+    make_trainer(kit, out, "CoOp", "vit_b16_ctxv1", *opts).train()  # space freed: the same run resumes
+    want = torch.load(straight / "prompt_learner" / "model.pth.tar-2", weights_only=True)["state_dict"]
+    got = torch.load(folder / "model.pth.tar-2", weights_only=True)["state_dict"]
+    assert all(torch.equal(got[k], v) for k, v in want.items())

@@ -1,0 +1,187 @@
+"""The text-side speed-ups change no result: EOT truncation, length buckets, the shared per-image
+prefix, chunking (with activation checkpointing), evaluation image groups, cached class features,
+and batching instead of per-image loops. Everything is compared in fp32 within 1e-5 (logits as the
+cosines they are made of, i.e. divided by CLIP's logit scale of 100)."""
+from __future__ import annotations
+
+import contextlib
+
+import pytest
+import torch
+
+from conftest import make_trainer
+from trainers.clip_backbone import ClipBackbone, length_buckets, load_clip
+from trainers.prompting import encode_class_prompts
+
+TOL = dict(atol=1e-5, rtol=0)
+# Class names of very different token lengths, so that length buckets and truncation matter.
+NAMES = ["cat", "tench", "great white shark", "soft-coated wheaten terrier", "Mexican hairless dog (xoloitzcuintli)",
+         "goldfish", "American Staffordshire Terrier", "hen"]
+TRAINERS = {  # trainer → paper config; batch 4 like GOPro's; test batches of 8 (several per evaluation)
+    "CoOp": "vit_b16_ep50_ctxv1", "CoCoOp": "vit_b16_c4_ep10_batch1_ctxv1", "GOPro": "vit_b16"}
+
+
+@pytest.fixture(scope="module")
+def backbone(tiny_clip_path) -> ClipBackbone:
+    return ClipBackbone(load_clip("ViT-B/16", str(tiny_clip_path)), precision="fp32", device="cpu")
+
+
+@pytest.fixture(scope="module")
+def trainers(kit, tmp_path_factory):
+    built = {}
+
+    def get(name: str):
+        if name not in built:
+            built[name] = make_trainer(kit, tmp_path_factory.mktemp(name), name, TRAINERS[name],
+                                       "DATALOADER.TRAIN_X.BATCH_SIZE", "4", "DATALOADER.TEST.BATCH_SIZE", "8")
+        return built[name]
+    return get
+
+
+@contextlib.contextmanager
+def options(node, **values):
+    """Temporarily set keys of a frozen config node (a trainer's TRAINER.<METHOD> options)."""
+    saved = {key: node[key] for key in values}
+    node.defrost()
+    node.update(values)
+    try:
+        yield
+    finally:
+        node.update(saved)
+        node.freeze()
+
+
+def images(n: int, seed: int = 0) -> torch.Tensor:
+    return torch.randn(n, 3, 32, 32, generator=torch.Generator().manual_seed(seed))
+
+
+def class_prompts(backbone: ClipBackbone, names=NAMES):
+    tokens = backbone.tokenize([f"a photo of a {n}." for n in names])
+    return backbone.embed_tokens(tokens), tokens.argmax(-1)
+
+
+# ---- the text tower ---------------------------------------------------------------------------
+def test_length_buckets_cover_every_sequence_once_and_split_long_from_short():
+    eot = torch.tensor([7] * 100 + [40] + [8] * 50)
+    buckets = length_buckets(eot, chunk_size=64)
+    assert sorted(torch.cat(buckets).tolist()) == list(range(len(eot)))
+    assert all(len(b) <= 64 for b in buckets)
+    assert [eot[b].unique().tolist() for b in buckets][-1] == [40]  # the long one alone: no padding to 41
+    assert all(len(eot[b].unique()) <= 2 for b in buckets)
+    assert len(length_buckets(torch.tensor([9, 9, 10, 9]))) == 1  # similar lengths run together
+
+
+def test_truncated_bucketed_and_chunked_text_features_equal_the_full_77_tokens(backbone):
+    prompts, eot = class_prompts(backbone)
+    full = backbone.encode_text(prompts, eot, truncate=False)
+    torch.testing.assert_close(full, backbone.clip.encode_text(backbone.tokenize(
+        [f"a photo of a {n}." for n in NAMES])).float(), **TOL)  # our tower = CLIP's own
+    assert len(length_buckets(eot)) > 1  # the test exercises several truncation lengths
+    for chunk in (0, 3):
+        torch.testing.assert_close(backbone.encode_text(prompts, eot, truncate=True, chunk_size=chunk), full, **TOL)
+        torch.testing.assert_close(backbone.encode_text(prompts, eot, truncate=False, chunk_size=chunk), full, **TOL)
+
+
+@pytest.mark.parametrize("chunk, checkpointing", [(0, False), (5, False), (5, True)])
+def test_shared_prefix_gives_the_same_features_and_gradients(backbone, chunk, checkpointing):
+    """Per-image prompts: G images × C classes whose first P positions (SOS + context) are shared."""
+    embedded, eot = class_prompts(backbone)
+    groups, classes, prefix_len = 3, len(NAMES), 5  # SOS + "a photo of a"
+    context = torch.randn(groups, prefix_len - 1, backbone.text_width, generator=torch.Generator().manual_seed(1))
+    features, grads = [], []
+    for shared in (0, prefix_len):
+        ctx = context.clone().requires_grad_(True)
+        prefix = torch.cat([embedded[:1, :1].expand(groups, -1, -1), ctx], dim=1)          # [G, P, D]
+        prompts = torch.cat([prefix.unsqueeze(1).expand(-1, classes, -1, -1),
+                             embedded[:, prefix_len:].expand(groups, -1, -1, -1)], dim=2).flatten(0, 1)
+        out = backbone.encode_text(prompts, eot.repeat(groups), chunk_size=chunk, checkpointing=checkpointing,
+                                   shared_prefix=shared, group_size=classes)
+        out.pow(2).sum().backward()
+        features.append(out.detach())
+        grads.append(ctx.grad)
+    torch.testing.assert_close(features[1], features[0], **TOL)
+    torch.testing.assert_close(grads[1], grads[0], **TOL)
+    assert grads[0].abs().sum() > 0
+
+
+def test_shared_prefix_rejects_groups_that_do_not_fit(backbone):
+    prompts, eot = class_prompts(backbone)
+    with pytest.raises(ValueError, match="group_size=3"):
+        backbone.encode_text(prompts, eot, shared_prefix=5, group_size=3)  # 8 sequences
+    with pytest.raises(ValueError, match="end after the prefix"):
+        backbone.encode_text(prompts, eot, shared_prefix=30, group_size=len(NAMES))
+
+
+# ---- trainers: batched vs looped, chunked vs not, cached vs not --------------------------------
+def test_gopro_batched_per_image_features_equal_a_loop_of_full_length_calls(trainers):
+    model = trainers("GOPro").model
+    learner, opts = model.prompter.prompt_learner, model.options
+    assert learner.shared_prefix == 1 + learner.n_ctx  # SOS + "a photo of a"
+    with torch.no_grad():
+        _, mean, std = model.encode_views(images(4))
+        g = model.primitives(mean, std)
+        batched = model.text_features([g, g], ["orig", "moco"])                          # [2, B, C, E]
+        with options(opts, TRUNCATE_TEXT=False):  # one 77-token call per image and view, as upstream loops
+            learner.truncate = False
+            try:
+                looped = torch.stack([torch.stack([
+                    encode_class_prompts(model.backbone, learner, learner.assemble(ctx), opts)
+                    for ctx in learner.ctx + model.prompter.rho_for(view)(g)]) for view in ("orig", "moco")])
+            finally:
+                learner.truncate = True
+    torch.testing.assert_close(batched, looped, **TOL)
+
+
+@pytest.mark.parametrize("name", ["CoOp", "CoCoOp", "GOPro"])
+def test_chunked_text_and_image_groups_give_the_same_logits(trainers, name):
+    trainer = trainers(name)
+    trainer.set_model_mode("eval")
+    x = images(5)
+    with torch.no_grad():
+        whole = trainer.model(x)
+        with options(trainer.model.options, TEXT_CHUNK=7):  # 7 < C·B: several text calls and image groups
+            chunked = trainer.model(x)
+    scale = trainer.backbone.logit_scale  # compare cosines: logits are 100·cos
+    torch.testing.assert_close(chunked / scale, whole / scale, **TOL)
+
+
+def test_gopro_chunked_checkpointed_training_step_has_the_same_loss_and_gradients(trainers):
+    trainer = trainers("GOPro")
+    batch = {"img": images(4, 1), "img2": images(4, 2), "img3": images(4, 3), "label": torch.tensor([0, 1, 2, 3])}
+    trainer.set_model_mode("train")
+    params = [p for p in trainer.model.prompter.parameters() if p.requires_grad]
+    results = []
+    for settings in ({}, {"TEXT_CHUNK": 6, "CHECKPOINT_TEXT": True}, {"TRUNCATE_TEXT": False}):
+        with options(trainer.model.options, **settings):
+            trainer.model.prompter.prompt_learner.truncate = settings.get("TRUNCATE_TEXT", True)
+            loss, _ = trainer.compute_loss(batch)
+            grads = torch.autograd.grad(loss, params, allow_unused=True)
+        results.append((loss.detach(), grads))
+    trainer.model.prompter.prompt_learner.truncate = True
+    for loss, grads in results[1:]:
+        torch.testing.assert_close(loss, results[0][0], **TOL)
+        for got, expected in zip(grads, results[0][1]):
+            if expected is not None:
+                torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-4)
+
+
+def test_coop_evaluation_with_cached_class_features_equals_recomputing_them(trainers, monkeypatch):
+    trainer = trainers("CoOp")
+    model = trainer.model
+    runs = {}
+    for cached in (True, False):
+        logits, encodings = [], []
+        encode = model.text_features
+        monkeypatch.setattr(model, "text_features", lambda: encodings.append(1) or encode())
+        inference = trainer.model_inference
+        monkeypatch.setattr(trainer, "model_inference", lambda x: logits.append(inference(x)) or logits[-1])
+        if not cached:
+            monkeypatch.setattr(model, "caching", contextlib.nullcontext)
+        accuracy = trainer.test()
+        runs[cached] = (accuracy, torch.cat(logits), len(encodings), len(logits))
+        monkeypatch.undo()
+    (acc_c, logits_c, enc_c, batches), (acc_u, logits_u, enc_u, _) = runs[True], runs[False]
+    assert batches > 1 and enc_c == 1 and enc_u == batches  # once per evaluation vs once per batch
+    assert acc_c == acc_u
+    scale = trainer.backbone.logit_scale
+    torch.testing.assert_close(logits_c / scale, logits_u / scale, **TOL)
