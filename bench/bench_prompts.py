@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """What per-image prompts cost: text-encoder throughput, train steps and evaluation, side by side.
 
-    python bench/bench_prompts.py --quick                       # CPU, small model, C ∈ {10, 100}
+    python bench/bench_prompts.py --quick                       # CPU, small model, C ∈ {10, 40}
     python bench/bench_prompts.py --device cuda                 # ViT-B/16, C ∈ {10, 100, 1000}
 
 Measured in one run (every case in a fresh subprocess, so memory counters and caches start clean):
@@ -25,7 +25,8 @@ Times are the best of N repeats after one warm-up call (other processes can only
 Peak memory: on CUDA ``torch.cuda.max_memory_allocated`` over the region minus the memory
 allocated when it starts (activations and temporaries, in MiB). On CPU the high-water mark of the
 process's resident set (Linux ``VmHWM``, reset through ``/proc/self/clear_refs``) minus the
-resident set when the region starts: the same quantity plus allocator slack, so an upper bound.
+resident set when the region starts (freed memory is first returned to the OS with glibc's
+``malloc_trim``): the same quantity plus allocator slack, so an upper bound.
 
 Targets (ratios within one run) are printed at the end together with whether each one is met.
 """
@@ -109,6 +110,17 @@ def _proc_status_kib(field: str) -> int:
         return int(re.search(rf"^{field}:\s+(\d+) kB", f.read(), re.M).group(1))
 
 
+def release_freed_memory() -> None:
+    """Give memory freed by earlier work back to the OS (glibc), so the resident set at the start
+    of a region is the memory actually in use."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
 class PeakMemory:
     """Peak extra memory of a code region in MiB (see the module docstring for what it means)."""
 
@@ -122,6 +134,7 @@ class PeakMemory:
             torch.cuda.reset_peak_memory_stats(self.device)
             self._start = torch.cuda.memory_allocated(self.device)
         else:
+            release_freed_memory()
             try:
                 with open("/proc/self/clear_refs", "w") as f:
                     f.write("5")  # reset the resident-set high-water mark (Linux >= 4.0)
@@ -136,6 +149,39 @@ class PeakMemory:
             self.mib = (torch.cuda.max_memory_allocated(self.device) - self._start) / 2**20
         elif self._start is not None:
             self.mib = (_proc_status_kib("VmHWM") * 1024 - self._start) / 2**20
+        return False
+
+
+class OtherProcessesLoad:
+    """Share of the machine's CPU capacity used by *other* processes during a region (Linux):
+    0 = this benchmark had the machine to itself, 1 = every core was busy with something else.
+    Timings taken while it is high are inflated; compare them with care."""
+
+    share: Optional[float] = None
+
+    @staticmethod
+    def _busy_seconds() -> float:
+        with open("/proc/stat") as f:
+            user, nice, system, idle, iowait, irq, softirq, steal = map(int, f.readline().split()[1:9])
+        return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+    @staticmethod
+    def _own_seconds() -> float:
+        times = os.times()
+        return times.user + times.system
+
+    def __enter__(self):
+        try:
+            self._start = (time.perf_counter(), self._busy_seconds(), self._own_seconds())
+        except (OSError, ValueError):
+            self._start = None
+        return self
+
+    def __exit__(self, *exc):
+        if self._start is not None:
+            wall, busy, own = (now - then for now, then in
+                               zip((time.perf_counter(), self._busy_seconds(), self._own_seconds()), self._start))
+            self.share = max(0.0, (busy - own) / (wall * os.cpu_count())) if wall > 0 else None
         return False
 
 
@@ -246,24 +292,27 @@ def run_text_case(spec: dict) -> dict:
     device = torch.device(spec["device"])
     names = read_classnames()
     results = {"sequences": len(names)}
+    load = lambda precision: ClipBackbone(load_clip("ViT-B/16", spec["clip_path"]), precision=precision, device=device)
     with torch.no_grad():
-        reference = ClipBackbone(load_clip("ViT-B/16", spec["clip_path"]), precision="fp32", device=device)
-        tokens = reference.tokenize([TEMPLATE.format(n) for n in names])
-        embeddings, eot = reference.embed_tokens(tokens), tokens.argmax(-1)
+        backbone = load(spec["precision"])
+        tokens = backbone.tokenize([TEMPLATE.format(n) for n in names])
+        embeddings, eot = backbone.embed_tokens(tokens), tokens.argmax(-1)
         results["longest_eot_length"] = int(eot.max()) + 1
         results["mean_eot_length"] = float(eot.float().mean()) + 1
-        features = {t: reference.encode_text(embeddings, eot, truncate=t, chunk_size=spec["text_chunk"])
-                    for t in (True, False)}
-        results["max_abs_diff_fp32"] = float((features[True] - features[False]).abs().max())
-        timing = reference if spec["precision"] == "fp32" else ClipBackbone(
-            load_clip("ViT-B/16", spec["clip_path"]), precision=spec["precision"], device=device)
+        features = {}
         for truncate in (True, False):
+            encode = lambda part=slice(None): backbone.encode_text(
+                embeddings[part], eot[part], truncate=truncate, chunk_size=spec["text_chunk"])
+            encode(slice(0, 64))  # warm-up on a slice
+            times = timed(lambda: features.__setitem__(truncate, encode()), device, spec["text_repeats"], warmup=0)
             key = "truncated" if truncate else "full"
-            times = timed(lambda: timing.encode_text(embeddings, eot, truncate=truncate,
-                                                     chunk_size=spec["text_chunk"]),
-                          device, repeats=spec["text_repeats"])
             results[f"{key}_ms"] = best_ms(times)
             results[f"{key}_seq_per_s"] = len(names) / min(times)
+        if spec["precision"] != "fp32":  # the difference is measured in fp32
+            backbone = load("fp32")
+            features = {t: backbone.encode_text(embeddings, eot, truncate=t, chunk_size=spec["text_chunk"])
+                        for t in (True, False)}
+        results["max_abs_diff_fp32"] = float((features[True] - features[False]).abs().max())
     return results
 
 
@@ -299,7 +348,9 @@ def run_method_case(spec: dict) -> dict:
 def worker(spec_json: str) -> None:
     spec = json.loads(spec_json)
     torch.manual_seed(0)
-    result = run_text_case(spec) if spec["kind"] == "text" else run_method_case(spec)
+    with OtherProcessesLoad() as load:
+        result = run_text_case(spec) if spec["kind"] == "text" else run_method_case(spec)
+    result["others_cpu_share"] = load.share
     with open(spec["result_path"], "w") as f:
         json.dump(result, f)
 
@@ -337,25 +388,29 @@ def ratio(a: Optional[float], b: Optional[float]) -> Optional[float]:
 
 
 def check_targets(text: dict, methods: Dict[str, Dict[int, dict]], classes: List[int]) -> List[dict]:
-    """Every target with its measured value and whether it is met (None = could not be measured)."""
+    """Every target with its measured value, whether it is met (None = not measured) and whether
+    one of the cases it compares ran while other processes kept the machine busy."""
     targets = []
 
-    def add(name: str, value: Optional[float], goal: str, met: Optional[bool]):
-        targets.append({"target": name, "value": value, "goal": goal, "met": met})
+    def add(name: str, value: Optional[float], goal: str, passes: Callable[[float], bool], *cases: dict):
+        shares = [case.get("others_cpu_share") or 0.0 for case in cases]
+        targets.append({"target": name, "value": value, "goal": goal,
+                        "met": None if value is None else bool(passes(value)),
+                        "busy": value is not None and max(shares, default=0.0) > BUSY})
 
-    speedup = ratio(text.get("full_ms"), text.get("truncated_ms"))
-    add("text: truncated vs full speed-up", speedup, ">= 3x", None if speedup is None else speedup >= 3)
-    diff = text.get("max_abs_diff_fp32")
-    add("text: max |truncated - full| (fp32)", diff, "<= 1e-4", None if diff is None else diff <= 1e-4)
-    step = lambda m, c: methods.get(m, {}).get(c, {}).get("step_ms")
-    ips = lambda m, c: methods.get(m, {}).get(c, {}).get("eval_images_per_s")
+    add("text: truncated vs full speed-up", ratio(text.get("full_ms"), text.get("truncated_ms")), ">= 3x",
+        lambda v: v >= 3, text)
+    add("text: max |truncated - full| (fp32)", text.get("max_abs_diff_fp32"), "<= 1e-4", lambda v: v <= 1e-4)
     for c in classes:
-        r = ratio(step("GOPro", c), step("CoCoOp", c))
-        add(f"C={c}: GOPro step / CoCoOp step", r, "<= 1.5", None if r is None else r <= 1.5)
-        r = ratio(step(OFFICIAL_STYLE, c), step("GOPro", c))
-        add(f"C={c}: official-style step / GOPro step", r, ">= 2", None if r is None else r >= 2)
-        r = ratio(ips("GOPro", c), ips("CoCoOp", c))
-        add(f"C={c}: GOPro eval img/s / CoCoOp eval img/s", r, ">= 0.9", None if r is None else r >= 0.9)
+        case = lambda m: methods.get(m, {}).get(c, {})
+        gopro, cocoop, official = case("GOPro"), case("CoCoOp"), case(OFFICIAL_STYLE)
+        add(f"C={c}: GOPro step / CoCoOp step", ratio(gopro.get("step_ms"), cocoop.get("step_ms")), "<= 1.5",
+            lambda v: v <= 1.5, gopro, cocoop)
+        add(f"C={c}: official-style step / GOPro step", ratio(official.get("step_ms"), gopro.get("step_ms")),
+            ">= 2", lambda v: v >= 2, official, gopro)
+        add(f"C={c}: GOPro eval img/s / CoCoOp eval img/s",
+            ratio(gopro.get("eval_images_per_s"), cocoop.get("eval_images_per_s")), ">= 0.9",
+            lambda v: v >= 0.9, gopro, cocoop)
     return targets
 
 
@@ -365,6 +420,14 @@ def fmt(value, digits: int = 1) -> str:
     if isinstance(value, float):
         return f"{value:.{digits}e}" if value and abs(value) < 10 ** -digits else f"{value:.{digits}f}"
     return str(value)
+
+
+BUSY = 0.1  # others' CPU share above which a case's timings are flagged
+
+
+def busy(result: dict) -> str:
+    share = result.get("others_cpu_share")
+    return "-" if share is None else f"{share:.0%}" + (" (busy)" if share > BUSY else "")
 
 
 def print_report(report: dict) -> None:
@@ -378,7 +441,7 @@ def print_report(report: dict) -> None:
     else:
         rows = [[k, fmt(text[f"{k}_ms"]), fmt(text[f"{k}_seq_per_s"])] for k in ("truncated", "full")]
         print(tabulate(rows, headers=["tokens", "ms", "sequences/s"], tablefmt="github"))
-        print(f"max |truncated - full| (fp32): {text['max_abs_diff_fp32']:.2e}")
+        print(f"max |truncated - full| (fp32): {text['max_abs_diff_fp32']:.2e}; others' CPU: {busy(text)}")
 
     print(f"\n## Train step (batch {BATCH_SIZE}) and evaluation (test batch {report['setup']['test_batch']})")
     rows = []
@@ -389,12 +452,15 @@ def print_report(report: dict) -> None:
                 rows.append([c, method, r["error"], "", "", ""])
                 continue
             rows.append([c, method, fmt(r.get("step_ms")), fmt(r.get("train_peak_mib"), 0),
-                         fmt(r.get("eval_images_per_s")), fmt(r.get("eval_peak_mib"), 0)])
-    print(tabulate(rows, headers=["C", "method", "step ms", "train peak MiB", "eval img/s", "eval peak MiB"],
-                   tablefmt="github"))
+                         fmt(r.get("eval_images_per_s")), fmt(r.get("eval_peak_mib"), 0), busy(r)])
+    print(tabulate(rows, headers=["C", "method", "step ms", "train peak MiB", "eval img/s", "eval peak MiB",
+                                  "others' CPU"], tablefmt="github"))
+    print("(others' CPU: share of the machine other processes used while the case ran; "
+          f"above {BUSY:.0%} the times are inflated)")
 
     print("\n## Targets")
-    rows = [[t["target"], fmt(t["value"], 2), t["goal"], {True: "MET", False: "MISSED", None: "n/a"}[t["met"]]]
+    rows = [[t["target"], fmt(t["value"], 2), t["goal"],
+             {True: "MET", False: "MISSED", None: "n/a"}[t["met"]] + (" (busy machine)" if t["busy"] else "")]
             for t in report["targets"]]
     print(tabulate(rows, headers=["target", "measured", "goal", ""], tablefmt="github"))
 
@@ -417,12 +483,12 @@ def machine_description(device: str) -> str:
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true",
-                        help="small CLIP, C in {10, 100}, fewer repeats (under 10 minutes on 2 CPU cores)")
+                        help="small CLIP, C in {10, 40}, fewer repeats (under 10 minutes on 2 CPU cores)")
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     parser.add_argument("--out", default=osp.join(BENCH, "out", "results.json"), help="JSON results file")
     parser.add_argument("--classes", type=int, nargs="+", help="class counts C (default 10 100 1000; quick 10 100)")
     parser.add_argument("--methods", nargs="+", choices=list(METHODS), default=list(METHODS))
-    parser.add_argument("--steps", type=int, help="timed train steps per case (default 5; quick 2)")
+    parser.add_argument("--steps", type=int, help="timed train steps per case (default 5; quick 3, official-style 1)")
     parser.add_argument("--test-batch", type=int, help="evaluation batch size (default 100; quick 8)")
     parser.add_argument("--text-chunk", type=int, default=0, help="TEXT_CHUNK of every trainer (0 = all at once)")
     parser.add_argument("--case-timeout", type=int, default=1800, help="seconds before a case is abandoned")
@@ -440,9 +506,9 @@ def main(argv=None) -> None:
     setup = dict(
         arch="quick" if quick else "ViT-B/16", device=args.device,
         precision="fp16" if args.device == "cuda" else "fp32",  # what the paper configs' PREC fp16 gives
-        classes=args.classes or ([10, 100] if quick else [10, 100, 1000]),
-        steps=args.steps or (2 if quick else 5), test_batch=args.test_batch or (8 if quick else 100),
-        eval_batches=1 if quick else 3, text_repeats=1 if quick else 3, text_chunk=args.text_chunk,
+        classes=args.classes or ([10, 40] if quick else [10, 100, 1000]),
+        steps=args.steps or (3 if quick else 5), test_batch=args.test_batch or (8 if quick else 100),
+        eval_batches=2 if quick else 3, text_repeats=1 if quick else 3, text_chunk=args.text_chunk,
         command=" ".join([osp.relpath(sys.executable, REPO), "bench/bench_prompts.py", *(argv or sys.argv[1:])]),
         machine=machine_description(args.device),
     )
@@ -461,7 +527,10 @@ def main(argv=None) -> None:
         for c in setup["classes"]:
             root = write_label_space(osp.join(tmp, f"classes{c}"), names[:c])
             for method in args.methods:
-                spec = dict(base, kind="method", method=method, num_classes=c, root=root,
+                repeats = {}
+                if quick and method == OFFICIAL_STYLE and not args.steps:  # long enough to time one step
+                    repeats = dict(steps=1, eval_batches=1)
+                spec = dict(base, **repeats, kind="method", method=method, num_classes=c, root=root,
                             label=f"{method} C={c}", result_path=osp.join(tmp, f"{method.replace(' ', '_')}_{c}.json"))
                 methods[method][str(c)] = run_in_subprocess(spec, log_dir, args.case_timeout)
     by_int = {m: {int(c): r for c, r in rs.items()} for m, rs in methods.items()}

@@ -13,7 +13,6 @@ import re
 import shutil
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import torch
@@ -61,15 +60,16 @@ def test_corrupt_image_is_named_and_skip_corrupt_skips_and_counts(kit, tmp_path,
     for path in (bad_train, bad_test):
         path.write_bytes(b"\xff\xd8 not really a jpeg")
 
-    with pytest.raises(OSError, match=rf'Cannot load image "{re.escape(str(bad_test))}".*DATALOADER\.SKIP_CORRUPT True'):
+    unreadable = rf'Cannot load image "{re.escape(str(bad_test))}".*DATALOADER\.SKIP_CORRUPT True'
+    with pytest.raises(OSError, match=unreadable):
         train_main(*args(kit, tmp_path / "fail", "ZeroshotCLIP", root=data, flags=("--eval-only",)))
 
     out = tmp_path / "skip"
     with pytest.warns(UserWarning, match="Skipping unreadable image"):
         train_main(*args(kit, out, "CoOp", COOP_CFG, *ONE_EPOCH, "DATALOADER.SKIP_CORRUPT", "True", root=data))
     log = (out / "log.txt").read_text()
-    assert f"Skipped 1 unreadable image(s) of the train_x data so far (DATALOADER.SKIP_CORRUPT" in log
-    assert f"): {bad_train}\n" in log and f"of the test data so far" in log and f"): {bad_test}\n" in log
+    assert "Skipped 1 unreadable image(s) of the train_x data so far (DATALOADER.SKIP_CORRUPT" in log
+    assert f"): {bad_train}\n" in log and "of the test data so far" in log and f"): {bad_test}\n" in log
     assert "* total: 50\n" in log  # the bad test image was replaced, not dropped
 
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import os
 import re
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -155,16 +154,11 @@ def test_ranks_draw_their_own_augmentations_as_a_function_of_seed_epoch_and_rank
 # --------------------------------------------------------------------------------------------
 # The real entry point under torchrun
 # --------------------------------------------------------------------------------------------
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def torchrun(nproc: int, *args: str, timeout: int = 300) -> subprocess.CompletedProcess:
-    """``python -m torch.distributed.run --nproc_per_node=N train.py ...`` on the CPU (gloo)."""
-    cmd = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={nproc}", "--master_addr", "127.0.0.1",
-           "--master_port", str(free_port()), "train.py", *args]
+    """``python -m torch.distributed.run --standalone --nproc_per_node=N train.py ...`` on the CPU
+    (gloo); ``--standalone`` lets the launcher pick a free port itself (no race between tests)."""
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}", "train.py",
+           *args]
     proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=timeout,
                           env={**os.environ, "OMP_NUM_THREADS": "1"})
     if proc.returncode != 0:

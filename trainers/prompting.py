@@ -42,8 +42,9 @@ def add_prompt_keys(cfg, node_name: str, **defaults) -> CN:
     """Create ``cfg.TRAINER.<node_name>`` with the keys every prompt learner has.
 
     Upstream keys: N_CTX, CTX_INIT, PREC. Ours (speed only, results unchanged):
-    TRUNCATE_TEXT (run the text tower up to the longest EOT), TEXT_CHUNK (sequences per text-tower
-    call, 0 = all at once), CHECKPOINT_TEXT (recompute text activations in backward).
+    TRUNCATE_TEXT (run the text tower only where it matters: up to the EOT, in buckets of similar
+    length, per-image prefixes once per image), TEXT_CHUNK (max sequences per text-tower call,
+    0 = all at once), CHECKPOINT_TEXT (recompute text activations in backward).
     """
     node = CN()
     node.N_CTX = 16

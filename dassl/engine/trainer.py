@@ -13,6 +13,7 @@ gathers predictions from all ranks.
 from __future__ import annotations
 
 import datetime
+import functools
 import os
 import os.path as osp
 import time
@@ -164,7 +165,9 @@ class TrainerBase:
 
         print(f"Found checkpoint at {directory} (will resume training)")
         epochs = {
-            name: resume_from_checkpoint(osp.join(directory, name), self._models[name], self._optims[name], self._scheds[name])
+            name: resume_from_checkpoint(
+                osp.join(directory, name), self._models[name], self._optims[name], self._scheds[name]
+            )
             for name in names
         }
         if len(set(epochs.values())) > 1:
@@ -511,7 +514,10 @@ def _report_skipped_images(loader, split: str) -> None:
               f"each was replaced by the next readable item): {shown}")
 
 
-_UNSEEDED_BASE: Optional[int] = None
+@functools.lru_cache(maxsize=None)
+def _process_entropy() -> int:
+    """A random base for unseeded distributed runs, fixed for the lifetime of this process."""
+    return int.from_bytes(os.urandom(8), "little")
 
 
 def _seed_rank_for_epoch(seed: int, epoch: int) -> None:
@@ -525,14 +531,10 @@ def _seed_rank_for_epoch(seed: int, epoch: int) -> None:
     although a checkpoint holds rank 0's RNG state only. Unseeded runs (SEED < 0) mix in per-process
     entropy instead. Single process: nothing happens (upstream behaviour).
     """
-    global _UNSEEDED_BASE
     if not is_distributed():
         return
-    if seed < 0:
-        if _UNSEEDED_BASE is None:
-            _UNSEEDED_BASE = int.from_bytes(os.urandom(8), "little")
-        seed = _UNSEEDED_BASE
-    set_random_seed(int(np.random.SeedSequence([seed, epoch, get_rank()]).generate_state(1)[0]))
+    base = seed if seed >= 0 else _process_entropy()
+    set_random_seed(int(np.random.SeedSequence([base, epoch, get_rank()]).generate_state(1)[0]))
 
 
 class _EndlessIterator:
