@@ -7,8 +7,9 @@
 Measured in one run (every case in a fresh subprocess, so memory counters and caches start clean):
 
 1. **text**: ImageNet's 1000 prompts "a photo of a {name}." through the frozen text tower,
-   truncated at the longest end-of-text token vs the full 77 tokens: sequences/s and the max
-   absolute difference of the features (fp32).
+   truncated (``ClipBackbone.encode_text``: every call cut at its longest end-of-text token,
+   prompts in buckets of similar length) vs the full 77 tokens: sequences/s and the max absolute
+   difference of the features (fp32).
 2. **train**: one optimisation step (forward, backward, SGD) of GOPro, CoCoOp, CoOp and MaPLe at
    batch 4 over C classes, built by ``build_trainer`` from the paper configs, plus the
    *official-style* GOPro reference (``bench/official_gopro.py``): per-image text loops at 77 tokens,
@@ -20,7 +21,8 @@ CLIP has random weights (speed does not depend on them); its architecture is ViT
 smaller one with ``--quick``. Synthetic batches are fed straight to the trainer, so data loading is
 not timed, except for the official-style reference whose views are made inside the step.
 
-Times are the best of N repeats after one warm-up call (other processes can only add time).
+Times are the best of N repeats after one warm-up call, and of ``--rounds`` turns through all
+cases (other processes and slow periods of a virtual machine can only add time).
 
 Peak memory: on CUDA ``torch.cuda.max_memory_allocated`` over the region minus the memory
 allocated when it starts (activations and temporaries, in MiB). On CPU the high-water mark of the
@@ -42,7 +44,7 @@ import sys
 import tempfile
 import time
 import warnings
-from contextlib import contextmanager, nullcontext
+from contextlib import nullcontext
 from typing import Callable, Dict, List, Optional
 
 warnings.filterwarnings("ignore", message="pkg_resources is deprecated")
@@ -383,6 +385,36 @@ def run_in_subprocess(spec: dict, log_dir: str, timeout: int) -> dict:
     return result
 
 
+def run_case(spec: dict, log_dir: str, timeout: int, retries: int) -> dict:
+    """``run_in_subprocess``, run again (up to ``retries`` times) while other processes kept the
+    machine busy; the quietest run is kept."""
+    runs = [run_in_subprocess(spec, log_dir, timeout)]
+    while retries > 0 and "error" not in runs[-1] and (runs[-1].get("others_cpu_share") or 0.0) > BUSY:
+        print(f"[bench] {spec['label']}: other processes used {runs[-1]['others_cpu_share']:.0%} of the CPU, again")
+        runs.append(run_in_subprocess(spec, log_dir, timeout))
+        retries -= 1
+    return min(runs, key=lambda r: ("error" in r, r.get("others_cpu_share") or 0.0))
+
+
+def merge_rounds(runs: List[dict]) -> dict:
+    """One case measured in several rounds: the best value of every time (``*_ms``, lowest) and
+    throughput (``*_per_s``, highest), since slow periods of a shared or virtual machine only
+    make things slower; the rest from the first successful round, every round kept under ``rounds``."""
+    ok = [run for run in runs if "error" not in run]
+    if not ok:
+        return runs[0]
+    merged = dict(ok[0])
+    for key, value in ok[0].items():
+        if isinstance(value, float) and key.endswith("_ms"):
+            merged[key] = min(run[key] for run in ok)
+        elif isinstance(value, float) and key.endswith("_per_s"):
+            merged[key] = max(run[key] for run in ok)
+    merged["others_cpu_share"] = min((run.get("others_cpu_share") or 0.0) for run in ok)
+    if len(runs) > 1:
+        merged["rounds"] = runs
+    return merged
+
+
 def ratio(a: Optional[float], b: Optional[float]) -> Optional[float]:
     return a / b if a is not None and b else None
 
@@ -488,9 +520,14 @@ def parse_args(argv=None):
     parser.add_argument("--out", default=osp.join(BENCH, "out", "results.json"), help="JSON results file")
     parser.add_argument("--classes", type=int, nargs="+", help="class counts C (default 10 100 1000; quick 10 100)")
     parser.add_argument("--methods", nargs="+", choices=list(METHODS), default=list(METHODS))
-    parser.add_argument("--steps", type=int, help="timed train steps per case (default 5; quick 3, official-style 1)")
+    parser.add_argument("--steps", type=int, help="timed train steps per case (default 5; quick 4, official-style 1)")
     parser.add_argument("--test-batch", type=int, help="evaluation batch size (default 100; quick 8)")
     parser.add_argument("--text-chunk", type=int, default=0, help="TEXT_CHUNK of every trainer (0 = all at once)")
+    parser.add_argument("--rounds", type=int,
+                        help="measure every case this many times, in turns, and keep the best (default 1; quick 2; "
+                             "the official-style reference runs once)")
+    parser.add_argument("--retries", type=int, default=0,
+                        help="run a case again up to this many times when other processes kept the CPU busy")
     parser.add_argument("--case-timeout", type=int, default=1800, help="seconds before a case is abandoned")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     return parser.parse_args(argv)
@@ -507,8 +544,9 @@ def main(argv=None) -> None:
         arch="quick" if quick else "ViT-B/16", device=args.device,
         precision="fp16" if args.device == "cuda" else "fp32",  # what the paper configs' PREC fp16 gives
         classes=args.classes or ([10, 40] if quick else [10, 100, 1000]),
-        steps=args.steps or (3 if quick else 5), test_batch=args.test_batch or (8 if quick else 100),
-        eval_batches=2 if quick else 3, text_repeats=1 if quick else 3, text_chunk=args.text_chunk,
+        steps=args.steps or (4 if quick else 5), test_batch=args.test_batch or (8 if quick else 100),
+        eval_batches=4 if quick else 3, text_repeats=1 if quick else 3, text_chunk=args.text_chunk,
+        rounds=args.rounds or (2 if quick else 1),
         command=" ".join([osp.relpath(sys.executable, REPO), "bench/bench_prompts.py", *(argv or sys.argv[1:])]),
         machine=machine_description(args.device),
     )
@@ -521,18 +559,24 @@ def main(argv=None) -> None:
         clip_path = write_random_clip(osp.join(tmp, "clip.pt"), setup["arch"])
         base = dict(setup, clip_path=clip_path, work_dir=osp.join(tmp, "work"))
         names = read_classnames()
-        text = run_in_subprocess(dict(base, kind="text", label="text tower",
-                                      result_path=osp.join(tmp, "text.json")), log_dir, args.case_timeout)
-        methods: Dict[str, Dict[str, dict]] = {m: {} for m in args.methods}
+        specs = [dict(base, kind="text", label="text tower", result_path=osp.join(tmp, "text.json"))]
         for c in setup["classes"]:
             root = write_label_space(osp.join(tmp, f"classes{c}"), names[:c])
             for method in args.methods:
                 repeats = {}
                 if quick and method == OFFICIAL_STYLE and not args.steps:  # long enough to time one step
                     repeats = dict(steps=1, eval_batches=1)
-                spec = dict(base, **repeats, kind="method", method=method, num_classes=c, root=root,
-                            label=f"{method} C={c}", result_path=osp.join(tmp, f"{method.replace(' ', '_')}_{c}.json"))
-                methods[method][str(c)] = run_in_subprocess(spec, log_dir, args.case_timeout)
+                specs.append(dict(base, **repeats, kind="method", method=method, num_classes=c, root=root,
+                                  label=f"{method} C={c}",
+                                  result_path=osp.join(tmp, f"{method.replace(' ', '_')}_{c}.json")))
+        runs: Dict[str, List[dict]] = {spec["label"]: [] for spec in specs}
+        for round_index in range(setup["rounds"]):
+            for spec in specs:
+                if round_index and spec.get("method") == OFFICIAL_STYLE:
+                    continue  # many times slower than the rest: one round says enough
+                runs[spec["label"]].append(run_case(spec, log_dir, args.case_timeout, args.retries))
+        text = merge_rounds(runs["text tower"])
+        methods = {m: {str(c): merge_rounds(runs[f"{m} C={c}"]) for c in setup["classes"]} for m in args.methods}
     by_int = {m: {int(c): r for c, r in rs.items()} for m, rs in methods.items()}
     setup.pop("work_dir", None)
     report = dict(setup=setup, text=text, methods=methods, targets=check_targets(text, by_int, setup["classes"]),

@@ -7,7 +7,8 @@ dicts both load; offline with no file gives one error saying which file to put w
 
 Running: the towers are re-run from the public submodules of an *unmodified* ``clip.model.CLIP``
 (no patching, no vendoring), which lets us
-  * truncate text sequences after the longest end-of-text token (exact under the causal mask),
+  * truncate text sequences after the longest end-of-text token, in buckets of similar length, and
+    run a prefix shared by many prompts (SOS + one image's context) once (exact under the causal mask),
   * encode many prompts per call, in chunks, optionally with activation checkpointing,
   * inject deep prompts into either tower (MaPLe / IVLP / VPT),
   * read per-layer visual token statistics (GOPro / StyLIP) without storing the tokens.
