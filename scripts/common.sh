@@ -30,6 +30,23 @@ common_opts() {
     return 0
 }
 
+expect_args() {  # expect_args COUNT|MIN-MAX "$#" USAGE: stop with the usage line on a wrong argument count
+    local low=${1%-*} high=${1#*-}
+    if [ "$2" -lt "$low" ] || [ "$2" -gt "$high" ]; then
+        echo "Usage: $(basename "$0") $3" >&2
+        exit 2
+    fi
+}
+
+check_dataset() {  # check_dataset NAME: stop unless configs/datasets/NAME.yaml exists
+    if [ ! -f "$REPO/configs/datasets/$1.yaml" ]; then
+        local known
+        known=$(cd "$REPO/configs/datasets" && ls -- *.yaml | sed 's/\.yaml$//' | tr '\n' ' ')
+        echo "Unknown dataset '$1' (no configs/datasets/$1.yaml). Known: $known" >&2
+        exit 2
+    fi
+}
+
 finished() {  # finished DIR SIGNAL: log.txt holds an accuracy line after the line matching SIGNAL
     [ -f "$1/log.txt" ] && awk -v s="$2" '$0 ~ s {on = 1} on && /^\* accuracy:/ {ok = 1} END {exit !ok}' "$1/log.txt"
 }
@@ -55,6 +72,7 @@ b2n_dir() {  # b2n_dir train_base|test_new DATASET SEED
 
 b2n_train() {  # b2n_train DATASET SEED [KEY VALUE ...]
     local dataset=$1 seed=$2; shift 2
+    check_dataset "$dataset"
     run_train_py "$(b2n_dir train_base "$dataset" "$seed")" \
         --root "$DATA" --seed "$seed" --trainer "$TRAINER" \
         --dataset-config-file "$REPO/configs/datasets/$dataset.yaml" \
@@ -64,6 +82,7 @@ b2n_train() {  # b2n_train DATASET SEED [KEY VALUE ...]
 
 b2n_test() {  # b2n_test DATASET SEED [KEY VALUE ...]: new classes, last-epoch checkpoint
     local dataset=$1 seed=$2; shift 2
+    check_dataset "$dataset"
     run_train_py "$(b2n_dir test_new "$dataset" "$seed")" \
         --root "$DATA" --seed "$seed" --trainer "$TRAINER" \
         --dataset-config-file "$REPO/configs/datasets/$dataset.yaml" \
@@ -72,12 +91,27 @@ b2n_test() {  # b2n_test DATASET SEED [KEY VALUE ...]: new classes, last-epoch c
         DATASET.NUM_SHOTS "$SHOTS" DATASET.SUBSAMPLE_CLASSES new "$@"
 }
 
+main() {  # main COMMAND ARGS...: a method script's entry point; checks the arguments, then runs COMMAND
+    local command=$1; shift
+    case $command in
+        b2n_train | b2n_test | xd_test) expect_args 2 $# "DATASET SEED" ;;
+        xd_train) expect_args 1 $# "SEED" ;;
+    esac
+    "$command" "$@"
+}
+
+b2n_train_test() {  # b2n_train_test DATASET SEED [KEY VALUE ...]: base-class training, then new-class test
+    b2n_train "$@"
+    b2n_test "$@"
+}
+
 xd_dir() {  # xd_dir SEED: the source (ImageNet) run
     echo "$OUTPUT/$XD_SOURCE/$TRAINER/${CFG}_${SHOTS}shots/seed$1"
 }
 
 xd_train() {  # xd_train SEED [KEY VALUE ...]: all classes of the source dataset
     local seed=$1; shift
+    check_dataset "$XD_SOURCE"
     run_train_py "$(xd_dir "$seed")" \
         --root "$DATA" --seed "$seed" --trainer "$TRAINER" \
         --dataset-config-file "$REPO/configs/datasets/$XD_SOURCE.yaml" \
@@ -87,6 +121,7 @@ xd_train() {  # xd_train SEED [KEY VALUE ...]: all classes of the source dataset
 
 xd_test() {  # xd_test DATASET SEED [KEY VALUE ...]: cross-dataset and domain-generalisation targets
     local dataset=$1 seed=$2; shift 2
+    check_dataset "$dataset"
     run_train_py "$OUTPUT/evaluation/$TRAINER/${CFG}_${SHOTS}shots/$dataset/seed$seed" \
         --root "$DATA" --seed "$seed" --trainer "$TRAINER" \
         --dataset-config-file "$REPO/configs/datasets/$dataset.yaml" \

@@ -197,6 +197,22 @@ def test_scripts_skip_a_finished_run_and_resume_an_unfinished_one(tmp_path):
     assert not finished("* accuracy: 40.0%\nepoch [1/2] ...\n")  # an accuracy from before training
 
 
+@pytest.mark.parametrize("script, args, message", [
+    ("gopro/base2new_train.sh", [], "Usage: base2new_train.sh DATASET SEED"),
+    ("coop/base2new_test.sh", ["oxford_pets"], "Usage: base2new_test.sh DATASET SEED"),
+    ("maple/xd_train.sh", ["1", "2"], "Usage: xd_train.sh SEED"),
+    ("gopro/ablation.sh", ["ce", "oxford_pets"], "Usage: ablation.sh ROW DATASET SEED"),
+    ("zsclip/zeroshot.sh", [], "Usage: zeroshot.sh DATASET [all|base|new]"),
+    ("gopro/base2new_train.sh", ["imagenett", "1"], "Unknown dataset 'imagenett' (no configs/datasets/imagenett.yaml)"),
+    ("cocoop/xd_test.sh", ["oxfordpets", "1"], "Known: caltech101 dtd eurosat"),
+])
+def test_scripts_refuse_wrong_arguments_before_running_anything(tmp_path, script, args, message):
+    env = dict(os.environ, OUTPUT=str(tmp_path), PYTHON="false")  # train.py must never be reached
+    done = subprocess.run(["bash", str(REPO / "scripts" / script), *args], env=env, capture_output=True, text=True)
+    assert done.returncode == 2 and message in done.stderr, done.stderr
+    assert not any(tmp_path.iterdir())
+
+
 def test_output_folder_that_is_a_file_is_refused_up_front(kit, tmp_path, train_main):
     blocker = tmp_path / "out"
     blocker.write_text("not a folder")

@@ -118,7 +118,7 @@ def test_gopro_batched_per_image_features_equal_a_loop_of_full_length_calls(trai
     learner, opts = model.prompter.prompt_learner, model.options
     assert learner.shared_prefix == 1 + learner.n_ctx  # SOS + "a photo of a"
     with torch.no_grad():
-        _, mean, std = model.encode_views(images(4))
+        _, mean, std = model.encode_with_stats(images(4))
         g = model.primitives(mean, std)
         batched = model.text_features([g, g], ["orig", "moco"])                          # [2, B, C, E]
         with options(opts, TRUNCATE_TEXT=False):  # one 77-token call per image and view, as upstream loops

@@ -1,6 +1,8 @@
 """GOPro: shapes, what learns, loss switches, views, evaluation cost, checkpoints, scripts."""
 from __future__ import annotations
 
+import re
+
 import pytest
 import torch
 
@@ -20,7 +22,7 @@ def trainer(kit, tmp_path_factory) -> GOPro:
 def test_primitives_prompts_and_text_features_have_the_documented_shapes(trainer):
     model, backbone = trainer.model, trainer.backbone
     images = torch.randn(4, 3, 32, 32)
-    z_hat, mean, std = model.encode_views(images)
+    z_hat, mean, std = model.encode_with_stats(images)
     layers, d_v, d_t = backbone.num_vision_layers, backbone.vision_width, backbone.text_width
     assert z_hat.shape == (4, backbone.embed_dim) and mean.shape == std.shape == (4, layers, d_v)
     g = model.primitives(mean, std)
@@ -65,6 +67,20 @@ def test_zero_weight_removes_the_term_and_its_branch(kit, tmp_path, weights, sem
     assert sum(k.startswith("img") for k in batch) == len(expected_views)  # unused views are not even loaded
     _, summary = trainer.compute_loss(batch)
     assert {k for k in summary if k.startswith("loss_")} == expected_terms
+
+
+@pytest.mark.parametrize("rho_init", ["default", "zeros"])
+def test_first_step_logs_the_prompt_shift_against_the_context(kit, tmp_path, capsys, rho_init):
+    trainer = make_trainer(kit, tmp_path, "GOPro", "vit_b16", "TRAINER.GOPRO.RHO_INIT", rho_init)
+    capsys.readouterr()
+    for _ in range(2):
+        trainer.compute_loss(one_batch(trainer))
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("Prompt shift")]
+    assert len(lines) == 1  # once per run
+    shift, ctx = (float(x) for x in re.findall(r"\|(?:R|ctx)\| = ([0-9.e+-]+)", lines[0]))
+    expected_ctx = trainer.model.prompter.prompt_learner.ctx.norm(dim=-1).mean().item()
+    assert ctx == pytest.approx(expected_ctx, rel=1e-3)
+    assert (shift == 0.0) == (rho_init == "zeros")  # zeros: the first prompt is CTX_INIT exactly
 
 
 def test_views_differ_from_each_other_and_from_the_original(trainer):

@@ -16,13 +16,12 @@ from typing import Sequence
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 from dassl.engine import TRAINER_REGISTRY
 
 from .clip_backbone import ClipBackbone
-from .prompting import (ClipPromptTrainer, PromptLearner, add_prompt_keys, clip_logits, encode_class_prompts,
-                        in_image_groups, init_context)
+from .prompting import (ClipPromptTrainer, InstancePromptCLIP, PromptLearner, add_prompt_keys, clip_logits,
+                        encode_class_prompts, init_context)
 
 
 def extend_cfg(cfg) -> None:
@@ -56,23 +55,12 @@ class ConditionalPromptLearner(PromptLearner):
         return self.ctx.unsqueeze(0) + shift.unsqueeze(1)
 
 
-class CoCoOpCLIP(nn.Module):
+class CoCoOpCLIP(InstancePromptCLIP):
     """Frozen CLIP + conditional prompt learner: B·C text sequences per step, C per test image."""
 
-    def __init__(self, backbone: ClipBackbone, prompt_learner: ConditionalPromptLearner, options):
-        super().__init__()
-        self.backbone = backbone
-        self.prompt_learner = prompt_learner
-        self.options = options
-
     @property
-    def learnable(self) -> nn.Module:
-        return self.prompt_learner
-
-    @torch.no_grad()
-    def visual_embedding(self, image: torch.Tensor) -> torch.Tensor:
-        """The image side of the logits (frozen CLIP): normalised [B, E]."""
-        return F.normalize(self.backbone.encode_image(image).features, dim=-1)
+    def num_classes(self) -> int:
+        return self.prompt_learner.n_cls
 
     def text_features(self, image_features: torch.Tensor) -> torch.Tensor:
         """Class features conditioned on each image [B, C, E], all B·C prompts in one batched call."""
@@ -80,10 +68,7 @@ class CoCoOpCLIP(nn.Module):
         prompts = learner.assemble_per_image(learner.contexts(image_features))     # [B, C, T', D_t]
         return encode_class_prompts(self.backbone, learner, prompts, self.options)
 
-    def forward(self, image: torch.Tensor) -> torch.Tensor:
-        return in_image_groups(self._logits, image, self.prompt_learner.n_cls, self.options.TEXT_CHUNK)
-
-    def _logits(self, image: torch.Tensor) -> torch.Tensor:
+    def image_logits(self, image: torch.Tensor) -> torch.Tensor:
         image_features = self.visual_embedding(image)
         return clip_logits(self.backbone, image_features, self.text_features(image_features))
 

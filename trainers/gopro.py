@@ -36,8 +36,8 @@ from dassl.metrics import compute_accuracy
 
 from .clip_backbone import ClipBackbone
 from .losses import on_global_batch, simclr_loss
-from .prompting import (ClipPromptTrainer, PromptLearner, add_prompt_keys, check_choices, clip_logits,
-                        encode_class_prompts, in_image_groups, init_context)
+from .prompting import (ClipPromptTrainer, InstancePromptCLIP, PromptLearner, add_prompt_keys, check_choices,
+                        clip_logits, encode_class_prompts, init_context)
 from .views import CLIP_MEAN, CLIP_STD, IMAGENET_MEAN, IMAGENET_STD, augmix_view, mocov3_view, wrapped_uint8_image
 
 VIEWS = ("orig", "moco", "augmix")
@@ -210,26 +210,18 @@ class GOProPrompter(nn.Module):
 # --------------------------------------------------------------------------------------------
 # The model: frozen CLIP + prompter
 # --------------------------------------------------------------------------------------------
-class GOProCLIP(nn.Module):
+class GOProCLIP(InstancePromptCLIP):
+    LEARNABLE = "prompter"
+
     def __init__(self, backbone: ClipBackbone, prompter: GOProPrompter, options):
-        super().__init__()
         backbone.require_vit("GOPro's multi-scale style/content features")
-        self.backbone = backbone
-        self.prompter = prompter
-        self.options = options
+        super().__init__(backbone, prompter, options)
         tokens = backbone.clip.visual.positional_embedding.shape[0] - (options.STATS_TOKENS == "patch")
         self.stats_eps = 2.3e-8 / tokens  # official σ = sqrt((Σ(h-μ)² + 2.3e-8) / n_tokens)
 
     @property
-    def learnable(self) -> nn.Module:
-        return self.prompter
-
-    @torch.no_grad()
-    def encode_views(self, images: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Frozen pass: normalised features ẑ [N, E] and per-layer token mean/std [N, L, D_v]."""
-        out = self.backbone.encode_image(images, with_stats=True, stats_tokens=self.options.STATS_TOKENS,
-                                         stats_eps=self.stats_eps)
-        return F.normalize(out.features, dim=-1), out.token_mean, out.token_std
+    def num_classes(self) -> int:
+        return self.prompter.prompt_learner.n_cls
 
     def primitives(self, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
         """G = FRG(style, content): [N, L, D_t]."""
@@ -254,14 +246,11 @@ class GOProCLIP(nn.Module):
     @torch.no_grad()
     def visual_embedding(self, image: torch.Tensor) -> torch.Tensor:
         """normalize(P_v(f_v(x))): the embedding the logits use (Figure 3's t-SNE)."""
-        return self.image_embedding(self.encode_views(image)[0])
+        return self.image_embedding(self.encode_with_stats(image)[0])
 
-    def forward(self, image: torch.Tensor) -> torch.Tensor:
-        """Evaluation: the original branch only; images in groups so that B·C prompts stay bounded."""
-        return in_image_groups(self._logits, image, self.prompter.prompt_learner.n_cls, self.options.TEXT_CHUNK)
-
-    def _logits(self, image: torch.Tensor) -> torch.Tensor:
-        z_hat, mean, std = self.encode_views(image)
+    def image_logits(self, image: torch.Tensor) -> torch.Tensor:
+        """Evaluation: the original branch only (run in groups of images by ``forward``)."""
+        z_hat, mean, std = self.encode_with_stats(image)
         text = self.text_features([self.primitives(mean, std)], ["orig"])[0]             # [B, C, E]
         return clip_logits(self.backbone, self.image_embedding(z_hat), text)
 
@@ -342,11 +331,14 @@ class GOPro(ClipPromptTrainer):
         options, model = self.options, self.model
         views, images, label = self.batch_views(batch)
         b = label.shape[0]
-        z_hat, mean, std = model.encode_views(images)                                      # [V·B, ...]
+        z_hat, mean, std = model.encode_with_stats(images)                                      # [V·B, ...]
         g = dict(zip(views, model.primitives(mean, std).split(b)))                        # view → [B, L, D_t]
         z = dict(zip(views, z_hat.split(b)))                                               # view → [B, E]
         text_views = ["orig"] + [v for v in views[1:] if options.W_SEM > 0 and v in options.SEM_VIEWS]
         text = dict(zip(text_views, model.text_features([g[v] for v in text_views], text_views)))
+        if not getattr(self, "_shift_logged", False):
+            self._shift_logged = True
+            self.log_prompt_shift(g["orig"])
 
         logits = clip_logits(model.backbone, model.image_embedding(z["orig"]), text["orig"])  # [B, C]
         terms = {"loss_ce": F.cross_entropy(logits, label)}
@@ -363,6 +355,16 @@ class GOPro(ClipPromptTrainer):
                    "acc": compute_accuracy(logits, label)[0].item()}
         return loss, summary
 
+    @torch.no_grad()
+    def log_prompt_shift(self, g: torch.Tensor) -> None:
+        """Methods spec 8.3.5: how far the first generated prompts are from CTX_INIT. A shift R much
+        larger than ctx means the initial prompt is far from the hand-crafted one (then consider
+        ``RHO_INIT zeros``, which starts from ctx exactly)."""
+        shift = self.model.prompter.rho_for("orig")(g).norm(dim=-1).mean().item()      # mean ‖R[b, m]‖
+        ctx = self.model.prompter.prompt_learner.ctx.norm(dim=-1).mean().item()         # mean ‖ctx[m]‖
+        print(f"Prompt shift at the first step: mean token norm |R| = {shift:.4g}, |ctx| = {ctx:.4g} "
+              f"(ratio {shift / max(ctx, 1e-12):.3g})")
+
     # ---- evaluation policy -----------------------------------------------------------------
     def model_inference(self, input, *args, **kwargs):
         if self.options.TEST_BRANCHES == "all":
@@ -374,7 +376,7 @@ class GOPro(ClipPromptTrainer):
         """Official test cost (D12): the MoCo and AugMix branches run and their outputs are unused."""
         views = ["moco", "augmix"]
         extra = torch.cat(self.official_views(image, views))
-        _, mean, std = self.model.encode_views(extra)
+        _, mean, std = self.model.encode_with_stats(extra)
         self.model.text_features(list(self.model.primitives(mean, std).split(image.shape[0])), views)
 
     def after_epoch(self):

@@ -24,8 +24,7 @@ from dassl.engine import TRAINER_REGISTRY
 
 from .clip_backbone import ClipBackbone
 from .maple import check_depth, init_leading_context
-from .prompting import (ClipPromptTrainer, PromptLearner, TextFeatureCache, add_prompt_keys, clip_logits,
-                        encode_class_prompts)
+from .prompting import ClipPromptTrainer, PromptLearner, StaticPromptCLIP, add_prompt_keys, encode_class_prompts
 
 
 def extend_cfg(cfg) -> None:
@@ -85,16 +84,8 @@ def prompted_image_embedding(backbone: ClipBackbone, tower: Optional[DeepPromptT
     return F.normalize(features, dim=-1)
 
 
-class IVLPCLIP(TextFeatureCache, nn.Module):
-    def __init__(self, backbone: ClipBackbone, prompts: VLPrompts, options):
-        super().__init__()
-        self.backbone = backbone
-        self.prompts = prompts
-        self.options = options
-
-    @property
-    def learnable(self) -> nn.Module:
-        return self.prompts
+class IVLPCLIP(StaticPromptCLIP):
+    LEARNABLE = "prompts"
 
     def text_features(self) -> torch.Tensor:
         learner = self.prompts.prompt_learner
@@ -103,9 +94,6 @@ class IVLPCLIP(TextFeatureCache, nn.Module):
 
     def visual_embedding(self, image: torch.Tensor) -> torch.Tensor:
         return prompted_image_embedding(self.backbone, self.prompts.image_encoder, image)
-
-    def forward(self, image: torch.Tensor) -> torch.Tensor:
-        return clip_logits(self.backbone, self.visual_embedding(image), self.cached(self.text_features))
 
 
 @TRAINER_REGISTRY.register()

@@ -28,8 +28,8 @@ import torch.nn.functional as F
 from dassl.engine import TRAINER_REGISTRY
 
 from .clip_backbone import ClipBackbone
-from .prompting import (ClipPromptTrainer, PromptLearner, TextFeatureCache, add_prompt_keys, clean_classname,
-                        clip_logits, encode_class_prompts, init_context)
+from .prompting import (ClipPromptTrainer, PromptLearner, StaticPromptCLIP, add_prompt_keys, clean_classname,
+                        encode_class_prompts, init_context)
 
 MAX_INIT_WORDS = 4  # upstream initialises from CTX_INIT only for N_CTX <= 4
 
@@ -96,16 +96,8 @@ class MultiModalPrompts(nn.Module):
         self.prompt_learner = prompt_learner
 
 
-class MaPLeCLIP(TextFeatureCache, nn.Module):
-    def __init__(self, backbone: ClipBackbone, prompts: MultiModalPrompts, options):
-        super().__init__()
-        self.backbone = backbone
-        self.prompts = prompts
-        self.options = options
-
-    @property
-    def learnable(self) -> nn.Module:
-        return self.prompts
+class MaPLeCLIP(StaticPromptCLIP):
+    LEARNABLE = "prompts"
 
     @property
     def prompt_learner(self) -> MultiModalPromptLearner:
@@ -121,9 +113,6 @@ class MaPLeCLIP(TextFeatureCache, nn.Module):
         shallow, deep = self.prompt_learner.vision_prompts()
         features = self.backbone.encode_image(image, shallow_prompts=shallow, deep_prompts=deep).features
         return F.normalize(features, dim=-1)
-
-    def forward(self, image: torch.Tensor) -> torch.Tensor:
-        return clip_logits(self.backbone, self.visual_embedding(image), self.cached(self.text_features))
 
 
 @TRAINER_REGISTRY.register()

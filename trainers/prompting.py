@@ -259,6 +259,89 @@ class TextFeatureCache:
 
 
 # --------------------------------------------------------------------------------------------
+# Models: frozen CLIP + the module of everything a method learns
+# --------------------------------------------------------------------------------------------
+class PromptedCLIP(nn.Module):
+    """Frozen CLIP (``backbone``) plus one module holding all a method learns.
+
+    That module sits under the attribute named by ``LEARNABLE`` (upstream's name, e.g.
+    ``prompt_learner``) and is exposed as ``learnable``: ``ClipPromptTrainer`` optimises and
+    checkpoints it, and never saves the frozen CLIP. Subclasses define how images become logits.
+    """
+
+    LEARNABLE = "prompt_learner"
+    stats_eps = 1e-8  # added to the token variance in ``encode_with_stats``
+
+    def __init__(self, backbone: ClipBackbone, learnable: nn.Module, options: Optional[CN] = None):
+        super().__init__()
+        self.backbone = backbone
+        setattr(self, self.LEARNABLE, learnable)
+        self.options = options
+
+    @property
+    def learnable(self) -> nn.Module:
+        return getattr(self, self.LEARNABLE)
+
+    @torch.no_grad()
+    def frozen_embedding(self, images: torch.Tensor) -> torch.Tensor:
+        """Frozen CLIP image features, normalised [N, E]."""
+        return F.normalize(self.backbone.encode_image(images).features, dim=-1)
+
+    def visual_embedding(self, image: torch.Tensor) -> torch.Tensor:
+        """The image side of the logits: frozen CLIP unless a method overrides it, [B, E]."""
+        return self.frozen_embedding(image)
+
+    @torch.no_grad()
+    def encode_with_stats(self, images: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Frozen pass for style-conditioned prompts (StyLIP, GOPro): normalised features ẑ [N, E]
+        and per-layer token mean/std [N, L, D_v] over ``options.STATS_TOKENS``."""
+        out = self.backbone.encode_image(images, with_stats=True, stats_tokens=self.options.STATS_TOKENS,
+                                         stats_eps=self.stats_eps)
+        return F.normalize(out.features, dim=-1), out.token_mean, out.token_std
+
+
+class StaticPromptCLIP(TextFeatureCache, PromptedCLIP):
+    """Prompts that do not depend on the image (CoOp, MaPLe, IVLP): C text sequences per step, and
+    one encoding of them per evaluation (``TextFeatureCache``)."""
+
+    def text_features(self) -> torch.Tensor:
+        """Normalised class features [C, E]."""
+        raise NotImplementedError
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        return clip_logits(self.backbone, self.visual_embedding(image), self.cached(self.text_features))
+
+
+class FixedTextCLIP(PromptedCLIP):
+    """Class features encoded once when the model is built (VPT, SLIP-style): nothing learnable
+    on the text side. The buffer is not saved: it is rebuilt from the class names."""
+
+    def __init__(self, backbone: ClipBackbone, learnable: nn.Module, class_features: torch.Tensor,
+                 options: Optional[CN] = None):
+        super().__init__(backbone, learnable, options)
+        self.register_buffer("class_features", class_features, persistent=False)    # [C, E]
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        return clip_logits(self.backbone, self.visual_embedding(image), self.class_features)
+
+
+class InstancePromptCLIP(PromptedCLIP):
+    """Prompts conditioned on each image (CoCoOp, StyLIP, GOPro): B·C text sequences per batch.
+
+    Subclasses give ``num_classes`` and ``image_logits`` (logits of a group of images [b, C]);
+    evaluation runs the images in groups of about ``TEXT_CHUNK`` text sequences.
+    """
+
+    num_classes: int
+
+    def image_logits(self, image: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        return in_image_groups(self.image_logits, image, self.num_classes, self.options.TEXT_CHUNK)
+
+
+# --------------------------------------------------------------------------------------------
 # Trainer plumbing
 # --------------------------------------------------------------------------------------------
 class ClipPromptTrainer(TrainerX):
@@ -272,15 +355,14 @@ class ClipPromptTrainer(TrainerX):
 
     CFG_NODE = ""
     MODEL_NAME = "prompt_learner"
+    CHOICES: Dict[str, Sequence] = {}  # TRAINER.<CFG_NODE>.<KEY> → allowed values, checked with PREC
 
     @property
     def method_cfg(self) -> CN:
         return self.cfg.TRAINER[self.CFG_NODE]
 
     def check_cfg(self, cfg):
-        prec = cfg.TRAINER[self.CFG_NODE].PREC
-        if prec not in PRECISIONS:
-            raise ValueError(f"TRAINER.{self.CFG_NODE}.PREC must be one of {PRECISIONS}, got {prec!r}")
+        check_choices(cfg.TRAINER[self.CFG_NODE], self.CFG_NODE, dict(PREC=PRECISIONS, **self.CHOICES))
 
     def train_transforms(self):
         """Training transforms for ``DataManager``: None = Dassl's standard one; a list gives the

@@ -31,7 +31,7 @@ from dassl.metrics import compute_accuracy
 from .clip_backbone import ClipBackbone
 from .gopro import ImageProjector
 from .losses import on_global_batch, simclr_loss
-from .prompting import ClipPromptTrainer, check_choices, clip_logits
+from .prompting import ClipPromptTrainer, FixedTextCLIP, clip_logits
 from .views import mocov3_view, slip_view
 from .zsclip import dataset_template, encode_templates
 
@@ -74,31 +74,17 @@ class SLIPHead(nn.Module):
         self.ssl_head = ssl_head(options.SSL_HEAD, dim)
 
 
-class SLIPCLIP(nn.Module):
-    def __init__(self, backbone: ClipBackbone, head: SLIPHead, class_features: torch.Tensor):
-        super().__init__()
-        self.backbone = backbone
-        self.head = head
-        self.register_buffer("class_features", class_features, persistent=False)   # W [C, E]
+class SLIPCLIP(FixedTextCLIP):
+    """Frozen CLIP, fixed class features W [C, E] and the learnable ``head`` (P_v + SSL head)."""
 
-    @property
-    def learnable(self) -> nn.Module:
-        return self.head
-
-    @torch.no_grad()
-    def encode(self, images: torch.Tensor) -> torch.Tensor:
-        """Frozen CLIP features, normalised [N, E]."""
-        return F.normalize(self.backbone.encode_image(images).features, dim=-1)
+    LEARNABLE = "head"
 
     def project(self, z_hat: torch.Tensor) -> torch.Tensor:
         return self.head.image_projector(z_hat)
 
     def visual_embedding(self, image: torch.Tensor) -> torch.Tensor:
         """normalize(P_v(ẑ)): the image side of the logits [B, E]."""
-        return F.normalize(self.project(self.encode(image)), dim=-1)
-
-    def forward(self, image: torch.Tensor) -> torch.Tensor:
-        return clip_logits(self.backbone, self.visual_embedding(image), self.class_features)
+        return F.normalize(self.project(self.frozen_embedding(image)), dim=-1)
 
 
 def in_batch_clip_loss(image_features: torch.Tensor, caption_features: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
@@ -112,11 +98,11 @@ def in_batch_clip_loss(image_features: torch.Tensor, caption_features: torch.Ten
 class SLIP(ClipPromptTrainer):
     CFG_NODE = "SLIP"
     MODEL_NAME = "slip"
+    CHOICES = CHOICES
 
     def check_cfg(self, cfg):
         super().check_cfg(cfg)
         options = cfg.TRAINER.SLIP
-        check_choices(options, "SLIP", CHOICES)
         if options.TEMPLATE != "custom" and "{}" not in options.TEMPLATE:
             raise ValueError(f"TRAINER.SLIP.TEMPLATE must be 'custom' or contain '{{}}' for the class name, "
                              f"got {options.TEMPLATE!r}")
@@ -148,7 +134,7 @@ class SLIP(ClipPromptTrainer):
         options, model = self.method_cfg, self.model
         image, label = self.parse_batch_train(batch)
         views = [image] + ([batch["img2"].to(self.device), batch["img3"].to(self.device)] if self.uses_ssl else [])
-        u = model.project(model.encode(torch.cat(views))).split(label.shape[0])      # per view [B, E]
+        u = model.project(model.frozen_embedding(torch.cat(views))).split(label.shape[0])      # per view [B, E]
         image_features = F.normalize(u[0], dim=-1)
         logits = clip_logits(model.backbone, image_features, model.class_features)   # [B, C]
         if options.CLIP_LOSS == "in_batch":

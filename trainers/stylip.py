@@ -32,7 +32,7 @@ What the paper (abstract) leaves unspecified, and what we chose:
 """
 from __future__ import annotations
 
-from typing import Optional, Sequence, Tuple
+from typing import Optional, Sequence
 
 import torch
 import torch.nn as nn
@@ -42,8 +42,8 @@ from dassl.engine import TRAINER_REGISTRY
 
 from .clip_backbone import ClipBackbone
 from .gopro import StyleProjector
-from .prompting import (ClipPromptTrainer, PromptLearner, add_prompt_keys, check_choices, clip_logits,
-                        encode_class_prompts, in_image_groups)
+from .prompting import (ClipPromptTrainer, InstancePromptCLIP, PromptLearner, add_prompt_keys, clip_logits,
+                        encode_class_prompts)
 
 CHOICES = dict(STATS_TOKENS=("all", "patch"), STYLE_STATS=("concat", "avg"),
                CONTENT_FUSION=("text_add", "token_add", "none"), CONTENT_INIT=("zeros", "default"))
@@ -91,27 +91,13 @@ class StyLIPPrompter(nn.Module):
                         if content_dim else None)
 
 
-class StyLIPCLIP(nn.Module):
-    def __init__(self, backbone: ClipBackbone, prompter: StyLIPPrompter, options):
-        super().__init__()
-        self.backbone = backbone
-        self.prompter = prompter
-        self.options = options
+class StyLIPCLIP(InstancePromptCLIP):
+    LEARNABLE = "prompter"
+    stats_eps = STATS_EPS
 
     @property
-    def learnable(self) -> nn.Module:
-        return self.prompter
-
-    @torch.no_grad()
-    def encode(self, image: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Frozen pass: normalised features [B, E] and per-layer token mean/std [B, L, D_v]."""
-        out = self.backbone.encode_image(image, with_stats=True, stats_tokens=self.options.STATS_TOKENS,
-                                         stats_eps=STATS_EPS)
-        return F.normalize(out.features, dim=-1), out.token_mean, out.token_std
-
-    def visual_embedding(self, image: torch.Tensor) -> torch.Tensor:
-        """The image side of the logits (frozen CLIP): normalised [B, E]."""
-        return self.encode(image)[0]
+    def num_classes(self) -> int:
+        return self.prompter.prompt_learner.n_cls
 
     def text_features(self, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
         """Style-conditioned class features [B, C, E] (content fused as configured), one batched call."""
@@ -126,12 +112,8 @@ class StyLIPCLIP(nn.Module):
             text = F.normalize(text + content.unsqueeze(1), dim=-1)
         return text
 
-    def forward(self, image: torch.Tensor) -> torch.Tensor:
-        n_cls = self.prompter.prompt_learner.n_cls
-        return in_image_groups(self._logits, image, n_cls, self.options.TEXT_CHUNK)
-
-    def _logits(self, image: torch.Tensor) -> torch.Tensor:
-        image_features, mean, std = self.encode(image)
+    def image_logits(self, image: torch.Tensor) -> torch.Tensor:
+        image_features, mean, std = self.encode_with_stats(image)
         return clip_logits(self.backbone, image_features, self.text_features(mean, std))
 
 
@@ -139,11 +121,11 @@ class StyLIPCLIP(nn.Module):
 class StyLIP(ClipPromptTrainer):
     CFG_NODE = "STYLIP"
     MODEL_NAME = "stylip"
+    CHOICES = CHOICES
 
     def check_cfg(self, cfg):
         super().check_cfg(cfg)
         options = cfg.TRAINER.STYLIP
-        check_choices(options, "STYLIP", CHOICES)
         if options.N_CTX or options.CTX_INIT:
             raise ValueError("StyLIP generates one prompt token per vision layer and has no free context: "
                              "leave TRAINER.STYLIP.N_CTX at 0 and TRAINER.STYLIP.CTX_INIT empty.")

@@ -22,7 +22,7 @@ from dassl.engine import TRAINER_REGISTRY
 from .clip_backbone import ClipBackbone
 from .ivlp import DeepPromptTower, prompted_image_embedding
 from .maple import check_depth
-from .prompting import ClipPromptTrainer, clip_logits
+from .prompting import ClipPromptTrainer, FixedTextCLIP
 from .zsclip import encode_templates
 
 TEXT_TEMPLATE = "a photo of a {}."
@@ -45,22 +45,11 @@ class VisualPrompts(nn.Module):
         self.image_encoder = image_encoder
 
 
-class VPTCLIP(nn.Module):
-    def __init__(self, backbone: ClipBackbone, prompts: VisualPrompts, class_features: torch.Tensor):
-        super().__init__()
-        self.backbone = backbone
-        self.prompts = prompts
-        self.register_buffer("class_features", class_features, persistent=False)    # [C, E]
-
-    @property
-    def learnable(self) -> nn.Module:
-        return self.prompts
+class VPTCLIP(FixedTextCLIP):
+    LEARNABLE = "prompts"
 
     def visual_embedding(self, image: torch.Tensor) -> torch.Tensor:
         return prompted_image_embedding(self.backbone, self.prompts.image_encoder, image)
-
-    def forward(self, image: torch.Tensor) -> torch.Tensor:
-        return clip_logits(self.backbone, self.visual_embedding(image), self.class_features)
 
 
 @TRAINER_REGISTRY.register()

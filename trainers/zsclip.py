@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from dassl.engine import TRAINER_REGISTRY, TrainerX
 
 from .clip_backbone import ClipBackbone, build_backbone
-from .prompting import clean_classname
+from .prompting import clean_classname, clip_logits
 
 # One template per dataset registry name, as in the CoOp/CoCoOp papers.
 CUSTOM_TEMPLATES = {
@@ -72,7 +72,7 @@ class ZeroshotCLIP(TrainerX):
 
     def model_inference(self, image, *args, **kwargs):
         features = F.normalize(self.backbone.encode_image(image).features, dim=-1)
-        return self.backbone.logit_scale * features @ self.text_features.t()
+        return clip_logits(self.backbone, features, self.text_features)
 
 
 @TRAINER_REGISTRY.register()

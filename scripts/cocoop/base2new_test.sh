@@ -4,4 +4,4 @@ TRAINER=CoCoOp
 CFG=${CFG:-vit_b16_c4_ep10_batch1_ctxv1}
 LOADEP=10
 source "$(dirname "$0")/../common.sh"
-b2n_test "$1" "$2"
+main b2n_test "$@"

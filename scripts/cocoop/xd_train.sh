@@ -4,4 +4,4 @@ TRAINER=CoCoOp
 CFG=${CFG:-vit_b16_c4_ep10_batch1_ctxv1}
 LOADEP=10
 source "$(dirname "$0")/../common.sh"
-xd_train "$1"
+main xd_train "$@"

@@ -5,4 +5,4 @@ CFG=${CFG:-vit_b16_ctxv1}
 LOADEP=200
 if [ "$1" = imagenet ]; then CFG=${CFG/vit_b16_ctxv1/vit_b16_ep50_ctxv1}; LOADEP=50; fi  # ImageNet: 50 epochs
 source "$(dirname "$0")/../common.sh"
-b2n_train "$1" "$2"
+main b2n_train "$@"

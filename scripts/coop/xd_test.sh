@@ -5,4 +5,4 @@ TRAINER=CoOp
 CFG=${CFG:-vit_b16_ep50_ctxv1}
 LOADEP=50
 source "$(dirname "$0")/../common.sh"
-xd_test "$1" "$2"
+main xd_test "$@"

@@ -4,4 +4,4 @@ TRAINER=CoOp
 CFG=${CFG:-vit_b16_ep50_ctxv1}
 LOADEP=50
 source "$(dirname "$0")/../common.sh"
-xd_train "$1"
+main xd_train "$@"

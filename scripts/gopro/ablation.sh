@@ -18,10 +18,7 @@ CFG=${CFG:-vit_b16}
 LOADEP=50
 source "$(dirname "$0")/../common.sh"
 
-if [ $# -ne 3 ]; then
-    echo "Usage: $0 ROW DATASET SEED   (ROW: ce ce_con ce_sem_x1 ce_sem_x2 ce_sem_x1x2 all)" >&2
-    exit 2
-fi
+expect_args 3 $# "ROW DATASET SEED   (ROW: ce ce_con ce_sem_x1 ce_sem_x2 ce_sem_x1x2 all)"
 row=$1 dataset=$2 seed=$3
 case $row in
     ce)          switches=(W_CE 1.0 W_CON 0.0 W_SEM 0.0) ;;
@@ -39,5 +36,4 @@ opts=()
 for ((i = 0; i < ${#switches[@]}; i += 2)); do
     opts+=("TRAINER.GOPRO.${switches[i]}" "${switches[i+1]}")
 done
-b2n_train "$dataset" "$seed" "${opts[@]}"
-b2n_test "$dataset" "$seed" "${opts[@]}"
+b2n_train_test "$dataset" "$seed" "${opts[@]}"

@@ -11,10 +11,7 @@ CFG=${CFG:-vit_b16}
 LOADEP=50
 source "$(dirname "$0")/../common.sh"
 
-if [ $# -ne 3 ]; then
-    echo "Usage: $0 M DATASET SEED   (M: a positive number of tokens, or 'init')" >&2
-    exit 2
-fi
+expect_args 3 $# "M DATASET SEED   (M: a positive number of tokens, or 'init')"
 m=$1 dataset=$2 seed=$3
 if [ "$m" = init ]; then
     opts=(TRAINER.GOPRO.N_CTX 4 TRAINER.GOPRO.CTX_INIT "a photo of a")
@@ -25,5 +22,4 @@ else
     echo "Bad prompt length '$m': use a positive integer (e.g. 1 2 4 8 16) or 'init'" >&2
     exit 2
 fi
-b2n_train "$dataset" "$seed" "${opts[@]}"
-b2n_test "$dataset" "$seed" "${opts[@]}"
+b2n_train_test "$dataset" "$seed" "${opts[@]}"

@@ -5,4 +5,4 @@ TRAINER=GOPro
 CFG=${CFG:-vit_b16_xd}
 LOADEP=50
 source "$(dirname "$0")/../common.sh"
-xd_test "$1" "$2"
+main xd_test "$@"

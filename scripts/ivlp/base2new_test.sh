@@ -4,4 +4,4 @@ TRAINER=IVLP
 CFG=${CFG:-vit_b16_c2_ep5_batch4_2+2ctx}
 LOADEP=5
 source "$(dirname "$0")/../common.sh"
-b2n_test "$1" "$2"
+main b2n_test "$@"

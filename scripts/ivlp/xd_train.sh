@@ -4,4 +4,4 @@ TRAINER=IVLP
 CFG=${CFG:-vit_b16_c2_ep5_batch4_2+2ctx}
 LOADEP=5
 source "$(dirname "$0")/../common.sh"
-xd_train "$1"
+main xd_train "$@"

@@ -4,4 +4,4 @@ TRAINER=MaPLe
 CFG=${CFG:-vit_b16_c2_ep5_batch4_2ctx}
 LOADEP=5
 source "$(dirname "$0")/../common.sh"
-b2n_train "$1" "$2"
+main b2n_train "$@"

@@ -5,4 +5,4 @@ TRAINER=MaPLe
 CFG=${CFG:-vit_b16_c2_ep5_batch4_2ctx_cross_datasets}
 LOADEP=2
 source "$(dirname "$0")/../common.sh"
-xd_test "$1" "$2"
+main xd_test "$@"

@@ -4,4 +4,4 @@ TRAINER=MaPLe
 CFG=${CFG:-vit_b16_c2_ep5_batch4_2ctx_cross_datasets}
 LOADEP=2
 source "$(dirname "$0")/../common.sh"
-xd_train "$1"
+main xd_train "$@"

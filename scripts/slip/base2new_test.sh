@@ -4,4 +4,4 @@ TRAINER=SLIP
 CFG=${CFG:-vit_b16}
 LOADEP=10
 source "$(dirname "$0")/../common.sh"
-b2n_test "$1" "$2"
+main b2n_test "$@"

@@ -5,4 +5,4 @@ TRAINER=SLIP
 CFG=${CFG:-vit_b16_xd}
 LOADEP=10
 source "$(dirname "$0")/../common.sh"
-xd_test "$1" "$2"
+main xd_test "$@"

@@ -4,4 +4,4 @@ TRAINER=SLIP
 CFG=${CFG:-vit_b16_xd}
 LOADEP=10
 source "$(dirname "$0")/../common.sh"
-xd_train "$1"
+main xd_train "$@"

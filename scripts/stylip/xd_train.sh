@@ -4,4 +4,4 @@ TRAINER=StyLIP
 CFG=${CFG:-vit_b16_xd}
 LOADEP=50
 source "$(dirname "$0")/../common.sh"
-xd_train "$1"
+main xd_train "$@"

@@ -6,4 +6,4 @@ TRAINER=VPT
 CFG=${CFG:-vit_b16_c2_ep5_batch4_4}
 LOADEP=5
 source "$(dirname "$0")/../common.sh"
-xd_test "$1" "$2"
+main xd_test "$@"

@@ -4,6 +4,8 @@
 TRAINER=ZeroshotCLIP
 CFG=${CFG:-vit_b16}
 source "$(dirname "$0")/../common.sh"
+expect_args 1-2 $# "DATASET [all|base|new]"
+check_dataset "$1"
 SUB=${2:-all}
 run_train_py "$OUTPUT/zsclip/$SUB/$1" \
     --root "$DATA" --trainer ZeroshotCLIP \
