@@ -202,34 +202,29 @@ def transfer(sel: Selection, table: str) -> Plan:
     return plan
 
 
-def table3(sel: Selection) -> Plan:
-    plan = Plan("table3")
+def gopro_sweep(name: str, script_name: str, settings: Sequence[str], layout_of, sel: Selection) -> Plan:
+    """Base-to-new GOPro runs of ``scripts/gopro/<script_name>.sh SETTING DATASET SEED`` for every setting
+    (Table 3's loss rows, Figure 2's prompt lengths), each in the output tree ``layout_of(layout, setting)``."""
+    plan = Plan(name)
     gopro = METHODS["gopro"]
-    if not usable(plan, gopro, ["ablation"]):
+    if not usable(plan, gopro, [script_name]):
         return plan
-    for row in sel.rows:
-        layout = ablation_layout(sel.layout, row)
+    for setting in settings:
+        layout = layout_of(sel.layout, setting)
         for dataset in sel.datasets:
             for seed in sel.seeds:
-                plan.add(Job(f"gopro/ablation/{row}/{dataset}/seed{seed}", script(gopro, "ablation"),
-                             (row, dataset, str(seed)), method_env(sel, gopro, "b2n", dataset),
+                plan.add(Job(f"gopro/{script_name}/{setting}/{dataset}/seed{seed}", script(gopro, script_name),
+                             (setting, dataset, str(seed)), method_env(sel, gopro, "b2n", dataset),
                              run=layout.b2n_run(gopro, "new", dataset, seed)))
     return plan
+
+
+def table3(sel: Selection) -> Plan:
+    return gopro_sweep("table3", "ablation", sel.rows, ablation_layout, sel)
 
 
 def fig2(sel: Selection) -> Plan:
-    plan = Plan("fig2")
-    gopro = METHODS["gopro"]
-    if not usable(plan, gopro, ["nctx"]):
-        return plan
-    for point in sel.points:
-        layout = nctx_layout(sel.layout, point)
-        for dataset in sel.datasets:
-            for seed in sel.seeds:
-                plan.add(Job(f"gopro/nctx/{point}/{dataset}/seed{seed}", script(gopro, "nctx"),
-                             (point, dataset, str(seed)), method_env(sel, gopro, "b2n", dataset),
-                             run=layout.b2n_run(gopro, "new", dataset, seed)))
-    return plan
+    return gopro_sweep("fig2", "nctx", sel.points, nctx_layout, sel)
 
 
 def fig3(sel: Selection) -> Plan:
