@@ -15,14 +15,14 @@ from trainers.losses import simclr_loss
 from trainers.prompting import encode_class_prompts
 from trainers.zsclip import dataset_template, encode_templates
 
-# (trainer, paper config, options that fit the tiny kit: its CLIP has 3 blocks per tower)
+# (trainer, paper config, extra options; kit.opts() already fits the prompt depths to the tiny CLIP's 3 blocks)
 METHODS = {
     "CoCoOp": ("vit_b16_c4_ep10_batch1_ctxv1", []),
-    "MaPLe": ("vit_b16_c2_ep5_batch4_2ctx", ["TRAINER.MAPLE.PROMPT_DEPTH", "3"]),
+    "MaPLe": ("vit_b16_c2_ep5_batch4_2ctx", []),
     "StyLIP": ("vit_b16", []),
     "SLIP": ("vit_b16", ["DATALOADER.TRAIN_X.BATCH_SIZE", "16"]),
-    "IVLP": ("vit_b16_c2_ep5_batch4_2+2ctx", ["TRAINER.IVLP.PROMPT_DEPTH_VISION", "3", "TRAINER.IVLP.PROMPT_DEPTH_TEXT", "3"]),
-    "VPT": ("vit_b16_c2_ep5_batch4_4", ["TRAINER.VPT.PROMPT_DEPTH_VISION", "3"]),
+    "IVLP": ("vit_b16_c2_ep5_batch4_2+2ctx", []),
+    "VPT": ("vit_b16_c2_ep5_batch4_4", []),
 }
 # A learnable setting on the kit: no warm-up, a high learning rate, a few epochs.
 FAST_TRAINING = {
@@ -261,7 +261,7 @@ def test_maple_context_replaces_a_photo_and_keeps_of_a_as_text(kit, tmp_path):
 
 def test_maple_rejects_a_depth_beyond_the_backbone(kit, tmp_path):
     with pytest.raises(ValueError, match=r"TRAINER.MAPLE.PROMPT_DEPTH=9 must lie in 1..3"):
-        make_trainer(kit, tmp_path, "MaPLe", "vit_b16_c2_ep5_batch4_2ctx")
+        make_trainer(kit, tmp_path, "MaPLe", "vit_b16_c2_ep5_batch4_2ctx", "TRAINER.MAPLE.PROMPT_DEPTH", "9")
 
 
 def test_maple_text_features_are_encoded_once_per_evaluation(kit, tmp_path, monkeypatch):
@@ -348,8 +348,7 @@ def test_slip_template_must_hold_a_class_slot(kit, tmp_path):
 
 # ---- IVLP / VPT -------------------------------------------------------------------------------
 def test_language_only_ivlp_has_no_vision_prompts(kit, tmp_path):
-    trainer = make_trainer(kit, tmp_path, "IVLP", "vit_b16_c2_ep5_batch4_4ctx_language_only",
-                           "TRAINER.IVLP.PROMPT_DEPTH_TEXT", "3")
+    trainer = make_trainer(kit, tmp_path, "IVLP", "vit_b16_c2_ep5_batch4_4ctx_language_only")
     keys = set(trainer.model.learnable.state_dict())
     assert not any(k.startswith("image_encoder") for k in keys)
     assert trainer.model.prompts.prompt_learner.n_ctx == 4 and len(trainer.model.prompts.text_encoder.deep_prompts()) == 2
@@ -390,7 +389,7 @@ def test_scripts_use_existing_configs_and_load_their_last_epoch(folder):
 @pytest.mark.slow
 def test_maple_base2new_scripts_end_to_end(kit, tmp_path):
     env = {"DATA": str(kit.data), "OUTPUT": str(tmp_path), "EPOCHS": "1",
-           "EXTRA_OPTS": " ".join([*kit.opts(), "TRAINER.MAPLE.PROMPT_DEPTH", "3"])}
+           "EXTRA_OPTS": " ".join(kit.opts())}
     run_script("maple/base2new_train.sh", "oxford_pets", "1", env=env)
     run_script("maple/base2new_test.sh", "oxford_pets", "1", env=env)
     cfg = "vit_b16_c2_ep5_batch4_2ctx"

@@ -52,6 +52,16 @@ def test_exactly_the_15_dataset_configs():
     assert sorted(p.stem for p in (REPO / "configs" / "datasets").glob("*.yaml")) == sorted(SPEC_TABLE)
 
 
+def test_the_kit_offers_every_benchmark_and_refuses_unknown_names(tmp_path):
+    import kit
+
+    assert sorted(kit.ALL_DATASETS) == sorted(SPEC_TABLE)
+    proc = subprocess.run([sys.executable, str(REPO / "tools" / "kit.py"), str(tmp_path / "kit"), "--datasets", "pets"],
+                          capture_output=True, text=True)
+    assert proc.returncode == 2 and "unknown dataset(s) pets; choose from: oxford_pets imagenet" in proc.stderr
+    assert not (tmp_path / "kit").exists()
+
+
 def test_upstream_compatible_static_helpers():
     pets, dtd, imagenet = (dataset_class(k) for k in ("oxford_pets", "dtd", "imagenet"))
     for name in ("read_split", "save_split", "split_trainval", "subsample_classes"):

@@ -21,8 +21,16 @@ sys.path[:0] = [str(REPO), str(REPO / "tools")]
 from make_tiny_clip import write_tiny_clip  # noqa: E402
 
 IMAGE_SIZE = 32
+TINY_LAYERS = 3  # transformer blocks per tower of the tiny CLIP
 # The demo/base-to-new dataset: 5 classes (odd, so base = 3 and new = 2 differ in size).
 DEMO_DATASET = dict(name="oxford_pets", num_classes=5, train_per_class=20, test_per_class=10)
+# ``--datasets all``: every benchmark of the paper's tables, in the same miniature size.
+ALL_DATASETS = ("oxford_pets", "imagenet", "caltech101", "stanford_cars", "oxford_flowers", "food101",
+                "fgvc_aircraft", "sun397", "dtd", "eurosat", "ucf101",
+                "imagenetv2", "imagenet_sketch", "imagenet_a", "imagenet_r")
+# The paper configs prompt up to 9 or 12 blocks deep; the tiny CLIP has TINY_LAYERS.
+TINY_PROMPT_DEPTHS = ("TRAINER.MAPLE.PROMPT_DEPTH", "TRAINER.IVLP.PROMPT_DEPTH_TEXT",
+                      "TRAINER.IVLP.PROMPT_DEPTH_VISION", "TRAINER.VPT.PROMPT_DEPTH_VISION")
 
 
 @dataclass
@@ -38,10 +46,12 @@ class Kit:
         return self.root / "DATA"
 
     def opts(self, workers: int = 0) -> List[str]:
-        """train.py ``KEY VALUE`` options that point a paper config at the kit."""
+        """train.py ``KEY VALUE`` options that point a paper config at the kit (deep prompts of
+        MaPLe, IVLP and VPT reach through all the tiny CLIP's blocks instead of 9 or 12)."""
+        depths = [x for key in TINY_PROMPT_DEPTHS for x in (key, str(TINY_LAYERS))]
         return ["MODEL.BACKBONE.PATH", str(self.clip_path), "INPUT.SIZE", f"({IMAGE_SIZE},{IMAGE_SIZE})",
                 "DATALOADER.NUM_WORKERS", str(workers), "DATALOADER.TEST.BATCH_SIZE", "50",
-                "TRAIN.PRINT_FREQ", "5", "USE_CUDA", "False"]
+                "TRAIN.PRINT_FREQ", "5", "USE_CUDA", "False", *depths]
 
 
 def build_kit(root: str | Path, datasets: Iterable[dict] = (DEMO_DATASET,), seed: int = 0) -> Kit:
@@ -55,7 +65,7 @@ def build_kit(root: str | Path, datasets: Iterable[dict] = (DEMO_DATASET,), seed
         if not (kit.data / name).exists():
             write_fixture(name, kit.data, image_size=IMAGE_SIZE, seed=seed, **spec)
     if not kit.clip_path.exists():
-        write_tiny_clip(kit.clip_path, seed=seed, image_resolution=IMAGE_SIZE,
+        write_tiny_clip(kit.clip_path, seed=seed, layers=TINY_LAYERS, image_resolution=IMAGE_SIZE,
                         pretrain_on=[s for spec in datasets for s in training_pairs(kit.data, spec["name"])])
     return kit
 
@@ -82,8 +92,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("root", help="kit folder")
     parser.add_argument("--print-opts", action="store_true", help="only print the train.py options")
+    parser.add_argument("--datasets", nargs="+", default=[DEMO_DATASET["name"]], metavar="NAME",
+                        help=f"fixture datasets to write, or 'all' (default: {DEMO_DATASET['name']}); "
+                             f"names: {' '.join(ALL_DATASETS)}")
     args = parser.parse_args()
-    kit = build_kit(args.root)
+    names = ALL_DATASETS if args.datasets == ["all"] else args.datasets
+    unknown = sorted(set(names) - set(ALL_DATASETS))
+    if unknown:
+        parser.error(f"unknown dataset(s) {' '.join(unknown)}; choose from: {' '.join(ALL_DATASETS)} (or all)")
+    kit = build_kit(args.root, [dict(DEMO_DATASET, name=name) for name in names])
     if args.print_opts:
         print(" ".join(kit.opts()))
         return
