@@ -320,11 +320,26 @@ def test_tsne_points_are_deterministic_and_keep_clusters_and_the_plot_is_a_png(t
     assert (labels[distances.argmin(1)] == labels).all()
     small = features[::5]
     assert np.allclose(tsne.tsne_2d(small, 3), tsne.tsne_2d(small, 3))
-    assert tsne.tsne_2d(features[:5], 0).shape == (5, 2)  # perplexity shrinks to n - 1
+    assert tsne.tsne_2d(features[:5], 0).shape == (5, 2)  # perplexity shrinks with n
     with pytest.raises(ValueError, match="at least 2 images"):
         tsne.tsne_2d(features[:1], 0)
     path = tsne.plot_panels([("A", first, labels), ("B", -first, labels)], ["x", "y", "z"], tmp_path / "t.png")
     assert path.read_bytes()[:4] == b"\x89PNG"
+
+
+@pytest.mark.parametrize("seed", [1, 3, 5])
+def test_tsne_keeps_the_classes_of_a_small_test_set_apart(seed):
+    """27 images in 3 classes (a few-class fixture's base test set): with the perplexity near n − 1
+    t-SNE often returned structureless noise for well-separated features (silhouette about −0.08)."""
+    import tsne
+    from sklearn.metrics import silhouette_score
+
+    rng = np.random.default_rng(seed)
+    labels = np.repeat(np.arange(3), 9)
+    features = rng.normal(size=64) + 0.35 * rng.normal(size=(3, 64))[labels] + 0.12 * rng.normal(size=(27, 64))
+    features /= np.linalg.norm(features, axis=1, keepdims=True)
+    assert silhouette_score(features, labels) > 0.6
+    assert silhouette_score(tsne.tsne_2d(features.astype(np.float32), 1), labels) > 0.6
 
 
 def test_tsne_panels_point_at_the_base2new_checkpoints(tmp_path):

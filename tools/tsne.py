@@ -10,7 +10,7 @@ output tree (``tools/results.py`` layout; zero-shot CLIP has none), and the base
 are embedded with ``model.visual_embedding(x)`` (GOPro: normalize(P_v(f_v(x))); CoOp: the frozen
 normalize(f_v(x))), or normalize(f_v(x)) for trainers without one. ``--run LABEL=TRAINER:CONFIG:DIR``
 adds any other checkpoint. t-SNE (methods spec 8.7; the paper's settings are unknown): scikit-learn,
-2-D, perplexity min(30, n − 1), PCA init, ``random_state`` = the seed. Points are coloured by class.
+2-D, perplexity min(30, (n − 1) / 3), PCA init, ``random_state`` = the seed. Points are coloured by class.
 The 2-D points are saved beside the PNG (``.npz``) to re-plot without recomputing.
 """
 from __future__ import annotations
@@ -131,13 +131,18 @@ def embed_test_set(trainer, max_images: int = 0):
 # t-SNE and the plot (no engine needed: tested on their own)
 # --------------------------------------------------------------------------------------------
 def tsne_2d(features: np.ndarray, seed: int) -> np.ndarray:
-    """2-D t-SNE: perplexity min(30, n − 1) (it must stay below n), PCA init, random_state = seed."""
+    """2-D t-SNE: perplexity min(30, (n − 1) / 3), PCA init, random_state = seed.
+
+    30 is the usual value for the thousands of test images of a real dataset. On small sets the
+    perplexity must stay well below n: near n − 1 every point has all others as neighbours, and
+    two nearly equal feature sets can come out as clean clusters or as structureless noise.
+    """
     from sklearn.manifold import TSNE
 
     n = len(features)
     if n < 2:
         raise ValueError(f"t-SNE needs at least 2 images, got {n}: check the dataset's test split.")
-    tsne = TSNE(n_components=2, perplexity=min(PERPLEXITY, n - 1), init="pca", learning_rate="auto",
+    tsne = TSNE(n_components=2, perplexity=min(PERPLEXITY, max(1.0, (n - 1) / 3)), init="pca", learning_rate="auto",
                 random_state=seed)
     return tsne.fit_transform(np.asarray(features, dtype=np.float32))
 
