@@ -34,6 +34,19 @@ from dassl.utils import collect_env_info, set_random_seed, setup_logger  # noqa:
 
 PLUGIN_PACKAGES = ("datasets", "trainers")
 
+# The trainer nodes the upstream clients' train.py define (CoOp/CoCoOp, MaPLe/IVLP/VPT, GOPro), with
+# their defaults, so that their trainer files run here unchanged. Our trainer modules replace these
+# nodes with supersets (their ``extend_cfg``).
+UPSTREAM_TRAINER_NODES = {
+    "COOP": dict(N_CTX=16, CSC=False, CTX_INIT="", PREC="fp16", CLASS_TOKEN_POSITION="end"),
+    "COCOOP": dict(N_CTX=16, CTX_INIT="", PREC="fp16"),
+    "MAPLE": dict(N_CTX=2, CTX_INIT="a photo of a", PREC="fp16", PROMPT_DEPTH=9),
+    "IVLP": dict(N_CTX_VISION=2, N_CTX_TEXT=2, CTX_INIT="a photo of a", PREC="fp16",
+                 PROMPT_DEPTH_VISION=9, PROMPT_DEPTH_TEXT=9),
+    "VPT": dict(N_CTX_VISION=2, CTX_INIT="a photo of a", PREC="fp16", PROMPT_DEPTH_VISION=1),
+    "GOPRO": dict(N_CTX=4, CTX_INIT="a photo of a", PREC="fp16"),
+}
+
 
 def import_plugins() -> List[ModuleType]:
     """Import every module of ``datasets/`` and ``trainers/`` (they register themselves)."""
@@ -49,6 +62,10 @@ def extend_cfg(cfg, modules: List[ModuleType]) -> None:
     """Keys the CLIP clients add to Dassl's tree, then each plugin module's own ``extend_cfg``."""
     from yacs.config import CfgNode as CN
 
+    for node, keys in UPSTREAM_TRAINER_NODES.items():
+        cfg.TRAINER[node] = CN(keys)
+    if "PATH" not in cfg.MODEL.BACKBONE:
+        cfg.MODEL.BACKBONE.PATH = ""  # a local CLIP checkpoint file (trainers/clip_backbone.py)
     cfg.DATASET.SUBSAMPLE_CLASSES = "all"  # all, base or new
     if "SKIP_CORRUPT" not in cfg.DATALOADER:
         cfg.DATALOADER.SKIP_CORRUPT = False  # skip (and count) unreadable images instead of failing

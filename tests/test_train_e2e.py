@@ -109,3 +109,97 @@ def test_a_dataset_file_dropped_into_a_copy_of_the_repo_trains_without_editing_t
     assert proc.returncode == 0, proc.stderr[-3000:]
     log = (tmp_path / "out" / "log.txt").read_text()
     assert "Loading dataset: MyDataset" in log and "Finish training" in log and len(accuracies(log)) == 1
+
+
+UPSTREAM_STYLE_TRAINER = """
+# An upstream-style trainer file: no extend_cfg of its own, only the Dassl API upstream CoOp uses,
+# and only the TRAINER.COOP keys upstream CoOp's train.py defines.
+import os.path as osp
+
+import torch.nn as nn
+from torch.nn import functional as F
+
+from dassl.engine import TRAINER_REGISTRY, TrainerX
+from dassl.metrics import compute_accuracy
+from dassl.optim import build_lr_scheduler, build_optimizer
+from dassl.utils import load_checkpoint, load_pretrained_weights
+
+
+class PixelProbe(nn.Module):
+    def __init__(self, n_cls):
+        super().__init__()
+        self.prompt_learner = nn.Linear(3, n_cls)
+
+    def forward(self, image):
+        return self.prompt_learner(image.mean(dim=(2, 3)))
+
+
+@TRAINER_REGISTRY.register()
+class CoOp(TrainerX):
+    def check_cfg(self, cfg):
+        assert cfg.TRAINER.COOP.PREC in ["fp16", "fp32", "amp"]
+
+    def build_model(self):
+        cfg = self.cfg
+        c = cfg.TRAINER.COOP
+        print(f"upstream keys: N_CTX={c.N_CTX} CSC={c.CSC} CTX_INIT={c.CTX_INIT} POS={c.CLASS_TOKEN_POSITION}")
+        self.model = PixelProbe(len(self.dm.dataset.classnames)).to(self.device)
+        if cfg.MODEL.INIT_WEIGHTS:
+            load_pretrained_weights(self.model.prompt_learner, cfg.MODEL.INIT_WEIGHTS)
+        self.optim = build_optimizer(self.model.prompt_learner, cfg.OPTIM)
+        self.sched = build_lr_scheduler(self.optim, cfg.OPTIM)
+        self.register_model("prompt_learner", self.model.prompt_learner, self.optim, self.sched)
+
+    def forward_backward(self, batch):
+        image, label = self.parse_batch_train(batch)
+        output = self.model(image)
+        loss = F.cross_entropy(output, label)
+        self.model_backward_and_update(loss)
+        summary = {"loss": loss.item(), "acc": compute_accuracy(output, label)[0].item()}
+        if (self.batch_idx + 1) == self.num_batches:
+            self.update_lr()
+        return summary
+
+    def parse_batch_train(self, batch):
+        return batch["img"].to(self.device), batch["label"].to(self.device)
+
+    def load_model(self, directory, epoch=None):
+        model_file = "model-best.pth.tar" if epoch is None else f"model.pth.tar-{epoch}"
+        for name in self.get_model_names():
+            model_path = osp.join(directory, name, model_file)
+            checkpoint = load_checkpoint(model_path)
+            print(f"Loading weights to {name} from {model_path} (epoch = {checkpoint['epoch']})")
+            self._models[name].load_state_dict(checkpoint["state_dict"], strict=False)
+"""
+
+
+def test_an_upstream_style_trainer_folder_runs_with_our_train_py(kit, tmp_path):
+    """A checkout whose trainers/ holds only an upstream-style CoOp file (no extend_cfg): train.py
+    itself defines the upstream trainer nodes, so the paper config and the kit's options merge, the
+    run trains and saves, and --eval-only --model-dir gives the same accuracy."""
+    import shutil
+    import subprocess
+    import sys
+
+    repo = tmp_path / "repo"
+    for name in ("dassl", "datasets", "configs"):
+        shutil.copytree(REPO / name, repo / name, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(REPO / "train.py", repo / "train.py")
+    (repo / "trainers").mkdir()
+    (repo / "trainers" / "__init__.py").write_text("")
+    (repo / "trainers" / "coop.py").write_text(UPSTREAM_STYLE_TRAINER)
+    common = ["--root", str(kit.data), "--seed", "1", "--trainer", "CoOp",
+              "--dataset-config-file", "configs/datasets/oxford_pets.yaml",
+              "--config-file", "configs/trainers/CoOp/vit_b16_ctxv1.yaml"]
+
+    def run(*args):
+        proc = subprocess.run([sys.executable, "train.py", *common, *args], cwd=repo, capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+        return proc.stdout
+
+    run("--output-dir", str(tmp_path / "out"), *kit.opts(), "OPTIM.MAX_EPOCH", "2")
+    log = (tmp_path / "out" / "log.txt").read_text()
+    assert "upstream keys: N_CTX=16 CSC=False CTX_INIT=a photo of a POS=end" in log and "Finish training" in log
+    evaluated = run("--output-dir", str(tmp_path / "eval"), "--eval-only", "--model-dir", str(tmp_path / "out"),
+                    "--load-epoch", "2", *kit.opts())
+    assert len(accuracies(log)) == 1 and accuracies(evaluated) == accuracies(log)

@@ -275,7 +275,7 @@ class GOPro(ClipPromptTrainer):
     @property
     def options(self):
         if not hasattr(self, "_options"):
-            self._options = resolve_options(self.cfg.TRAINER.GOPRO)
+            self._options = resolve_options(self.method_cfg)
         return self._options
 
     def train_transforms(self):

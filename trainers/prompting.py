@@ -17,6 +17,7 @@ import contextlib
 import functools
 import os
 import os.path as osp
+import sys
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
@@ -359,10 +360,34 @@ class ClipPromptTrainer(TrainerX):
 
     @property
     def method_cfg(self) -> CN:
-        return self.cfg.TRAINER[self.CFG_NODE]
+        """``cfg.TRAINER.<CFG_NODE>``, completed by ``method_options``."""
+        if getattr(self, "_method_cfg", None) is None:
+            self._method_cfg = self.method_options(self.cfg)
+        return self._method_cfg
+
+    @classmethod
+    def method_options(cls, cfg) -> CN:
+        """``cfg.TRAINER.<CFG_NODE>`` with every key this trainer reads (a frozen copy).
+
+        Our ``train.py`` adds all keys (each trainer module's ``extend_cfg``). An upstream client's
+        ``train.py`` defines only its own (CoOp's TRAINER.COOP has no TRUNCATE_TEXT; GOPro's
+        TRAINER.GOPRO has N_CTX, CTX_INIT and PREC only), or no node at all for methods it does
+        not know: there the missing keys take this trainer's defaults, and the given ones win.
+        """
+        scratch = CN()
+        scratch.TRAINER = CN()
+        extend = next((vars(sys.modules[k.__module__]).get("extend_cfg") for k in cls.__mro__
+                       if callable(vars(sys.modules[k.__module__]).get("extend_cfg"))), None)
+        if extend is not None:
+            extend(scratch)
+        options = scratch.TRAINER.get(cls.CFG_NODE, CN())
+        for key, value in cfg.TRAINER.get(cls.CFG_NODE, CN()).items():
+            options[key] = value
+        options.freeze()
+        return options
 
     def check_cfg(self, cfg):
-        check_choices(cfg.TRAINER[self.CFG_NODE], self.CFG_NODE, dict(PREC=PRECISIONS, **self.CHOICES))
+        check_choices(self.method_options(cfg), self.CFG_NODE, dict(PREC=PRECISIONS, **self.CHOICES))
 
     def train_transforms(self):
         """Training transforms for ``DataManager``: None = Dassl's standard one; a list gives the

@@ -102,7 +102,7 @@ class SLIP(ClipPromptTrainer):
 
     def check_cfg(self, cfg):
         super().check_cfg(cfg)
-        options = cfg.TRAINER.SLIP
+        options = self.method_options(cfg)
         if options.TEMPLATE != "custom" and "{}" not in options.TEMPLATE:
             raise ValueError(f"TRAINER.SLIP.TEMPLATE must be 'custom' or contain '{{}}' for the class name, "
                              f"got {options.TEMPLATE!r}")

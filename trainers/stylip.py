@@ -125,7 +125,7 @@ class StyLIP(ClipPromptTrainer):
 
     def check_cfg(self, cfg):
         super().check_cfg(cfg)
-        options = cfg.TRAINER.STYLIP
+        options = self.method_options(cfg)
         if options.N_CTX or options.CTX_INIT:
             raise ValueError("StyLIP generates one prompt token per vision layer and has no free context: "
                              "leave TRAINER.STYLIP.N_CTX at 0 and TRAINER.STYLIP.CTX_INIT empty.")
