@@ -376,10 +376,8 @@ class ClipPromptTrainer(TrainerX):
         """
         scratch = CN()
         scratch.TRAINER = CN()
-        extend = next((vars(sys.modules[k.__module__]).get("extend_cfg") for k in cls.__mro__
-                       if callable(vars(sys.modules[k.__module__]).get("extend_cfg"))), None)
-        if extend is not None:
-            extend(scratch)
+        for hook in _extend_cfg_hooks(cls)[:1]:  # the trainer's own module (or its nearest base's)
+            hook(scratch)
         options = scratch.TRAINER.get(cls.CFG_NODE, CN())
         for key, value in cfg.TRAINER.get(cls.CFG_NODE, CN()).items():
             options[key] = value
@@ -467,6 +465,13 @@ class ClipPromptTrainer(TrainerX):
             state_dict = adapt_state_dict(checkpoint["state_dict"], self._models[name], path)
             print(f'Load {path} to {name} (epoch={checkpoint.get("epoch")})')
             self._models[name].load_state_dict(state_dict, strict=False)
+
+
+def _extend_cfg_hooks(cls) -> List:
+    """``extend_cfg`` functions of the modules defining ``cls`` and its bases, nearest first."""
+    modules = (sys.modules.get(klass.__module__) for klass in cls.__mro__)
+    hooks = [getattr(module, "extend_cfg", None) for module in modules if module is not None]
+    return [hook for hook in hooks if callable(hook)]
 
 
 def _list_checkpoints(folder: str) -> List[str]:
