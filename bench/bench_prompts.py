@@ -260,7 +260,8 @@ def build_bench_trainer(spec: dict):
         "INPUT.SIZE", f"({resolution},{resolution})", "DATALOADER.NUM_WORKERS", "0",
         "DATALOADER.TRAIN_X.BATCH_SIZE", str(BATCH_SIZE), "DATALOADER.TEST.BATCH_SIZE", str(spec["test_batch"]),
         "USE_CUDA", str(spec["device"] == "cuda"), "VERBOSE", "False",
-        f"TRAINER.{trainer_name.upper()}.TEXT_CHUNK", str(spec["text_chunk"]), *extra,
+        f"TRAINER.{trainer_name.upper()}.TEXT_CHUNK", str(spec["text_chunk"]),
+        f"TRAINER.{trainer_name.upper()}.CHECKPOINT_TEXT", str(spec.get("checkpoint_text", False)), *extra,
     ])
     register_bench_dataset()
     cfg = train.setup_cfg(args)
@@ -523,6 +524,9 @@ def parse_args(argv=None):
     parser.add_argument("--steps", type=int, help="timed train steps per case (default 5; quick 4, official-style 1)")
     parser.add_argument("--test-batch", type=int, help="evaluation batch size (default 100; quick 8)")
     parser.add_argument("--text-chunk", type=int, default=0, help="TEXT_CHUNK of every trainer (0 = all at once)")
+    parser.add_argument("--checkpoint-text", action="store_true",
+                        help="CHECKPOINT_TEXT True for every trainer (activation checkpointing in the text tower: "
+                             "less memory, one more text forward; for C = 1000)")
     parser.add_argument("--rounds", type=int,
                         help="measure every case this many times, in turns, and keep the best (default 1; quick 2; "
                              "the official-style reference runs once)")
@@ -546,7 +550,7 @@ def main(argv=None) -> None:
         classes=args.classes or ([10, 40] if quick else [10, 100, 1000]),
         steps=args.steps or (4 if quick else 5), test_batch=args.test_batch or (8 if quick else 100),
         eval_batches=4 if quick else 3, text_repeats=1 if quick else 3, text_chunk=args.text_chunk,
-        rounds=args.rounds or (2 if quick else 1),
+        checkpoint_text=args.checkpoint_text, rounds=args.rounds or (2 if quick else 1),
         command=" ".join([osp.relpath(sys.executable, REPO), "bench/bench_prompts.py", *(argv or sys.argv[1:])]),
         machine=machine_description(args.device),
     )
