@@ -172,7 +172,10 @@ def test_upstream_checkpoint_loads_weights_only(tmp_path):
 def test_checkpoints_we_write_need_no_allowlist(tmp_path):
     _, model, optim, sched = make_training_state()
     save_checkpoint(state_of(model, optim, sched, rng_state=get_rng_state()), str(tmp_path))
-    torch.load(tmp_path / "model.pth.tar-2", weights_only=True)  # plain weights-only suffices
+    loaded = torch.load(tmp_path / "model.pth.tar-2", weights_only=True)  # plain weights-only suffices
+    assert loaded["epoch"] == 2 and loaded["scheduler"] == sched.state_dict()
+    for key, value in model.state_dict().items():
+        assert torch.equal(loaded["state_dict"][key], value), key
 
 
 # ----------------------------------------------------------------------------- resume

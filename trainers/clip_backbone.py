@@ -34,12 +34,6 @@ DEFAULT_CACHE = os.path.expanduser("~/.cache/clip")
 PRECISIONS = ("fp16", "bf16", "fp32", "amp")
 
 
-def extend_cfg(cfg) -> None:
-    """Config keys of the shared backbone (added by train.py before any file is merged)."""
-    if "PATH" not in cfg.MODEL.BACKBONE:
-        cfg.MODEL.BACKBONE.PATH = ""  # local checkpoint file; overrides NAME-based lookup
-
-
 # --------------------------------------------------------------------------------------------
 # Loading
 # --------------------------------------------------------------------------------------------

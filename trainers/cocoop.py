@@ -58,10 +58,6 @@ class ConditionalPromptLearner(PromptLearner):
 class CoCoOpCLIP(InstancePromptCLIP):
     """Frozen CLIP + conditional prompt learner: B·C text sequences per step, C per test image."""
 
-    @property
-    def num_classes(self) -> int:
-        return self.prompt_learner.n_cls
-
     def text_features(self, image_features: torch.Tensor) -> torch.Tensor:
         """Class features conditioned on each image [B, C, E], all B·C prompts in one batched call."""
         learner = self.prompt_learner

@@ -219,10 +219,6 @@ class GOProCLIP(InstancePromptCLIP):
         tokens = backbone.clip.visual.positional_embedding.shape[0] - (options.STATS_TOKENS == "patch")
         self.stats_eps = 2.3e-8 / tokens  # official σ = sqrt((Σ(h-μ)² + 2.3e-8) / n_tokens)
 
-    @property
-    def num_classes(self) -> int:
-        return self.prompter.prompt_learner.n_cls
-
     def primitives(self, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
         """G = FRG(style, content): [N, L, D_t]."""
         p = self.prompter

@@ -271,7 +271,7 @@ class PromptedCLIP(nn.Module):
     """
 
     LEARNABLE = "prompt_learner"
-    stats_eps = 1e-8  # added to the token variance in ``encode_with_stats``
+    stats_eps: float  # added to the token variance in ``encode_with_stats``; set by the methods using it
 
     def __init__(self, backbone: ClipBackbone, learnable: nn.Module, options: Optional[CN] = None):
         super().__init__()
@@ -329,11 +329,15 @@ class FixedTextCLIP(PromptedCLIP):
 class InstancePromptCLIP(PromptedCLIP):
     """Prompts conditioned on each image (CoCoOp, StyLIP, GOPro): B·C text sequences per batch.
 
-    Subclasses give ``num_classes`` and ``image_logits`` (logits of a group of images [b, C]);
-    evaluation runs the images in groups of about ``TEXT_CHUNK`` text sequences.
+    Subclasses give ``image_logits`` (logits of a group of images [b, C]); evaluation runs the
+    images in groups of about ``TEXT_CHUNK`` text sequences.
     """
 
-    num_classes: int
+    @property
+    def num_classes(self) -> int:
+        """C, from the prompt learner (the learnable module itself, or its ``prompt_learner``)."""
+        learnable = self.learnable
+        return getattr(learnable, "prompt_learner", learnable).n_cls
 
     def image_logits(self, image: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError

@@ -95,10 +95,6 @@ class StyLIPCLIP(InstancePromptCLIP):
     LEARNABLE = "prompter"
     stats_eps = STATS_EPS
 
-    @property
-    def num_classes(self) -> int:
-        return self.prompter.prompt_learner.n_cls
-
     def text_features(self, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
         """Style-conditioned class features [B, C, E] (content fused as configured), one batched call."""
         prompter, fusion = self.prompter, self.options.CONTENT_FUSION
