@@ -171,9 +171,14 @@ def print_banner(title: str) -> None:
 
 
 def main(args) -> None:
-    from dassl.utils.distributed import init_distributed_from_env
+    from dassl.utils.distributed import init_distributed_from_env, shutdown_distributed
 
     init_distributed_from_env()
+    run(args)
+    shutdown_distributed()
+
+
+def run(args) -> None:
     cfg = setup_cfg(args)
     if cfg.SEED >= 0:
         print(f"Setting fixed seed: {cfg.SEED}")

@@ -135,6 +135,62 @@ def test_checkpoint_round_trip_restores_identical_predictions(kit, tmp_path):
         torch.testing.assert_close(first.model(images), second.model(images))
 
 
+def official_layout(trainer) -> dict:
+    """A GOPro prompter's weights as the official code saves them (methods spec 8.2(n)): the whole
+    CustomCLIP, one nn.Linear per layer, one Linear(L→1) ρ, fp16 ctx, an unused meta_net,
+    simproj = Sequential(Linear, BatchNorm1d), frozen CLIP and class buffers included."""
+    ours = trainer.model.prompter.state_dict()
+    state = {"prompt_learner.ctx": ours["prompt_learner.ctx"].half(),
+             "prompt_learner.token_prefix": ours["prompt_learner.token_prefix"],
+             "prompt_learner.meta_net.linear1.weight": torch.randn(32, 64),
+             "prompt_learner.rho.weight": ours["rho.shared.mix.weight"],
+             "prompt_learner.rho.bias": ours["rho.shared.mix.bias"],
+             "image_encoder.conv1.weight": torch.randn(8, 3, 4, 4), "logit_scale": torch.tensor(4.6)}
+    for part in ("style", "content"):
+        for layer, (weight, bias) in enumerate(zip(ours[f"{part}.proj.weight"], ours[f"{part}.proj.bias"])):
+            state[f"prompt_learner.{part}.linear.{layer}.weight"] = weight
+            state[f"prompt_learner.{part}.linear.{layer}.bias"] = bias
+    for name in ("weight", "bias"):
+        state[f"simproj.0.{name}"] = ours[f"image_projector.{name}"]
+    for name in ("weight", "bias", "running_mean", "running_var", "num_batches_tracked"):
+        state[f"simproj.1.{name}"] = ours[f"contrastive_bn.{name}"]
+    return state
+
+
+def test_official_checkpoints_load_and_predict_like_the_model_that_wrote_them(kit, tmp_path):
+    official = make_trainer(kit, tmp_path / "official", "GOPro", "vit_b16_official")
+    with torch.no_grad():
+        for p in official.model.prompter.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+        ctx = official.model.prompter.prompt_learner.ctx
+        ctx.copy_(ctx.half().float())  # the official ctx is an fp16 parameter (D19)
+    folder = tmp_path / "released" / "gopro"
+    folder.mkdir(parents=True)
+    torch.save({"state_dict": official_layout(official), "epoch": 50, "optimizer": None, "scheduler": None},
+               folder / "model-best.pth.tar")
+    images = torch.randn(3, 3, 32, 32)
+    official.set_model_mode("eval")
+    with torch.no_grad():
+        expected = official.model(images)
+
+    # Same config; and our default model with raw CLIP features in the logits, where the official
+    # shared ρ becomes three token-wise heads (exact: the official M tokens are identical).
+    for name, opts in (("same", ()), ("ours", ("TRAINER.GOPRO.PV_IN_LOGITS", "False"))):
+        config = "vit_b16_official" if name == "same" else "vit_b16"
+        loaded = make_trainer(kit, tmp_path / name, "GOPro", config, *opts)
+        loaded.load_model(str(tmp_path / "released"))
+        loaded.set_model_mode("eval")
+        with torch.no_grad():
+            torch.testing.assert_close(loaded.model(images), expected)
+
+    with pytest.raises(ValueError, match="official config.*PV_IN_LOGITS False"):
+        make_trainer(kit, tmp_path / "default", "GOPro", "vit_b16").load_model(str(tmp_path / "released"))
+    state = {k: v for k, v in official_layout(official).items() if not k.startswith("simproj.1.")}
+    torch.save({"state_dict": state, "epoch": 50}, folder / "model-best.pth.tar")
+    with pytest.raises(RuntimeError, match="simproj = Linear \\+ BatchNorm1d"):
+        loaded.load_model(str(tmp_path / "released"))
+
+
 @pytest.mark.slow
 def test_base2new_scripts_end_to_end_on_an_odd_number_of_classes(kit, tmp_path):
     env = {"DATA": str(kit.data), "OUTPUT": str(tmp_path), "EPOCHS": "2", "EXTRA_OPTS": " ".join(kit.opts())}

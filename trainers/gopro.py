@@ -24,6 +24,7 @@ official behaviour at once (``configs/trainers/GOPro/vit_b16_official.yaml``).
 from __future__ import annotations
 
 import math
+import re
 from typing import Dict, List, Sequence, Tuple
 
 import torch
@@ -251,6 +252,85 @@ class GOProCLIP(InstancePromptCLIP):
         return clip_logits(self.backbone, self.image_embedding(z_hat), text)
 
 
+# --------------------------------------------------------------------------------------------
+# Checkpoints of the official code (methods spec §8.2(n), D3)
+# --------------------------------------------------------------------------------------------
+_OFFICIAL_LAYER_KEY = re.compile(r"(?:^|\.)(style|content)\.linear\.(\d+)\.(weight|bias)$")
+
+
+def is_official_checkpoint(state_dict: Dict[str, torch.Tensor]) -> bool:
+    """The official code keeps one nn.Linear per layer (``style.linear.<l>``); we keep one stacked
+    tensor (``style.proj``)."""
+    return any(_OFFICIAL_LAYER_KEY.search(key) for key in state_dict)
+
+
+def _official_tensor(state_dict: Dict[str, torch.Tensor], pattern: str) -> torch.Tensor:
+    matches = [key for key in state_dict if re.search(pattern, key)]
+    if len(matches) != 1:
+        raise RuntimeError(f"Official GOPro checkpoint: expected one tensor matching '{pattern}', found "
+                           f"{matches or 'none'}")
+    return state_dict[matches[0]]
+
+
+def _official_simproj(state_dict: Dict[str, torch.Tensor]) -> Tuple[Dict[str, torch.Tensor], Dict[str, torch.Tensor]]:
+    """simproj = Linear(E→E) then BatchNorm1d(E): (linear tensors, BN tensors) by parameter name."""
+    modules: Dict[str, Dict[str, torch.Tensor]] = {}
+    for key, value in state_dict.items():
+        if "simproj" in key.split("."):
+            module, _, name = key.rpartition(".")
+            modules.setdefault(module, {})[name] = value
+    bn = [m for m in modules.values() if "running_mean" in m]
+    linear = [m for m in modules.values() if "running_mean" not in m and m.get("weight", torch.empty(0)).dim() == 2]
+    if len(bn) != 1 or len(linear) != 1:
+        raise RuntimeError(f"Official GOPro checkpoint: expected simproj = Linear + BatchNorm1d, found modules "
+                           f"{sorted(modules) or 'none'}")
+    return linear[0], bn[0]
+
+
+def official_prompter_state(state_dict: Dict[str, torch.Tensor], prompter: "GOProPrompter",
+                            options) -> Dict[str, torch.Tensor]:
+    """An official checkpoint (the whole CustomCLIP, registered as ``gopro``) in GOProPrompter's names.
+
+    ======================================  ===========================================================
+    official                                ours
+    ======================================  ===========================================================
+    ``prompt_learner.ctx`` (fp16)           ``prompt_learner.ctx`` (fp32)
+    ``style.linear.<l>.{weight,bias}``      ``style.proj.{weight,bias}[l]``
+    ``content.linear.<l>.{weight,bias}``    ``content.proj.{weight,bias}[l]``
+    ``rho`` Linear(L→1)                     every ρ head; repeated over the M tokens when token-wise,
+                                            which is exact (the official M tokens are identical)
+    ``simproj`` Linear, BatchNorm1d         ``image_projector``, ``contrastive_bn``
+    ``meta_net``, frozen CLIP, class        dropped (meta_net is never used, D3)
+    buffers
+    ======================================  ===========================================================
+    """
+    if options.PV_IN_LOGITS:
+        raise ValueError("This is an official GOPro checkpoint: its simproj was trained for the contrastive "
+                         "head only, so its logits use raw CLIP features. Evaluate it with the official "
+                         "config (--config-file configs/trainers/GOPro/vit_b16_official.yaml) or "
+                         "TRAINER.GOPRO.PV_IN_LOGITS False.")
+    own = prompter.state_dict()
+    layers: Dict[Tuple[str, str], Dict[int, torch.Tensor]] = {}
+    for key, value in state_dict.items():
+        found = _OFFICIAL_LAYER_KEY.search(key)
+        if found:
+            part, layer, name = found.groups()
+            layers.setdefault((part, name), {})[int(layer)] = value
+    ours = {f"{part}.proj.{name}": torch.stack([per_layer[i] for i in sorted(per_layer)])
+            for (part, name), per_layer in layers.items()}
+    ours["prompt_learner.ctx"] = _official_tensor(state_dict, r"(?:^|\.)prompt_learner\.ctx$").float()
+    for name in ("weight", "bias"):
+        rho = _official_tensor(state_dict, rf"(?:^|\.)rho\.{name}$").float()
+        for key in own:
+            if key.startswith("rho.") and key.endswith(f".mix.{name}"):
+                ours[key] = rho.expand_as(own[key]).clone() if rho.shape[0] == 1 else rho
+    linear, bn = _official_simproj(state_dict)
+    ours.update({f"image_projector.{name}": value.float() for name, value in linear.items()})
+    if options.CON_HEAD_BN:
+        ours.update({f"contrastive_bn.{name}": value for name, value in bn.items()})
+    return ours
+
+
 def semantic_consistency(t_ref: torch.Tensor, t_view: torch.Tensor, dist: str) -> torch.Tensor:
     """L_sem term between text features [B, C, E] conditioned on two views (fp32)."""
     t_ref, t_view = t_ref.float(), t_view.float()
@@ -360,6 +440,12 @@ class GOPro(ClipPromptTrainer):
         ctx = self.model.prompter.prompt_learner.ctx.norm(dim=-1).mean().item()         # mean ‖ctx[m]‖
         print(f"Prompt shift at the first step: mean token norm |R| = {shift:.4g}, |ctx| = {ctx:.4g} "
               f"(ratio {shift / max(ctx, 1e-12):.3g})")
+
+    def convert_checkpoint(self, state_dict):
+        if not is_official_checkpoint(state_dict):
+            return state_dict
+        print("Official GOPro checkpoint: mapping its tensors to ours (trainers/gopro.py, official_prompter_state)")
+        return official_prompter_state(state_dict, self.model.prompter, self.options)
 
     # ---- evaluation policy -----------------------------------------------------------------
     def model_inference(self, input, *args, **kwargs):

@@ -446,6 +446,11 @@ class ClipPromptTrainer(TrainerX):
     def parse_batch_train(self, batch):
         return batch["img"].to(self.device), batch["label"].to(self.device)
 
+    def convert_checkpoint(self, state_dict: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+        """Hook: rename the tensors of a checkpoint written by another implementation of this
+        method to this trainer's names (default: unchanged)."""
+        return state_dict
+
     def load_model(self, directory, epoch=None):
         """Load learnable weights saved by us or by upstream (CoOp/CoCoOp/MaPLe layouts).
 
@@ -466,7 +471,8 @@ class ClipPromptTrainer(TrainerX):
                     f"of trainer {self.cfg.TRAINER.NAME}) and --load-epoch (files there: "
                     f"{', '.join(_list_checkpoints(osp.join(directory, name))) or 'none'}).")
             checkpoint = load_checkpoint(path)
-            state_dict = adapt_state_dict(checkpoint["state_dict"], self._models[name], path)
+            state_dict = self.convert_checkpoint(checkpoint["state_dict"])
+            state_dict = adapt_state_dict(state_dict, self._models[name], path)
             print(f'Load {path} to {name} (epoch={checkpoint.get("epoch")})')
             self._models[name].load_state_dict(state_dict, strict=False)
 

@@ -20,6 +20,7 @@ __all__ = [
     "get_world_size",
     "is_main_process",
     "barrier",
+    "shutdown_distributed",
     "all_gather_tensor",
     "all_gather_with_grad",
     "all_reduce_mean_",
@@ -74,6 +75,14 @@ def is_main_process() -> bool:
 def barrier() -> None:
     if is_distributed():
         dist.barrier()
+
+
+def shutdown_distributed() -> None:
+    """Leave the process group once every rank is done. A gloo group left to interpreter exit can
+    abort its process ("terminate called without an active exception") while peers still talk."""
+    if is_distributed():
+        dist.barrier()
+        dist.destroy_process_group()
 
 
 def _collective_device(tensor: torch.Tensor) -> torch.device:
