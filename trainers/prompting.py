@@ -380,7 +380,8 @@ class ClipPromptTrainer(TrainerX):
         """
         scratch = CN()
         scratch.TRAINER = CN()
-        for hook in _extend_cfg_hooks(cls)[:1]:  # the trainer's own module (or its nearest base's)
+        hook = _nearest_extend_cfg(cls)
+        if hook is not None:
             hook(scratch)
         options = scratch.TRAINER.get(cls.CFG_NODE, CN())
         for key, value in cfg.TRAINER.get(cls.CFG_NODE, CN()).items():
@@ -477,11 +478,13 @@ class ClipPromptTrainer(TrainerX):
             self._models[name].load_state_dict(state_dict, strict=False)
 
 
-def _extend_cfg_hooks(cls) -> List:
-    """``extend_cfg`` functions of the modules defining ``cls`` and its bases, nearest first."""
-    modules = (sys.modules.get(klass.__module__) for klass in cls.__mro__)
-    hooks = [getattr(module, "extend_cfg", None) for module in modules if module is not None]
-    return [hook for hook in hooks if callable(hook)]
+def _nearest_extend_cfg(cls):
+    """``extend_cfg`` of the module defining ``cls`` (or, failing that, its nearest base), or None."""
+    for klass in cls.__mro__:
+        hook = getattr(sys.modules.get(klass.__module__), "extend_cfg", None)
+        if callable(hook):
+            return hook
+    return None
 
 
 def _list_checkpoints(folder: str) -> List[str]:
