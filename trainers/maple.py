@@ -28,37 +28,12 @@ import torch.nn.functional as F
 from dassl.engine import TRAINER_REGISTRY
 
 from .clip_backbone import ClipBackbone
-from .prompting import (ClipPromptTrainer, PromptLearner, StaticPromptCLIP, add_prompt_keys, clean_classname,
-                        encode_class_prompts, init_context)
-
-MAX_INIT_WORDS = 4  # upstream initialises from CTX_INIT only for N_CTX <= 4
+from .deep_prompts import MAX_INIT_WORDS, check_depth, init_leading_context, random_prompts  # noqa: F401 (re-exported)
+from .prompting import ClipPromptTrainer, PromptLearner, StaticPromptCLIP, add_prompt_keys, encode_class_prompts
 
 
 def extend_cfg(cfg) -> None:
     add_prompt_keys(cfg, "MAPLE", N_CTX=2, CTX_INIT="a photo of a", PREC="fp16", PROMPT_DEPTH=9)
-
-
-def init_leading_context(backbone: ClipBackbone, n_ctx: int, ctx_init: str) -> Tuple[torch.Tensor, str]:
-    """MaPLe/IVLP context: the first ``n_ctx`` words of ``ctx_init`` become learnable, the template
-    keeps all of its words (so the later ones stay as fixed text). Without ``ctx_init``, or with
-    ``n_ctx`` > 4 (upstream rule), ``n_ctx`` random vectors and the template "X X ... X"."""
-    if not ctx_init or n_ctx > MAX_INIT_WORDS:
-        if ctx_init:
-            print(f"Note: N_CTX={n_ctx} > {MAX_INIT_WORDS}, so CTX_INIT {ctx_init!r} is not used (upstream rule).")
-        return init_context(backbone, n_ctx)
-    words = clean_classname(ctx_init).split(" ")
-    if n_ctx > len(words):
-        raise ValueError(f"N_CTX={n_ctx} context vectors cannot start from the {len(words)} words of CTX_INIT "
-                         f"{ctx_init!r}: use N_CTX <= {len(words)}, a longer CTX_INIT, or CTX_INIT ''.")
-    vectors, template = init_context(backbone, len(words), ctx_init)
-    return vectors[:n_ctx].clone(), template
-
-
-def check_depth(depth: int, backbone: ClipBackbone, key: str) -> None:
-    backbone.require_vit("Deep visual prompts")
-    layers = min(backbone.num_vision_layers, backbone.num_text_layers)
-    if not 1 <= depth <= layers:
-        raise ValueError(f"{key}={depth} must lie in 1..{layers} (the number of transformer blocks of this backbone).")
 
 
 class MultiModalPromptLearner(PromptLearner):
@@ -74,7 +49,7 @@ class MultiModalPromptLearner(PromptLearner):
         n, d_t, d_v = self.n_ctx, backbone.text_width, backbone.vision_width
         self.proj = nn.Linear(d_t, d_v)
         self.compound_prompts_text = nn.ParameterList(
-            [nn.Parameter(nn.init.normal_(torch.empty(n, d_t), std=0.02)) for _ in range(depth - 1)])
+            [nn.Parameter(random_prompts(n, d_t)) for _ in range(depth - 1)])
         coupling = nn.Linear(d_t, d_v)
         self.compound_prompt_projections = nn.ModuleList([copy.deepcopy(coupling) for _ in range(depth - 1)])
 

@@ -33,7 +33,7 @@ from .gopro import ImageProjector
 from .losses import on_global_batch, simclr_loss
 from .prompting import ClipPromptTrainer, FixedTextCLIP, clip_logits
 from .views import mocov3_view, slip_view
-from .zsclip import dataset_template, encode_templates
+from .templates import dataset_template, encode_templates
 
 CHOICES = dict(SSL_HEAD=("linear_bn", "mlp3"), SSL_AUG=("slip", "mocov3"), PV_INIT=("identity", "default"),
                CLIP_LOSS=("all_classes", "in_batch"))

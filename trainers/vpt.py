@@ -6,7 +6,8 @@ only, fixed hand-crafted text.
     text:   "a photo of a {class}." encoded once by the frozen text tower (no text pass in training)
 
 The registered module ``prompt_learner`` holds only the prompts, named as in upstream's whole-model
-checkpoints (``image_encoder.VPT``, ``image_encoder.transformer.resblocks.<j>.VPT_shallow``).
+checkpoints (``image_encoder.VPT``, ``image_encoder.transformer.resblocks.<j>.VPT_shallow``), and
+starts from upstream's values for the same seed (drawn in upstream's order, ``trainers/deep_prompts.py``).
 ``CTX_INIT`` is kept for config compatibility; the text template is fixed, as upstream.
 """
 from __future__ import annotations
@@ -20,10 +21,10 @@ from yacs.config import CfgNode as CN
 from dassl.engine import TRAINER_REGISTRY
 
 from .clip_backbone import ClipBackbone
-from .ivlp import DeepPromptTower, prompted_image_embedding
-from .maple import check_depth
-from .prompting import ClipPromptTrainer, FixedTextCLIP
-from .zsclip import encode_templates
+from .deep_prompts import (DeepPromptTower, DeepPromptTrainer, check_depth, draw_prompts_in_upstream_order,
+                           prompted_image_embedding)
+from .prompting import FixedTextCLIP
+from .templates import encode_templates
 
 TEXT_TEMPLATE = "a photo of a {}."
 
@@ -53,7 +54,7 @@ class VPTCLIP(FixedTextCLIP):
 
 
 @TRAINER_REGISTRY.register()
-class VPT(ClipPromptTrainer):
+class VPT(DeepPromptTrainer):
     CFG_NODE = "VPT"
     MODEL_NAME = "prompt_learner"
 
@@ -63,6 +64,8 @@ class VPT(ClipPromptTrainer):
         if options.N_CTX_VISION < 1:
             raise ValueError(f"TRAINER.VPT.N_CTX_VISION must be >= 1, got {options.N_CTX_VISION}")
         print(f'VPT: {options.N_CTX_VISION} vision tokens to depth {options.PROMPT_DEPTH_VISION}; text "{TEXT_TEMPLATE}"')
-        tower = DeepPromptTower(options.N_CTX_VISION, backbone.vision_width, options.PROMPT_DEPTH_VISION, shallow=True)
+        prompts, _ = draw_prompts_in_upstream_order(backbone.clip, self.rng_before_clip,
+                                                    (options.N_CTX_VISION, options.PROMPT_DEPTH_VISION), (0, 0))
+        tower = DeepPromptTower(prompts, shallow=True)
         class_features = encode_templates(backbone, classnames, [TEXT_TEMPLATE])
         return VPTCLIP(backbone, VisualPrompts(tower), class_features)
