@@ -107,3 +107,37 @@ def test_the_old_draw_order_would_differ(kit, tmp_path):
     torch.set_rng_state(state_after_stock_clip(kit, []))
     naive = normal(*trainer.model.prompts.image_encoder.VPT.shape)
     assert not torch.equal(trainer.model.prompts.image_encoder.VPT.detach().cpu(), naive)
+
+
+def test_the_replay_draws_exactly_what_building_clip_draws(kit):
+    """``replay_clip_init`` against the real CLIP constructor (the clip package's build_model)."""
+    from trainers.clip_backbone import load_clip
+    from trainers.deep_prompts import replay_clip_init
+
+    clip_model = load_clip("ViT-B/16", str(kit.clip_path))
+    torch.manual_seed(SEED)
+    load_clip("ViT-B/16", str(kit.clip_path))
+    built = torch.get_rng_state()
+    torch.manual_seed(SEED)
+    replay_clip_init(clip_model)
+    assert torch.equal(torch.get_rng_state(), built)
+    torch.manual_seed(SEED)
+    replay_clip_init(clip_model, vision=(2, 2))  # plus upstream's prompts: more draws
+    assert not torch.equal(torch.get_rng_state(), built)
+
+
+def test_promptsrc_starts_training_where_upstreams_generator_stands(kit, tmp_path):
+    """Upstream's PromptSRC builds two more (teacher) CLIPs after its prompts; the first training
+    batch must see the same generator state."""
+    from trainers.clip_backbone import load_clip
+
+    trainer = make_trainer(kit, tmp_path, "PromptSRC", "vit_b16_c2_ep20_batch4_4+4ctx",
+                           "TRAINER.PROMPTSRC.PROMPT_DEPTH_TEXT", "2", "TRAINER.PROMPTSRC.PROMPT_DEPTH_VISION", "3")
+    trainer.before_train()
+    started = torch.get_rng_state()
+    prompts = [*trainer.model.prompts.image_encoder.parameters(), *trainer.model.prompts.text_encoder.parameters()]
+    torch.set_rng_state(state_after_stock_clip(kit, [p.shape for p in prompts]))  # ctx: from CTX_INIT, no draw
+    load_clip("ViT-B/16", str(kit.clip_path))
+    load_clip("ViT-B/16", str(kit.clip_path))
+    assert torch.equal(started, torch.get_rng_state())
+    trainer.close_writer()

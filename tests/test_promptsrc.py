@@ -137,6 +137,8 @@ def test_gpa_weights_are_a_normalised_gaussian_over_epochs():
     xd = gpa_weights(20, 6, 10)
     assert (round(xd[0].item(), 4), round(xd[5].item(), 4), round(xd[19].item(), 4)) == (.0554, .0628, .0236)
     assert round(1 / (gpa_weights(50, 45, 5) ** 2).sum().item(), 1) == 14.1
+    short = gpa_weights(1, 45, 1)  # one epoch far from μ (a quick run of a long config): all weight on it
+    assert short.tolist() == [1.0]
     with pytest.raises(ValueError, match="GPA_STD"):
         gpa_weights(20, 15, 0)
 
@@ -237,17 +239,17 @@ def test_resume_after_an_epoch_restores_the_gpa_sum(kit, tmp_path):
 @pytest.mark.slow
 def test_base_to_new_end_to_end_through_train_py(kit, tmp_path):
     """The shipped base-to-new config, trained on the base classes and evaluated on the new ones."""
-    common = ["--root", str(kit.data), "--seed", "1", "--trainer", "PromptSRC",
-              "--dataset-config-file", str(REPO / "configs/datasets/oxford_pets.yaml"),
-              "--config-file", str(CONFIGS / f"{B2N}.yaml"), *kit.opts(), *DEPTHS,
-              "DATASET.NUM_SHOTS", "16", "OPTIM.MAX_EPOCH", "2", "TRAINER.PROMPTSRC.GPA_MEAN", "2"]
+    flags = ["--root", str(kit.data), "--seed", "1", "--trainer", "PromptSRC",
+             "--dataset-config-file", str(REPO / "configs/datasets/oxford_pets.yaml"),
+             "--config-file", str(CONFIGS / f"{B2N}.yaml")]
+    opts = [*kit.opts(), *DEPTHS, "DATASET.NUM_SHOTS", "16", "OPTIM.MAX_EPOCH", "2", "TRAINER.PROMPTSRC.GPA_MEAN", "2"]
     train_dir, test_dir = tmp_path / "train_base", tmp_path / "test_new"
-    base = run_train(*common, "--output-dir", str(train_dir), "DATASET.SUBSAMPLE_CLASSES", "base").stdout
+    base = run_train(*flags, "--output-dir", str(train_dir), *opts, "DATASET.SUBSAMPLE_CLASSES", "base").stdout
     assert "Finish training" in base and len(accuracies(base)) == 1
     for term in ("loss_ce", "loss_text", "loss_image", "loss_logits"):
         assert term in base
     state = torch.load(train_dir / "VLPromptLearner" / "model.pth.tar-2", weights_only=True)["state_dict"]
     assert state["prompt_learner.token_prefix"].shape[0] == 3 and "image_encoder.VPT" in state
-    new = run_train(*common, "--output-dir", str(test_dir), "--eval-only", "--model-dir", str(train_dir),
-                    "--load-epoch", "2", "DATASET.SUBSAMPLE_CLASSES", "new").stdout
+    new = run_train(*flags, "--output-dir", str(test_dir), "--eval-only", "--model-dir", str(train_dir),
+                    "--load-epoch", "2", *opts, "DATASET.SUBSAMPLE_CLASSES", "new").stdout
     assert "# classes  2" in new and len(accuracies(new)) == 1

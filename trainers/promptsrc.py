@@ -28,7 +28,6 @@ teacher is encoded once, on the first training step, in the backbone's precision
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Dict, List, Sequence, Tuple
 
@@ -40,7 +39,7 @@ from dassl.engine import TRAINER_REGISTRY
 from dassl.metrics import compute_accuracy
 
 from .clip_backbone import ClipBackbone
-from .deep_prompts import DeepPromptTrainer, IndependentVLCLIP, build_vl_prompts
+from .deep_prompts import DeepPromptTrainer, IndependentVLCLIP, build_vl_prompts, replay_clip_init
 from .prompting import add_prompt_keys, clip_logits
 from .templates import PROMPTSRC_TEMPLATES, encode_templates
 
@@ -119,14 +118,14 @@ class SelfRegulatingLoss(nn.Module):
 # Gaussian prompt aggregation
 # --------------------------------------------------------------------------------------------
 def gpa_weights(num_epochs: int, mean: float, std: float) -> torch.Tensor:
-    """w_a ∝ exp(−(a − μ)² / 2σ²) for epochs a = 1..N (1-based), normalised to sum 1: [N] fp64."""
+    """w_a ∝ exp(−(a − μ)² / 2σ²) for epochs a = 1..N (1-based), normalised to sum 1: [N] fp64.
+
+    (Upstream normalises the Gaussian pdf; the constant cancels. A softmax of the exponents gives
+    the same weights and no 0/0 when every epoch lies far from μ, e.g. short test runs.)"""
     if std <= 0:
         raise ValueError(f"TRAINER.PROMPTSRC.GPA_STD must be > 0, got {std}")
     epochs = torch.arange(1, num_epochs + 1, dtype=torch.float64)
-    density = torch.exp(-(epochs - mean) ** 2 / (2 * std ** 2)) / (std * math.sqrt(2 * math.pi))
-    if not density.sum() > 0:
-        raise ValueError(f"GPA_MEAN={mean}, GPA_STD={std} give no weight to any of the {num_epochs} epochs")
-    return density / density.sum()
+    return torch.softmax(-(epochs - mean) ** 2 / (2 * std ** 2), dim=0)
 
 
 class GaussianPromptAggregation(nn.Module):
@@ -180,6 +179,14 @@ class PromptSRC(DeepPromptTrainer):
         weights = gpa_weights(self.cfg.OPTIM.MAX_EPOCH, options.GPA_MEAN, options.GPA_STD)
         self.gpa = GaussianPromptAggregation(self.model.learnable, weights).to(self.device)
         self.register_model(GPA_MODEL_NAME, self.gpa, None, None)
+
+    def before_train(self):
+        # Upstream's prompt learner builds two more CLIPs (its frozen teachers) after the prompts:
+        # make the same draws, so that the same seed gives upstream's data order too. (Here, not
+        # in build_model: evaluation-only runs do not need it.)
+        for _ in range(2):
+            replay_clip_init(self.backbone.clip)
+        super().before_train()
 
     def compute_loss(self, batch):
         image, label = self.parse_batch_train(batch)
