@@ -90,7 +90,8 @@ def test_ivlp_starts_from_upstreams_prompts_for_the_same_seed(kit, tmp_path, vis
 
 def test_vpt_starts_from_upstreams_prompts_and_leaves_the_generator_where_upstream_does(kit, tmp_path):
     depth = 2
-    trainer = make_trainer(kit, tmp_path, "VPT", "vit_b16_c2_ep5_batch4_4", "TRAINER.VPT.PROMPT_DEPTH_VISION", str(depth))
+    trainer = make_trainer(kit, tmp_path, "VPT", "vit_b16_c2_ep5_batch4_4",
+                           "TRAINER.VPT.PROMPT_DEPTH_VISION", str(depth))
     after_build = torch.get_rng_state()
     tower = trainer.model.prompts.image_encoder
     torch.manual_seed(SEED)

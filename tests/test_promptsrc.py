@@ -18,7 +18,8 @@ from trainers.templates import PROMPTSRC_TEMPLATES
 B2N = "vit_b16_c2_ep20_batch4_4+4ctx"
 CONFIGS = REPO / "configs" / "trainers" / "PromptSRC"
 # The tiny CLIP has TINY_LAYERS blocks (the paper configs prompt 9 deep).
-DEPTHS = ["TRAINER.PROMPTSRC.PROMPT_DEPTH_TEXT", str(TINY_LAYERS), "TRAINER.PROMPTSRC.PROMPT_DEPTH_VISION", str(TINY_LAYERS)]
+DEPTHS = ["TRAINER.PROMPTSRC.PROMPT_DEPTH_TEXT", str(TINY_LAYERS),
+          "TRAINER.PROMPTSRC.PROMPT_DEPTH_VISION", str(TINY_LAYERS)]
 # Upstream's learnable key families on the tiny kit (D_t = D_v = 64, 5 classes, n = 4 tokens).
 UPSTREAM_KEYS = {"prompt_learner.ctx": (4, 64), "prompt_learner.token_prefix": (5, 1, 64),
                  "prompt_learner.token_suffix": (5, 72, 64), "image_encoder.VPT": (4, 64),
@@ -92,7 +93,8 @@ def test_only_the_prompts_get_gradients_and_the_teachers_none(trainer):
     image, label = trainer.parse_batch_train(one_batch(trainer))
     trainer.model.learnable.zero_grad()
     out = trainer.model.regulated(image)
-    assert not (out.zs_logits.requires_grad or out.zs_image_features.requires_grad or out.zs_text_features.requires_grad)
+    teachers = (out.zs_logits, out.zs_image_features, out.zs_text_features)
+    assert not any(t.requires_grad for t in teachers)
     loss, _ = trainer.criterion(out, label)
     loss.backward()
     assert all(not p.requires_grad and p.grad is None for p in trainer.backbone.parameters())
