@@ -76,6 +76,17 @@ def test_shapes_of_the_student_and_teacher_outputs(trainer):
     assert torch.allclose(trainer.model(image), out.logits, atol=1e-4 * out.logits.abs().max().item())
 
 
+def test_the_prompted_model_is_ivlps_with_the_same_seed(kit, tmp_path):
+    """Spec §2.1: PromptSRC's architecture is IVLP's (the PromptSRC repository's 4+4 IVLP config)."""
+    ivlp = make_trainer(kit, tmp_path, "IVLP", "vit_b16_c2_ep20_batch4_4+4ctx", "TRAINER.IVLP.PROMPT_DEPTH_TEXT",
+                        str(TINY_LAYERS), "TRAINER.IVLP.PROMPT_DEPTH_VISION", str(TINY_LAYERS))
+    fresh = build(kit, tmp_path / "fresh")
+    ours, theirs = fresh.model.learnable.state_dict(), ivlp.model.learnable.state_dict()
+    assert ours.keys() == theirs.keys() and all(torch.equal(ours[k], theirs[k]) for k in ours)
+    image, _ = fresh.parse_batch_train(one_batch(fresh))
+    assert torch.equal(fresh.model(image), ivlp.model(image))
+
+
 def test_text_teacher_is_the_normalised_mean_of_the_raw_features_of_60_templates(trainer):
     backbone = trainer.backbone
     names = [c.replace("_", " ") for c in trainer.dm.dataset.classnames]
