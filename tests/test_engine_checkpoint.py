@@ -240,12 +240,10 @@ def test_load_pretrained_weights_keeps_matching_keys(tmp_path, capsys):
 
 def test_unwritable_directory_error_without_permission_bits(tmp_path, monkeypatch):
     """Same as the read-only test, but simulated so it also runs as root."""
-    import tempfile
-
     def deny(*args, **kwargs):
         raise PermissionError(13, "Permission denied")
 
-    monkeypatch.setattr(tempfile, "mkstemp", deny)
+    monkeypatch.setattr(os, "open", deny)
     with pytest.raises(CheckpointWriteError, match=r"model\.pth\.tar-1.*Permission denied"):
         save_checkpoint({"state_dict": {}, "epoch": 1}, str(tmp_path))
     assert os.listdir(tmp_path) == []
