@@ -53,8 +53,10 @@ from ..utils.torchtools import (
     get_rng_state,
     load_checkpoint,
     load_newest_readable_checkpoint,
+    remove_temp_files,
     restore_training_state,
 )
+from ..utils.output_lock import holds_output_dir
 
 # Marks an epoch checkpoint that only exists so that a killed run can resume (it is deleted once a
 # newer one is complete); upstream Dassl ignores the key.
@@ -378,7 +380,7 @@ class SimpleTrainer(TrainerBase):
         self.output_dir = cfg.OUTPUT_DIR
 
         self.cfg = cfg
-        self._resume_schedule = ResumePointSchedule()
+        self.resume_schedule = ResumePointSchedule()
         self.build_data_loader()
         self.build_model()
         self.evaluator = build_evaluator(cfg, lab2cname=self.lab2cname)
@@ -425,6 +427,7 @@ class SimpleTrainer(TrainerBase):
 
     def before_train(self) -> None:
         directory = self.cfg.RESUME or self.cfg.OUTPUT_DIR
+        self._remove_leftover_temp_files()
         self.start_epoch = self.resume_model_if_exist(directory)
 
         if is_main_process():
@@ -454,18 +457,28 @@ class SimpleTrainer(TrainerBase):
         else:
             self._save_resume_point()
 
+    def _remove_leftover_temp_files(self) -> None:
+        """A run killed while writing a checkpoint leaves its temp file (as large as a checkpoint).
+        Removed when this process holds the output folder (train.py locks it), i.e. when no other
+        process can be writing there."""
+        if not (is_main_process() and holds_output_dir(self.output_dir)):
+            return
+        for name in self.get_model_names():
+            for path in remove_temp_files(osp.join(self.output_dir, name)):
+                print(f"Removed {path} (left by a run killed while saving)")
+
     def _save_resume_point(self) -> None:
         """Resume by default: a run killed at any point continues from its newest finished epoch,
         whatever ``CHECKPOINT_FREQ`` says. The checkpoint is an ordinary ``model.pth.tar-N`` (so
         upstream code resumes from it too), kept only until a newer epoch's file is complete: a
         finished run holds exactly the files upstream would write."""
-        if self._resume_schedule.due():
+        if self.resume_schedule.due():
             self._timed_epoch_save(resume_only=True)
 
     def _timed_epoch_save(self, resume_only: bool) -> None:
         start = time.monotonic()
         self.save_epoch_checkpoint(self.epoch, self.output_dir, resume_only=resume_only)
-        self._resume_schedule.record(start, time.monotonic())
+        self.resume_schedule.record(start, time.monotonic())
 
     def after_train(self) -> None:
         print("Finish training")
@@ -560,16 +573,17 @@ class ResumePointSchedule:
     kill loses at most the epoch it interrupts; a costly save (a whole ViT-B/16 model on a slow
     disk, every few seconds of training) is spaced out so that a kill loses at most one epoch or
     ten times one save's duration, whichever is longer. Results do not depend on it: saving draws
-    no random numbers, and a resume from any epoch continues bitwise.
+    no random numbers, and a resume from any epoch continues bitwise. ``max_overhead=None``: every
+    epoch, whatever it costs.
     """
 
-    def __init__(self, max_overhead: float = MAX_RESUME_SAVE_OVERHEAD):
+    def __init__(self, max_overhead: Optional[float] = MAX_RESUME_SAVE_OVERHEAD):
         self.max_overhead = max_overhead
         self.last_save_end: Optional[float] = None
         self.last_save_seconds = 0.0
 
     def due(self, now: Optional[float] = None) -> bool:
-        if self.last_save_end is None:
+        if self.last_save_end is None or self.max_overhead is None:
             return True
         now = time.monotonic() if now is None else now
         return (now - self.last_save_end) * self.max_overhead >= self.last_save_seconds

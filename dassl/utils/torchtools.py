@@ -124,6 +124,20 @@ def atomic_write(path: str, write: Callable[[Any], None], mode: str = "wb") -> N
         ) from e
 
 
+def remove_temp_files(directory: str) -> List[str]:
+    """Delete the temp files that writes killed midway left in ``directory``; return their paths.
+
+    Only safe while no other process writes checkpoints there (the caller holds the folder).
+    """
+    if not osp.isdir(directory):
+        return []
+    leftovers = [osp.join(directory, name) for name in sorted(os.listdir(directory))
+                 if name.startswith(".") and name.endswith(TEMP_SUFFIX)]
+    for path in leftovers:
+        os.remove(path)
+    return leftovers
+
+
 def _torch_save_atomic(obj: Any, path: str) -> None:
     atomic_write(path, partial(_torch_save_to, obj))
 
