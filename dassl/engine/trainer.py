@@ -571,8 +571,8 @@ class ResumePointSchedule:
     previous save's duration divided by ``max_overhead``. Cheap saves (the learnable prompts of
     CoOp, or any model whose save takes under a tenth of an epoch) happen after every epoch, so a
     kill loses at most the epoch it interrupts; a costly save (a whole ViT-B/16 model on a slow
-    disk, every few seconds of training) is spaced out so that a kill loses at most one epoch or
-    ten times one save's duration, whichever is longer. Results do not depend on it: saving draws
+    disk, every few seconds of training) is spaced out so that a kill loses at most ten save
+    durations plus the epoch it interrupts. Results do not depend on it: saving draws
     no random numbers, and a resume from any epoch continues bitwise. ``max_overhead=None``: every
     epoch, whatever it costs.
     """
