@@ -60,8 +60,8 @@ def start_and_kill_when_logged(args: list, log: Path, line: str, timeout: float 
         proc.wait()
 
 
-def epoch_files(folder: Path) -> list:
-    return sorted(p.name for p in folder.iterdir() if not p.name.startswith("."))
+def files(folder: Path) -> list:
+    return sorted(p.name for p in folder.iterdir())
 
 
 def assert_same_checkpoint(got_path: Path, want_path: Path) -> None:
@@ -80,7 +80,7 @@ def test_sigkilled_run_resumes_to_the_bitwise_result_of_an_uninterrupted_run(kit
     straight, killed, elsewhere = tmp_path / "straight", tmp_path / "killed", tmp_path / "elsewhere"
     run_train(*gopro_args(kit, straight))  # 8 shots x 5 classes / batch 4: 10 steps per epoch
     final = Path("gopro") / "model.pth.tar-3"
-    assert epoch_files(straight / "gopro") == ["checkpoint", final.name]  # upstream's layout
+    assert files(straight / "gopro") == ["checkpoint", final.name]  # upstream's layout
 
     # a random iteration after epoch 1 (progress lines come every 5 steps with the kit's options)
     epoch, step = random.choice([(2, 5), (2, 10), (3, 5)])
@@ -106,7 +106,7 @@ def test_sigkilled_run_resumes_to_the_bitwise_result_of_an_uninterrupted_run(kit
     assert len(rotated) == 1 and "Finish training" not in rotated[0].read_text()
     assert_same_checkpoint(killed / final, straight / final)
     assert accuracies(log) == accuracies((straight / "log.txt").read_text())
-    assert epoch_files(killed / "gopro") == ["checkpoint", final.name]  # the resume point is gone
+    assert files(killed / "gopro") == ["checkpoint", final.name]  # no resume point, no temp file left
     assert not (killed / ".lock").exists()  # released at exit
 
 

@@ -137,3 +137,20 @@ def test_kill_between_the_files_of_one_epoch_resumes_all_models_from_the_previou
 
     assert TwoModelTrainer().resume_model_if_exist(str(tmp_path)) == 2
     assert f"Using {tmp_path / 'first' / 'model.pth.tar-2'} so that every model resumes from epoch 2" in capsys.readouterr().out
+
+
+def test_temp_file_of_a_killed_save_is_removed_only_by_the_folder_holder(toy_root, tmp_path, capsys):
+    from dassl.utils.output_lock import lock_output_dir, release_output_dir
+
+    leftover = tmp_path / "model" / ".model.pth.tar-1.k2j4.tmp"
+    leftover.parent.mkdir()
+    leftover.write_bytes(b"half a checkpoint")
+    build(make_cfg(toy_root, tmp_path, "OPTIM.MAX_EPOCH", "1", "TEST.NO_TEST", "True")).train()
+    assert leftover.exists()  # another process might be writing it
+
+    lock_output_dir(str(tmp_path))
+    try:
+        build(make_cfg(toy_root, tmp_path, "OPTIM.MAX_EPOCH", "1", "TEST.NO_TEST", "True")).train()
+    finally:
+        release_output_dir(str(tmp_path))
+    assert not leftover.exists() and f"Removed {leftover} (left by a run killed while saving)" in capsys.readouterr().out
