@@ -369,8 +369,8 @@ def _resume_candidates(fdir: str) -> List[str]:
 
 
 def _one_line(error: Exception) -> str:
-    text = str(error).strip().splitlines()
-    return f"{type(error).__name__}: {text[0] if text else ''}"
+    lines = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {lines[0]}" if lines else type(error).__name__
 
 
 def load_newest_readable_checkpoint(fdir: str) -> Optional[Tuple[str, Dict[str, Any]]]:
