@@ -4,6 +4,7 @@ removed once superseded; any unreadable checkpoint is skipped; models resume fro
 from __future__ import annotations
 
 import os
+import shutil
 import warnings
 from pathlib import Path
 
@@ -48,13 +49,15 @@ def test_crashed_run_resumes_without_checkpoint_freq(toy_root, tmp_path, capsys)
     # epoch 1's resume point was deleted once epoch 2's was complete
     assert files(crashed / "model") == ["checkpoint", "model.pth.tar-2"]
     assert torch.load(crashed / "model" / "model.pth.tar-2", weights_only=True)[RESUME_ONLY_KEY] is True
+    # as if the kill had come between writing epoch 2's file and deleting epoch 1's
+    shutil.copy(crashed / "model" / "model.pth.tar-2", crashed / "model" / "model.pth.tar-1")
     capsys.readouterr()
 
     torch.manual_seed(12345)  # a fresh process would start from a different RNG state
     build(make_cfg(toy_root, crashed)).train()
     out = capsys.readouterr().out
     assert "Previous epoch: 2" in out and "epoch [3/3]" in out and "epoch [2/3]" not in out
-    assert files(crashed / "model") == ["checkpoint", "model.pth.tar-3"]  # the resume point is gone
+    assert files(crashed / "model") == ["checkpoint", "model.pth.tar-3"]  # the resume points are gone
     assert RESUME_ONLY_KEY not in torch.load(crashed / "model" / "model.pth.tar-3", weights_only=True)
     assert_same_weights(crashed / "model" / "model.pth.tar-3", straight / "model" / "model.pth.tar-3")
 

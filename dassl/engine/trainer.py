@@ -53,6 +53,8 @@ from ..utils.torchtools import (
     get_rng_state,
     load_checkpoint,
     load_newest_readable_checkpoint,
+    older_epoch_checkpoints,
+    peek_checkpoint,
     remove_temp_files,
     restore_training_state,
 )
@@ -195,7 +197,8 @@ class TrainerBase:
             name: restore_training_state(checkpoint, self._models[name], self._optims[name], self._scheds[name])
             for name, (_, checkpoint) in found.items()
         }
-        self._resume_only_files = [path for path, ckpt in found.values() if ckpt.get(RESUME_ONLY_KEY, False)]
+        resumed = [path for path, ckpt in found.values() if ckpt.get(RESUME_ONLY_KEY, False)]
+        self._resume_only_files = resumed + [older for path in resumed for older in _older_resume_only(path)]
         return epochs[names[-1]]
 
     def save_epoch_checkpoint(self, epoch: int, directory: str, resume_only: bool = False) -> None:
@@ -590,6 +593,13 @@ class ResumePointSchedule:
 
     def record(self, start: float, end: float) -> None:
         self.last_save_end, self.last_save_seconds = end, end - start
+
+
+def _older_resume_only(path: str) -> List[str]:
+    """Resume-only checkpoints older than ``path`` (a kill between writing a new one and deleting
+    the one it superseded leaves both): superseded already, deleted with ``path``."""
+    older = ((other, peek_checkpoint(other)) for other in older_epoch_checkpoints(path))
+    return [other for other, entries in older if isinstance(entries, dict) and entries.get(RESUME_ONLY_KEY)]
 
 
 def _at_common_epoch(directory: str, found: Dict[str, Tuple[str, dict]]) -> Dict[str, Tuple[str, dict]]:

@@ -368,6 +368,24 @@ def _resume_candidates(fdir: str) -> List[str]:
     return [first] + [path for path in rest if path != first]
 
 
+def older_epoch_checkpoints(path: str) -> List[str]:
+    """The ``model.pth.tar-M`` next to epoch checkpoint ``path`` with M below its epoch, newest first."""
+    fdir, name = osp.split(path)
+    match = _EPOCH_CKPT.match(name)
+    if match is None:
+        return []
+    epochs = sorted((int(m.group(1)) for m in map(_EPOCH_CKPT.match, os.listdir(fdir)) if m), reverse=True)
+    return [osp.join(fdir, f"model.pth.tar-{epoch}") for epoch in epochs if epoch < int(match.group(1))]
+
+
+def peek_checkpoint(path: str) -> Optional[Dict[str, Any]]:
+    """A checkpoint's entries without reading its tensors (memory-mapped), or ``None`` if unreadable."""
+    try:
+        return torch.load(path, map_location="cpu", mmap=True, weights_only=True)
+    except Exception:  # noqa: BLE001 -- only a hint; unreadable files are dealt with by the resume
+        return None
+
+
 def _one_line(error: Exception) -> str:
     lines = str(error).strip().splitlines()
     return f"{type(error).__name__}: {lines[0]}" if lines else type(error).__name__
