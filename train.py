@@ -134,8 +134,11 @@ def setup_cfg(args):
 def prepare_output_dir(path: str) -> None:
     """Create OUTPUT_DIR and check that a file can be written there, so that an unusable folder
     fails at once with the fix instead of as a raw OSError in the logger or at the first
-    checkpoint (which would cost a training epoch)."""
+    checkpoint (which would cost a training epoch). Then lock it for this run: a second run on
+    the same folder stops here, naming the holder (dassl/utils/output_lock.py)."""
     import tempfile
+
+    from dassl.utils.output_lock import lock_output_dir
 
     if path.endswith((".txt", ".log")):  # upstream quirk: such an OUTPUT_DIR names the log file itself
         path = os.path.dirname(path) or "."
@@ -148,6 +151,7 @@ def prepare_output_dir(path: str) -> None:
             f"Cannot write to the output directory {path!r} ({type(exc).__name__}: {exc.strerror or exc}). "
             "Pass a writable --output-dir (is a file in the way, or the disk full or read-only?)."
         ) from exc
+    lock_output_dir(path)
 
 
 def rotate_previous_log(output_dir: str) -> None:

@@ -240,12 +240,21 @@ def test_load_pretrained_weights_keeps_matching_keys(tmp_path, capsys):
 
 def test_unwritable_directory_error_without_permission_bits(tmp_path, monkeypatch):
     """Same as the read-only test, but simulated so it also runs as root."""
-    import tempfile
-
     def deny(*args, **kwargs):
         raise PermissionError(13, "Permission denied")
 
-    monkeypatch.setattr(tempfile, "mkstemp", deny)
+    monkeypatch.setattr(os, "open", deny)
     with pytest.raises(CheckpointWriteError, match=r"model\.pth\.tar-1.*Permission denied"):
         save_checkpoint({"state_dict": {}, "epoch": 1}, str(tmp_path))
     assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o077, 0o600), (0o002, 0o664)])
+def test_checkpoints_get_plain_file_permissions_under_the_umask(tmp_path, umask, mode):
+    previous = os.umask(umask)
+    try:
+        save_checkpoint({"state_dict": {}, "epoch": 1}, str(tmp_path), is_best=True)
+    finally:
+        os.umask(previous)
+    for name in ("model.pth.tar-1", "checkpoint", "model-best.pth.tar"):
+        assert (tmp_path / name).stat().st_mode & 0o777 == mode, name

@@ -155,6 +155,16 @@ def test_setup_logger_explicit_file_and_none(tmp_path, restore_stdout):
     assert (tmp_path / "sub" / "train.log").read_text() == "x\n"
 
 
+def test_log_file_holds_each_line_as_soon_as_it_is_printed(tmp_path, restore_stdout):
+    setup_logger(str(tmp_path))
+    log = tmp_path / "log.txt"
+    print("epoch [1/2] batch [5/10]")
+    assert log.read_text() == "epoch [1/2] batch [5/10]\n"  # no flush, no close: a kill now loses nothing
+    print("half a line", end="")
+    print(" and its end")
+    assert log.read_text().endswith("half a line and its end\n")
+
+
 def test_logger_forwards_unknown_attributes_to_console(tmp_path):
     console = io.StringIO()
     saved = sys.stdout

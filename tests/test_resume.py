@@ -1,10 +1,14 @@
 """Crash-safe checkpoints, exact resume, and safe (weights-only) loading, through train.py.
 
-* A GOPro run killed with SIGKILL right after its epoch-1 checkpoint, then resumed (once with
-  ``--resume DIR`` into a new folder, once by re-running the same command), ends bitwise equal
-  to an uninterrupted run: weights, optimizer, scheduler, accuracy. NUM_WORKERS 0 on the CPU.
+* A GOPro run with its shipped config (the kit's options only; no CHECKPOINT_FREQ) killed with
+  SIGKILL at a random logged iteration, then resumed (once with ``--resume DIR`` into a new
+  folder, once by re-running the same command), ends bitwise equal to an uninterrupted run:
+  weights, optimizer, scheduler, accuracy. NUM_WORKERS 0 on the CPU.
 * A damaged newest checkpoint (or a temp file left by a kill during a write) does not stop a
-  resume: the newest readable checkpoint is used.
+  resume: the newest readable checkpoint is used, or, when none can be read, training starts
+  from scratch with a warning.
+* A seed gives the same run whether or not its few-shot split was already cached, also with a
+  transform that draws from Python's ``random``.
 * Every ``torch.load`` in the code is weights-only and nothing unpickles files; an upstream
   Dassl checkpoint (pickled scheduler + optimizer) still evaluates with ``--eval-only --model-dir``.
 """
@@ -12,6 +16,7 @@ from __future__ import annotations
 
 import ast
 import os
+import random
 import shutil
 import signal
 import subprocess
@@ -23,32 +28,40 @@ import pytest
 import torch
 
 from conftest import REPO, accuracies, make_trainer, run_train
+from dassl.utils import load_checkpoint
 
 DATASET_CFG = str(REPO / "configs/datasets/oxford_pets.yaml")
 CODE_DIRS = ("dassl", "datasets", "trainers", "tools", "bench")
 
 
-def gopro_args(kit, out: Path, *flags: str, root=None, seed: int = 1, shots: int = 8, epochs: int = 3) -> list:
+def gopro_args(kit, out: Path, *flags: str, root=None, seed: int = 1, shots: int = 8, epochs: int = 3,
+               opts: tuple = ()) -> list:
     return ["--root", str(root or kit.data), "--seed", str(seed), "--trainer", "GOPro", "--dataset-config-file",
             DATASET_CFG, "--config-file", str(REPO / "configs/trainers/GOPro/vit_b16.yaml"), "--output-dir", str(out),
-            *flags, *kit.opts(), "DATASET.NUM_SHOTS", str(shots), "OPTIM.MAX_EPOCH", str(epochs),
-            "TRAIN.CHECKPOINT_FREQ", "1"]
+            *flags, *kit.opts(), "DATASET.NUM_SHOTS", str(shots), "OPTIM.MAX_EPOCH", str(epochs), *opts]
 
 
-def start_and_kill_after_first_checkpoint(args: list, checkpoint: Path, timeout: float = 300) -> None:
-    """Start train.py, SIGKILL it as soon as ``checkpoint`` exists (mid-training), reap it."""
+def start_and_kill_when_logged(args: list, log: Path, line: str, timeout: float = 300) -> None:
+    """Start train.py and SIGKILL it as soon as its ``log.txt`` holds ``line``; reap it.
+
+    Also checks that the log is written while the run goes on, not when it ends.
+    """
     proc = subprocess.Popen([sys.executable, "train.py", *args], cwd=REPO, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + timeout
     try:
-        while not checkpoint.exists():
-            assert proc.poll() is None, "train.py ended before writing its first checkpoint"
-            assert time.monotonic() < deadline, "no checkpoint within the timeout"
+        while not (log.exists() and line in log.read_text()):
+            assert proc.poll() is None, f"train.py ended before its log.txt showed {line!r}"
+            assert time.monotonic() < deadline, f"log.txt did not show {line!r} within the timeout"
             time.sleep(0.01)
         os.kill(proc.pid, signal.SIGKILL)
     finally:
         proc.kill()
         proc.wait()
+
+
+def files(folder: Path) -> list:
+    return sorted(p.name for p in folder.iterdir())
 
 
 def assert_same_checkpoint(got_path: Path, want_path: Path) -> None:
@@ -67,10 +80,16 @@ def test_sigkilled_run_resumes_to_the_bitwise_result_of_an_uninterrupted_run(kit
     straight, killed, elsewhere = tmp_path / "straight", tmp_path / "killed", tmp_path / "elsewhere"
     run_train(*gopro_args(kit, straight))  # 8 shots x 5 classes / batch 4: 10 steps per epoch
     final = Path("gopro") / "model.pth.tar-3"
+    assert files(straight / "gopro") == ["checkpoint", final.name]  # upstream's layout
 
-    start_and_kill_after_first_checkpoint(gopro_args(kit, killed), killed / "gopro" / "model.pth.tar-1")
+    # a random iteration after epoch 1 (progress lines come every 5 steps with the kit's options)
+    epoch, step = random.choice([(2, 5), (2, 10), (3, 5)])
+    start_and_kill_when_logged(gopro_args(kit, killed), killed / "log.txt", f"epoch [{epoch}/3] batch [{step}/10]")
     assert not (killed / final).exists() and "Finish training" not in (killed / "log.txt").read_text()
-    done = max(int(p.name.rsplit("-", 1)[1]) for p in (killed / "gopro").glob("model.pth.tar-*"))
+    resume_points = [p.name for p in (killed / "gopro").glob("model.pth.tar-*")]
+    assert len(resume_points) == 1, resume_points  # each superseded one was deleted
+    done = int(resume_points[0].rsplit("-", 1)[1])
+    assert done in (epoch - 1, epoch), (epoch, step, done)
 
     # 1) --resume DIR: continue the killed run's state into a new output folder
     run_train(*gopro_args(kit, elsewhere, "--resume", str(killed)))
@@ -87,6 +106,8 @@ def test_sigkilled_run_resumes_to_the_bitwise_result_of_an_uninterrupted_run(kit
     assert len(rotated) == 1 and "Finish training" not in rotated[0].read_text()
     assert_same_checkpoint(killed / final, straight / final)
     assert accuracies(log) == accuracies((straight / "log.txt").read_text())
+    assert files(killed / "gopro") == ["checkpoint", final.name]  # no resume point, no temp file left
+    assert not (killed / ".lock").exists()  # released at exit
 
 
 def test_resume_uses_the_newest_readable_checkpoint(kit, tmp_path, capsys):
@@ -110,14 +131,19 @@ def test_resume_uses_the_newest_readable_checkpoint(kit, tmp_path, capsys):
     assert_same_checkpoint(run / final, tmp_path / "straight" / final)
 
 
-def test_resume_explains_when_no_checkpoint_can_be_read(kit, tmp_path):
+def test_training_starts_from_scratch_when_no_checkpoint_can_be_read(kit, tmp_path, capsys):
     folder = tmp_path / "prompt_learner"
     folder.mkdir(parents=True)
     (folder / "model.pth.tar-1").write_bytes(b"")
     (folder / "checkpoint").write_text("model.pth.tar-1\n")
     trainer = make_trainer(kit, tmp_path, "CoOp", "vit_b16_ctxv1", "OPTIM.MAX_EPOCH", "1")
-    with pytest.warns(UserWarning), pytest.raises(RuntimeError, match=r"No checkpoint in .* can be read.*Delete"):
+    with pytest.warns(UserWarning) as caught:
         trainer.train()
+    messages = [str(w.message) for w in caught]
+    assert messages[0] == f'Skipping unreadable checkpoint "{folder / "model.pth.tar-1"}" (EOFError); trying an older one'
+    assert messages[1] == f"No checkpoint in {tmp_path} could be read (see the warnings above); training from scratch"
+    assert trainer.start_epoch == 0 and "epoch [1/1]" in capsys.readouterr().out
+    assert load_checkpoint(str(folder / "model.pth.tar-1"))["epoch"] == 1  # the damaged file was replaced
 
 
 # --------------------------------------------------------------------------------------------
@@ -147,8 +173,10 @@ def few_shot_split(kit, root: Path, seed: int, shots: int) -> dict:
 def test_same_seed_gives_the_same_few_shot_split_and_the_same_result(kit, tmp_path):
     data = fresh_copy(kit.data, tmp_path / "DATA")
     runs = [tmp_path / "first", tmp_path / "second"]
+    # random_translation draws from Python's random, which drawing the split also uses
+    transforms = ("INPUT.TRANSFORMS", "['random_translation', 'random_flip', 'normalize']")
     for out in runs:  # the first run draws and caches the split, the second loads it
-        run_train(*gopro_args(kit, out, root=data, shots=4, epochs=2))
+        run_train(*gopro_args(kit, out, root=data, shots=4, epochs=2, opts=transforms))
     logs = [(out / "log.txt").read_text() for out in runs]
     assert "Saving preprocessed few-shot data" in logs[0] and "Loading preprocessed few-shot data" in logs[1]
     assert accuracies(logs[0]) == accuracies(logs[1])

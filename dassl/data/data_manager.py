@@ -9,7 +9,8 @@ from torch's global RNG. Project additions, all inactive in a plain single-proce
   loader that cannot be split across the processes fails only when training uses it, so
   ``--eval-only`` works with any number of processes (see ``UnusableTrainingLoader``);
 * rank-aware seeding of DataLoader workers in distributed runs (see ``seed_worker``);
-* ``DATALOADER.SKIP_CORRUPT``: skip unreadable images instead of failing (see ``DatasetWrapper``).
+* ``DATALOADER.SKIP_CORRUPT``: skip unreadable images instead of failing (see ``DatasetWrapper``);
+* seeded runs reseed every generator once the dataset is built (see ``_reseed_after_dataset``).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from tabulate import tabulate
 from torch.utils.data import DataLoader, Dataset as TorchDataset, DistributedSampler
 from torchvision import transforms as T
 
-from dassl.utils import read_image
+from dassl.utils import read_image, set_random_seed
 from dassl.utils.distributed import get_rank, get_world_size, is_distributed
 
 from .datasets import build_dataset
@@ -287,11 +288,25 @@ def _training_loader(cfg, **kwargs):
         return UnusableTrainingLoader(error)
 
 
+def _reseed_after_dataset(cfg) -> None:
+    """Seeded runs: put Python, NumPy and torch back into the state ``SEED`` gives.
+
+    Building a dataset draws from Python's ``random`` only when it creates a split (the few-shot
+    subset, a missing split file) and not when it reads the cached file, so without this a seed's
+    first run and its rerun would start training from different generator states (a transform
+    such as ``random_translation`` then draws differently). The split itself is still drawn from
+    the freshly seeded global generator, as upstream does, so it stays upstream's split.
+    """
+    if cfg.SEED >= 0:
+        set_random_seed(cfg.SEED)
+
+
 class DataManager:
     """Builds the dataset named by ``cfg.DATASET.NAME`` and its train_x / train_u / val / test loaders."""
 
     def __init__(self, cfg, custom_tfm_train=None, custom_tfm_test=None, dataset_wrapper=None):
         dataset = build_dataset(cfg)
+        _reseed_after_dataset(cfg)
         if not dataset.test:
             raise ValueError(
                 f"{cfg.DATASET.NAME}: the test split is empty; check the dataset folder under DATASET.ROOT "

@@ -17,8 +17,9 @@ import functools
 import os
 import os.path as osp
 import time
+import warnings
 from collections import OrderedDict
-from typing import Any, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -32,10 +33,8 @@ from ..utils import (
     AverageMeter,
     MetricMeter,
     count_num_param,
-    load_checkpoint,
     load_pretrained_weights,
     mkdir_if_missing,
-    resume_from_checkpoint,
     save_checkpoint,
     set_random_seed,
     tolist_if_not,
@@ -49,7 +48,24 @@ from ..utils.distributed import (
     is_distributed,
     is_main_process,
 )
-from ..utils.torchtools import find_latest_checkpoint, get_rng_state
+from ..utils.torchtools import (
+    find_latest_checkpoint,
+    get_rng_state,
+    load_checkpoint,
+    load_newest_readable_checkpoint,
+    older_epoch_checkpoints,
+    peek_checkpoint,
+    remove_temp_files,
+    restore_training_state,
+)
+from ..utils.output_lock import holds_output_dir
+
+# Marks an epoch checkpoint that only exists so that a killed run can resume (it is deleted once a
+# newer one is complete); upstream Dassl ignores the key.
+RESUME_ONLY_KEY = "resume_only"
+# A resume-only checkpoint is skipped when writing it now would make saving cost more than this
+# fraction of the training time since the last save (see ResumePointSchedule).
+MAX_RESUME_SAVE_OVERHEAD = 0.1
 
 __all__ = ["SimpleNet", "TrainerBase", "SimpleTrainer", "TrainerX", "TrainerXU"]
 
@@ -103,6 +119,8 @@ class TrainerBase:
         self._optims: "OrderedDict[str, Optional[torch.optim.Optimizer]]" = OrderedDict()
         self._scheds: "OrderedDict[str, Any]" = OrderedDict()
         self._writer = None
+        # Epoch checkpoints written (or resumed from) only for resuming: removed once superseded.
+        self._resume_only_files: List[str] = []
 
     # ------------------------------------------------------------------ model registry
     def register_model(self, name: str = "model", model: Optional[nn.Module] = None, optim=None, sched=None) -> None:
@@ -131,32 +149,38 @@ class TrainerBase:
         return names
 
     # ------------------------------------------------------------------ checkpoints
-    def save_model(self, epoch: int, directory: str, is_best: bool = False, val_result=None, model_name: str = "") -> None:
-        """Save every registered model to ``directory/<name>/`` (rank 0 only; stored epoch is 1-based)."""
+    def save_model(
+        self, epoch: int, directory: str, is_best: bool = False, val_result=None, model_name: str = "",
+        *, resume_only: bool = False,
+    ) -> None:
+        """Save every registered model to ``directory/<name>/`` (rank 0 only; stored epoch is 1-based).
+
+        ``resume_only`` marks an epoch checkpoint that only exists so that a killed run can resume
+        (see ``SimpleTrainer.after_epoch``); the trainer removes it once a newer one is complete.
+        """
         rng_state = get_rng_state()
         for name in self.get_model_names():
             model_dict = self._models[name].state_dict()
             optim = self._optims[name]
             sched = self._scheds[name]
-            save_checkpoint(
-                {
-                    "state_dict": model_dict,
-                    "epoch": epoch + 1,
-                    "optimizer": optim.state_dict() if optim is not None else None,
-                    "scheduler": sched.state_dict() if sched is not None else None,
-                    "val_result": val_result,
-                    "rng_state": rng_state,
-                },
-                osp.join(directory, name),
-                is_best=is_best,
-                model_name=model_name,
-            )
+            state = {
+                "state_dict": model_dict,
+                "epoch": epoch + 1,
+                "optimizer": optim.state_dict() if optim is not None else None,
+                "scheduler": sched.state_dict() if sched is not None else None,
+                "val_result": val_result,
+                "rng_state": rng_state,
+            }
+            if resume_only:
+                state[RESUME_ONLY_KEY] = True
+            save_checkpoint(state, osp.join(directory, name), is_best=is_best, model_name=model_name)
 
     def resume_model_if_exist(self, directory: str) -> int:
         """Resume every registered model from ``directory/<name>/``; return the next epoch index.
 
         Unlike upstream (which only checked that the sub-directories exist), a sub-directory that
-        holds no checkpoint file also means "train from scratch".
+        holds no checkpoint file also means "train from scratch", and so do checkpoints of which
+        none can be read (with a warning per file). The models resume from one common epoch.
         """
         names = self.get_model_names()
         if not all(find_latest_checkpoint(osp.join(directory, name)) for name in names):
@@ -164,18 +188,36 @@ class TrainerBase:
             return 0
 
         print(f"Found checkpoint at {directory} (will resume training)")
+        found = {name: load_newest_readable_checkpoint(osp.join(directory, name)) for name in names}
+        if any(item is None for item in found.values()):
+            warnings.warn(f"No checkpoint in {directory} could be read (see the warnings above); training from scratch")
+            return 0
+        found = _at_common_epoch(directory, found)
         epochs = {
-            name: resume_from_checkpoint(
-                osp.join(directory, name), self._models[name], self._optims[name], self._scheds[name]
-            )
-            for name in names
+            name: restore_training_state(checkpoint, self._models[name], self._optims[name], self._scheds[name])
+            for name, (_, checkpoint) in found.items()
         }
-        if len(set(epochs.values())) > 1:
-            raise RuntimeError(
-                f"The models in {directory} were resumed from different epochs {epochs} (a damaged or missing "
-                "checkpoint in one of them); delete the newer files so that all models resume from the same epoch"
-            )
+        resumed = [path for path, ckpt in found.values() if ckpt.get(RESUME_ONLY_KEY, False)]
+        self._resume_only_files = resumed + [older for path in resumed for older in _older_resume_only(path)]
         return epochs[names[-1]]
+
+    def save_epoch_checkpoint(self, epoch: int, directory: str, resume_only: bool = False) -> None:
+        """``save_model`` of epoch ``epoch``, then delete the resume-only checkpoints it supersedes.
+
+        The previous resume-only file stays until every model's new file is complete (a kill in
+        between leaves both, and a resume picks the newest epoch all models have).
+        """
+        self.save_model(epoch, directory, resume_only=resume_only)
+        written = {osp.abspath(osp.join(directory, name, f"model.pth.tar-{epoch + 1}")) for name in self.get_model_names()}
+        folders = {osp.dirname(path) for path in written}
+        superseded = [path for path in self._resume_only_files
+                      if osp.dirname(osp.abspath(path)) in folders and osp.abspath(path) not in written]
+        if is_main_process():
+            for path in superseded:
+                if osp.isfile(path):
+                    os.remove(path)
+        kept = [path for path in self._resume_only_files if path not in superseded]
+        self._resume_only_files = kept + (sorted(written) if resume_only else [])
 
     def load_model(self, directory: str, epoch: Optional[int] = None) -> None:
         """Load ``model-best.pth.tar`` (``epoch=None``) or ``model.pth.tar-{epoch}`` into every model."""
@@ -341,6 +383,7 @@ class SimpleTrainer(TrainerBase):
         self.output_dir = cfg.OUTPUT_DIR
 
         self.cfg = cfg
+        self.resume_schedule = ResumePointSchedule()
         self.build_data_loader()
         self.build_model()
         self.evaluator = build_evaluator(cfg, lab2cname=self.lab2cname)
@@ -387,6 +430,7 @@ class SimpleTrainer(TrainerBase):
 
     def before_train(self) -> None:
         directory = self.cfg.RESUME or self.cfg.OUTPUT_DIR
+        self._remove_leftover_temp_files()
         self.start_epoch = self.resume_model_if_exist(directory)
 
         if is_main_process():
@@ -397,6 +441,8 @@ class SimpleTrainer(TrainerBase):
         self.time_start = time.time()
 
     def after_epoch(self) -> None:
+        """Upstream's policy (best-val model; ``model.pth.tar-N`` every ``CHECKPOINT_FREQ`` epochs and
+        at the last one), plus a resume-only checkpoint of the other epochs (see ``_save_resume_point``)."""
         last_epoch = (self.epoch + 1) == self.max_epoch
         do_test = not self.cfg.TEST.NO_TEST
         meet_checkpoint_freq = (
@@ -410,7 +456,32 @@ class SimpleTrainer(TrainerBase):
                 self.save_model(self.epoch, self.output_dir, val_result=curr_result, model_name="model-best.pth.tar")
 
         if meet_checkpoint_freq or last_epoch:
-            self.save_model(self.epoch, self.output_dir)
+            self._timed_epoch_save(resume_only=False)
+        else:
+            self._save_resume_point()
+
+    def _remove_leftover_temp_files(self) -> None:
+        """A run killed while writing a checkpoint leaves its temp file (as large as a checkpoint).
+        Removed when this process holds the output folder (train.py locks it), i.e. when no other
+        process can be writing there."""
+        if not (is_main_process() and holds_output_dir(self.output_dir)):
+            return
+        for name in self.get_model_names():
+            for path in remove_temp_files(osp.join(self.output_dir, name)):
+                print(f"Removed {path} (left by a run killed while saving)")
+
+    def _save_resume_point(self) -> None:
+        """Resume by default: a run killed at any point continues from its newest finished epoch,
+        whatever ``CHECKPOINT_FREQ`` says. The checkpoint is an ordinary ``model.pth.tar-N`` (so
+        upstream code resumes from it too), kept only until a newer epoch's file is complete: a
+        finished run holds exactly the files upstream would write."""
+        if self.resume_schedule.due():
+            self._timed_epoch_save(resume_only=True)
+
+    def _timed_epoch_save(self, resume_only: bool) -> None:
+        start = time.monotonic()
+        self.save_epoch_checkpoint(self.epoch, self.output_dir, resume_only=resume_only)
+        self.resume_schedule.record(start, time.monotonic())
 
     def after_train(self) -> None:
         print("Finish training")
@@ -493,6 +564,63 @@ class SimpleTrainer(TrainerBase):
                 f"eta {eta}",
             ]
         )
+
+
+class ResumePointSchedule:
+    """When an epoch that upstream would not save gets a resume-only checkpoint.
+
+    Every epoch, unless writing checkpoints would then cost more than ``max_overhead`` of the
+    training time: a save is due once the time since the previous save ended is at least the
+    previous save's duration divided by ``max_overhead``. Cheap saves (the learnable prompts of
+    CoOp, or any model whose save takes under a tenth of an epoch) happen after every epoch, so a
+    kill loses at most the epoch it interrupts; a costly save (a whole ViT-B/16 model on a slow
+    disk, every few seconds of training) is spaced out so that a kill loses at most ten save
+    durations plus the epoch it interrupts. Results do not depend on it: saving draws
+    no random numbers, and a resume from any epoch continues bitwise. ``max_overhead=None``: every
+    epoch, whatever it costs.
+    """
+
+    def __init__(self, max_overhead: Optional[float] = MAX_RESUME_SAVE_OVERHEAD):
+        self.max_overhead = max_overhead
+        self.last_save_end: Optional[float] = None
+        self.last_save_seconds = 0.0
+
+    def due(self, now: Optional[float] = None) -> bool:
+        if self.last_save_end is None or self.max_overhead is None:
+            return True
+        now = time.monotonic() if now is None else now
+        return (now - self.last_save_end) * self.max_overhead >= self.last_save_seconds
+
+    def record(self, start: float, end: float) -> None:
+        self.last_save_end, self.last_save_seconds = end, end - start
+
+
+def _older_resume_only(path: str) -> List[str]:
+    """Resume-only checkpoints older than ``path`` (a kill between writing a new one and deleting
+    the one it superseded leaves both): superseded already, deleted with ``path``."""
+    older = ((other, peek_checkpoint(other)) for other in older_epoch_checkpoints(path))
+    return [other for other, entries in older if isinstance(entries, dict) and entries.get(RESUME_ONLY_KEY)]
+
+
+def _at_common_epoch(directory: str, found: Dict[str, Tuple[str, dict]]) -> Dict[str, Tuple[str, dict]]:
+    """Models resumed from different epochs (a kill between the files of one epoch) go back to
+    the oldest of those epochs, whose files are kept until every model's newer file is complete."""
+    epochs = {name: checkpoint["epoch"] for name, (_, checkpoint) in found.items()}
+    target = min(epochs.values())
+    if target == max(epochs.values()):
+        return found
+    aligned = dict(found)
+    for name, epoch in epochs.items():
+        path = osp.join(directory, name, f"model.pth.tar-{target}")
+        if epoch != target and osp.isfile(path):
+            print(f"Using {path} so that every model resumes from epoch {target}")
+            aligned[name] = (path, load_checkpoint(path))
+    if len({checkpoint["epoch"] for _, checkpoint in aligned.values()}) > 1:
+        raise RuntimeError(
+            f"The models in {directory} were resumed from different epochs {epochs} (a damaged or missing "
+            "checkpoint in one of them); delete the newer files so that all models resume from the same epoch"
+        )
+    return aligned
 
 
 def _set_sampler_epoch(loader, epoch: int) -> None:

@@ -17,7 +17,8 @@ __all__ = ["Logger", "setup_logger"]
 class Logger:
     """File-like object writing everything to the console stream and (optionally) a file.
 
-    ``console`` is the ``sys.stdout`` that was active at construction. With ``mute=True`` nothing
+    ``console`` is the ``sys.stdout`` that was active at construction. The file is written line
+    by line (flushed at every newline, no fsync: a killed process loses nothing the OS has). With ``mute=True`` nothing
     goes to the console (used on non-zero distributed ranks so N processes do not print N copies).
     Attributes a file object would have but a ``Logger`` does not define (``isatty``, ``encoding``,
     ``fileno``, ...) are forwarded to the console stream, so libraries that probe ``sys.stdout``
@@ -30,7 +31,9 @@ class Logger:
         self.file: Optional[TextIO] = None
         if fpath is not None:
             mkdir_if_missing(osp.dirname(fpath) or ".")
-            self.file = open(fpath, "w")
+            # Line-buffered: every finished line reaches the file at once (``tail -f`` follows the
+            # run, and a killed run's log is complete up to its last line).
+            self.file = open(fpath, "w", buffering=1)
 
     def __getattr__(self, name: str):
         # Only called for attributes not found normally; guard against recursion during __init__.

@@ -3,7 +3,10 @@
 Project rules on top of the upstream API:
 
 * checkpoints and the ``checkpoint`` pointer file are written atomically (temp file in the same
-  directory, fsync, ``os.replace``), so a crash or a full disk never leaves a truncated file;
+  directory, fsync, ``os.replace``), so a crash or a full disk never leaves a truncated file; they
+  get plain-file permissions under the user's umask (0644 with umask 022), like ``open()``;
+* a resume skips a checkpoint that cannot be read, whatever the error, with one warning, and uses
+  the previous one (or starts from scratch when none is readable);
 * every load uses ``torch.load(weights_only=True)``. Upstream Dassl checkpoints whose warmup
   scheduler state holds a pickled torch scheduler (and, through it, its optimizer) are loaded by a
   second weights-only attempt that allowlists exactly those classes (see ``_LEGACY_SAFE_GLOBALS``);
@@ -17,12 +20,12 @@ import os.path as osp
 import pickle
 import random
 import re
+import secrets
 import shutil
-import tempfile
 import warnings
 from collections import OrderedDict
 from functools import partial
-from typing import Any, Callable, Dict, Iterable, List, Optional
+from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -43,6 +46,8 @@ __all__ = [
     "get_rng_state",
     "set_rng_state",
     "find_latest_checkpoint",
+    "load_newest_readable_checkpoint",
+    "restore_training_state",
     "CheckpointWriteError",
 ]
 
@@ -74,6 +79,24 @@ def _fsync_dir(dirname: str) -> None:
         os.close(fd)
 
 
+TEMP_SUFFIX = ".tmp"
+
+
+def _create_temp_file(path: str) -> Tuple[int, str]:
+    """A new hidden ``.<name>.<random>.tmp`` next to ``path``, opened for writing.
+
+    Unlike ``tempfile.mkstemp`` (always 0600) the mode is 0666 filtered by the umask, so the
+    renamed checkpoint gets the permissions any file the user writes gets.
+    """
+    dirname, name = osp.split(osp.abspath(path))
+    while True:
+        tmp_path = osp.join(dirname, f".{name}.{secrets.token_hex(4)}{TEMP_SUFFIX}")
+        try:
+            return os.open(tmp_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666), tmp_path
+        except FileExistsError:
+            continue
+
+
 def atomic_write(path: str, write: Callable[[Any], None], mode: str = "wb") -> None:
     """Write ``path`` via ``write(fileobj)`` so that readers see either the old or the new file.
 
@@ -84,7 +107,7 @@ def atomic_write(path: str, write: Callable[[Any], None], mode: str = "wb") -> N
     dirname = osp.dirname(osp.abspath(path))
     tmp_path = None
     try:
-        fd, tmp_path = tempfile.mkstemp(prefix=f".{osp.basename(path)}.", suffix=".tmp", dir=dirname)
+        fd, tmp_path = _create_temp_file(path)
         with os.fdopen(fd, mode) as f:
             write(f)
             f.flush()
@@ -99,6 +122,20 @@ def atomic_write(path: str, write: Callable[[Any], None], mode: str = "wb") -> N
             f'Could not write "{path}" ({type(e).__name__}: {e}). Check free disk space and that the '
             "directory is writable; no partial file was left behind."
         ) from e
+
+
+def remove_temp_files(directory: str) -> List[str]:
+    """Delete the temp files that writes killed midway left in ``directory``; return their paths.
+
+    Only safe while no other process writes checkpoints there (the caller holds the folder).
+    """
+    if not osp.isdir(directory):
+        return []
+    leftovers = [osp.join(directory, name) for name in sorted(os.listdir(directory))
+                 if name.startswith(".") and name.endswith(TEMP_SUFFIX)]
+    for path in leftovers:
+        os.remove(path)
+    return leftovers
 
 
 def _torch_save_atomic(obj: Any, path: str) -> None:
@@ -331,34 +368,52 @@ def _resume_candidates(fdir: str) -> List[str]:
     return [first] + [path for path in rest if path != first]
 
 
-def _load_latest_readable(fdir: str) -> Dict[str, Any]:
-    """The newest checkpoint of ``fdir`` that loads. Our writes are atomic, so an unreadable file
-    was damaged by something else (a partial copy, an upstream-style non-atomic writer, a foreign
-    file): it is skipped with a warning and the previous epoch's checkpoint is used instead."""
+def older_epoch_checkpoints(path: str) -> List[str]:
+    """The ``model.pth.tar-M`` next to epoch checkpoint ``path`` with M below its epoch, newest first."""
+    fdir, name = osp.split(path)
+    match = _EPOCH_CKPT.match(name)
+    if match is None:
+        return []
+    epochs = sorted((int(m.group(1)) for m in map(_EPOCH_CKPT.match, os.listdir(fdir)) if m), reverse=True)
+    return [osp.join(fdir, f"model.pth.tar-{epoch}") for epoch in epochs if epoch < int(match.group(1))]
+
+
+def peek_checkpoint(path: str) -> Optional[Dict[str, Any]]:
+    """A checkpoint's entries without reading its tensors (memory-mapped), or ``None`` if unreadable."""
+    try:
+        return torch.load(path, map_location="cpu", mmap=True, weights_only=True)
+    except Exception:  # noqa: BLE001 -- only a hint; unreadable files are dealt with by the resume
+        return None
+
+
+def _one_line(error: Exception) -> str:
+    lines = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {lines[0]}" if lines else type(error).__name__
+
+
+def load_newest_readable_checkpoint(fdir: str) -> Optional[Tuple[str, Dict[str, Any]]]:
+    """``(path, checkpoint)`` of the newest checkpoint of ``fdir`` that loads, or ``None``.
+
+    Our writes are atomic, so an unreadable file was damaged by something else (a partial copy,
+    an upstream-style non-atomic writer, a full disk while copying, a foreign file). Whatever the
+    error (torch raises ``RuntimeError``, ``EOFError``, ``OSError``, ``UnpicklingError``, ... depending
+    on where the file was cut), it is skipped with one warning and the previous checkpoint is
+    tried; ``None`` means no checkpoint of ``fdir`` could be read (each was warned about).
+    """
     candidates = _resume_candidates(fdir)
     if not candidates:
         raise FileNotFoundError(f'No checkpoint found in "{fdir}" (no "{POINTER_FILE}" file and no model.pth.tar-N)')
-    problems = []
     for fpath in candidates:
         print(f'Loading checkpoint from "{fpath}"')
         try:
-            return load_checkpoint(fpath)
-        except (RuntimeError, EOFError, ValueError, pickle.UnpicklingError) as e:
-            problems.append(f"{osp.basename(fpath)}: {type(e).__name__}: {e}")
-            warnings.warn(f'Skipping unreadable checkpoint "{fpath}" ({type(e).__name__}: {e}); trying an older one')
-    raise RuntimeError(
-        f'No checkpoint in "{fdir}" can be read ({"; ".join(problems)}). Delete the damaged files to train '
-        "from scratch, or point --resume at another run."
-    )
+            return fpath, load_checkpoint(fpath)
+        except Exception as e:  # noqa: BLE001 -- any read error means "use an older checkpoint"
+            warnings.warn(f'Skipping unreadable checkpoint "{fpath}" ({_one_line(e)}); trying an older one')
+    return None
 
 
-def resume_from_checkpoint(fdir: str, model: nn.Module, optimizer=None, scheduler=None) -> int:
-    """Restore model, optimizer, scheduler and RNG states from ``fdir``; return the stored epoch.
-
-    The stored epoch is 1-based (number of finished epochs), i.e. the next epoch index to run.
-    The checkpoint is the newest readable one (see :func:`_load_latest_readable`).
-    """
-    checkpoint = _load_latest_readable(fdir)
+def restore_training_state(checkpoint: Dict[str, Any], model: nn.Module, optimizer=None, scheduler=None) -> int:
+    """Load a checkpoint's model, optimizer, scheduler and RNG states; return its stored epoch."""
     model.load_state_dict(checkpoint["state_dict"])
     print("Loaded model weights")
     if optimizer is not None and checkpoint.get("optimizer") is not None:
@@ -373,6 +428,21 @@ def resume_from_checkpoint(fdir: str, model: nn.Module, optimizer=None, schedule
     start_epoch = checkpoint["epoch"]
     print(f"Previous epoch: {start_epoch}")
     return start_epoch
+
+
+def resume_from_checkpoint(fdir: str, model: nn.Module, optimizer=None, scheduler=None) -> int:
+    """Restore model, optimizer, scheduler and RNG states from ``fdir``; return the stored epoch.
+
+    The stored epoch is 1-based (number of finished epochs), i.e. the next epoch index to run.
+    The checkpoint is the newest readable one (see :func:`load_newest_readable_checkpoint`).
+    """
+    found = load_newest_readable_checkpoint(fdir)
+    if found is None:
+        raise RuntimeError(
+            f'No checkpoint in "{fdir}" can be read (see the warnings above). Delete the damaged files to '
+            "train from scratch, or point --resume at another run."
+        )
+    return restore_training_state(found[1], model, optimizer, scheduler)
 
 
 def load_pretrained_weights(model: nn.Module, weight_path: str) -> None:
