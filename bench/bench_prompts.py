@@ -72,6 +72,10 @@ ARCHS = {
     "quick": dict(embed_dim=256, image_resolution=224, vision_layers=12, vision_width=256,
                   vision_patch_size=32, context_length=77, vocab_size=49408, transformer_width=256,
                   transformer_heads=4, transformer_layers=12),
+    # The kit's size (tools/kit.py): 3 blocks 64 wide, 32 px images in 2x2 patches (bench/gpu_check.py --quick).
+    "tiny": dict(embed_dim=64, image_resolution=32, vision_layers=3, vision_width=64, vision_patch_size=16,
+                 context_length=77, vocab_size=49408, transformer_width=64, transformer_heads=1,
+                 transformer_layers=3),
 }
 
 # name → (trainer, method config in configs/trainers/<trainer>/, extra KEY VALUE options)
