@@ -173,13 +173,12 @@ def release(device: torch.device) -> None:
         torch.cuda.empty_cache()
 
 
-def prompt_depth_opts(arch: str) -> List[str]:
-    """Deep-prompt depths for a CLIP with fewer blocks than the paper configs prompt (9 or 12): all
-    its blocks, for the keys the tiny kit lists (``tools/kit.py``)."""
-    from kit import TINY_PROMPT_DEPTHS
-
+def fit_prompt_depths(node, arch: str) -> None:
+    """Deep prompts of a config (``PROMPT_DEPTH*`` keys, 9 or 12 in the paper configs) through at
+    most all blocks of a smaller CLIP, whichever trainer the keys belong to."""
     layers = min(bp.ARCHS[arch]["vision_layers"], bp.ARCHS[arch]["transformer_layers"])
-    return [] if layers >= 12 else [x for key in TINY_PROMPT_DEPTHS for x in (key, str(layers))]
+    for key in [k for k in node if k.startswith("PROMPT_DEPTH")]:
+        node[key] = min(node[key], layers)
 
 
 def build_trainer(run: dict, trainer: str, num_classes: int, precision: Precision, checkpoint_text: bool = False):
@@ -195,15 +194,17 @@ def build_trainer(run: dict, trainer: str, num_classes: int, precision: Precisio
             "DATASET.NAME", "BenchClassNames", "MODEL.BACKBONE.PATH", run["clip_path"],
             "INPUT.SIZE", f"({resolution},{resolution})", "DATALOADER.NUM_WORKERS", "0",
             "DATALOADER.TRAIN_X.BATCH_SIZE", str(bp.BATCH_SIZE), "DATALOADER.TEST.BATCH_SIZE", str(run["test_batch"]),
-            "USE_CUDA", str(run["device"] == "cuda"), "VERBOSE", "False", *prompt_depth_opts(run["arch"])]
+            "USE_CUDA", str(run["device"] == "cuda"), "VERBOSE", "False"]
     bp.register_bench_dataset()
     cfg = train.setup_cfg(train.build_parser().parse_args(argv))
     cfg.defrost()
-    node = method_node(cfg, trainer)
-    if node is not None and "PREC" in node:
-        node.PREC = precision.prec
-    if checkpoint_text:
-        node.CHECKPOINT_TEXT = True
+    node = method_node(cfg, trainer)  # (None: the trainer has no options, zero-shot CLIP)
+    if node is not None:
+        fit_prompt_depths(node, run["arch"])
+        if "PREC" in node:
+            node.PREC = precision.prec
+        if checkpoint_text:
+            node.CHECKPOINT_TEXT = True
     cfg.freeze()
     set_random_seed(cfg.SEED)
     return dassl_build_trainer(cfg)
