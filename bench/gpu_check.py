@@ -423,6 +423,18 @@ def placeholder(case: dict, status: str) -> dict:
     return dict(done=case["id"], section=case["section"], rows=[dict(row, status=status)])
 
 
+def read_records(path: str) -> Iterator[dict]:
+    """The JSON lines a worker appended to ``path`` (a last line cut off by a kill is left out)."""
+    if not osp.exists(path):
+        return
+    with open(path) as f:
+        for line in f:
+            try:
+                yield json.loads(line)
+            except json.JSONDecodeError:
+                return
+
+
 def run_worker(cases: List[dict], run: dict, deadline: float, work: str, log_path: str) -> Dict[str, dict]:
     """Run ``cases`` in a worker process, again for the cases left when one dies, until every case
     has its rows: a case a worker died in gets an error row, one still running at the end of the
@@ -440,17 +452,16 @@ def run_worker(cases: List[dict], run: dict, deadline: float, work: str, log_pat
                 # progress lines and a crashing worker's traceback on stderr; the trainers' output into the log
                 proc = subprocess.run([sys.executable, osp.abspath(__file__), "--worker", spec_path], cwd=REPO,
                                       stdout=log, timeout=timeout)
-                failure = f"error: worker died (exit code {proc.returncode})"
+                ended = f"died (exit code {proc.returncode})" if proc.returncode else "ended early"
+                failure = f"error: worker {ended}"
             except subprocess.TimeoutExpired:
                 failure = "stopped: over budget"
         before, started = len(done), None
-        if osp.exists(results_path):
-            with open(results_path) as f:
-                for record in map(json.loads, f):
-                    if "done" in record:
-                        done[record["done"]] = record
-                    else:
-                        started = record["start"]
+        for record in read_records(results_path):
+            if "done" in record:
+                done[record["done"]] = record
+            else:
+                started = record["start"]
         by_id = {case["id"]: case for case in pending}
         if started in by_id and started not in done:
             done[started] = placeholder(by_id[started], failure)
