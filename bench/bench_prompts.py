@@ -59,6 +59,9 @@ import torch  # noqa: E402
 
 import official_gopro  # noqa: E402
 
+sys.path.insert(0, osp.join(REPO, "tools"))
+from make_tiny_clip import TINY_DEFAULTS  # noqa: E402
+
 CLASSNAMES_FILE = osp.join(BENCH, "imagenet_classnames.txt")
 TEMPLATE = "a photo of a {}."
 BATCH_SIZE = 4
@@ -72,6 +75,8 @@ ARCHS = {
     "quick": dict(embed_dim=256, image_resolution=224, vision_layers=12, vision_width=256,
                   vision_patch_size=32, context_length=77, vocab_size=49408, transformer_width=256,
                   transformer_heads=4, transformer_layers=12),
+    # The kit's tiny CLIP (tools/make_tiny_clip.py: 3 blocks 64 wide, 32 px images), for bench/gpu_check.py --quick.
+    "tiny": TINY_DEFAULTS,
 }
 
 # name → (trainer, method config in configs/trainers/<trainer>/, extra KEY VALUE options)

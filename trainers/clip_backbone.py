@@ -16,6 +16,7 @@ Running: the towers are re-run from the public submodules of an *unmodified* ``c
 from __future__ import annotations
 
 import contextlib
+import inspect
 import os
 import warnings
 from dataclasses import dataclass
@@ -28,6 +29,12 @@ from torch.utils.checkpoint import checkpoint as activation_checkpoint
 
 import clip
 from clip.model import build_model
+
+# ``design_details`` for the modified CLIP packages that MaPLe-derived repositories (MaPLe, PromptSRC)
+# ship in place of the PyPI one: every key their constructors read, set so that the model is plain
+# CLIP (no prompt parameters, vanilla blocks); our trainers inject prompts themselves.
+PLAIN_CLIP_DESIGN = dict(trainer="IVLP", vision_depth=0, language_depth=0, vision_ctx=0, language_ctx=0,
+                         maple_length=0)
 
 WEIGHTS_DIR_ENV = "CLIP_WEIGHTS_DIR"
 DEFAULT_CACHE = os.path.expanduser("~/.cache/clip")
@@ -88,10 +95,21 @@ def load_clip_state_dict(path: str) -> dict:
     return state
 
 
+def takes_design_details(builder) -> bool:
+    """Whether ``builder`` is a MaPLe-style ``build_model(state_dict, design_details)`` rather than
+    the vanilla ``build_model(state_dict)`` (read from its signature)."""
+    positional = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    extra = [p for p in inspect.signature(builder).parameters.values() if p.kind in positional][1:]
+    return any(p.name == "design_details" or p.default is inspect.Parameter.empty for p in extra)
+
+
 def load_clip(name: str, path: str = "") -> nn.Module:
-    """Build ``clip.model.CLIP`` (fp16 weights, as the official loader does) on the CPU."""
-    state_dict = load_clip_state_dict(resolve_checkpoint(name, path))
-    return build_model(dict(state_dict)).eval()
+    """Build ``clip.model.CLIP`` (fp16 weights, as the official loader does) on the CPU, through
+    whichever ``clip`` package is importable: PyPI's, or a client repository's modified one."""
+    state_dict = dict(load_clip_state_dict(resolve_checkpoint(name, path)))
+    if takes_design_details(build_model):
+        return build_model(state_dict, dict(PLAIN_CLIP_DESIGN)).eval()
+    return build_model(state_dict).eval()
 
 
 # --------------------------------------------------------------------------------------------
