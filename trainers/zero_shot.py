@@ -1,63 +1,23 @@
-"""Zero-shot CLIP classifiers: hand-written prompt templates and the class features they give.
+"""Zero-shot CLIP teachers for learned prompts (KgCoOp, ProGrad).
 
-Shared by zero-shot CLIP (``zsclip.py``) and by the methods that keep a zero-shot teacher beside
-their learned prompts (KgCoOp, ProGrad: ``GuidedPromptCLIP``). A method with its own template table
-passes it to ``dataset_template``.
+``ZeroShotClassifier`` holds the frozen class features of one hand-written template per dataset;
+``GuidedPromptCLIP`` is CoOp's model with such a teacher beside it, used in training only. The
+templates themselves and their encoding live in ``templates.py``.
 """
 from __future__ import annotations
 
 from typing import Mapping, Optional, Sequence
 
 import torch
-import torch.nn.functional as F
 
 from .clip_backbone import ClipBackbone
-from .prompting import PromptLearner, StaticPromptCLIP, clean_classname, encode_class_prompts
-
-# One template per dataset registry name, as in the CoOp/CoCoOp papers.
-CUSTOM_TEMPLATES = {
-    "OxfordPets": "a photo of a {}, a type of pet.",
-    "OxfordFlowers": "a photo of a {}, a type of flower.",
-    "FGVCAircraft": "a photo of a {}, a type of aircraft.",
-    "DescribableTextures": "{} texture.",
-    "EuroSAT": "a centered satellite photo of {}.",
-    "StanfordCars": "a photo of a {}.",
-    "Food101": "a photo of {}, a type of food.",
-    "SUN397": "a photo of a {}.",
-    "Caltech101": "a photo of a {}.",
-    "UCF101": "a photo of a person doing {}.",
-    "ImageNet": "a photo of a {}.",
-    "ImageNetSketch": "a photo of a {}.",
-    "ImageNetV2": "a photo of a {}.",
-    "ImageNetA": "a photo of a {}.",
-    "ImageNetR": "a photo of a {}.",
-}
-DEFAULT_TEMPLATE = "a photo of a {}."
-
-# The seven ImageNet templates CoOp selected for its prompt-ensemble baseline.
-IMAGENET_TEMPLATES_SELECT = [
-    "itap of a {}.",
-    "a bad photo of the {}.",
-    "a origami {}.",
-    "a photo of the large {}.",
-    "a {} in a video game.",
-    "art of the {}.",
-    "a photo of the small {}.",
-]
+from .prompting import PromptLearner, StaticPromptCLIP, encode_class_prompts
+from .templates import DEFAULT_TEMPLATE, encode_templates
 
 
-def dataset_template(dataset_name: str, templates: Mapping[str, str] = CUSTOM_TEMPLATES) -> str:
-    """The hand-crafted template of a dataset; unknown (user-added) datasets get the generic one."""
+def template_of(dataset_name: str, templates: Mapping[str, str]) -> str:
+    """A method's template for a dataset (registry name); unknown datasets get the generic one."""
     return templates.get(dataset_name, DEFAULT_TEMPLATE)
-
-
-@torch.no_grad()
-def encode_templates(backbone: ClipBackbone, classnames: Sequence[str], templates: Sequence[str]) -> torch.Tensor:
-    """Normalised class features [C, E]: per template, encode and normalise; average; renormalise."""
-    names = [clean_classname(c) for c in classnames]
-    per_template = [F.normalize(backbone.encode_tokens(backbone.tokenize([t.format(n) for n in names])), dim=-1)
-                    for t in templates]
-    return F.normalize(torch.stack(per_template).mean(0), dim=-1)
 
 
 class ZeroShotClassifier:

@@ -7,8 +7,8 @@ from dassl.engine import TRAINER_REGISTRY, TrainerX
 
 from .clip_backbone import build_backbone
 from .prompting import clip_logits
-# The templates and encode_templates live in the shared zero_shot module; importable from here as before.
-from .zero_shot import (CUSTOM_TEMPLATES, DEFAULT_TEMPLATE, IMAGENET_TEMPLATES_SELECT,  # noqa: F401
+# Re-exported: the templates lived here before trainers/templates.py.
+from .templates import (CUSTOM_TEMPLATES, DEFAULT_TEMPLATE, IMAGENET_TEMPLATES_SELECT,  # noqa: F401
                         dataset_template, encode_templates)
 
 
