@@ -2,13 +2,16 @@
 checkpoints and config keys, scripts end to end on the tiny kit."""
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 import torch.nn.functional as F
 
-from conftest import accuracies, build_cfg, make_trainer, run_script
-from test_baselines import write_upstream_checkpoint
-from trainers.kgcoop import INIT_PHRASE, KgCoOp, knowledge_guidance_loss
+from conftest import build_cfg, make_trainer
+from test_baselines import one_batch, write_upstream_checkpoint
+from test_modern_baselines import run_base2new_scripts
+from trainers.kgcoop import INIT_PHRASE, KgCoOp, KgCoOpLoss, knowledge_guidance_loss
 from trainers.zero_shot import ZeroShotClassifier
 
 CONFIG = "vit_b16_ep100_ctxv1"
@@ -19,10 +22,6 @@ def trainer(kit, tmp_path_factory):
     return make_trainer(kit, tmp_path_factory.mktemp("kgcoop"), "KgCoOp", CONFIG)
 
 
-def one_batch(trainer):
-    return next(iter(trainer.train_loader_x))
-
-
 # ---- the loss -----------------------------------------------------------------------------------
 def test_knowledge_guidance_is_one_minus_the_mean_cosine():
     learned = torch.tensor([[1.0, 0.0], [0.0, 3.0], [1.0, 1.0]])
@@ -31,6 +30,16 @@ def test_knowledge_guidance_is_one_minus_the_mean_cosine():
     expected = 1.0 - (0.0 + 1.0 + 2 ** -0.5) / 3
     assert knowledge_guidance_loss(learned, clip).item() == pytest.approx(expected, rel=1e-6)
     assert knowledge_guidance_loss(clip, clip).item() == pytest.approx(0.0, abs=1e-6)
+
+
+def test_loss_adds_w_times_the_guidance_term_to_cross_entropy():
+    logits, labels = torch.tensor([[2.0, 0.0], [0.0, 0.0]]), torch.tensor([0, 1])
+    learned, clip = torch.tensor([[1.0, 0.0], [0.0, 1.0]]), torch.tensor([[0.0, 1.0], [0.0, 1.0]])
+    loss, terms = KgCoOpLoss(8.0)(logits, labels, learned, clip)
+    ce = (math.log(1 + math.exp(-2.0)) + math.log(2.0)) / 2
+    assert terms["loss_ce"].item() == pytest.approx(ce, rel=1e-6)
+    assert terms["loss_kg"].item() == pytest.approx(0.5, rel=1e-6)   # cosines 0 and 1
+    assert loss.item() == pytest.approx(ce + 8.0 * 0.5, rel=1e-6)
 
 
 def test_step_loss_is_cross_entropy_plus_w_times_the_guidance_term(trainer):
@@ -129,12 +138,5 @@ def test_upstream_checkpoint_loads_its_context_and_ignores_the_dead_members(trai
 # ---- scripts ------------------------------------------------------------------------------------
 @pytest.mark.slow
 def test_base2new_scripts_end_to_end(kit, tmp_path):
-    env = {"DATA": str(kit.data), "OUTPUT": str(tmp_path), "EPOCHS": "1", "EXTRA_OPTS": " ".join(kit.opts())}
-    run_script("kgcoop/base2new_train.sh", "oxford_pets", "1", env=env)
-    run_script("kgcoop/base2new_test.sh", "oxford_pets", "1", env=env)
-    run = f"shots_16/KgCoOp/{CONFIG}/seed1"
-    base = (tmp_path / "base2new/train_base/oxford_pets" / run / "log.txt").read_text()
-    new = (tmp_path / "base2new/test_new/oxford_pets" / run / "log.txt").read_text()
-    assert "loss_kg" in base and "W = 8.0" in base and len(accuracies(base)) == 1
-    assert "# classes  2" in new and len(accuracies(new)) == 1
-    assert (tmp_path / "base2new/train_base/oxford_pets" / run / "prompt_learner/model.pth.tar-1").is_file()
+    base, _ = run_base2new_scripts(kit, tmp_path, "kgcoop", "KgCoOp", CONFIG)
+    assert "loss_kg" in base and "W = 8.0" in base

@@ -11,7 +11,7 @@ from yacs.config import CfgNode
 
 import jobs
 import kit as kit_module
-from conftest import REPO, run_script
+from conftest import REPO, accuracies, run_script
 from results import B2N_DATASETS, METHODS, MODERN_BASELINES, PAPER_METHODS, harmonic_mean
 from test_baselines import script_setting
 from test_report import b2n_logs, layout, make_report, row_of  # noqa: F401 (layout: fixture)
@@ -20,6 +20,20 @@ REPORTED = json.loads((REPO / "paper" / "modern_baselines_reported.json").read_t
 MODERN_TITLE = "Modern baselines: base-to-new, ours beside each method's reported numbers"
 # PromptSRC's config names (modern-baselines spec §2.5); its trainer and configs come with PromptSRC.
 PROMPTSRC_CONFIGS = ("vit_b16_c2_ep20_batch4_4+4ctx", "vit_b16_c2_ep20_batch4_4+4ctx_cross_datasets")
+
+
+def run_base2new_scripts(kit, output, folder: str, trainer: str, cfg: str):
+    """``scripts/<folder>/base2new_{train,test}.sh oxford_pets 1`` on the kit for one epoch: the two
+    logs, each checked to hold one final result (the new-class one over the kit's 2 new classes)."""
+    env = {"DATA": str(kit.data), "OUTPUT": str(output), "EPOCHS": "1", "EXTRA_OPTS": " ".join(kit.opts())}
+    run_script(f"{folder}/base2new_train.sh", "oxford_pets", "1", env=env)
+    run_script(f"{folder}/base2new_test.sh", "oxford_pets", "1", env=env)
+    run = f"oxford_pets/shots_16/{trainer}/{cfg}/seed1"
+    base = (output / "base2new/train_base" / run / "log.txt").read_text()
+    new = (output / "base2new/test_new" / run / "log.txt").read_text()
+    assert len(accuracies(base)) == 1 and len(accuracies(new)) == 1 and "# classes  2" in new
+    assert (output / "base2new/train_base" / run / "prompt_learner/model.pth.tar-1").is_file()
+    return base, new
 
 
 # ---- registry, scripts, reproduce commands --------------------------------------------------------

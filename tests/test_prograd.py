@@ -8,8 +8,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from conftest import accuracies, make_trainer, run_script
-from test_baselines import write_upstream_checkpoint
+from conftest import make_trainer
+from test_baselines import one_batch, write_upstream_checkpoint
+from test_modern_baselines import run_base2new_scripts
 from trainers.prograd import distillation_loss, project_conflicting, template_context
 
 CONFIG = "vit_b16"
@@ -18,10 +19,6 @@ CONFIG = "vit_b16"
 @pytest.fixture(scope="module")
 def trainer(kit, tmp_path_factory):
     return make_trainer(kit, tmp_path_factory.mktemp("prograd"), "ProGrad", CONFIG)
-
-
-def one_batch(trainer):
-    return next(iter(trainer.train_loader_x))
 
 
 # ---- projection and loss ------------------------------------------------------------------------
@@ -131,11 +128,5 @@ def test_checkpoint_has_upstream_name_and_keys_and_upstream_files_load(trainer, 
 # ---- scripts ------------------------------------------------------------------------------------
 @pytest.mark.slow
 def test_base2new_scripts_end_to_end(kit, tmp_path):
-    env = {"DATA": str(kit.data), "OUTPUT": str(tmp_path), "EPOCHS": "1", "EXTRA_OPTS": " ".join(kit.opts())}
-    run_script("prograd/base2new_train.sh", "oxford_pets", "1", env=env)
-    run_script("prograd/base2new_test.sh", "oxford_pets", "1", env=env)
-    run = f"shots_16/ProGrad/{CONFIG}/seed1"
-    base = (tmp_path / "base2new/train_base/oxford_pets" / run / "log.txt").read_text()
-    new = (tmp_path / "base2new/test_new/oxford_pets" / run / "log.txt").read_text()
-    assert "loss_kd" in base and len(accuracies(base)) == 1
-    assert "# classes  2" in new and len(accuracies(new)) == 1
+    base, _ = run_base2new_scripts(kit, tmp_path, "prograd", "ProGrad", CONFIG)
+    assert "loss_kd" in base

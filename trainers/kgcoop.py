@@ -32,7 +32,7 @@ Choices where upstream leaves one (modern-baselines spec §1.8):
 """
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Dict, Sequence, Tuple
 
 import torch
 import torch.nn as nn
@@ -43,7 +43,8 @@ from dassl.metrics import compute_accuracy
 
 from .clip_backbone import ClipBackbone
 from .prompting import ClipPromptTrainer, PromptLearner, add_coop_keys, clip_logits, init_context
-from .zero_shot import CUSTOM_TEMPLATES, GuidedPromptCLIP, ZeroShotClassifier, dataset_template
+from .templates import CUSTOM_TEMPLATES
+from .zero_shot import GuidedPromptCLIP, ZeroShotClassifier, template_of
 
 INIT_PHRASE = "a photo of a"
 # The teacher's template per dataset: the CoOp templates, but a full sentence for DTD.
@@ -58,6 +59,20 @@ def knowledge_guidance_loss(text_features: torch.Tensor, clip_text_features: tor
     """L_kg = 1 − mean_c cos(ŵ_c, ŵ_c^clip) over the C classes ([C, E] each), in fp32."""
     cos = F.cosine_similarity(text_features.float(), clip_text_features.float(), dim=-1, eps=1e-7)
     return 1.0 - cos.mean()
+
+
+class KgCoOpLoss(nn.Module):
+    """L = CE(s, y) + W · L_kg; returns the loss and its terms."""
+
+    def __init__(self, weight: float):
+        super().__init__()
+        self.weight = weight
+
+    def forward(self, logits: torch.Tensor, labels: torch.Tensor, text_features: torch.Tensor,
+                clip_text_features: torch.Tensor) -> Tuple[torch.Tensor, Dict[str, torch.Tensor]]:
+        loss_ce = F.cross_entropy(logits.float(), labels)
+        loss_kg = knowledge_guidance_loss(text_features, clip_text_features)
+        return loss_ce + self.weight * loss_kg, {"loss_ce": loss_ce, "loss_kg": loss_kg}
 
 
 @TRAINER_REGISTRY.register()
@@ -77,7 +92,7 @@ class KgCoOp(ClipPromptTrainer):
             num_copies = len(classnames) if options.CSC else 0
             ctx, template = init_context(backbone, options.N_CTX, num_copies=num_copies)
         learner = PromptLearner(backbone, classnames, ctx, template, truncate=options.TRUNCATE_TEXT)
-        teacher = ZeroShotClassifier(backbone, classnames, dataset_template(self.cfg.DATASET.NAME, TEACHER_TEMPLATES))
+        teacher = ZeroShotClassifier(backbone, classnames, template_of(self.cfg.DATASET.NAME, TEACHER_TEMPLATES))
         print(f'Initial context: "{template}"; teacher prompt: "{teacher.template}"; W = {options.W}')
         return GuidedPromptCLIP(backbone, learner, teacher, options)
 
@@ -86,8 +101,6 @@ class KgCoOp(ClipPromptTrainer):
         model = self.model
         text_features = model.text_features()                                             # [C, E]
         logits = clip_logits(model.backbone, model.visual_embedding(image), text_features)  # [B, C]
-        loss_ce = F.cross_entropy(logits.float(), label)
-        loss_kg = knowledge_guidance_loss(text_features, model.teacher.features())
-        loss = loss_ce + self.method_cfg.W * loss_kg
-        return loss, {"loss": loss.item(), "loss_ce": loss_ce.item(), "loss_kg": loss_kg.item(),
+        loss, terms = KgCoOpLoss(self.method_cfg.W)(logits, label, text_features, model.teacher.features())
+        return loss, {"loss": loss.item(), **{k: v.item() for k, v in terms.items()},
                       "acc": compute_accuracy(logits, label)[0].item()}
