@@ -49,7 +49,8 @@ from dassl.metrics import compute_accuracy
 
 from .clip_backbone import ClipBackbone
 from .prompting import CLASS_TOKEN_POSITIONS, ClipPromptTrainer, PromptLearner, add_coop_keys, clip_logits, init_context
-from .zero_shot import CUSTOM_TEMPLATES, GuidedPromptCLIP, ZeroShotClassifier, dataset_template
+from .templates import CUSTOM_TEMPLATES
+from .zero_shot import GuidedPromptCLIP, ZeroShotClassifier, template_of
 
 # The teacher's template per dataset (also the context init): the category phrase comes first.
 TEACHER_TEMPLATES = {
@@ -142,7 +143,7 @@ class ProGrad(ClipPromptTrainer):
 
     def build_clip_model(self, backbone: ClipBackbone, classnames: Sequence[str]) -> nn.Module:
         options = self.method_cfg
-        template = dataset_template(self.cfg.DATASET.NAME, TEACHER_TEMPLATES)
+        template = template_of(self.cfg.DATASET.NAME, TEACHER_TEMPLATES)
         if options.CTX_INIT:
             ctx, prefix = template_context(backbone, options.N_CTX, template)
         else:
