@@ -4,8 +4,9 @@ Three things, each defined once:
 
 * **reading a log**: ``read_metric`` finds the ``* accuracy: X%`` line that belongs to the final
   result (after ``Finish training`` in a training log, after ``=> result`` in a test log);
-* **the method registry** (``METHODS``): for every row of the paper's tables, its script folder under
-  ``scripts/``, its registered trainer and its config names per protocol;
+* **the method registry** (``METHODS``): for every row of the paper's tables (``PAPER_METHODS``) and
+  every modern baseline (``MODERN_BASELINES``), its script folder under ``scripts/``, its
+  registered trainer and its config names per protocol;
 * **the output layout** (``Layout``): the path of every run's ``log.txt`` under an output root, as
   written by ``scripts/common.sh`` and ``scripts/zsclip/zeroshot.sh``. Keep the two in step: the
   tests run the scripts and check that their logs land where ``Layout`` looks.
