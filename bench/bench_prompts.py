@@ -10,7 +10,7 @@ Measured in one run (every case in a fresh subprocess, so memory counters and ca
    truncated (``ClipBackbone.encode_text``: every call cut at its longest end-of-text token,
    prompts in buckets of similar length) vs the full 77 tokens: sequences/s and the max absolute
    difference of the features (fp32).
-2. **train**: one optimisation step (forward, backward, SGD) of GOPro, CoCoOp, CoOp and MaPLe at
+2. **train**: one optimisation step (forward, backward, SGD) of each method of ``METHODS`` at
    batch 4 over C classes, built by ``build_trainer`` from the paper configs, plus the
    *official-style* GOPro reference (``bench/official_gopro.py``): per-image text loops at 77 tokens,
    views made on the training thread. Step time and peak memory.
@@ -85,9 +85,20 @@ METHODS = {
     "CoCoOp": ("CoCoOp", "vit_b16_c4_ep10_batch1_ctxv1", []),
     "CoOp": ("CoOp", "vit_b16_ep50_ctxv1", []),
     "MaPLe": ("MaPLe", "vit_b16_c2_ep5_batch4_2ctx", []),
+    "KgCoOp": ("KgCoOp", "vit_b16_ep100_ctxv1", []),
+    "ProGrad": ("ProGrad", "vit_b16", []),
+    "PromptSRC": ("PromptSRC", "vit_b16_c2_ep20_batch4_4+4ctx", []),
     "GOPro official-style": ("GOPro", official_gopro.CONFIG, official_gopro.OPTS),
 }
 OFFICIAL_STYLE = "GOPro official-style"
+# Trainers whose keys live in another trainer's config node (upstream: KgCoOp and ProGrad read TRAINER.COOP).
+CFG_NODES = {"KgCoOp": "COOP", "ProGrad": "COOP"}
+
+
+def available_methods() -> List[str]:
+    """The methods whose config is in this checkout (PromptSRC's arrives with its trainer)."""
+    return [name for name, (trainer, config, _) in METHODS.items()
+            if osp.isfile(osp.join(REPO, "configs", "trainers", trainer, f"{config}.yaml"))]
 
 
 # --------------------------------------------------------------------------------------------
@@ -257,6 +268,7 @@ def build_bench_trainer(spec: dict):
     from dassl.utils import set_random_seed
 
     trainer_name, config, extra = METHODS[spec["method"]]
+    node = CFG_NODES.get(trainer_name, trainer_name.upper())
     resolution = ARCHS[spec["arch"]]["image_resolution"]
     args = train.build_parser().parse_args([
         "--root", spec["root"], "--seed", "1", "--trainer", trainer_name, "--output-dir", spec["work_dir"],
@@ -265,8 +277,8 @@ def build_bench_trainer(spec: dict):
         "INPUT.SIZE", f"({resolution},{resolution})", "DATALOADER.NUM_WORKERS", "0",
         "DATALOADER.TRAIN_X.BATCH_SIZE", str(BATCH_SIZE), "DATALOADER.TEST.BATCH_SIZE", str(spec["test_batch"]),
         "USE_CUDA", str(spec["device"] == "cuda"), "VERBOSE", "False",
-        f"TRAINER.{trainer_name.upper()}.TEXT_CHUNK", str(spec["text_chunk"]),
-        f"TRAINER.{trainer_name.upper()}.CHECKPOINT_TEXT", str(spec.get("checkpoint_text", False)), *extra,
+        f"TRAINER.{node}.TEXT_CHUNK", str(spec["text_chunk"]),
+        f"TRAINER.{node}.CHECKPOINT_TEXT", str(spec.get("checkpoint_text", False)), *extra,
     ])
     register_bench_dataset()
     cfg = train.setup_cfg(args)
@@ -525,7 +537,7 @@ def parse_args(argv=None):
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     parser.add_argument("--out", default=osp.join(BENCH, "out", "results.json"), help="JSON results file")
     parser.add_argument("--classes", type=int, nargs="+", help="class counts C (default 10 100 1000; quick 10 100)")
-    parser.add_argument("--methods", nargs="+", choices=list(METHODS), default=list(METHODS))
+    parser.add_argument("--methods", nargs="+", choices=list(METHODS), default=available_methods())
     parser.add_argument("--steps", type=int, help="timed train steps per case (default 5; quick 4, official-style 1)")
     parser.add_argument("--test-batch", type=int, help="evaluation batch size (default 100; quick 8)")
     parser.add_argument("--text-chunk", type=int, default=0, help="TEXT_CHUNK of every trainer (0 = all at once)")

@@ -31,6 +31,15 @@ ALL_DATASETS = ("oxford_pets", "imagenet", "caltech101", "stanford_cars", "oxfor
 # The paper configs prompt up to 9 or 12 blocks deep; the tiny CLIP has TINY_LAYERS.
 TINY_PROMPT_DEPTHS = ("TRAINER.MAPLE.PROMPT_DEPTH", "TRAINER.IVLP.PROMPT_DEPTH_TEXT",
                       "TRAINER.IVLP.PROMPT_DEPTH_VISION", "TRAINER.VPT.PROMPT_DEPTH_VISION")
+# PromptSRC's (base-to-new: 9) are set only where its trainer is in this checkout: train.py refuses
+# keys of a config node no trainer defines.
+TINY_PROMPT_DEPTHS_OF = {"promptsrc": ("TRAINER.PROMPTSRC.PROMPT_DEPTH_TEXT", "TRAINER.PROMPTSRC.PROMPT_DEPTH_VISION")}
+
+
+def tiny_prompt_depth_keys() -> List[str]:
+    """The prompt-depth keys to fit to the tiny CLIP: the fixed ones, plus those of optional trainers present."""
+    return [*TINY_PROMPT_DEPTHS, *(key for module, keys in TINY_PROMPT_DEPTHS_OF.items()
+                                   if (REPO / "trainers" / f"{module}.py").is_file() for key in keys)]
 
 
 @dataclass
@@ -47,8 +56,8 @@ class Kit:
 
     def opts(self, workers: int = 0) -> List[str]:
         """train.py ``KEY VALUE`` options that point a paper config at the kit (deep prompts of
-        MaPLe, IVLP and VPT reach through all the tiny CLIP's blocks instead of 9 or 12)."""
-        depths = [x for key in TINY_PROMPT_DEPTHS for x in (key, str(TINY_LAYERS))]
+        MaPLe, IVLP, VPT and PromptSRC reach through all the tiny CLIP's blocks instead of 9 or 12)."""
+        depths = [x for key in tiny_prompt_depth_keys() for x in (key, str(TINY_LAYERS))]
         return ["MODEL.BACKBONE.PATH", str(self.clip_path), "INPUT.SIZE", f"({IMAGE_SIZE},{IMAGE_SIZE})",
                 "DATALOADER.NUM_WORKERS", str(workers), "DATALOADER.TEST.BATCH_SIZE", "50",
                 "TRAIN.PRINT_FREQ", "5", "USE_CUDA", "False", *depths]

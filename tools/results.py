@@ -4,8 +4,9 @@ Three things, each defined once:
 
 * **reading a log**: ``read_metric`` finds the ``* accuracy: X%`` line that belongs to the final
   result (after ``Finish training`` in a training log, after ``=> result`` in a test log);
-* **the method registry** (``METHODS``): for every row of the paper's tables, its script folder under
-  ``scripts/``, its registered trainer and its config names per protocol;
+* **the method registry** (``METHODS``): for every row of the paper's tables (``PAPER_METHODS``) and
+  every modern baseline (``MODERN_BASELINES``), its script folder under ``scripts/``, its
+  registered trainer and its config names per protocol;
 * **the output layout** (``Layout``): the path of every run's ``log.txt`` under an output root, as
   written by ``scripts/common.sh`` and ``scripts/zsclip/zeroshot.sh``. Keep the two in step: the
   tests run the scripts and check that their logs land where ``Layout`` looks.
@@ -133,6 +134,7 @@ class Method:
     b2n_cfg: str
     xd_cfg: str
     b2n_dataset_cfg: Mapping[str, Tuple[str, int]] = field(default_factory=dict, hash=False)
+    paper_row: bool = True  # a row of the GOPro paper's tables (False: a modern baseline, MODERN_BASELINES)
 
     @property
     def zero_shot(self) -> bool:
@@ -164,6 +166,20 @@ METHODS: Dict[str, Method] = {m.key: m for m in (
     Method("stylip", "StyLIP", "StyLIP", "vit_b16", "vit_b16_xd"),
     Method("gopro", "GOPro", "GOPro", "vit_b16", "vit_b16_xd"),
 )}
+
+# Modern baselines (not in the GOPro paper; modern-baselines spec): run with the same scripts,
+# data, seeds and protocol, reported in their own table beside their authors' numbers
+# (tools/report.py, paper/modern_baselines_reported.json). The reproduce commands run them when
+# METHODS names them; their defaults stay the paper's rows (PAPER_METHODS).
+METHODS.update({m.key: m for m in (
+    Method("kgcoop", "KgCoOp", "KgCoOp", "vit_b16_ep100_ctxv1", "vit_b16_ep100_ctxv1", paper_row=False),
+    Method("prograd", "ProGrad", "ProGrad", "vit_b16", "vit_b16_ep50",
+           b2n_dataset_cfg={"imagenet": ("vit_b16_ep50", 50)}, paper_row=False),
+    Method("promptsrc", "PromptSRC", "PromptSRC", "vit_b16_c2_ep20_batch4_4+4ctx",
+           "vit_b16_c2_ep20_batch4_4+4ctx_cross_datasets", paper_row=False),
+)})
+PAPER_METHODS = tuple(key for key, m in METHODS.items() if m.paper_row)
+MODERN_BASELINES = tuple(key for key, m in METHODS.items() if not m.paper_row)
 
 
 def get_method(name: str) -> Method:

@@ -8,12 +8,12 @@ import torch.nn as nn
 from dassl.engine import TRAINER_REGISTRY
 
 from .clip_backbone import ClipBackbone
-from .prompting import (ClipPromptTrainer, PromptLearner, StaticPromptCLIP, add_prompt_keys, encode_class_prompts,
+from .prompting import (ClipPromptTrainer, PromptLearner, StaticPromptCLIP, add_coop_keys, encode_class_prompts,
                         init_context)
 
 
 def extend_cfg(cfg) -> None:
-    add_prompt_keys(cfg, "COOP", CSC=False, CLASS_TOKEN_POSITION="end")
+    add_coop_keys(cfg)
 
 
 class CoOpCLIP(StaticPromptCLIP):

@@ -60,6 +60,13 @@ def add_prompt_keys(cfg, node_name: str, **defaults) -> CN:
     return node
 
 
+def add_coop_keys(cfg, **extra) -> CN:
+    """``cfg.TRAINER.COOP``: CoOp's node, which upstream KgCoOp and ProGrad read as well (KgCoOp adds
+    ``W``). Every call keeps the keys earlier calls added, so the methods' hooks run in any order."""
+    kept = dict(cfg.TRAINER.get("COOP", {}))
+    return add_prompt_keys(cfg, "COOP", **{"CSC": False, "CLASS_TOKEN_POSITION": "end", **kept, **extra})
+
+
 def check_choices(node: CN, node_name: str, choices: Dict[str, Sequence]) -> None:
     """Raise a ValueError naming ``TRAINER.<node_name>.<KEY>`` for the first value outside its choices."""
     for key, allowed in choices.items():

@@ -1,0 +1,138 @@
+"""The modern baselines (KgCoOp, ProGrad, PromptSRC) in the registry, scripts, reproduce commands, the
+tiny kit and the report's "modern baselines" table beside their reported numbers."""
+from __future__ import annotations
+
+import csv
+import json
+import sys
+
+import pytest
+from yacs.config import CfgNode
+
+import jobs
+import kit as kit_module
+from conftest import REPO, accuracies, run_script
+from results import B2N_DATASETS, METHODS, MODERN_BASELINES, PAPER_METHODS, harmonic_mean
+from test_baselines import script_setting
+from test_report import b2n_logs, layout, make_report, row_of  # noqa: F401 (layout: fixture)
+
+REPORTED = json.loads((REPO / "paper" / "modern_baselines_reported.json").read_text())["base2new_average"]["rows"]
+MODERN_TITLE = "Modern baselines: base-to-new, ours beside each method's reported numbers"
+# PromptSRC's config names (modern-baselines spec §2.5); its trainer and configs come with PromptSRC.
+PROMPTSRC_CONFIGS = ("vit_b16_c2_ep20_batch4_4+4ctx", "vit_b16_c2_ep20_batch4_4+4ctx_cross_datasets")
+
+
+def run_base2new_scripts(kit, output, folder: str, trainer: str, cfg: str):
+    """``scripts/<folder>/base2new_{train,test}.sh oxford_pets 1`` on the kit for one epoch: the two
+    logs, each checked to hold one final result (the new-class one over the kit's 2 new classes)."""
+    env = {"DATA": str(kit.data), "OUTPUT": str(output), "EPOCHS": "1", "EXTRA_OPTS": " ".join(kit.opts())}
+    run_script(f"{folder}/base2new_train.sh", "oxford_pets", "1", env=env)
+    run_script(f"{folder}/base2new_test.sh", "oxford_pets", "1", env=env)
+    run = f"oxford_pets/shots_16/{trainer}/{cfg}/seed1"
+    base = (output / "base2new/train_base" / run / "log.txt").read_text()
+    new = (output / "base2new/test_new" / run / "log.txt").read_text()
+    assert len(accuracies(base)) == 1 and len(accuracies(new)) == 1 and "# classes  2" in new
+    assert (output / "base2new/train_base" / run / "prompt_learner/model.pth.tar-1").is_file()
+    return base, new
+
+
+# ---- registry, scripts, reproduce commands --------------------------------------------------------
+def test_registry_lists_the_modern_baselines_after_the_paper_rows():
+    assert MODERN_BASELINES == ("kgcoop", "prograd", "promptsrc")
+    assert PAPER_METHODS == ("zsclip", "slip", "coop", "cocoop", "maple", "stylip", "gopro")
+    assert [METHODS[k].trainer for k in MODERN_BASELINES] == ["KgCoOp", "ProGrad", "PromptSRC"]
+    assert (METHODS["promptsrc"].b2n_cfg, METHODS["promptsrc"].xd_cfg) == PROMPTSRC_CONFIGS
+    assert METHODS["prograd"].cfg("b2n", "imagenet") == "vit_b16_ep50" and METHODS["prograd"].epochs("b2n", "imagenet") == 50
+
+
+@pytest.mark.parametrize("key", MODERN_BASELINES)
+def test_scripts_match_the_registry_and_load_the_last_epoch(key):
+    method = METHODS[key]
+    for name, cfg in (("base2new_train", method.b2n_cfg), ("base2new_test", method.b2n_cfg),
+                      ("xd_train", method.xd_cfg), ("xd_test", method.xd_cfg)):
+        setting = script_setting(REPO / "scripts" / key / f"{name}.sh")
+        assert (setting["TRAINER"], setting["CFG"]) == (method.trainer, cfg)
+        config = REPO / "configs" / "trainers" / method.trainer / f"{cfg}.yaml"
+        if key == "promptsrc" and not config.is_file():
+            continue  # arrives with the PromptSRC trainer
+        with open(config) as f:
+            assert CfgNode.load_cfg(f).OPTIM.MAX_EPOCH == setting["LOADEP"], (name, config)
+
+
+def test_reproduce_defaults_stay_the_paper_rows_and_methods_adds_the_modern_ones(tmp_path):
+    for table in ("table1", "xd", "table2"):
+        assert jobs.TABLES[table].methods == PAPER_METHODS
+    env = {"METHODS": "kgcoop prograd promptsrc", "DATASETS": "imagenet", "SEEDS": "1", "OUTPUT": str(tmp_path)}
+    args = jobs.build_parser().parse_args(["table1"])
+    plan = jobs.TABLES["table1"].build(jobs.build_selection("table1", args, env))
+    assert {job.script for job in plan.jobs} == {f"scripts/{k}/base2new_{p}.sh" for k in MODERN_BASELINES
+                                                  for p in ("train", "test")}
+    assert dict(plan.jobs[2].env) == {"CFG": "vit_b16_ep50", "EPOCHS": "50"}  # ProGrad on ImageNet
+
+
+def test_kit_fits_promptsrc_depths_only_where_its_trainer_is(monkeypatch, tmp_path):
+    keys = kit_module.tiny_prompt_depth_keys()
+    has_promptsrc = (REPO / "trainers" / "promptsrc.py").is_file()
+    assert ("TRAINER.PROMPTSRC.PROMPT_DEPTH_TEXT" in keys) == has_promptsrc
+    fake_repo = tmp_path / "repo"
+    (fake_repo / "trainers").mkdir(parents=True)
+    (fake_repo / "trainers" / "promptsrc.py").write_text("")
+    monkeypatch.setattr(kit_module, "REPO", fake_repo)
+    assert kit_module.tiny_prompt_depth_keys()[-2:] == ["TRAINER.PROMPTSRC.PROMPT_DEPTH_TEXT",
+                                                        "TRAINER.PROMPTSRC.PROMPT_DEPTH_VISION"]
+
+
+# ---- the report ---------------------------------------------------------------------------------
+def test_reported_numbers_are_self_consistent():
+    for label, row in REPORTED.items():
+        base, new, hm = row["values"]
+        assert abs(harmonic_mean(base, new) - hm) < 0.011, label
+    assert REPORTED["KgCoOp"]["values"] == [80.73, 73.6, 77.0]
+    assert REPORTED["PromptSRC"]["values"] == [84.26, 76.1, 79.97]
+
+
+def test_modern_table_puts_reported_numbers_beside_ours_and_table1_keeps_the_paper_rows(layout, tmp_path):  # noqa: F811
+    for dataset in B2N_DATASETS:
+        b2n_logs(layout, METHODS["kgcoop"], dataset, 1, 80.0, 70.0)
+        b2n_logs(layout, METHODS["gopro"], dataset, 1, 84.0, 77.0)
+    b2n_logs(layout, METHODS["prograd"], "dtd", 1, 75.0, 55.0)
+    text = make_report(layout.root, "--seeds", "1", "--tables", "table1", "modern", "--csv", str(tmp_path / "csv"))
+    table1, modern = text.split(f"## {MODERN_TITLE}")
+    assert "KgCoOp" not in table1 and "Base (reported)" in modern
+    assert modern.index("| KgCoOp") < modern.index("| ProGrad") < modern.index("| GOPro")  # baselines, then GOPro
+    average = "Average over 11 datasets"
+    text = modern
+    kgcoop = row_of(text, average, "KgCoOp")
+    assert kgcoop[1:4] == ["80.00", "80.73", "-0.73"] and kgcoop[4:7] == ["70.00", "73.60", "-3.60"]
+    assert kgcoop[7] == f"{harmonic_mean(80, 70):.2f}" and kgcoop[8] == "77.00"
+    assert row_of(text, average, "PromptSRC")[1:3] == ["n/a (0/11 datasets)", "84.26"]
+    assert row_of(text, average, "GOPro")[2] == "84.21"
+    dtd = row_of(text, "DTD", "ProGrad")
+    assert dtd[1:4] == ["75.00", "–", "–"]  # no per-dataset numbers are reported
+    assert row_of(text, "DTD", "GOPro")[2] == "82.41"  # GOPro's paper
+    rows = list(csv.DictReader((tmp_path / "csv" / "modern_baselines_base2new.csv").open()))
+    record = next(r for r in rows if (r["row"], r["column"], r["metric"]) == ("KgCoOp", "average", "base"))
+    assert float(record["paper"]) == 80.73 and float(record["ours"]) == 80.0
+
+
+def test_no_modern_table_without_a_modern_baseline(layout):  # noqa: F811
+    b2n_logs(layout, METHODS["gopro"], "dtd", 1, 80.0, 60.0)
+    text = make_report(layout.root, "--methods", "gopro", "--seeds", "1", "--tables", "table1", "modern")
+    assert MODERN_TITLE not in text and "Table 1" in text
+
+
+@pytest.mark.slow
+def test_table1_reproduce_with_modern_methods_on_the_kit_fills_the_modern_table(kit, tmp_path):
+    output = tmp_path / "output"
+    env = {"DATA": str(kit.data), "OUTPUT": str(output), "EXTRA_OPTS": " ".join(kit.opts()), "EPOCHS": "1",
+           "METHODS": "kgcoop prograd", "DATASETS": "oxford_pets", "SEEDS": "1", "PYTHON": sys.executable}
+    proc = run_script("reproduce/table1.sh", "--gpus", "", env=env, timeout=1800)
+    assert "0 failed" in proc.stdout, proc.stdout
+    text = make_report(output, "--tables", "modern", "--methods", "kgcoop", "prograd", "--seeds", "1",
+                       "--datasets", "oxford_pets")
+    assert text.index("| KgCoOp ") < text.index("| ProGrad ")
+    for label, reported in (("KgCoOp", "80.73"), ("ProGrad", "82.48")):
+        row = row_of(text, "Average over the 1 listed datasets", label)
+        assert row[2] == reported and row[3] == "–"  # one dataset: no Δ against the 11-dataset average
+        pets = row_of(text, "OxfordPets", label)
+        assert 0 <= float(pets[1]) <= 100 and 0 <= float(pets[4]) <= 100
