@@ -373,9 +373,9 @@ def test_emit_slurm_puts_joins_in_stage_one(fake, tmp_path):
 # --------------------------------------------------------------------------------------------
 # scripts/gopro/ablation.sh and nctx.sh
 # --------------------------------------------------------------------------------------------
-def script_calls(fake, script: str, *args: str):
+def script_calls(fake, script: str, *args: str, env: dict = None):
     proc = subprocess.run(["bash", str(REPO / "scripts" / "gopro" / script), *args], cwd=REPO, capture_output=True,
-                          text=True, env={**os.environ, **fake.env})
+                          text=True, env={**os.environ, **fake.env, **(env or {})})
     return proc, fake.records()
 
 
@@ -429,3 +429,15 @@ def test_tsne_script_passes_methods_and_the_common_options(fake):
     assert argv[argv.index("--dataset") + 1] == "eurosat" and argv[argv.index("--seed") + 1] == "3"
     assert argv[argv.index("--") + 1:] == ["OPTIM.MAX_EPOCH", "2", "INPUT.SIZE", "(32,32)"]
     assert argv[argv.index("--out") + 1] == str(fake.output / "figures" / "tsne_eurosat_seed3.png")
+
+
+def test_extra_opts_keep_quoted_values_and_bad_quoting_is_refused(fake):
+    quoted = "TRAINER.GOPRO.CTX_INIT 'a photo of a' INPUT.SIZE (32,32) TRAINER.GOPRO.PREC \"fp32\""
+    proc, calls = script_calls(fake, "base2new_train.sh", "dtd", "1", env={"EXTRA_OPTS": quoted, "EPOCHS": "2"})
+    assert proc.returncode == 0, proc.stderr
+    assert trailing_opts(calls[0]["argv"]) == {"OPTIM.MAX_EPOCH": "2", "TRAINER.GOPRO.CTX_INIT": "a photo of a",
+                                               "INPUT.SIZE": "(32,32)", "TRAINER.GOPRO.PREC": "fp32"}
+    for extra, message in (("TRAINER.GOPRO.CTX_INIT 'a photo", "unmatched quote"),
+                           ("TRAINER.GOPRO.CTX_INIT a photo", "must be KEY VALUE pairs, got 3 words")):
+        proc, after = script_calls(fake, "base2new_train.sh", "dtd", "1", env={"EXTRA_OPTS": extra})
+        assert proc.returncode == 2 and message in proc.stderr and len(after) == 1  # train.py never ran

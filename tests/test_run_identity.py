@@ -162,6 +162,13 @@ def script(name: str, *argv: str, env: dict) -> subprocess.CompletedProcess:
                           env={**os.environ, "PYTHON": sys.executable, **env}, timeout=900)
 
 
+def test_quoted_extra_opts_reach_the_config_whole(kit, tmp_path):
+    env = {**os.environ, "OUTPUT": str(tmp_path), "DATA": str(kit.data),
+           "EXTRA_OPTS": " ".join(kit.opts()) + " TRAINER.GOPRO.CTX_INIT 'a blurry photo of a'"}
+    train_run, = run_identity.script_runs(["bash", "scripts/gopro/base2new_train.sh", "dtd", "1"], env)
+    assert run_identity.asked_settings(train_run.argv)["TRAINER.GOPRO.CTX_INIT"] == "a blurry photo of a"
+
+
 @pytest.mark.slow
 def test_scripts_stop_at_a_stale_folder_unless_rerun_stale_moves_it_aside(kit, tmp_path):
     env = {"DATA": str(kit.data), "OUTPUT": str(tmp_path), "EXTRA_OPTS": " ".join(kit.opts()), "EPOCHS": "1"}
