@@ -155,6 +155,41 @@ def test_the_runner_skips_only_runs_made_with_the_settings_asked(kit, tmp_path, 
 
 
 # --------------------------------------------------------------------------------------------
+# The report
+# --------------------------------------------------------------------------------------------
+def footnote(text: str, cell: str) -> str:
+    """The settings listed by the footnote a report cell ends with (``... [2]``)."""
+    mark = cell.rsplit(" ", 1)[1]
+    return next(line.split(" ", 2)[2] for line in text.splitlines() if line.startswith(f"* {mark} "))
+
+
+def test_the_report_marks_numbers_from_other_settings_and_never_averages_mixed_seeds(tmp_path):
+    import report
+    from results import METHODS, Layout
+    from test_report import row_of
+
+    overrides = ("EPOCHS", "EXTRA_OPTS", "BACKBONE", "SHOTS", "CFG", "METHODS", "DATASETS", "SEEDS")
+    paper = jobs.script_environment({**{k: v for k, v in os.environ.items() if k not in overrides},
+                                     "OUTPUT": str(tmp_path), "PYTHON": sys.executable})
+    flags = jobs.build_parser().parse_args(["table1", "--methods", "coop", "gopro", "--datasets", "dtd",
+                                            "--seeds", "1", "2"])
+    plan = jobs.table1(jobs.build_selection("table1", flags, paper))
+    for job in plan.jobs:  # CoOp: both seeds with 2 epochs; GOPro: seed 1 with 2 epochs, seed 2 as the paper
+        record_runs(job, {**paper, "EPOCHS": "2"} if "coop" in job.id or "seed1" in job.id else paper)
+    request = report.Request(Layout(tmp_path), report.Paper.load(), (METHODS["coop"], METHODS["gopro"]), (1, 2),
+                             ("dtd",))
+    text = report.to_markdown([report.table1(request)], "")
+    coop, gopro = row_of(text, "DTD", "CoOp"), row_of(text, "DTD", "GOPro")
+    assert coop[1].startswith("50.00 ± 0.00 [") and footnote(text, coop[1]) == "OPTIM.MAX_EPOCH=2"
+    assert footnote(text, coop[4]) == "--load-epoch=2, OPTIM.MAX_EPOCH=2"  # the evaluation loads epoch 2, not 50
+    assert gopro[1] == "n/a (seeds differ: OPTIM.MAX_EPOCH)" and gopro[7] == "n/a (seeds differ)"
+    average = row_of(text, "Average over the 1 listed datasets", "GOPro")
+    assert average[1] == "n/a (0/1 datasets)"  # not averaged either
+    records = {(r["row"], r["metric"]): r for r in report.table1(request).records if r["column"] == "dtd"}
+    assert records[("CoOp", "base")]["settings"] == "OPTIM.MAX_EPOCH=2"
+
+
+# --------------------------------------------------------------------------------------------
 # The scripts
 # --------------------------------------------------------------------------------------------
 def script(name: str, *argv: str, env: dict) -> subprocess.CompletedProcess:
