@@ -66,7 +66,6 @@ IGNORED_KEYS = frozenset({
 IGNORED_TRAINER_KEYS = frozenset({"TRUNCATE_TEXT", "TEXT_CHUNK", "CHECKPOINT_TEXT"})
 # Run arguments that change results (they are not config keys).
 EVAL_ONLY, LOAD_EPOCH, MODEL_DIGEST = "--eval-only", "--load-epoch", "--model-dir digest"
-RUN_ARGUMENTS = (EVAL_ONLY, LOAD_EPOCH, MODEL_DIGEST)
 
 # Exit status of ``train.py --check-finished``.
 EXIT_DONE, EXIT_TODO, EXIT_STALE = 0, 1, 3
@@ -96,12 +95,9 @@ def trainer_node(name: str, nodes: Sequence[str]) -> Optional[str]:
     """The ``TRAINER.<NODE>`` trainer ``name`` reads (its class's ``CFG_NODE``, else its upper-cased
     name), or None when neither is among ``nodes`` (then every node is kept)."""
     declared = ""
-    try:
-        from dassl.engine import TRAINER_REGISTRY
-
-        declared = getattr(TRAINER_REGISTRY.get(name), "CFG_NODE", "") or ""
-    except (ImportError, KeyError):
-        pass
+    engine = sys.modules.get("dassl.engine")  # loaded with the trainers; not worth importing torch for
+    if engine is not None and name in engine.TRAINER_REGISTRY:
+        declared = getattr(engine.TRAINER_REGISTRY.get(name), "CFG_NODE", "") or ""
     return next((c for c in (declared, str(name).upper()) if c in nodes), None)
 
 
@@ -298,13 +294,19 @@ def _write_atomic(path: Path, text: str) -> None:
     os.replace(temporary, path)
 
 
+def output_folder(output_dir: str) -> Path:
+    """The run's folder: an OUTPUT_DIR ending in .txt / .log names the log file itself (upstream quirk)."""
+    path = Path(output_dir)
+    return path.parent if path.suffix in (".txt", ".log") else path
+
+
 def record(cfg, args, main_process: bool = True) -> None:
     """Write config.yaml and run.json into OUTPUT_DIR (called by train.py once the config is final).
 
     Training into a folder that holds a run with other settings would mix the two (it resumes
     from that run's checkpoints): that stops here with the differences and the fix.
     """
-    folder = Path(cfg.OUTPUT_DIR)
+    folder = output_folder(cfg.OUTPUT_DIR)
     settings = settings_of_args(cfg, args)
     stored = stored_settings(folder)
     diffs = differences(stored.settings, settings) if stored else []
@@ -323,7 +325,7 @@ def record(cfg, args, main_process: bool = True) -> None:
 
 def check_folder(cfg, args) -> int:
     """``train.py --check-finished``: print the folder's state; exit 0 done, 1 to run, 3 stale."""
-    state = folder_state(Path(cfg.OUTPUT_DIR), end_signals(args.eval_only), lambda: settings_of_args(cfg, args))
+    state = folder_state(output_folder(cfg.OUTPUT_DIR), end_signals(args.eval_only), lambda: settings_of_args(cfg, args))
     print(f"[{state.label}] {cfg.OUTPUT_DIR}")
     if state.stale:
         return EXIT_STALE
