@@ -75,6 +75,7 @@ class Job:
     deps: Tuple[str, ...] = ()
     run: Optional[Run] = None
     product: Optional[Path] = None
+    also: Tuple[Run, ...] = ()           # other runs the script makes (a sweep trains, then evaluates ``run``)
 
     @property
     def checkable(self) -> bool:
@@ -224,7 +225,8 @@ def gopro_sweep(name: str, script_name: str, settings: Sequence[str], layout_of,
             for seed in sel.seeds:
                 plan.add(Job(f"gopro/{script_name}/{setting}/{dataset}/seed{seed}", script(gopro, script_name),
                              (setting, dataset, str(seed)), method_env(sel, gopro, "b2n", dataset),
-                             run=layout.b2n_run(gopro, "new", dataset, seed)))
+                             run=layout.b2n_run(gopro, "new", dataset, seed),
+                             also=(layout.b2n_run(gopro, "base", dataset, seed),)))
     return plan
 
 
@@ -297,10 +299,11 @@ def combined_state(job: Job, folders: Sequence[Tuple[Path, FolderState]]) -> Fol
 def job_states(jobs: Sequence[Job], env: Mapping[str, str], workers: int = 4) -> States:
     """Each job's state against the settings asked now (see the module docstring).
 
-    The scripts list their train.py runs (bash, in parallel); train.py's config is then built in
-    this process, once per folder that records settings (the first one imports every trainer).
+    Jobs with a folder on disk have their script list its train.py runs (bash, in parallel);
+    train.py's config is then built in this process, once per folder that records settings (the
+    first one imports every trainer).
     """
-    checked = [j for j in jobs if j.run is not None and Path(env["OUTPUT"]).is_dir()]
+    checked = [j for j in jobs if j.run is not None and any(r.log.parent.is_dir() for r in (j.run, *j.also))]
     with ThreadPoolExecutor(workers) as pool:
         listed = list(pool.map(lambda j: script_runs(j.command(), {**env, **dict(j.env)}), checked))
     states: States = {j.id: FolderState(j.done(), known=j.run is None) for j in jobs}
