@@ -68,7 +68,7 @@ check_dataset() {  # check_dataset NAME: stop unless configs/datasets/NAME.yaml 
     fi
 }
 
-finished() {  # finished DIR SIGNAL: log.txt holds an accuracy line after the line matching SIGNAL
+finished() {  # finished DIR SIGNAL: log.txt holds an accuracy line after the line matching SIGNAL (settings unchecked)
     [ -f "$1/log.txt" ] && awk -v s="$2" '$0 ~ s {on = 1} on && /^\* accuracy:/ {ok = 1} END {exit !ok}' "$1/log.txt"
 }
 
@@ -96,8 +96,6 @@ check_folder() {  # check_folder DIR TRAIN_PY_ARGS...: 0 = DIR holds this run, f
 
 run_train_py() {  # run_train_py OUTDIR [train.py args...]: run train.py unless OUTDIR holds this run, finished
     local dir=$1; shift
-    local signal="^Finish training"
-    [[ " $* " == *" --eval-only "* ]] && signal="^=> result"
     local backbone=()
     [ -n "${BACKBONE:-}" ] && backbone=(--backbone "$BACKBONE")
     local args=("${backbone[@]}" --output-dir "$dir" "$@" "${COMMON_OPTS[@]}")
@@ -105,8 +103,8 @@ run_train_py() {  # run_train_py OUTDIR [train.py args...]: run train.py unless 
         printf '%s\0' "${#args[@]}" "${args[@]}"
         return 0
     fi
-    # Only a folder with a recorded run or a final result needs the (seconds-long) settings check.
-    if { [ -f "$dir/run.json" ] || finished "$dir" "$signal"; } && check_folder "$dir" "${args[@]}"; then
+    # Only a folder with a run in it (recorded, or the log of an older one) needs the (seconds-long) check.
+    if { [ -f "$dir/run.json" ] || [ -f "$dir/log.txt" ]; } && check_folder "$dir" "${args[@]}"; then
         return 0
     fi
     (cd "$REPO" && "$PYTHON" train.py "${args[@]}")

@@ -624,6 +624,14 @@ def print_plan(plan: Plan, states: States) -> None:
         print(f"[{status}] {job.id}{after}\n    {job.shell({})}")
 
 
+def refuse_stale(stale: Sequence[Job], states: States) -> None:
+    for job in stale:
+        print(f"[{states[job.id].label}] {job.id}", file=sys.stderr)
+    print(f"Stop: {len(stale)} job(s) hold runs made with other settings than asked (above); nothing ran. "
+          "Pass --rerun-stale to move those folders aside and run them again, or choose another OUTPUT.",
+          file=sys.stderr)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
@@ -670,14 +678,10 @@ def main(argv: Optional[List[str]] = None) -> int:
         return 0
     stale = [job for job in plan.jobs if states[job.id].stale]
     if stale and not args.rerun_stale:
-        for job in stale:
-            print(f"[{states[job.id].label}] {job.id}", file=sys.stderr)
-        print(f"Stop: {len(stale)} job(s) hold runs made with other settings than asked (above); nothing ran. "
-              "Pass --rerun-stale to move those folders aside and run them again, or choose another OUTPUT.",
-              file=sys.stderr)
+        refuse_stale(stale, states)
         return 3
     if stale:
-        env["RERUN_STALE"] = "1"
+        env["RERUN_STALE"] = "1"  # the scripts move the stale folders aside, then run
     unknown = sum(1 for job in plan.jobs if states[job.id].done and not states[job.id].known)
     if unknown:
         print(f"Note: {unknown} finished run(s) record no settings (they predate run.json) and count as finished.")
