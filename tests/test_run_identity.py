@@ -11,12 +11,11 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
 from conftest import REPO, build_cfg
-from test_bad_input import COOP_CFG, DATASET_CFG, ONE_EPOCH, args, train_main  # noqa: F401 (fixture)
+from test_bad_input import COOP_CFG, ONE_EPOCH, args, train_main  # noqa: F401 (train_main: a fixture)
 
 import jobs
 import run_identity
@@ -73,7 +72,8 @@ def test_the_config_printed_into_a_log_gives_the_same_settings(kit, tmp_path, ca
     log.write_text(capsys.readouterr().out)
     from_log = run_identity.settings_from_log(log)
     assert from_log == run_identity.settings_of_args(cfg, parsed)
-    assert from_log[EVAL_ONLY] is True and from_log[LOAD_EPOCH] == 3 and from_log["TRAINER.COOP.CTX_INIT"] == "a photo of a"
+    assert from_log[EVAL_ONLY] is True and from_log[LOAD_EPOCH] == 3
+    assert from_log["TRAINER.COOP.CTX_INIT"] == "a photo of a"
 
 
 # --------------------------------------------------------------------------------------------

@@ -220,8 +220,8 @@ class Cell:
     @classmethod
     def of(cls, stats: SeedStats, paper: Optional[float] = None, source: Provenance = Provenance()) -> "Cell":
         if source.mixed:  # never average seeds made with different settings
-            return cls(None, paper, None, stats.n, stats.expected, note=f"seeds differ: {', '.join(sorted(source.mixed))}",
-                       source=source)
+            differing = ", ".join(sorted(source.mixed))
+            return cls(None, paper, None, stats.n, stats.expected, note=f"seeds differ: {differing}", source=source)
         return cls(stats.mean, paper, stats.std, stats.n, stats.expected, source=source)
 
     @property

@@ -325,7 +325,8 @@ def record(cfg, args, main_process: bool = True) -> None:
 
 def check_folder(cfg, args) -> int:
     """``train.py --check-finished``: print the folder's state; exit 0 done, 1 to run, 3 stale."""
-    state = folder_state(output_folder(cfg.OUTPUT_DIR), end_signals(args.eval_only), lambda: settings_of_args(cfg, args))
+    folder = output_folder(cfg.OUTPUT_DIR)
+    state = folder_state(folder, end_signals(args.eval_only), lambda: settings_of_args(cfg, args))
     print(f"[{state.label}] {cfg.OUTPUT_DIR}")
     if state.stale:
         return EXIT_STALE
