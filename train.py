@@ -174,9 +174,19 @@ def print_banner(title: str) -> None:
     print(f"{line}\n** {title} **\n{line}")
 
 
+def run_identity() -> ModuleType:
+    """tools/run_identity.py: the settings a run records (config.yaml, run.json) and checks."""
+    tools = os.path.join(os.path.dirname(os.path.abspath(__file__)), "tools")
+    if tools not in sys.path:
+        sys.path.append(tools)  # appended: tools/ must not shadow installed packages
+    return importlib.import_module("run_identity")
+
+
 def main(args) -> None:
     from dassl.utils.distributed import init_distributed_from_env, shutdown_distributed
 
+    if args.check_finished:
+        sys.exit(run_identity().check_folder(setup_cfg(args), args))
     init_distributed_from_env()
     run(args)
     shutdown_distributed()
@@ -188,6 +198,9 @@ def run(args) -> None:
         print(f"Setting fixed seed: {cfg.SEED}")
         set_random_seed(cfg.SEED)
     prepare_output_dir(cfg.OUTPUT_DIR)
+    from dassl.utils.distributed import is_main_process
+
+    run_identity().record(cfg, args, main_process=is_main_process())
     rotate_previous_log(cfg.OUTPUT_DIR)
     setup_logger(cfg.OUTPUT_DIR)
     if torch.cuda.is_available() and cfg.USE_CUDA:
@@ -228,6 +241,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--model-dir", type=str, default="", help="load model from this directory for eval-only mode")
     parser.add_argument("--load-epoch", type=int, help="load model weights at this epoch for evaluation")
     parser.add_argument("--no-train", action="store_true", help="do not call trainer.train()")
+    parser.add_argument("--check-finished", action="store_true",
+                        help="run nothing: say whether --output-dir holds this run, finished with these settings "
+                             "(exit 0), still to run (1) or made with other settings (3); see tools/run_identity.py")
     parser.add_argument("opts", default=None, nargs=argparse.REMAINDER, help="modify config options using the command-line")
     return parser
 

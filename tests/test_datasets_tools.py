@@ -326,6 +326,20 @@ def test_check_notes_ignored_pickles(tmp_path):
     assert report.ok and any("shot_16-seed_1.pkl is ignored" in note for note in report.notes)
 
 
+def test_check_decodes_every_image_and_lists_the_unreadable_ones(tmp_path, capsys):
+    dataset_dir = fixture(tmp_path, "oxford_pets")
+    images = sorted((dataset_dir / "images").rglob("*.jpg"))
+    truncated, not_an_image = images[0], images[-1]
+    truncated.write_bytes(truncated.read_bytes()[:-40])  # a download cut short: the header still reads
+    not_an_image.write_bytes(b"<html>403 Forbidden</html>")
+    assert check_datasets.main([str(tmp_path), "oxford_pets", "--workers", "2"]) == 1
+    out = capsys.readouterr().out
+    assert f"2 of {len(images)} images cannot be decoded" in out and "download or extract them again" in out
+    assert f"unreadable: {truncated} (OSError: image file is truncated" in out
+    assert f"unreadable: {not_an_image} (UnidentifiedImageError" in out
+    assert check_datasets.main([str(tmp_path), "oxford_pets", "--fast"]) == 0  # layout and splits only
+
+
 def test_check_main_exit_codes(tmp_path, capsys):
     fixture(tmp_path, "oxford_pets")
     assert check_datasets.main([str(tmp_path), "OxfordPets"]) == 0

@@ -185,7 +185,7 @@ def single_process_trainer(kit, out: Path, name: str, *opts: str, flags=()):
 def assert_written_by_rank_zero_only(out: Path, model_name: str, epochs: int, proc) -> str:
     """Exactly one run's files: one log, one tensorboard event file, the checkpoints; one result."""
     log = (out / "log.txt").read_text()
-    assert sorted(p.name for p in out.iterdir()) == sorted(["log.txt", "tensorboard", model_name])
+    assert sorted(p.name for p in out.iterdir()) == sorted(["log.txt", "tensorboard", model_name, "config.yaml", "run.json"])
     assert len(list((out / "tensorboard").iterdir())) == 1
     assert sorted(p.name for p in (out / model_name).iterdir()) == ["checkpoint", f"model.pth.tar-{epochs}"]
     assert log.count("=> result") == 1 and proc.stdout.count("=> result") == 1  # rank 1 is muted
@@ -241,7 +241,7 @@ def test_torchrun_zero_shot_on_three_ranks_counts_every_test_image_once(kit, tmp
     log = (out / "log.txt").read_text()
     assert f"* total: {TEST_SIZE}\n" in log and accuracies(log) == [float(f"{want:.1f}")]
     assert proc.stdout.count("=> result") == 1
-    assert sorted(p.name for p in out.iterdir()) == ["log.txt"]
+    assert sorted(p.name for p in out.iterdir()) == ["config.yaml", "log.txt", "run.json"]
 
 
 def test_a_training_batch_that_ranks_cannot_split_fails_only_when_training(kit, tmp_path, monkeypatch):

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -25,8 +27,36 @@ FAKE_PYTHON = f"""#!{sys.executable}
 # Stands in for `python train.py ...` / `python tools/tsne.py ...` in the scripts.
 import json, os, sys, time
 args = sys.argv[1:]
-record = {{"argv": args, "cuda": os.environ.get("CUDA_VISIBLE_DEVICES"), "start": time.time()}}
+if args[:2] == ["train.py", "--check-finished"]:  # no run.json here: finished = the log has its result
+    log = os.path.join(args[args.index("--output-dir") + 1], "log.txt")
+    sys.exit(0 if os.path.isfile(log) and "* accuracy" in open(log).read() else 1)
+record = {{"argv": args, "cuda": os.environ.get("CUDA_VISIBLE_DEVICES"), "start": time.time(), "pid": os.getpid(),
+           "parent": os.getppid()}}
+if os.environ.get("FAKE_PIDS"):  # where a test learns the process tree of a running job
+    with open(os.environ["FAKE_PIDS"], "a") as f:
+        f.write(json.dumps(record) + "\\n")
 time.sleep(float(os.environ.get("FAKE_SLEEP", "0")))
+
+def rendezvous(folder, count):
+    # The first `count` calls wait for each other (each leaves a marker): they only meet when they
+    # run side by side. Later calls pass. A long timeout, so a slow machine cannot fail the test.
+    os.makedirs(folder, exist_ok=True)
+    for index in range(1000):
+        try:
+            os.close(os.open(os.path.join(folder, f"arrival-{{index}}"), os.O_CREAT | os.O_EXCL))
+            break
+        except FileExistsError:
+            continue
+    if index >= count:
+        return True
+    deadline = time.time() + 120
+    while len(os.listdir(folder)) < count and time.time() < deadline:
+        time.sleep(0.05)
+    return len(os.listdir(folder)) >= count
+
+if os.environ.get("FAKE_RENDEZVOUS"):
+    folder, count = os.environ["FAKE_RENDEZVOUS"].rsplit(":", 1)
+    record["met"] = rendezvous(folder, int(count))
 
 def save(**extra):
     with open(os.environ["FAKE_RECORD"], "a") as f:
@@ -200,19 +230,63 @@ def test_local_run_uses_one_job_per_gpu_orders_tests_after_training_and_skips_fi
     assert "10 finished run(s) skipped" in again.stdout and len(fake.records()) == 10
 
 
-def test_cpu_workers_hide_gpus_and_failures_block_dependents(fake):
-    env = {**fake.env, "METHODS": "gopro", "DATASETS": "oxford_pets dtd", "SEEDS": "1", "FAKE_SLEEP": "0.2",
-           "FAKE_FAIL": "train_base/dtd"}
+def test_cpu_workers_hide_gpus_and_failures_block_dependents(fake, tmp_path):
+    # The first two calls (the two training runs) wait for each other: they only meet side by side.
+    env = {**fake.env, "METHODS": "gopro", "DATASETS": "oxford_pets dtd", "SEEDS": "1",
+           "FAKE_RENDEZVOUS": f"{tmp_path / 'rendezvous'}:2", "FAKE_FAIL": "train_base/dtd"}
     proc = run_jobs("table1", "--gpus", "", "--jobs", "2", env=env, check=False)
     assert proc.returncode == 1
     assert "[FAILED rc=3" in proc.stdout and "[blocked] gopro/b2n_test/dtd/seed1" in proc.stdout
     assert "2 run(s) done" in proc.stdout and "1 failed, 1 not started" in proc.stdout
     calls = fake.records()
     assert len(calls) == 3 and {c["cuda"] for c in calls} == {""}
-    starts = sorted(c["start"] for c in calls)
-    assert starts[1] < min(c["end"] for c in calls)  # the two training runs ran side by side
+    assert all(c["met"] for c in calls)  # the two training runs ran side by side
     log = fake.output / "jobs" / "table1" / "gopro__b2n_train__dtd__seed1.log"
     assert log.read_text().startswith("# env CUDA_VISIBLE_DEVICES='' CFG=vit_b16 bash scripts/gopro/base2new_train.sh dtd 1")
+
+
+def wait_until(condition, timeout: float = 120.0, what: str = "") -> None:
+    """Poll ``condition`` (process state, files) until it holds; fail after a generous timeout."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
+
+
+def alive(pid: int) -> bool:
+    """Whether the process exists and is not a zombie (an exited child nobody reaped yet)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_to_the_runner_stops_every_job_and_its_children(fake, tmp_path, signum):
+    pids = tmp_path / "pids.jsonl"
+    env = {**fake.env, "METHODS": "gopro", "DATASETS": "dtd oxford_pets", "SEEDS": "1", "FAKE_SLEEP": "600",
+           "FAKE_PIDS": str(pids)}
+    clean = {k: v for k, v in os.environ.items() if k not in ("METHODS", "DATASETS", "SEEDS", "CFG", "EPOCHS")}
+    runner = subprocess.Popen([sys.executable, str(REPO / "tools" / "jobs.py"), "table1", "--gpus", "", "--jobs", "2"],
+                              cwd=REPO, env={**clean, **env}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                              text=True)
+    try:
+        wait_until(lambda: pids.exists() and len(pids.read_text().splitlines()) == 2, what="both jobs to start")
+        started = [json.loads(line) for line in pids.read_text().splitlines()]
+        tree = {p for call in started for p in (call["pid"], call["parent"])}  # train.py and its bash
+        assert all(alive(p) for p in tree)
+        runner.send_signal(signum)
+        output, _ = runner.communicate(timeout=120)
+    finally:
+        if runner.poll() is None:
+            runner.kill()
+    try:
+        assert runner.returncode == 128 + signum, output
+        assert f"stopped by signal {signum}" in output
+        wait_until(lambda: not any(alive(p) for p in tree), what=f"the jobs' processes {sorted(tree)} to end")
+    finally:  # on failure, leave no sleeping fake behind
+        for pid in filter(alive, tree):
+            os.kill(pid, signal.SIGKILL)
 
 
 def test_a_zero_exit_without_the_final_result_counts_as_a_failure(tmp_path):
@@ -299,9 +373,9 @@ def test_emit_slurm_puts_joins_in_stage_one(fake, tmp_path):
 # --------------------------------------------------------------------------------------------
 # scripts/gopro/ablation.sh and nctx.sh
 # --------------------------------------------------------------------------------------------
-def script_calls(fake, script: str, *args: str):
+def script_calls(fake, script: str, *args: str, env: dict = None):
     proc = subprocess.run(["bash", str(REPO / "scripts" / "gopro" / script), *args], cwd=REPO, capture_output=True,
-                          text=True, env={**os.environ, **fake.env})
+                          text=True, env={**os.environ, **fake.env, **(env or {})})
     return proc, fake.records()
 
 
@@ -355,3 +429,15 @@ def test_tsne_script_passes_methods_and_the_common_options(fake):
     assert argv[argv.index("--dataset") + 1] == "eurosat" and argv[argv.index("--seed") + 1] == "3"
     assert argv[argv.index("--") + 1:] == ["OPTIM.MAX_EPOCH", "2", "INPUT.SIZE", "(32,32)"]
     assert argv[argv.index("--out") + 1] == str(fake.output / "figures" / "tsne_eurosat_seed3.png")
+
+
+def test_extra_opts_keep_quoted_values_and_bad_quoting_is_refused(fake):
+    quoted = "TRAINER.GOPRO.CTX_INIT 'a photo of a' INPUT.SIZE (32,32) TRAINER.GOPRO.PREC \"fp32\""
+    proc, calls = script_calls(fake, "base2new_train.sh", "dtd", "1", env={"EXTRA_OPTS": quoted, "EPOCHS": "2"})
+    assert proc.returncode == 0, proc.stderr
+    assert trailing_opts(calls[0]["argv"]) == {"OPTIM.MAX_EPOCH": "2", "TRAINER.GOPRO.CTX_INIT": "a photo of a",
+                                               "INPUT.SIZE": "(32,32)", "TRAINER.GOPRO.PREC": "fp32"}
+    for extra, message in (("TRAINER.GOPRO.CTX_INIT 'a photo", "unmatched quote"),
+                           ("TRAINER.GOPRO.CTX_INIT a photo", "must be KEY VALUE pairs, got 3 words")):
+        proc, after = script_calls(fake, "base2new_train.sh", "dtd", "1", env={"EXTRA_OPTS": extra})
+        assert proc.returncode == 2 and message in proc.stderr and len(after) == 1  # train.py never ran

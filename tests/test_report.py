@@ -375,7 +375,9 @@ def test_table1_reproduction_on_the_kit_fills_the_report(kit, tmp_path):
         row = row_of(text, "OxfordPets", label)
         assert not any(cell.startswith("n/a") for cell in row), row
         assert row[2] == paper and row[3] != "–"
-        assert 0 <= float(row[1]) <= 100 and 0 <= float(row[7]) <= 100
+        base, hm = (row[i].split(" [")[0] for i in (1, 7))  # kit runs are marked: not the paper's settings
+        assert 0 <= float(base) <= 100 and 0 <= float(hm) <= 100 and row[1].endswith("]")
+    assert "INPUT.SIZE=[32, 32]" in text.split("## Settings that are not the paper's")[1]
     # A second call finds everything finished and runs nothing.
     again = run_script("reproduce/table1.sh", "--gpus", "", env=kit_env(kit, output))
     assert "6 finished run(s) skipped" in again.stdout and "0 run(s) done" in again.stdout

@@ -182,7 +182,7 @@ def test_an_upstream_style_trainer_folder_runs_with_our_train_py(kit, tmp_path):
     import sys
 
     repo = tmp_path / "repo"
-    for name in ("dassl", "datasets", "configs"):
+    for name in ("dassl", "datasets", "configs", "tools"):
         shutil.copytree(REPO / name, repo / name, ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copy(REPO / "train.py", repo / "train.py")
     (repo / "trainers").mkdir()

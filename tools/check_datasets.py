@@ -8,7 +8,9 @@ One line per dataset (``OK`` or ``PROBLEM``), then indented details. Exit status
 is found. Nothing is written: the check runs the loaders' own reading code (``dry_run``) without
 saving split files, plus layout probes for the usual download mistakes (flat ImageNet val, nested
 Stanford Cars mirrors, EuroSAT not in ``2750/``, ImageNet-Sketch in ``sketch/``, missing
-``classnames.txt`` in the ImageNet variants, ...).
+``classnames.txt`` in the ImageNet variants, ...). Then every image a run would read is decoded
+the way the data loader reads it (a truncated download otherwise stops a run at its final test,
+after all the training), with a progress bar and ``--workers`` threads; ``--fast`` skips this.
 
 ``LAYOUTS`` is the one table of per-dataset knowledge outside the loaders: DATASETS.md, the fixture
 writer (``tools/make_fixture_datasets.py``) and ``tools/download_splits.py`` read it. Folder names
@@ -20,7 +22,9 @@ import argparse
 import contextlib
 import importlib
 import io
+import os
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
@@ -436,15 +440,15 @@ def _short(exc: BaseException) -> str:
     return str(exc).split(" See DATASETS.md (section")[0]
 
 
-def _dry_run(layout: Layout, data_root: Path, report: Report) -> None:
-    """Run the loader's reading code (no writes) and summarise what a run would get."""
+def _dry_run(layout: Layout, data_root: Path, report: Report) -> Optional[Dict[str, list]]:
+    """Run the loader's reading code (no writes), summarise what a run would get, return the lists."""
     stdout = io.StringIO()
     try:
         with contextlib.redirect_stdout(stdout):
             lists = layout.dataset_class().dry_run(str(data_root))
     except Exception as exc:  # any loader failure is a finding, reported in the loader's words
         report.problems.append(f"{type(exc).__name__}: {_short(exc)}")
-        return
+        return None
     finally:
         report.notes += [line.removeprefix("Note: ") for line in stdout.getvalue().splitlines()
                          if line.startswith("Note: ")]
@@ -454,9 +458,44 @@ def _dry_run(layout: Layout, data_root: Path, report: Report) -> None:
     if len(labels) != layout.num_classes:
         report.notes.append(f"{len(labels)} classes found, the full dataset has {layout.num_classes} "
                             f"(incomplete download or a fixture?)")
+    return lists
 
 
-def check_dataset(data_root: str | Path, name: str) -> Report:
+def _decode_error(path: str) -> Optional[str]:
+    """Why the data loader could not read the image at ``path`` (None when it can)."""
+    from dassl.utils import read_image
+
+    try:
+        read_image(path)
+    except OSError as exc:
+        cause = exc.__cause__ or exc
+        return f"{type(cause).__name__}: {cause}"
+    return None
+
+
+def unreadable_images(paths: Sequence[str], label: str, workers: int = 1) -> List[Tuple[str, str]]:
+    """``(path, why)`` of every image that does not decode, read exactly as a run reads it."""
+    from PIL import ImageFile
+    from tqdm import tqdm
+
+    ImageFile.LOAD_TRUNCATED_IMAGES = False  # a run fails on a truncated file: so must the check
+    with ThreadPoolExecutor(max(workers, 1)) as pool:  # Pillow decodes without holding the GIL
+        errors = list(tqdm(pool.map(_decode_error, paths), total=len(paths), desc=f"decoding {label}",
+                           unit="img", file=sys.stderr))
+    return [(path, error) for path, error in zip(paths, errors) if error is not None]
+
+
+def _decode_all(lists: Dict[str, list], report: Report, workers: int) -> None:
+    paths = sorted({item.impath for items in lists.values() for item in items})
+    bad = unreadable_images(paths, report.name, workers)
+    if bad:
+        report.problems.append(f"{len(bad)} of {len(paths):,} images cannot be decoded; fix: download or extract "
+                               f"them again (DATALOADER.SKIP_CORRUPT True would skip them at run time):")
+        report.problems += [f"unreadable: {path} ({error})" for path, error in bad]
+
+
+def check_dataset(data_root: str | Path, name: str, decode: bool = True, workers: int = 1) -> Report:
+    """Check one dataset folder; ``decode`` also decodes every image (``workers`` threads)."""
     layout = resolve(name)
     data_root = Path(data_root).expanduser().resolve()
     dataset_dir = data_root / layout.folder
@@ -497,25 +536,29 @@ def check_dataset(data_root: str | Path, name: str) -> Report:
 
     for pickle_file in sorted(dataset_dir.glob("split_fewshot/*.pkl")) + sorted(dataset_dir.glob("preprocessed.pkl")):
         report.notes.append(f"{pickle_file.relative_to(dataset_dir)} is ignored (pickle caches are never loaded)")
-    if not report.problems:
-        _dry_run(layout, data_root, report)
+    lists = _dry_run(layout, data_root, report) if not report.problems else None
+    if lists and decode:
+        _decode_all(lists, report, workers)
     return report
 
 
-def check_all(data_root: str | Path, names: Sequence[str] = ()) -> List[Report]:
-    return [check_dataset(data_root, name) for name in (names or list(LAYOUTS))]
+def check_all(data_root: str | Path, names: Sequence[str] = (), decode: bool = True, workers: int = 1) -> List[Report]:
+    return [check_dataset(data_root, name, decode, workers) for name in (names or list(LAYOUTS))]
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("data", help="the folder holding the dataset folders (DATASET.ROOT)")
     parser.add_argument("names", nargs="*", help=f"datasets to check (default: all): {', '.join(LAYOUTS)}")
+    parser.add_argument("--fast", action="store_true", help="check the layout and splits only, do not decode images")
+    parser.add_argument("--workers", type=int, default=min(os.cpu_count() or 1, 8),
+                        help="threads decoding images (default: the CPU count, at most 8)")
     args = parser.parse_args(argv)
     try:
         layouts = [resolve(name) for name in args.names]
     except KeyError as exc:
         parser.error(exc.args[0])
-    reports = check_all(args.data, [layout.key for layout in layouts])
+    reports = check_all(args.data, [layout.key for layout in layouts], decode=not args.fast, workers=args.workers)
     for report in reports:
         print("\n".join(report.lines()))
     failed = [r.name for r in reports if not r.ok]

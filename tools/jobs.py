@@ -23,8 +23,14 @@ separated), ``ROWS`` (table3), ``NCTX`` (fig2); ``DATA``, ``OUTPUT``, ``SHOTS``,
 ``scripts/common.sh``). ``CFG`` does not: each method's config comes from the registry in
 ``tools/results.py``, so that the report finds every run.
 
-A run whose log already holds its final result is skipped (the scripts skip it too). A method
-whose scripts are not in this checkout is reported and skipped. With ``--emit-slurm FILE`` nothing
+A run whose folder holds its final result, made with the settings asked now, is skipped (the
+scripts skip it too). The settings asked come from the scripts themselves (``PRINT_TRAIN_ARGS=1``)
+and train.py's config, built in this process (``tools/run_identity.py``). A folder made with other
+settings is *stale*: ``--dry-run`` shows ``[stale: OPTIM.MAX_EPOCH 2 ≠ 50]``, and nothing runs
+until ``--rerun-stale`` (the scripts move such folders aside to ``<folder>.stale-<time>``) or
+another ``OUTPUT``. Folders from before ``run.json`` are read from the config in their log.
+SIGINT / SIGTERM stop the running jobs (their whole process groups) before the runner exits.
+A method whose scripts are not in this checkout is reported and skipped. With ``--emit-slurm FILE`` nothing
 runs: FILE is an array script with one task per chain of dependent jobs (a training run and its
 evaluations) and ``FILE.jobs`` lists the chains; ``sbatch FILE`` submits them.
 """
@@ -34,9 +40,11 @@ import argparse
 import os
 import re
 import shlex
+import signal
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple
@@ -47,9 +55,10 @@ sys.path.insert(0, str(REPO / "tools"))
 from results import (ABLATION_ROWS, B2N_DATASETS, DG_TARGETS, METHODS, NCTX_POINTS, XD_TARGETS, Layout,  # noqa: E402
                      Method, Run, ablation_layout, get_method, nctx_layout)
 from results import PAPER_METHODS  # noqa: E402  (the default rows of table1 / xd / table2)
+from run_identity import FolderState, script_runs  # noqa: E402
 
 # Variables the scripts read (scripts/common.sh); written into Slurm job lists when set.
-PASS_THROUGH = ("DATA", "OUTPUT", "SHOTS", "EPOCHS", "BACKBONE", "XD_SOURCE", "EXTRA_OPTS", "PYTHON")
+PASS_THROUGH = ("DATA", "OUTPUT", "SHOTS", "EPOCHS", "BACKBONE", "XD_SOURCE", "EXTRA_OPTS", "PYTHON", "RERUN_STALE")
 FIG3_METHODS = ("slip", "cocoop", "gopro")  # the paper's Figure 3 panels (methods spec 8.7)
 
 
@@ -67,6 +76,7 @@ class Job:
     deps: Tuple[str, ...] = ()
     run: Optional[Run] = None
     product: Optional[Path] = None
+    also: Tuple[Run, ...] = ()           # other runs the script makes (a sweep trains, then evaluates ``run``)
 
     @property
     def checkable(self) -> bool:
@@ -216,7 +226,8 @@ def gopro_sweep(name: str, script_name: str, settings: Sequence[str], layout_of,
             for seed in sel.seeds:
                 plan.add(Job(f"gopro/{script_name}/{setting}/{dataset}/seed{seed}", script(gopro, script_name),
                              (setting, dataset, str(seed)), method_env(sel, gopro, "b2n", dataset),
-                             run=layout.b2n_run(gopro, "new", dataset, seed)))
+                             run=layout.b2n_run(gopro, "new", dataset, seed),
+                             also=(layout.b2n_run(gopro, "base", dataset, seed),)))
     return plan
 
 
@@ -270,6 +281,43 @@ TABLES: Dict[str, TableSpec] = {
 
 
 # --------------------------------------------------------------------------------------------
+# What the output folders hold
+# --------------------------------------------------------------------------------------------
+States = Dict[str, FolderState]
+
+
+def combined_state(job: Job, folders: Sequence[Tuple[Path, FolderState]]) -> FolderState:
+    """A job's state: finished as its own run's folder, stale when any of its folders is (a sweep
+    script trains and evaluates in one job)."""
+    own = next((state for folder, state in folders if folder == job.run.log.parent), None)
+    if own is None:
+        raise RuntimeError(f"{job.script} {' '.join(job.args)} does not write {job.run.log.parent}: "
+                           "keep tools/results.py Layout in step with scripts/common.sh")
+    diffs = tuple(dict.fromkeys(d for _, state in folders for d in state.differences))
+    return FolderState(own.finished, own.known, diffs)
+
+
+def job_states(jobs: Sequence[Job], env: Mapping[str, str], workers: int = 4) -> States:
+    """Each job's state against the settings asked now (see the module docstring).
+
+    Jobs with a folder on disk have their script list its train.py runs (bash, in parallel);
+    train.py's config is then built in this process, once per folder that records settings (the
+    first one imports every trainer).
+    """
+    checked = [j for j in jobs if j.run is not None and any(r.log.parent.is_dir() for r in (j.run, *j.also))]
+    with ThreadPoolExecutor(workers) as pool:
+        listed = list(pool.map(lambda j: script_runs(j.command(), {**env, **dict(j.env)}), checked))
+    states: States = {j.id: FolderState(j.done(), known=j.run is None) for j in jobs}
+    for job, runs in zip(checked, listed):
+        states[job.id] = combined_state(job, [(run.folder, run.state()) for run in runs])
+    return states
+
+
+def done_by(states: States) -> Callable[[Job], bool]:
+    return lambda job: states[job.id].done
+
+
+# --------------------------------------------------------------------------------------------
 # Running locally
 # --------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
@@ -306,10 +354,48 @@ class Outcome:
     ok: List[str] = field(default_factory=list)
     failed: Dict[str, Path] = field(default_factory=dict)   # job id -> its output log
     blocked: List[str] = field(default_factory=list)        # a dependency failed
+    stopped_by: Optional[int] = None                        # the signal that stopped the runner
 
     @property
     def success(self) -> bool:
-        return not self.failed and not self.blocked
+        return not self.failed and not self.blocked and self.stopped_by is None
+
+
+class StopRequest:
+    """Set by SIGINT / SIGTERM (``listen``); ``run_local`` checks it between polls."""
+
+    def __init__(self):
+        self.signum: Optional[int] = None
+
+    def listen(self, signums: Sequence[int] = (signal.SIGINT, signal.SIGTERM)) -> "StopRequest":
+        for signum in signums:
+            signal.signal(signum, self._handle)
+        return self
+
+    def _handle(self, signum, frame) -> None:
+        self.signum = signum
+
+
+def signal_group(proc: subprocess.Popen, signum: int) -> None:
+    """Signal the job's whole process group (bash and the train.py it started)."""
+    try:
+        os.killpg(proc.pid, signum)
+    except ProcessLookupError:
+        pass
+
+
+def stop_jobs(procs: Sequence[subprocess.Popen], signum: int, grace_seconds: float = 60.0) -> None:
+    """Pass ``signum`` on to every job, wait for them, and SIGKILL what outlives the grace period."""
+    for proc in procs:
+        signal_group(proc, signum)
+    deadline = time.monotonic() + grace_seconds
+    for proc in procs:
+        try:
+            proc.wait(timeout=max(deadline - time.monotonic(), 0.1))
+        except subprocess.TimeoutExpired:
+            signal_group(proc, signal.SIGKILL)
+            proc.wait()
+        signal_group(proc, signal.SIGKILL)  # a grandchild that ignored the signal must not outlive its job
 
 
 def job_log(log_dir: Path, job: Job) -> Path:
@@ -322,20 +408,26 @@ def start(job: Job, slot: Slot, env: Mapping[str, str], log_dir: Path) -> Tuple[
     handle = log.open("w")
     handle.write(f"# {job.shell(dict(slot.env))}\n")
     handle.flush()
+    # Its own process group, so that a signal reaches the script and the train.py it started.
     proc = subprocess.Popen(job.command(), cwd=REPO, stdout=handle, stderr=subprocess.STDOUT,
-                            env={**env, **dict(job.env), **dict(slot.env)})
+                            env={**env, **dict(job.env), **dict(slot.env)}, start_new_session=True)
     handle.close()  # the child holds its own descriptor
     return proc, log
 
 
 def run_local(jobs: Sequence[Job], slots: Sequence[Slot], env: Mapping[str, str], log_dir: Path,
-              poll_seconds: float = 0.2, say: Callable[[str], None] = print) -> Outcome:
-    """Run the jobs in list order, as many at a time as there are slots, each after its dependencies."""
+              poll_seconds: float = 0.2, say: Callable[[str], None] = print,
+              done: Callable[[Job], bool] = Job.done, stop: Optional[StopRequest] = None) -> Outcome:
+    """Run the jobs in list order, as many at a time as there are slots, each after its dependencies.
+
+    ``done`` tells which jobs are finished already; once ``stop`` holds a signal, the running jobs
+    get it and are waited for, and nothing new starts.
+    """
     outcome = Outcome()
     state: Dict[str, str] = {}
     pending = []
     for job in jobs:
-        if job.done():
+        if done(job):
             outcome.finished_before.append(job.id)
             state[job.id] = "ok"
         else:
@@ -345,6 +437,11 @@ def run_local(jobs: Sequence[Job], slots: Sequence[Slot], env: Mapping[str, str]
     running: Dict[int, Tuple[Job, subprocess.Popen, Path, float]] = {}
     total, started = len(pending), 0
     while pending or running:
+        if stop is not None and stop.signum is not None:
+            say(f"Stopping: signal {stop.signum} passed on to {len(running)} running job(s)")
+            stop_jobs([r[1] for r in running.values()], stop.signum)
+            outcome.stopped_by = stop.signum
+            break
         for job in [j for j in pending if any(state.get(d) in ("failed", "blocked") for d in j.deps)]:
             pending.remove(job)
             state[job.id] = "blocked"
@@ -451,9 +548,9 @@ def slurm_script(table: str, list_file: Path, log_dir: Path, count: int, stages:
 
 
 def emit_slurm(plan: Plan, path: Path, env: Mapping[str, str], log_dir: Path, sbatch: Sequence[str],
-               max_parallel: int = 0) -> List[Chain]:
+               max_parallel: int = 0, done: Callable[[Job], bool] = Job.done) -> List[Chain]:
     """Write the array script ``path`` and its job list ``path.jobs``; return the chains."""
-    todo = [j for j in plan.jobs if not j.done()]
+    todo = [j for j in plan.jobs if not done(j)]
     groups = chains(todo)
     list_file = Path(f"{path}.jobs").resolve()
     lines = []
@@ -521,11 +618,19 @@ def script_environment(environ: Mapping[str, str]) -> Dict[str, str]:
     return env
 
 
-def print_plan(plan: Plan) -> None:
+def print_plan(plan: Plan, states: States) -> None:
     for job in plan.jobs:
-        status = "done" if job.done() else "todo"
+        status = states[job.id].label
         after = f"  (after {', '.join(job.deps)})" if job.deps else ""
         print(f"[{status}] {job.id}{after}\n    {job.shell({})}")
+
+
+def refuse_stale(stale: Sequence[Job], states: States) -> None:
+    for job in stale:
+        print(f"[{states[job.id].label}] {job.id}", file=sys.stderr)
+    print(f"Stop: {len(stale)} job(s) hold runs made with other settings than asked (above); nothing ran. "
+          "Pass --rerun-stale to move those folders aside and run them again, or choose another OUTPUT.",
+          file=sys.stderr)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -538,7 +643,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--methods", nargs="+", help="override METHODS")
     parser.add_argument("--datasets", nargs="+", help="override DATASETS")
     parser.add_argument("--seeds", nargs="+", help="override SEEDS")
-    parser.add_argument("--dry-run", action="store_true", help="print the jobs, run nothing")
+    parser.add_argument("--dry-run", action="store_true", help="print the jobs and their state, run nothing")
+    parser.add_argument("--rerun-stale", action="store_true",
+                        help="run again the jobs whose folders hold runs made with other settings (the scripts "
+                             "move those folders aside to <folder>.stale-<time>); without it, nothing runs")
     parser.add_argument("--emit-slurm", type=Path, metavar="FILE", help="write a Slurm array script, run nothing")
     parser.add_argument("--sbatch", action="append", metavar="OPTION",
                         help="#SBATCH option for --emit-slurm, with or without its dashes: --sbatch partition=gpu "
@@ -561,13 +669,28 @@ def main(argv: Optional[List[str]] = None) -> int:
     for note in plan.skipped:
         print(note)
     log_dir = args.log_dir or Path(env["OUTPUT"]) / "jobs" / args.table
+    try:
+        states = job_states(plan.jobs, env)
+    except (RuntimeError, ValueError) as exc:  # a script refused its arguments or a config does not build
+        print(f"Error: {exc}", file=sys.stderr)
+        return 2
     if args.dry_run:
-        print_plan(plan)
+        print_plan(plan, states)
         return 0
+    stale = [job for job in plan.jobs if states[job.id].stale]
+    if stale and not args.rerun_stale:
+        refuse_stale(stale, states)
+        return 3
+    if stale:
+        env["RERUN_STALE"] = "1"  # the scripts move the stale folders aside, then run
+    unknown = sum(1 for job in plan.jobs if states[job.id].done and not states[job.id].known)
+    if unknown:
+        print(f"Note: {unknown} finished run(s) record no settings (they predate run.json) and count as finished.")
+    done = done_by(states)
     if args.emit_slurm:
         passed = {k: env[k] for k in PASS_THROUGH if env.get(k)}
         sbatch = [opt if opt.startswith("-") else f"--{opt}" for opt in args.sbatch or ["gres=gpu:1", "cpus-per-task=8"]]
-        groups = emit_slurm(plan, args.emit_slurm, passed, log_dir, sbatch, args.max_parallel)
+        groups = emit_slurm(plan, args.emit_slurm, passed, log_dir, sbatch, args.max_parallel, done)
         if not groups:
             print("Every run is finished: no Slurm script written.")
             return 0
@@ -584,7 +707,10 @@ def main(argv: Optional[List[str]] = None) -> int:
         print("Note: --jobs applies without GPUs; with GPUs one job runs per GPU.", file=sys.stderr)
     # An explicit --gpus "" hides the GPUs from the jobs; an auto-detected "none" leaves the env alone.
     slots = make_slots(gpus, args.jobs, hide_gpus=args.gpus is not None)
-    outcome = run_local(plan.jobs, slots, env, log_dir)
+    outcome = run_local(plan.jobs, slots, env, log_dir, done=done, stop=StopRequest().listen())
+    if outcome.stopped_by is not None:
+        print(f"\n{args.table}: stopped by signal {outcome.stopped_by}; the running jobs were stopped too")
+        return 128 + outcome.stopped_by
     print(f"\n{args.table}: {len(outcome.ok)} run(s) done, {len(outcome.finished_before)} already finished, "
           f"{len(outcome.failed)} failed, {len(outcome.blocked)} not started (dependency failed), "
           f"{len(plan.skipped)} method(s) skipped")

@@ -24,17 +24,25 @@ Conventions:
   means of base and of new, and its HM is the HM of those two means (methods spec 1.4);
 * Δ = ours − paper; an average is compared with the paper only when it covers the paper's datasets;
 * a missing cell reads ``n/a (0/3 seeds)``; a cell from fewer seeds than asked says so
-  (``(2/3 seeds)``), and an average lacking a dataset reads ``n/a (10/11 datasets)``.
+  (``(2/3 seeds)``), and an average lacking a dataset reads ``n/a (10/11 datasets)``;
+* every run's recorded settings (``run.json``, see ``tools/run_identity.py``) are compared with the
+  paper's, i.e. what the scripts run without ``EPOCHS`` / ``EXTRA_OPTS`` / ``BACKBONE``: a cell from
+  other settings gets a footnote mark ``[n]`` listing them (``OPTIM.MAX_EPOCH=2``), an average the
+  marks of all its parts; seeds made with different settings are not averaged
+  (``n/a (seeds differ: OPTIM.MAX_EPOCH)``); runs that record no settings are counted in the header.
 """
 from __future__ import annotations
 
 import argparse
 import csv
 import json
+import os
+import re
 import sys
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Iterable, List, Optional, Sequence, Tuple
+from types import SimpleNamespace
+from typing import Dict, FrozenSet, Iterable, List, Optional, Sequence, Set, Tuple
 
 from tabulate import tabulate
 
@@ -43,7 +51,8 @@ sys.path.insert(0, str(REPO / "tools"))
 
 from results import (ABLATION_ROWS, B2N_DATASETS, DG_TARGETS, METHODS, NCTX_DEFAULT_POINT,  # noqa: E402
                      NCTX_LENGTHS, XD_TARGETS, Layout, Method, SeedStats, ablation_layout, get_method,
-                     harmonic_mean, mean, nctx_layout, seed_stats)
+                     Run, harmonic_mean, mean, nctx_layout, seed_stats)
+from run_identity import MODEL_DIGEST, TrainRun, asked_settings, differences, script_runs, stored_settings  # noqa: E402
 
 PAPER_JSON = REPO / "paper" / "gopro_bmvc2023_results.json"
 REPORTED_JSON = REPO / "paper" / "modern_baselines_reported.json"
@@ -104,6 +113,102 @@ class Paper:
 
 
 # --------------------------------------------------------------------------------------------
+# Which settings our numbers come from
+# --------------------------------------------------------------------------------------------
+FOOTNOTE = re.compile(r"⟦(.+?)⟧")  # a cell's settings until to_markdown numbers them
+SEED_KEYS = ("SEED", MODEL_DIGEST)  # what rightly differs between the seeds of one cell
+
+
+@dataclass(frozen=True)
+class Provenance:
+    """The settings behind a number: where they are not the paper's, and where its seeds disagree."""
+
+    deviations: FrozenSet[str] = frozenset()  # "OPTIM.MAX_EPOCH=2"
+    mixed: FrozenSet[str] = frozenset()       # keys whose values differ between the seeds
+
+    def __or__(self, other: "Provenance") -> "Provenance":
+        return Provenance(self.deviations | other.deviations, self.mixed | other.mixed)
+
+    @classmethod
+    def union(cls, parts: Iterable["Provenance"]) -> "Provenance":
+        merged = cls()
+        for part in parts:
+            merged |= part
+        return merged
+
+    def mark(self) -> str:
+        return f" ⟦{', '.join(sorted(self.deviations))}⟧" if self.deviations else ""
+
+    def describe(self) -> str:
+        """The CSV ``settings`` column."""
+        text = "; ".join(sorted(self.deviations))
+        return text + (f"; seeds differ: {', '.join(sorted(self.mixed))}" if self.mixed else "")
+
+
+class Provenances:
+    """Settings of the runs under an output root, against the paper's: what the scripts run there
+    with the caller's overrides (``EPOCHS``, ``EXTRA_OPTS``, ``BACKBONE``) unset, listed by the
+    scripts themselves through the job plans of ``tools/jobs.py``."""
+
+    TABLES = ("table1", "xd", "table2", "table3", "fig2")
+
+    def __init__(self, layout: Layout, methods: Sequence[Method], datasets: Sequence[str], seeds: Sequence[int]):
+        self.layout, self.methods, self.datasets, self.seeds = layout, methods, datasets, seeds
+        self.unknown: Set[Path] = set()  # folders with a result that record no settings
+        self._jobs: Optional[dict] = None
+        self._reference: Dict[Path, Optional[TrainRun]] = {}
+
+    def paper_environment(self) -> Dict[str, str]:
+        import jobs
+
+        kept = {k: v for k, v in os.environ.items() if k not in jobs.PASS_THROUGH and k not in (
+            "CFG", "METHODS", "DATASETS", "SEEDS", "ROWS", "NCTX", "RERUN_STALE", "PRINT_TRAIN_ARGS")}
+        return {**kept, "OUTPUT": str(self.layout.root), "SHOTS": str(self.layout.shots),
+                "XD_SOURCE": self.layout.xd_source, "DATA": str(REPO / "DATA"), "PYTHON": sys.executable}
+
+    def job_of(self, folder: Path):
+        """The job (of any table) that writes ``folder`` under the paper's settings, or None."""
+        if self._jobs is None:
+            import jobs
+
+            env = self.paper_environment()
+            flags = SimpleNamespace(methods=[m.key for m in self.methods], datasets=list(self.datasets),
+                                    seeds=[str(s) for s in self.seeds])
+            self._jobs = {}
+            for table in self.TABLES:
+                plan = jobs.TABLES[table].build(jobs.build_selection(table, flags, env))
+                self._jobs.update({job.run.log.parent: job for job in plan.jobs if job.run is not None})
+        return self._jobs.get(folder)
+
+    def reference(self, folder: Path) -> Optional[TrainRun]:
+        """The train.py run the paper's settings make in ``folder`` (None: no script writes there)."""
+        if folder not in self._reference:
+            job = self.job_of(folder)
+            runs = script_runs(job.command(), {**self.paper_environment(), **dict(job.env)}) if job else []
+            self._reference.update({run.folder: run for run in runs})
+            self._reference.setdefault(folder, None)
+        return self._reference[folder]
+
+    def of_runs(self, runs: Sequence[Run]) -> Provenance:
+        """Provenance of the finished runs among ``runs`` (the seeds of one cell)."""
+        found = []
+        for run in runs:
+            if run.result() is None:
+                continue
+            folder = run.log.parent
+            stored = stored_settings(folder)
+            if stored is None:
+                self.unknown.add(folder)
+                continue
+            reference = self.reference(folder)
+            asked = asked_settings(reference.argv) if reference else stored.settings
+            found.append((stored.settings, differences(stored.settings, asked, ignore=(MODEL_DIGEST,))))
+        mixed = {d.key for a, _ in found for b, _ in found for d in differences(a, b, ignore=SEED_KEYS)}
+        deviations = {f"{d.key}={json.dumps(d.stored)}" for _, diffs in found for d in diffs}
+        return Provenance(frozenset(deviations), frozenset(mixed))
+
+
+# --------------------------------------------------------------------------------------------
 # Cells: one number of ours, beside the paper's
 # --------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
@@ -115,10 +220,14 @@ class Cell:
     expected: int = 0          # seeds asked for; 0 for derived numbers (HM, averages)
     note: str = ""             # why a derived number is missing or partial
     comparable: bool = True    # False: ours covers other datasets than the paper's number
+    source: Provenance = Provenance()
 
     @classmethod
-    def of(cls, stats: SeedStats, paper: Optional[float] = None) -> "Cell":
-        return cls(stats.mean, paper, stats.std, stats.n, stats.expected)
+    def of(cls, stats: SeedStats, paper: Optional[float] = None, source: Provenance = Provenance()) -> "Cell":
+        if source.mixed:  # never average seeds made with different settings
+            differing = ", ".join(sorted(source.mixed))
+            return cls(None, paper, None, stats.n, stats.expected, note=f"seeds differ: {differing}", source=source)
+        return cls(stats.mean, paper, stats.std, stats.n, stats.expected, source=source)
 
     @property
     def delta(self) -> Optional[float]:
@@ -140,7 +249,7 @@ class Cell:
             text += f" ({self.n}/{self.expected} seeds)"
         if self.note:
             text += f" ({self.note})"
-        return text
+        return text + self.source.mark()
 
     def format_paper(self) -> str:
         return NO_VALUE if self.paper is None else f"{self.paper:.2f}"
@@ -151,7 +260,7 @@ class Cell:
     def record(self, **keys) -> dict:
         """One CSV row (long format)."""
         return dict(keys, ours=_num(self.ours), std=_num(self.std), seeds=self.n, expected_seeds=self.expected,
-                    paper=_num(self.paper), delta=_num(self.delta), note=self.note)
+                    paper=_num(self.paper), delta=_num(self.delta), note=self.note, settings=self.source.describe())
 
 
 def _num(value: Optional[float]) -> str:
@@ -174,10 +283,16 @@ class B2NResult:
 
     base: SeedStats
     new: SeedStats
+    base_source: Provenance = Provenance()
+    new_source: Provenance = Provenance()
+
+    @property
+    def source(self) -> Provenance:
+        return self.base_source | self.new_source
 
     @property
     def available(self) -> bool:
-        return self.base.n > 0 and self.new.n > 0
+        return self.base.n > 0 and self.new.n > 0 and not self.source.mixed
 
     @property
     def complete(self) -> bool:
@@ -188,40 +303,58 @@ def run_seeds(method: Method, seeds: Sequence[int]) -> Sequence[int]:
     return (0,) if method.zero_shot else tuple(seeds)
 
 
-def b2n_result(layout: Layout, method: Method, dataset: str, seeds: Sequence[int]) -> B2NResult:
+def seed_cell_inputs(runs: Sequence[Run], provenances: Optional[Provenances]) -> Tuple[SeedStats, Provenance]:
+    """The results of one cell's seeds and the settings they come from (none known without ``provenances``)."""
+    return seed_stats(runs), provenances.of_runs(runs) if provenances else Provenance()
+
+
+def seed_cell(runs: Sequence[Run], paper: Optional[float], provenances: Optional[Provenances]) -> Cell:
+    """One number over seeds (the transfer tables), marked with its settings."""
+    stats, source = seed_cell_inputs(runs, provenances)
+    return Cell.of(stats, paper, source)
+
+
+def b2n_result(layout: Layout, method: Method, dataset: str, seeds: Sequence[int],
+               provenances: Optional[Provenances] = None) -> B2NResult:
     seeds = run_seeds(method, seeds)
-    base, new = (seed_stats([layout.b2n_run(method, phase, dataset, s) for s in seeds]) for phase in ("base", "new"))
-    return B2NResult(base, new)
+    (base, base_source), (new, new_source) = (
+        seed_cell_inputs([layout.b2n_run(method, phase, dataset, s) for s in seeds], provenances)
+        for phase in ("base", "new"))
+    return B2NResult(base, new, base_source, new_source)
 
 
 def b2n_cells(result: B2NResult, paper: Tuple[Optional[float], ...]) -> List[Cell]:
-    base, new = Cell.of(result.base, paper[0]), Cell.of(result.new, paper[1])
-    if not result.available:
+    base, new = Cell.of(result.base, paper[0], result.base_source), Cell.of(result.new, paper[1], result.new_source)
+    if result.source.mixed:
+        note = "seeds differ"
+    elif not result.available:
         note = "needs base and new"
     else:
         note = "" if result.complete else "from incomplete seeds"
-    return [base, new, Cell(harmonic_mean(base.ours, new.ours), paper[2], note=note)]
+    return [base, new, Cell(harmonic_mean(base.ours, new.ours), paper[2], note=note, source=result.source)]
 
 
 def b2n_average(results: Sequence[B2NResult], paper: Tuple[Optional[float], ...], comparable: bool) -> List[Cell]:
     """Mean of the per-dataset base means, of the new means, and the HM of the two (spec 1.4)."""
     found = [r for r in results if r.available]
+    source = Provenance.union(r.source for r in results)
     if len(found) < len(results) or not results:
         note = f"{len(found)}/{len(results)} datasets"
-        return [Cell(None, p, note=note) for p in paper]
+        return [Cell(None, p, note=note, source=source) for p in paper]
     note = "" if all(r.complete for r in results) else "from incomplete seeds"
     base, new = mean([r.base.mean for r in results]), mean([r.new.mean for r in results])
-    return [Cell(v, p, note=note, comparable=comparable)
+    return [Cell(v, p, note=note, comparable=comparable, source=source)
             for v, p in zip((base, new, harmonic_mean(base, new)), paper)]
 
 
 def column_average(cells: Sequence[Cell], paper: Optional[float], comparable: bool, what: str) -> Cell:
     """Mean of the per-dataset means (the XD "Avg" column), only when every dataset has one."""
     found = [c.ours for c in cells if c.ours is not None]
+    source = Provenance.union(c.source for c in cells)
     if len(found) < len(cells) or not cells:
-        return Cell(None, paper, note=f"{len(found)}/{len(cells)} {what}")
+        return Cell(None, paper, note=f"{len(found)}/{len(cells)} {what}", source=source)
     note = "" if all(c.n >= c.expected for c in cells) else "from incomplete seeds"
-    return Cell(mean(found), paper, note=note, comparable=comparable)
+    return Cell(mean(found), paper, note=note, comparable=comparable, source=source)
 
 
 # --------------------------------------------------------------------------------------------
@@ -250,6 +383,11 @@ class Request:
     methods: Tuple[Method, ...]
     seeds: Tuple[int, ...]
     datasets: Tuple[str, ...]   # restricts every table's datasets (default: all)
+    provenances: Optional[Provenances] = None  # set in __post_init__: the settings of every run read
+
+    def __post_init__(self):
+        if self.provenances is None:
+            object.__setattr__(self, "provenances", Provenances(self.layout, self.methods, self.datasets, self.seeds))
 
     def pick(self, candidates: Iterable[str]) -> List[str]:
         return [d for d in candidates if d in self.datasets]
@@ -269,7 +407,8 @@ def table1(req: Request) -> Section:
     section = Section("table1_base2new", "Table 1: base-to-new generalisation (train on base classes, test on new)")
     datasets = req.pick(B2N_DATASETS)
     comparable = tuple(datasets) == B2N_DATASETS
-    results = {m.key: {d: b2n_result(req.layout, m, d, req.seeds) for d in datasets} for m in req.methods}
+    results = {m.key: {d: b2n_result(req.layout, m, d, req.seeds, req.provenances) for d in datasets}
+               for m in req.methods}
 
     average_rows = []
     for m in req.methods:
@@ -307,7 +446,7 @@ def transfer_section(req: Request, key: str, title: str, targets: Sequence[str],
     rows = []
     for m in req.methods:
         seeds = run_seeds(m, req.seeds)
-        cells = [Cell.of(seed_stats([req.layout.xd_run(m, d, s) for s in seeds]), paper_lookup(m.label, d))
+        cells = [seed_cell([req.layout.xd_run(m, d, s) for s in seeds], paper_lookup(m.label, d), req.provenances)
                  for d in columns]
         if with_average:
             comparable = tuple(targets) == XD_TARGETS
@@ -346,7 +485,7 @@ def ablation(req: Request) -> Section:
                          NO_VALUE, triple([Cell(None, p) for p in readings["B"]], "paper"), NO_VALUE])
             continue
         layout = ablation_layout(req.layout, row)
-        results = [b2n_result(layout, gopro, d, req.seeds) for d in datasets]
+        results = [b2n_result(layout, gopro, d, req.seeds, req.provenances) for d in datasets]
         by_reading = {r: b2n_average(results, readings[r], comparable) for r in ("A", "B")}
         cells = by_reading["A"]
         rows.append([label, row, triple(cells, "ours"), triple(cells, "paper"), triple(cells, "delta"),
@@ -368,7 +507,7 @@ def nctx_points(req: Request) -> List[Tuple[str, List[Cell]]]:
     out = []
     for point, label in points:
         layout = nctx_layout(req.layout, point)
-        results = [b2n_result(layout, gopro, d, req.seeds) for d in datasets]
+        results = [b2n_result(layout, gopro, d, req.seeds, req.provenances) for d in datasets]
         out.append((label, b2n_average(results, (None, None, None), comparable=False)))
     return out
 
@@ -463,17 +602,28 @@ def modern_baselines(req: Request) -> Optional[Section]:
 # --------------------------------------------------------------------------------------------
 def to_markdown(sections: Sequence[Section], header: str) -> str:
     parts = [header]
+    footnotes: Dict[str, int] = {}  # settings → footnote number, in order of appearance
+
+    def number(match: re.Match) -> str:
+        return f"[{footnotes.setdefault(match.group(1), len(footnotes) + 1)}]"
+
     for section in sections:
         parts.append(f"## {section.title}")
         for block in section.blocks:
             if block.title:
                 parts.append(f"### {block.title}")
-            parts.append(tabulate(block.rows, block.headers, tablefmt="github", disable_numparse=True))
+            rows = [[FOOTNOTE.sub(number, cell) for cell in row] for row in block.rows]
+            parts.append(tabulate(rows, block.headers, tablefmt="github", disable_numparse=True))
         parts += [f"_{note}_" for note in section.notes]
+    if footnotes:
+        parts.append("## Settings that are not the paper's\n\nMarked numbers come from runs whose recorded "
+                     "settings (run.json) differ from what the scripts run by default:\n\n" +
+                     "\n".join(f"* [{n}] {text}" for text, n in footnotes.items()))
     return "\n\n".join(parts) + "\n"
 
 
-CSV_FIELDS = ["row", "column", "metric", "ours", "std", "seeds", "expected_seeds", "paper", "delta", "note"]
+CSV_FIELDS = ["row", "column", "metric", "ours", "std", "seeds", "expected_seeds", "paper", "delta", "note",
+              "settings"]
 
 
 def write_csv(sections: Sequence[Section], folder: Path) -> List[Path]:
@@ -539,6 +689,11 @@ def main(argv: Optional[List[str]] = None) -> int:
     sections, points = build_sections(req, args.tables)
     header = (f"# Results in {req.layout.root}\n\nSeeds {' '.join(map(str, req.seeds))}, {req.layout.shots} shots. "
               "Ours: mean ± std over seeds; paper: GOPro (BMVC 2023); Δ = ours − paper.")
+    if req.layout.shots != 16:
+        header += " The paper uses 16 shots."
+    if req.provenances.unknown:
+        header += (f"\n\n{len(req.provenances.unknown)} run(s) record no settings (no run.json, no config in their "
+                   "log), so they cannot be checked against the paper's settings.")
     text = to_markdown(sections, header)
     print(text)
     if args.markdown:

@@ -206,6 +206,8 @@ class Run:
 
     @property
     def done(self) -> bool:
+        """The log holds the final result, whatever the settings: whether they are the ones asked
+        is ``run_identity.folder_state``'s question (tools/jobs.py and tools/report.py ask it)."""
         return self.result() is not None
 
 

@@ -18,8 +18,6 @@ seed=$1 dataset=${2:-eurosat}
 read -r -a methods <<< "${METHODS:-slip cocoop gopro}"
 backbone=()
 [ -n "${BACKBONE:-}" ] && backbone=(--backbone "$BACKBONE")
-opts=()
-mapfile -t opts < <(common_opts)
 cd "$REPO" && "$PYTHON" tools/tsne.py --output-root "$OUTPUT" --root "$DATA" --dataset "$dataset" \
     --seed "$seed" --shots "$SHOTS" --methods "${methods[@]}" "${backbone[@]}" \
-    --out "$OUTPUT/figures/tsne_${dataset}_seed${seed}.png" -- "${opts[@]}"
+    --out "$OUTPUT/figures/tsne_${dataset}_seed${seed}.png" -- "${COMMON_OPTS[@]}"

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Figure 2: GOPro base-to-new against the number of context tokens M (scripts/gopro/nctx.sh).
-# Usage: bash scripts/reproduce/fig2.sh [--gpus 0,1,2,3 | --gpus "" --jobs N] [--emit-slurm FILE] [--dry-run]
+# Usage: bash scripts/reproduce/fig2.sh [--gpus 0,1,2,3 | --gpus "" --jobs N] [--emit-slurm FILE] [--dry-run] [--rerun-stale]
 # Environment: DATA OUTPUT SHOTS EPOCHS BACKBONE EXTRA_OPTS (as scripts/common.sh) and
 #   NCTX (default: 1 2 4 8 16 init; init = M 4 from "a photo of a" = Table 1's GOPro run), DATASETS (default: the 11), SEEDS (default: 1 2 3).
-# Finished runs are skipped; run it again to retry failures. Then:
+# Finished runs are skipped, stale ones stop it (see --rerun-stale); run it again to retry failures. Then:
 #   python tools/report.py "${OUTPUT:-output}" --tables fig2
 # The job engine and every option: python tools/jobs.py --help
 set -euo pipefail
