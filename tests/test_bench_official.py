@@ -36,6 +36,7 @@ def seeded(compute):
     return compute()
 
 
+@pytest.mark.slow
 def test_reference_computes_the_losses_and_logits_of_our_official_mode(pair):
     ours, reference = pair
     batch = next(iter(ours.train_loader_x))
@@ -53,6 +54,7 @@ def test_reference_computes_the_losses_and_logits_of_our_official_mode(pair):
         torch.testing.assert_close(seeded(lambda: reference.model_inference(images)), ours.model_inference(images))
 
 
+@pytest.mark.slow
 def test_reference_does_the_official_work_per_step_and_per_test_batch(pair, monkeypatch):
     reference = pair[1]
     calls = {"augmix": 0, "text": [], "vision": []}
