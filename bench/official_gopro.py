@@ -18,21 +18,33 @@ logits) and does the official amount of work:
 
 Not in the timed step or evaluation: the test-split evaluation the official training runs after
 every epoch (D14), i.e. one more full evaluation per epoch.
+
+``bench/bench_prompts.py`` runs it as "GOPro official-style". Run as a script, it times our
+default GOPro against it in the setting the official code itself was timed in (issue 15: random
+ViT with 12 blocks of width 256, 224 px, 32 px patches, a 4-layer text tower, one CPU thread,
+batch 4), so its ratios can be checked against the official code's:
+
+    python bench/official_gopro.py                 # C = 10 and 40
 """
 from __future__ import annotations
 
+import os.path as osp
+import sys
 from contextlib import contextmanager
 from typing import Dict, Iterator, List, Tuple
 
-import torch
-import torch.nn as nn
-import torch.nn.functional as F
+if __name__ == "__main__":  # run as a script: import the repository's packages
+    sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
-from dassl.metrics import compute_accuracy
-from trainers.gopro import VIEWS, GOPro, GOProCLIP, semantic_consistency
-from trainers.losses import simclr_loss
-from trainers.prompting import clip_logits
-from trainers.views import augmix_view, wrapped_uint8_image
+import torch  # noqa: E402
+import torch.nn as nn  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+
+from dassl.metrics import compute_accuracy  # noqa: E402
+from trainers.gopro import VIEWS, GOPro, GOProCLIP, semantic_consistency  # noqa: E402
+from trainers.losses import simclr_loss  # noqa: E402
+from trainers.prompting import clip_logits  # noqa: E402
+from trainers.views import augmix_view, wrapped_uint8_image  # noqa: E402
 
 CONFIG = "vit_b16_official"
 OPTS = ["TRAINER.GOPRO.TRUNCATE_TEXT", "False"]
@@ -128,3 +140,50 @@ class OfficialCostGOPro(GOPro):
     def model_inference(self, input, *args, **kwargs):
         """Evaluation runs the whole training forward (all three branches) and keeps the logits."""
         return self.official_forward(input)[0]
+
+
+def main(argv=None) -> None:
+    """Step and evaluation time of our default GOPro and of this reference, and their ratios."""
+    import argparse
+    import json
+    import os
+    import tempfile
+
+    import bench_prompts as bench
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("--classes", type=int, nargs="+", default=[10, 40])
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--text-layers", type=int, default=4)
+    parser.add_argument("--steps", type=int, default=5, help="timed GOPro steps after one warm-up (reference: 1)")
+    parser.add_argument("--test-batch", type=int, default=8)
+    parser.add_argument("--out", default=osp.join(bench.BENCH, "out", "official_cost.json"))
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    bench.ARCHS["official-check"] = dict(bench.ARCHS["quick"], transformer_layers=args.text_layers)
+    print(f"[official cost] {bench.machine_description('cpu')}; text layers {args.text_layers}, "
+          f"batch {bench.BATCH_SIZE}, test batch {args.test_batch}")
+    results = {}
+    with tempfile.TemporaryDirectory(prefix="official_cost_") as tmp:
+        clip_path = bench.write_random_clip(osp.join(tmp, "clip.pt"), "official-check")
+        for c in args.classes:
+            root = bench.write_label_space(osp.join(tmp, f"classes{c}"), bench.read_classnames(c))
+            for method in ("GOPro", bench.OFFICIAL_STYLE):
+                spec = dict(arch="official-check", device="cpu", text_chunk=0, test_batch=args.test_batch,
+                            eval_batches=1, steps=args.steps if method == "GOPro" else 1, clip_path=clip_path,
+                            work_dir=osp.join(tmp, "work"), method=method, num_classes=c, root=root)
+                torch.manual_seed(0)
+                results[f"{method} C={c}"] = result = bench.run_method_case(spec)
+                print(f"[official cost] {method} C={c}: step {result['step_ms']:.0f} ms, "
+                      f"eval {result['eval_images_per_s']:.3g} images/s", flush=True)
+    for c in args.classes:
+        ours, official = results[f"GOPro C={c}"], results[f"{bench.OFFICIAL_STYLE} C={c}"]
+        print(f"C={c}: official / ours: train step {official['step_ms'] / ours['step_ms']:.1f}x, "
+              f"evaluation {ours['eval_images_per_s'] / official['eval_images_per_s']:.1f}x")
+    os.makedirs(osp.dirname(osp.abspath(args.out)), exist_ok=True)
+    with open(args.out, "w") as f:
+        json.dump(dict(vars(args), results=results), f, indent=2)
+
+
+if __name__ == "__main__":
+    main()
