@@ -85,7 +85,7 @@ def text_branch(model: GOProCLIP, contexts: torch.Tensor) -> torch.Tensor:
     features = []
     for ctx in contexts:
         x = learner.assemble(ctx).to(model.backbone.dtype) + clip_model.positional_embedding
-        with stacked_block_outputs(clip_model.transformer.resblocks):
+        with stacked_block_outputs(clip_model.transformer.resblocks):  # stacked, then discarded (D18)
             x = clip_model.transformer(x.permute(1, 0, 2)).permute(1, 0, 2)   # CLIP's LND layout
         x = clip_model.ln_final(x)[torch.arange(len(x)), learner.eot] @ clip_model.text_projection
         features.append(F.normalize(x.float(), dim=-1))
