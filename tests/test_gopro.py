@@ -182,7 +182,7 @@ def images_encoded_at_test(trainer, batch, monkeypatch):
     return sum(rows)
 
 
-def tested_after_an_epoch(trainer, batch, monkeypatch):
+def evaluated_after_an_epoch(trainer, batch, monkeypatch):
     """What ``after_epoch`` of a middle epoch tests and saves."""
     events = []
     monkeypatch.setattr(trainer, "test", lambda split=None: events.append(f"test {split}") or 50.0)
@@ -204,7 +204,7 @@ SWITCH_EFFECTS = {
     "AUG_INPUT": step_views,
     "MOCO_NORM": moco_view,
     "TEST_BRANCHES": images_encoded_at_test,
-    "SELECT_ON_TEST": tested_after_an_epoch,
+    "SELECT_ON_TEST": evaluated_after_an_epoch,
 }
 
 
