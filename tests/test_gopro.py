@@ -3,10 +3,13 @@ from __future__ import annotations
 
 import re
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from conftest import accuracies, make_trainer, run_script
+from dassl.utils import set_random_seed
 from trainers.gopro import GOPro, OFFICIAL_SWITCHES, active_views, resolve_options
 
 
@@ -107,11 +110,150 @@ def test_official_switch_sets_every_deviation(kit, tmp_path):
     for key, value in OFFICIAL_SWITCHES.items():
         assert trainer.options[key] == value, key
     assert set(trainer.model.prompter.rho) == {"shared"}
+    projector = trainer.model.prompter.image_projector.weight
+    assert not torch.equal(projector, torch.eye(len(projector)))  # the official simproj: nn.Linear's init
     g = torch.randn(2, trainer.backbone.num_vision_layers, trainer.backbone.text_width)
     tokens = trainer.model.prompter.rho_for("orig")(g)
     assert torch.equal(tokens[:, 0], tokens[:, 3])  # official ρ: M identical tokens
     _, summary = trainer.compute_loss(one_batch(trainer))  # views through the wrapping uint8 round trip
     assert {"loss_ce", "loss_sem", "loss_con"} <= set(summary)
+
+
+# ---- OFFICIAL, switch by switch: what each one changes on its own (methods spec §8.4) -------------
+def seeded(compute):
+    """``compute()`` with Python, NumPy and torch reseeded, so two trainers draw the same views."""
+    set_random_seed(0)
+    return compute()
+
+
+def fixed_primitives(trainer) -> torch.Tensor:
+    backbone = trainer.backbone
+    return torch.randn(2, backbone.num_vision_layers, backbone.text_width, generator=torch.Generator().manual_seed(0))
+
+
+def views_share_prompts(trainer, batch, monkeypatch):
+    text = trainer.model.text_features([fixed_primitives(trainer)] * 2, ["orig", "moco"])
+    return torch.allclose(text[0], text[1])
+
+
+def tokens_are_identical(trainer, batch, monkeypatch):
+    tokens = trainer.model.prompter.rho_for("orig")(fixed_primitives(trainer))
+    return torch.equal(tokens[:, 0], tokens[:, -1])
+
+
+def logits_after_projector_moved(trainer, batch, monkeypatch):
+    """Logits once P_v has left its identity init (at identity, normalize(P_v(ẑ)) = ẑ either way)."""
+    weight = trainer.model.prompter.image_projector.weight
+    saved = weight.detach().clone()
+    trainer.set_model_mode("eval")
+    with torch.no_grad():
+        weight.add_(0.1 * torch.randn(saved.shape, generator=torch.Generator().manual_seed(0)))
+        logits = trainer.model(batch["img"])
+        weight.copy_(saved)
+    return logits
+
+
+def loss_terms(trainer, batch):
+    trainer.set_model_mode("train")
+    return seeded(lambda: trainer.compute_loss(batch)[1])
+
+
+def augmix_views(trainer, batch, monkeypatch):
+    return seeded(lambda: trainer.official_views(batch["img"], ["augmix"])[0])
+
+
+def step_views(trainer, batch, monkeypatch):
+    """The MoCo and AugMix images a training step feeds to CLIP."""
+    return seeded(lambda: trainer.batch_views(batch)[1][len(batch["label"]):])
+
+
+def moco_view(trainer, batch, monkeypatch):
+    image = Image.fromarray(np.random.default_rng(0).integers(0, 256, (40, 40, 3), dtype=np.uint8))
+    return seeded(lambda: trainer.train_transforms()[1](image))
+
+
+def images_encoded_at_test(trainer, batch, monkeypatch):
+    rows = []
+    encode = trainer.backbone.encode_image
+    monkeypatch.setattr(trainer.backbone, "encode_image", lambda x, **kw: rows.append(len(x)) or encode(x, **kw))
+    trainer.set_model_mode("eval")
+    with torch.no_grad():
+        seeded(lambda: trainer.model_inference(batch["img"]))
+    return sum(rows)
+
+
+def evaluated_after_an_epoch(trainer, batch, monkeypatch):
+    """What ``after_epoch`` of a middle epoch tests and saves."""
+    events = []
+    monkeypatch.setattr(trainer, "test", lambda split=None: events.append(f"test {split}") or 50.0)
+    monkeypatch.setattr(trainer, "save_model", lambda *args, model_name="", **kw: events.append(f"save {model_name}"))
+    trainer.epoch = 0
+    trainer.after_epoch()
+    return events
+
+
+# switch → the output it governs, as a function of (trainer, batch, monkeypatch)
+SWITCH_EFFECTS = {
+    "RHO_PER_VIEW": views_share_prompts,
+    "RHO_TOKENWISE": tokens_are_identical,
+    "PV_IN_LOGITS": logits_after_projector_moved,
+    "PV_INIT": lambda trainer, batch, _: loss_terms(trainer, batch)["loss_con"],
+    "W_CON": lambda trainer, batch, _: loss_terms(trainer, batch)["loss"],
+    "SEM_DIST": lambda trainer, batch, _: loss_terms(trainer, batch)["loss_sem"],
+    "AUGMIX_FIRST_IMAGE_ONLY": augmix_views,  # the views made from the batch tensor (AUG_INPUT official, test)
+    "AUG_INPUT": step_views,
+    "MOCO_NORM": moco_view,
+    "TEST_BRANCHES": images_encoded_at_test,
+    "SELECT_ON_TEST": evaluated_after_an_epoch,
+}
+
+
+@pytest.fixture(scope="module")
+def pristine(kit, tmp_path_factory):
+    """(default trainer, one training batch), never trained: the reference every switch is flipped against."""
+    trainer = make_trainer(kit, tmp_path_factory.mktemp("pristine"), "GOPro", "vit_b16",
+                           "DATALOADER.TRAIN_X.BATCH_SIZE", "4")
+    return trainer, one_batch(trainer)
+
+
+def same(a, b) -> bool:
+    if isinstance(a, torch.Tensor):
+        return a.shape == b.shape and torch.allclose(a, b)
+    return a == b
+
+
+def test_official_switches_are_exactly_those_that_differ_and_each_has_a_probe(pristine):
+    defaults = pristine[0].options
+    differing = {key for key, value in OFFICIAL_SWITCHES.items() if defaults[key] != value}
+    assert differing == set(SWITCH_EFFECTS)
+    assert {"W_CE", "W_SEM"} == set(OFFICIAL_SWITCHES) - differing  # official = default, pinned all the same
+
+
+@pytest.mark.parametrize("switch", sorted(SWITCH_EFFECTS))
+def test_each_official_switch_alone_changes_the_output_it_governs(kit, tmp_path, pristine, monkeypatch, switch):
+    default, batch = pristine
+    value = OFFICIAL_SWITCHES[switch]
+    flipped = make_trainer(kit, tmp_path, "GOPro", "vit_b16", "DATALOADER.TRAIN_X.BATCH_SIZE", "4",
+                           f"TRAINER.GOPRO.{switch}", str(value))
+    assert flipped.options[switch] == value
+    assert all(flipped.options[k] == default.options[k] for k in OFFICIAL_SWITCHES if k != switch)
+    probe = SWITCH_EFFECTS[switch]
+    assert not same(probe(default, batch, monkeypatch), probe(flipped, batch, monkeypatch))
+
+
+def test_official_pv_init_is_nn_linear_default_and_draws_nothing_else(kit, tmp_path, pristine):
+    default = dict(pristine[0].model.prompter.named_parameters())
+    flipped = make_trainer(kit, tmp_path, "GOPro", "vit_b16", "TRAINER.GOPRO.PV_INIT", "default")
+    state = dict(flipped.model.prompter.named_parameters())
+    weight, bias = state["image_projector.weight"], state["image_projector.bias"]
+    bound = weight.shape[1] ** -0.5  # kaiming_uniform(a=√5) and the bias: U(±1/√fan_in)
+    assert weight.abs().max() <= bound and bias.abs().max() <= bound
+    assert weight.std() > bound / 3 and bias.abs().max() > bound / 2  # drawn, not zero or identity
+    assert torch.equal(default["image_projector.weight"], torch.eye(len(weight)))
+    # The identity init draws the same numbers before overwriting them: every other parameter is unchanged.
+    for key, value in state.items():
+        if not key.startswith("image_projector."):
+            assert torch.equal(value, default[key]), key
 
 
 def test_bad_switch_values_are_rejected_with_the_key(kit, tmp_path):
@@ -189,6 +331,36 @@ def test_official_checkpoints_load_and_predict_like_the_model_that_wrote_them(ki
     torch.save({"state_dict": state, "epoch": 50}, folder / "model-best.pth.tar")
     with pytest.raises(RuntimeError, match="simproj = Linear \\+ BatchNorm1d"):
         loaded.load_model(str(tmp_path / "released"))
+
+
+def test_official_base_checkpoint_evaluates_new_classes_with_their_own_names(kit, tmp_path):
+    """The official load_model keeps the base classes' token buffers (its filter misses the
+    ``prompt_learner.`` prefix); ours drops them and builds the evaluated classes' own."""
+    base = make_trainer(kit, tmp_path / "base", "GOPro", "vit_b16_official", "DATASET.SUBSAMPLE_CLASSES", "base")
+    with torch.no_grad():
+        for p in base.model.prompter.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+        ctx = base.model.prompter.prompt_learner.ctx
+        ctx.copy_(ctx.half().float())  # saved as the official fp16 parameter
+    state = official_layout(base)
+    state["prompt_learner.token_suffix"] = base.model.prompter.prompt_learner.token_suffix
+    folder = tmp_path / "released" / "gopro"
+    folder.mkdir(parents=True)
+    torch.save({"state_dict": state, "epoch": 50}, folder / "model-best.pth.tar")
+
+    opts = ("DATASET.SUBSAMPLE_CLASSES", "new")
+    expected = make_trainer(kit, tmp_path / "expected", "GOPro", "vit_b16_official", *opts)
+    learned = {k: v for k, v in base.model.prompter.state_dict().items() if "token_" not in k}
+    expected.model.prompter.load_state_dict(learned, strict=False)
+    loaded = make_trainer(kit, tmp_path / "new", "GOPro", "vit_b16_official", *opts)
+    loaded.load_model(str(tmp_path / "released"))
+    assert (base.num_classes, loaded.num_classes) == (3, 2)
+    images = torch.randn(3, 3, 32, 32)
+    expected.set_model_mode("eval"), loaded.set_model_mode("eval")
+    with torch.no_grad():
+        logits = loaded.model(images)
+        assert logits.shape == (3, 2)
+        torch.testing.assert_close(logits, expected.model(images))
 
 
 @pytest.mark.slow

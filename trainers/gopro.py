@@ -48,6 +48,7 @@ OFFICIAL_SWITCHES = dict(
     RHO_PER_VIEW=False,           # D1: one ρ shared by the three views
     RHO_TOKENWISE=False,          # D2: one Linear(L→1) repeated M times (M identical tokens)
     PV_IN_LOGITS=False,           # D4: logits from raw CLIP features; P_v only in L_con
+    PV_INIT="default",            # D4: simproj's Linear keeps nn.Linear's default init (see ImageProjector)
     W_CE=1.0, W_SEM=1.0, W_CON=0.1,  # D5
     SEM_DIST="mse",               # D6: element-wise mean over B·C·E
     AUGMIX_FIRST_IMAGE_ONLY=True,  # D7: B AugMix views of image 0
@@ -180,7 +181,15 @@ class PromptTokenGenerator(nn.Module):
 
 class ImageProjector(nn.Linear):
     """P_v: Linear(E → E) on the normalised CLIP image feature; identity init makes step 0 equal
-    zero-shot CLIP's image side."""
+    zero-shot CLIP's image side, ``default`` keeps nn.Linear's init (the official simproj's).
+
+    RNG order: nn.Linear always draws its kaiming-uniform weight, then its uniform bias, from the
+    global torch RNG when it is built; ``identity`` overwrites them afterwards, so ``PV_INIT`` does
+    not move the draws of anything built later. GOProPrompter builds P_v after style, content and
+    ρ, where the official CustomCLIP builds simproj (after its PromptLearner). The official
+    PromptLearner also draws an unused meta_net (D3) and one Linear per layer, so the same seed
+    does not give the official code's initial values; parity runs start from its weights instead.
+    """
 
     def __init__(self, dim: int, init: str = "identity"):
         super().__init__(dim, dim)
