@@ -29,7 +29,7 @@ from dassl.engine import TRAINER_REGISTRY
 from dassl.metrics import compute_accuracy
 
 from .clip_backbone import ClipBackbone
-from .gopro import ImageProjector
+from .components import ImageProjector
 from .losses import on_global_batch, simclr_loss
 from .prompting import ClipPromptTrainer, FixedTextCLIP, clip_logits
 from .views import mocov3_view, slip_view

@@ -41,7 +41,7 @@ import torch.nn.functional as F
 from dassl.engine import TRAINER_REGISTRY
 
 from .clip_backbone import ClipBackbone
-from .gopro import StyleProjector
+from .components import StyleProjector
 from .prompting import (ClipPromptTrainer, InstancePromptCLIP, PromptLearner, add_prompt_keys, clip_logits,
                         encode_class_prompts)
 
