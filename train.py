@@ -28,8 +28,7 @@ warnings.filterwarnings("ignore", message="pkg_resources is deprecated")
 
 import torch  # noqa: E402
 
-from dassl.config import check_keys, get_cfg_default  # noqa: E402
-from dassl.config.keys import leaf_keys  # noqa: E402
+from dassl.config import check_keys, get_cfg_default, leaf_keys  # noqa: E402
 from dassl.engine import build_trainer  # noqa: E402
 from dassl.utils import collect_env_info, set_random_seed, setup_logger  # noqa: E402
 
@@ -271,6 +270,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 DEBUG_ENV = "GOPRO_DEBUG"
+# What bad input raises, with a message that explains it; any other type (KeyError, TypeError, ...)
+# is most likely a bug, and its name belongs in the line.
+EXPLAINED_ERRORS = (ValueError, OSError, RuntimeError, FloatingPointError)
 
 
 def report_fatal(exc: BaseException) -> None:
@@ -290,7 +292,9 @@ def report_fatal(exc: BaseException) -> None:
     else:
         where = f"in {log.name}, or " if log is not None else ""
         sys.stderr.write(f"(traceback: {where}rerun with {DEBUG_ENV}=1)\n")
-    message = " ".join(line.strip() for line in str(exc).splitlines()) or type(exc).__name__
+    message = " ".join(line.strip() for line in str(exc).splitlines())
+    if not message or not isinstance(exc, EXPLAINED_ERRORS):
+        message = f"{type(exc).__name__}: {message}" if message else type(exc).__name__
     sys.stderr.write(f"Error: {message}\n")
 
 

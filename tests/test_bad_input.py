@@ -166,6 +166,19 @@ def test_a_fatal_error_ends_the_console_with_one_line_and_keeps_the_traceback_in
     assert "Traceback (most recent call last)" in (out / "log.txt").read_text()
 
 
+@pytest.mark.parametrize("error, line", [
+    (ValueError("Bad thing.\nDo this."), "Error: Bad thing. Do this."),  # explained input errors: the message
+    (KeyError("x"), "Error: KeyError: 'x'"),  # anything else is likely a bug: its type too
+    (AssertionError(), "Error: AssertionError"),
+])
+def test_the_error_line_is_one_line_and_names_unexplained_error_types(capsys, monkeypatch, error, line):
+    import train
+
+    monkeypatch.delenv(train.DEBUG_ENV, raising=False)
+    train.report_fatal(error)
+    assert capsys.readouterr().err.splitlines()[-1] == line
+
+
 def test_missing_clip_weights_offline_say_where_to_put_them(kit, tmp_path, train_main, monkeypatch):
     import clip
 
