@@ -33,9 +33,12 @@ from test_baselines import METHODS as BASELINES
 DATASET_CFG = str(REPO / "configs/datasets/oxford_pets.yaml")
 TEST_SIZE = 50  # the kit's oxford_pets test split
 GLOBAL_BATCH = 4
-# Weights after several training steps on 2 ranks vs 1 process: the rounding of each step (tens of
-# epsilons) is carried and amplified by the following steps.
-TRAINING_ULPS = 10_000
+# A gradient is a sum over the batch whose terms can be much larger than the sum; 2 ranks add them in
+# another order, so the rounding is relative to the terms (measured: up to 107 eps x the largest
+# gradient, StyLIP's content.weight). Weights after 15 steps carry each step's rounding (measured:
+# 31 eps x max |ctx|). Both stay far below a real bug: an un-averaged gradient is off by 50%.
+GRADIENT_ULPS = 1024
+TRAINING_ULPS = 1024
 # Every trainer that learns: (paper config, options that fit the tiny kit).
 TRAINABLE = {"CoOp": ("vit_b16_ctxv1", []), "GOPro": ("vit_b16", []), **BASELINES}
 
@@ -141,7 +144,8 @@ def test_one_step_on_two_ranks_equals_one_step_on_the_global_batch(two_ranks, na
         assert_accuracy_close(got["accuracy"], want["accuracy"], total=TEST_SIZE, what=f"rank {rank} accuracy")
         assert got["grads"].keys() == want["grads"].keys()
         for key, grad in want["grads"].items():
-            assert_close(got["grads"][key], grad, what=f"rank {rank} gradient of {key}", scale=scale)
+            assert_close(got["grads"][key], grad, what=f"rank {rank} gradient of {key}", scale=scale,
+                         ulps=GRADIENT_ULPS)
         for key, buffer in want["buffers"].items():  # e.g. BatchNorm statistics of the global batch
             assert_close(got["buffers"][key], buffer, what=f"rank {rank} buffer {key}")
 
@@ -216,8 +220,7 @@ def test_torchrun_coop_ends_with_the_weights_and_accuracy_of_one_process(kit, tm
     got = torch.load(out / "prompt_learner" / "model.pth.tar-3", weights_only=True)["state_dict"]
     initial = single_process_trainer(kit, tmp_path / "init", "CoOp", *DETERMINISTIC).model.prompt_learner.ctx
     assert (want["ctx"] - initial).abs().max() > 0.01  # training moved the context ...
-    # ... and both runs moved it alike: 15 steps amplify the rounding of the split batch (~1e-6
-    # relative per step) by the training dynamics, still far below the movement itself
+    # ... and both runs moved it alike
     assert_close(got["ctx"], want["ctx"], what="context after 3 epochs on 2 ranks", ulps=TRAINING_ULPS)
     [accuracy] = accuracies(log)
     assert_accuracy_close(accuracy, single.test(), total=TEST_SIZE, what="accuracy on 2 ranks")

@@ -42,7 +42,8 @@ def is_known(cfg: CfgNode, dotted: str) -> bool:
     return True
 
 
-def closest(dotted: str, candidates: Iterable[str], n: int = 3, cutoff: float = 0.75, spread: float = 0.05) -> List[str]:
+def closest(dotted: str, candidates: Iterable[str], n: int = 3, cutoff: float = 0.75,
+            spread: float = 0.05) -> List[str]:
     """The ``n`` most similar names, keeping only those about as close as the best one: full
     dotted names share long prefixes, so a plain cutoff would add every key of the same node."""
     scores = {name: difflib.SequenceMatcher(None, dotted, name).ratio() for name in candidates}
