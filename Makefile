@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: venv demo test test-fast bench clean
+.PHONY: venv demo test test-fast test-portable bench clean
 
 venv: $(STAMP)
 
@@ -25,6 +25,11 @@ test: $(STAMP)
 # Unit tests only (seconds).
 test-fast: $(STAMP)
 	$(PY) -m pytest -q -m "not slow" tests
+
+# The suite on PyTorch's generic CPU kernels instead of this CPU's AVX2/AVX-512 ones: other
+# summation orders, i.e. the rounding of a machine other than yours (see tests/numerics.py).
+test-portable: $(STAMP)
+	ATEN_CPU_CAPABILITY=default $(PY) -m pytest -q tests
 
 bench: $(STAMP)
 	$(PY) bench/bench_prompts.py --quick

@@ -28,7 +28,7 @@ warnings.filterwarnings("ignore", message="pkg_resources is deprecated")
 
 import torch  # noqa: E402
 
-from dassl.config import get_cfg_default  # noqa: E402
+from dassl.config import check_keys, get_cfg_default, leaf_keys  # noqa: E402
 from dassl.engine import build_trainer  # noqa: E402
 from dassl.utils import collect_env_info, set_random_seed, setup_logger  # noqa: E402
 
@@ -107,12 +107,32 @@ def reset_cfg(cfg, args) -> None:
 
 
 def merge_file(cfg, path: str, what: str) -> None:
+    """Merge a YAML file into ``cfg``; unknown keys are named with the closest valid ones first."""
+    import yaml
+
     if not os.path.isfile(path):
         raise FileNotFoundError(f"{what} {path!r} does not exist (see configs/ for the shipped files).")
     try:
-        cfg.merge_from_file(path)
+        with open(path) as f:
+            loaded = cfg.load_cfg(f)
+    except yaml.YAMLError as exc:
+        raise ValueError(f"Bad {what} {path}: not valid YAML ({' '.join(str(exc).split())})") from exc
+    check_keys(cfg, leaf_keys(loaded), f"in {what} {path}")
+    try:
+        cfg.merge_from_other_cfg(loaded)
     except (KeyError, ValueError, AssertionError) as exc:
         raise ValueError(f"Bad {what} {path}: {exc}") from exc
+
+
+def merge_options(cfg, opts: List[str]) -> None:
+    """Merge the trailing ``KEY VALUE`` pairs of the command line (yacs' ``merge_from_list``)."""
+    if len(opts) % 2:
+        raise ValueError(f"The trailing options must be KEY VALUE pairs; {opts[-1]!r} has no value.")
+    check_keys(cfg, opts[0::2], "from the command line")
+    try:
+        cfg.merge_from_list(opts)
+    except (KeyError, ValueError, AssertionError) as exc:
+        raise ValueError(f"Bad command-line option (trailing KEY VALUE pairs): {exc}") from exc
 
 
 def setup_cfg(args):
@@ -123,10 +143,7 @@ def setup_cfg(args):
     if args.config_file:
         merge_file(cfg, args.config_file, "method config file")
     reset_cfg(cfg, args)
-    try:
-        cfg.merge_from_list(args.opts)
-    except (KeyError, ValueError, AssertionError) as exc:
-        raise ValueError(f"Bad command-line option (trailing KEY VALUE pairs): {exc}") from exc
+    merge_options(cfg, args.opts or [])
     cfg.freeze()
     return cfg
 
@@ -169,6 +186,29 @@ def rotate_previous_log(output_dir: str) -> None:
         os.replace(path, target)
 
 
+def check_registered(name: str, registry, key: str) -> None:
+    from dassl.utils import check_availability
+
+    try:
+        check_availability(name, registry.registered_names())
+    except ValueError as exc:
+        raise ValueError(f"Unknown {key}: {exc}") from exc
+
+
+def check_inputs(cfg) -> None:
+    """Raise the errors the config alone reveals before the ~280 lines of config and environment
+    dump, where they would scroll out of sight: the trainer and dataset names, and a dataset root
+    that must exist (every dataset that cannot download itself, i.e. all but Dassl's DG sets)."""
+    from dassl.data.datasets import DATASET_REGISTRY
+    from dassl.engine import TRAINER_REGISTRY
+    from datasets.coop_common import dataset_root
+
+    check_registered(cfg.TRAINER.NAME, TRAINER_REGISTRY, "trainer (--trainer / TRAINER.NAME)")
+    check_registered(cfg.DATASET.NAME, DATASET_REGISTRY, "dataset (DATASET.NAME in --dataset-config-file)")
+    if not getattr(DATASET_REGISTRY.get(cfg.DATASET.NAME), "data_url", ""):
+        dataset_root(cfg)
+
+
 def print_banner(title: str) -> None:
     line = "*" * (len(title) + 6)
     print(f"{line}\n** {title} **\n{line}")
@@ -194,6 +234,7 @@ def main(args) -> None:
 
 def run(args) -> None:
     cfg = setup_cfg(args)
+    check_inputs(cfg)
     if cfg.SEED >= 0:
         print(f"Setting fixed seed: {cfg.SEED}")
         set_random_seed(cfg.SEED)
@@ -248,6 +289,45 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+DEBUG_ENV = "GOPRO_DEBUG"
+# What bad input raises, with a message that explains it; any other type (KeyError, TypeError, ...)
+# is most likely a bug, and its name belongs in the line.
+EXPLAINED_ERRORS = (ValueError, OSError, RuntimeError, FloatingPointError)
+
+
+def report_fatal(exc: BaseException) -> None:
+    """A fatal error ends the console output with one line, ``Error: <message>``, on stderr. The
+    traceback goes to log.txt when the run got that far, and to the console only with
+    ``GOPRO_DEBUG=1``: the messages say what is wrong and how to fix it, a traceback buries them."""
+    import traceback
+
+    trace = "".join(traceback.format_exception(exc))
+    log = getattr(sys.stdout, "file", None)  # dassl's Logger tees stdout into OUTPUT_DIR/log.txt
+    if log is not None and not log.closed:
+        log.write(trace)
+        log.flush()
+    sys.stdout.flush()
+    if os.environ.get(DEBUG_ENV, "") not in ("", "0"):
+        sys.stderr.write(trace)
+    else:
+        where = f"in {log.name}, or " if log is not None else ""
+        sys.stderr.write(f"(traceback: {where}rerun with {DEBUG_ENV}=1)\n")
+    message = " ".join(line.strip() for line in str(exc).splitlines())
+    if not message or not isinstance(exc, EXPLAINED_ERRORS):
+        message = f"{type(exc).__name__}: {message}" if message else type(exc).__name__
+    sys.stderr.write(f"Error: {message}\n")
+
+
+def cli(argv: List[str]) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        main(args)
+    except Exception as exc:  # noqa: BLE001 - every failure gets the same one-line ending
+        report_fatal(exc)
+        return 1
+    return 0
+
+
 if __name__ == "__main__":
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-    main(build_parser().parse_args())
+    sys.exit(cli(sys.argv[1:]))

@@ -17,7 +17,7 @@ import sys
 import pytest
 import torch
 
-from conftest import REPO, accuracies, make_trainer
+from conftest import REPO, accuracies, make_trainer, run_train
 
 DATASET_CFG = str(REPO / "configs/datasets/oxford_pets.yaml")
 COOP_CFG = str(REPO / "configs/trainers/CoOp/vit_b16_ctxv1.yaml")
@@ -29,16 +29,15 @@ ONE_EPOCH = ("OPTIM.MAX_EPOCH", "1", "OPTIM.WARMUP_EPOCH", "0", "DATASET.NUM_SHO
 def train_main():
     """``train_main(*argv)``: run ``train.main`` in-process; sys.stdout (teed to log.txt) is restored."""
     import train
-
-    saved = sys.stdout
+    from dassl.utils.logger import Logger
 
     def run(*argv) -> None:
         try:
             train.main(train.build_parser().parse_args([str(a) for a in argv]))
         finally:
-            if sys.stdout is not saved:
+            if isinstance(sys.stdout, Logger):  # the tee train.py set up, over whatever pytest captures into
                 sys.stdout.close()
-                sys.stdout = saved
+                sys.stdout = sys.stdout.console
 
     return run
 
@@ -89,14 +88,21 @@ def test_empty_class_folder_is_named(kit, tmp_path, train_main):
 # Configuration
 # --------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("yaml_text, opts, message", [
-    ("OPTIM:\n  NOPE: 1\n", [], r"bad\.yaml.*OPTIM\.NOPE"),
-    ("TRAINER:\n  COOP:\n    N_CTXX: 4\n", [], r"bad\.yaml.*TRAINER\.COOP\.N_CTXX"),
+    ("OPTIM:\n  ZZZ: 1\n", [], r"^Unknown config key 'OPTIM\.ZZZ' \(in method config file \S*bad\.yaml\)\. "
+                                r"Keys at OPTIM: ADAM_BETA1, .*WEIGHT_DECAY\.$"),
+    ("TRAINER:\n  COOP:\n    N_CTXX: 4\n", [], r"^Unknown config key 'TRAINER\.COOP\.N_CTXX' \(in method config "
+                                              r"file \S*bad\.yaml\)\. Did you mean: TRAINER\.COOP\.N_CTX\b"),
     ("OPTIM:\n  MAX_EPOCH: two\n", [], r"bad\.yaml.*OPTIM\.MAX_EPOCH"),
+    ("OPTIM: [1\n", [], r"bad\.yaml: not valid YAML"),
+    ("", ["OPTIM.MAX_EPOCHS", "1"], r"^Unknown config key 'OPTIM\.MAX_EPOCHS' \(from the command line\)\. "
+                                    r"Did you mean: OPTIM\.MAX_EPOCH\?$"),
+    ("", ["TRAINER.COOOP.N_CTX", "2"], r"Did you mean: TRAINER\.COCOOP\.N_CTX or TRAINER\.COOP\.N_CTX\?$"),
+    ("", ["OPTIM.MAX_EPOCH"], r"KEY VALUE pairs; 'OPTIM\.MAX_EPOCH' has no value"),
     ("", ["TRAINER.COOP.N_CTX", "'four'"], r"TRAINER\.COOP\.N_CTX"),
     ("", ["TRAINER.COOP.PREC", "fp8"], r"TRAINER\.COOP\.PREC must be one of .*fp32"),
     ("", ["DATASET.NAME", "OxfordPet"], r"do you mean \[OxfordPets\]"),
-], ids=["yaml-unknown-key", "yaml-unknown-trainer-key", "yaml-bad-type", "cli-bad-type", "bad-choice",
-        "unknown-dataset"])
+], ids=["yaml-unknown-key", "yaml-unknown-trainer-key", "yaml-bad-type", "yaml-syntax", "cli-unknown-key",
+        "cli-unknown-node", "cli-odd-pairs", "cli-bad-type", "bad-choice", "unknown-dataset"])
 def test_bad_config_names_the_key_and_the_fix(kit, tmp_path, train_main, yaml_text, opts, message):
     config = COOP_CFG
     if yaml_text:
@@ -104,6 +110,73 @@ def test_bad_config_names_the_key_and_the_fix(kit, tmp_path, train_main, yaml_te
         config.write_text(yaml_text)
     with pytest.raises(ValueError, match=message):
         train_main(*args(kit, tmp_path / "out", "CoOp", config, *opts))
+
+
+@pytest.mark.parametrize("trainer, root, opts, message", [
+    ("GoPro", None, [], r"Unknown trainer \(--trainer / TRAINER\.NAME\).*do you mean \[GOPro\]"),
+    ("CoOp", "/nowhere", [], r"DATASET\.ROOT \(--root\) does not exist: /nowhere"),
+    ("CoOp", None, ["DATASET.NAME", "OxfordPet"], r"Unknown dataset .*do you mean \[OxfordPets\]"),
+], ids=["trainer", "root", "dataset"])
+def test_bad_names_and_paths_fail_before_the_config_dump(kit, tmp_path, capsys, train_main, trainer, root, opts,
+                                                         message):
+    with pytest.raises((ValueError, OSError), match=message):
+        train_main(*args(kit, tmp_path / "out", trainer, COOP_CFG, *opts, root=root))
+    assert "Config" not in capsys.readouterr().out  # nothing printed: the error is all the user sees
+
+
+def test_a_malicious_clip_file_is_refused_without_running_it_or_advising_to(kit, tmp_path, train_main):
+    marker = tmp_path / "code-ran"
+    evil = tmp_path / "clip.pt"
+    torch.save({"state_dict": RunsCode(f"open({str(marker)!r}, 'w').close()")}, evil)
+    with pytest.raises(RuntimeError) as refused:
+        train_main(*args(kit, tmp_path / "out", "ZeroshotCLIP", flags=("--eval-only",)), "MODEL.BACKBONE.PATH", evil)
+    message = str(refused.value)
+    assert message.startswith(f"{evil} is not a safe CLIP weights file: neither a TorchScript CLIP archive nor")
+    assert "Python callable exec," in message and "ViT-B-16.pt" in message and "state_dict()" in message
+    assert "weights_only" not in message and refused.value.__cause__ is None  # nor torch's advice, chained
+    assert not marker.exists()
+
+
+class RunsCode:
+    """Unpickling an instance runs ``source`` (what a malicious checkpoint does)."""
+
+    def __init__(self, source: str):
+        self.source = source
+
+    def __reduce__(self):
+        return exec, (self.source,)
+
+
+def test_a_fatal_error_ends_the_console_with_one_line_and_keeps_the_traceback_in_the_log(kit, tmp_path):
+    typo = args(kit, tmp_path / "typo", "CoOp", COOP_CFG, "OPTIM.MAX_EPOCHS", "1")
+    line = "Error: Unknown config key 'OPTIM.MAX_EPOCHS' (from the command line). Did you mean: OPTIM.MAX_EPOCH?"
+    proc = run_train(*typo, check=False)
+    assert proc.returncode == 1 and proc.stderr.splitlines()[-1] == line
+    assert "Traceback" not in proc.stderr and "Config" not in proc.stdout  # found before the config dump
+    debug = run_train(*typo, check=False, env={"GOPRO_DEBUG": "1"})
+    assert "Traceback (most recent call last)" in debug.stderr and debug.stderr.splitlines()[-1] == line
+
+    out, junk = tmp_path / "late", tmp_path / "clip.pt"
+    junk.write_bytes(b"not a checkpoint")
+    proc = run_train(*args(kit, out, "ZeroshotCLIP", flags=("--eval-only",)), "MODEL.BACKBONE.PATH", str(junk),
+                     check=False)
+    assert proc.returncode == 1 and "** Config **" in proc.stdout  # found while building the model
+    assert proc.stderr.splitlines()[-1].startswith(f"Error: {junk} is not a safe CLIP weights file")
+    assert "Traceback" not in proc.stderr and f"(traceback: in {out / 'log.txt'}, or rerun with" in proc.stderr
+    assert "Traceback (most recent call last)" in (out / "log.txt").read_text()
+
+
+@pytest.mark.parametrize("error, line", [
+    (ValueError("Bad thing.\nDo this."), "Error: Bad thing. Do this."),  # explained input errors: the message
+    (KeyError("x"), "Error: KeyError: 'x'"),  # anything else is likely a bug: its type too
+    (AssertionError(), "Error: AssertionError"),
+])
+def test_the_error_line_is_one_line_and_names_unexplained_error_types(capsys, monkeypatch, error, line):
+    import train
+
+    monkeypatch.delenv(train.DEBUG_ENV, raising=False)
+    train.report_fatal(error)
+    assert capsys.readouterr().err.splitlines()[-1] == line
 
 
 def test_missing_clip_weights_offline_say_where_to_put_them(kit, tmp_path, train_main, monkeypatch):

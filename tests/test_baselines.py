@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from yacs.config import CfgNode
 
 from conftest import REPO, accuracies, make_trainer, run_script
+from numerics import assert_close, assert_differs
 from trainers.losses import simclr_loss
 from trainers.prompting import encode_class_prompts
 from trainers.zsclip import dataset_template, encode_templates
@@ -121,7 +122,7 @@ def test_visual_embedding_is_a_normalised_batch_of_image_features(trainers, meth
     with torch.no_grad():
         embedding = model.visual_embedding(images())
     assert embedding.shape == (3, trainers(method).backbone.embed_dim)
-    torch.testing.assert_close(embedding.norm(dim=-1), torch.ones(3))
+    assert_close(embedding.norm(dim=-1), torch.ones(3), what=f"{method} image embedding norms")
 
 
 # ---- checkpoints ------------------------------------------------------------------------------
@@ -177,7 +178,7 @@ def test_cocoop_batched_prompts_equal_per_image_encoding(trainers):
         batched = model.text_features(features)                                    # [B, C, E]
         looped = torch.stack([encode_class_prompts(model.backbone, learner, learner.assemble(c), model.options)
                               for c in contexts])
-    torch.testing.assert_close(batched, looped, atol=1e-5, rtol=0)
+    assert_close(batched, looped, what="CoCoOp batched vs per-image class features")
 
 
 def test_cocoop_meta_net_sees_the_normalised_feature_and_shifts_every_token_alike(trainers):
@@ -186,8 +187,8 @@ def test_cocoop_meta_net_sees_the_normalised_feature_and_shifts_every_token_alik
     contexts = learner.contexts(features)
     shift = contexts - learner.ctx
     assert contexts.shape == (2, 4, 64)
-    torch.testing.assert_close(shift[:, 0], shift[:, 3])
-    torch.testing.assert_close(shift[:, 0], learner.meta_net(features))
+    assert_close(shift[:, 0], shift[:, 3], what="meta-net shift of tokens 0 and 3")
+    assert_close(shift[:, 0], learner.meta_net(features), what="meta-net shift vs meta_net(feature)")
 
 
 def test_cocoop_evaluation_groups_images_to_bound_the_text_batch(kit, tmp_path, monkeypatch):
@@ -200,7 +201,7 @@ def test_cocoop_evaluation_groups_images_to_bound_the_text_batch(kit, tmp_path, 
         grouped = trainer.model(x)
         whole = torch.cat([trainer.model(part) for part in x.split(1)])
     assert sizes[:3] == [10, 10, 5]
-    torch.testing.assert_close(grouped, whole, atol=1e-5, rtol=0)
+    assert_close(grouped, whole, what="CoCoOp logits, image groups vs one image per call")
 
 
 @pytest.mark.parametrize("method", ["CoCoOp", "StyLIP"])
@@ -239,13 +240,13 @@ def test_maple_deep_prompts_change_the_middle_blocks_of_both_towers(kit, tmp_pat
     plain = mlp_input(vision[1], lambda: backbone.encode_image(x))
     prompted = mlp_input(vision[1], lambda: model.visual_embedding(x))
     assert prompted.shape[1] == plain.shape[1] + 2  # two coupled visual prompt tokens
-    assert not torch.allclose(prompted[:, : plain.shape[1]], plain, atol=1e-3)
+    assert_differs(prompted[:, : plain.shape[1]], plain, what="vision block 1 with vs without deep prompts")
 
     plain_text = [mlp_input(text[i], lambda: backbone.encode_tokens(tokens)) for i in (0, 1)]
     prompted_text = [mlp_input(text[i], model.text_features) for i in (0, 1)]
     # block 0 reads the initial ctx ("a photo") exactly like plain CLIP; block 1 reads the deep prompts
-    torch.testing.assert_close(prompted_text[0], plain_text[0], atol=1e-5, rtol=0)
-    assert not torch.allclose(prompted_text[1], plain_text[1], atol=1e-3)
+    assert_close(prompted_text[0], plain_text[0], what="text block 0, MaPLe vs plain CLIP")
+    assert_differs(prompted_text[1], plain_text[1], what="text block 1 with vs without deep prompts")
 
 
 def test_maple_context_replaces_a_photo_and_keeps_of_a_as_text(kit, tmp_path):
@@ -254,7 +255,7 @@ def test_maple_context_replaces_a_photo_and_keeps_of_a_as_text(kit, tmp_path):
     names = [c.replace("_", " ") for c in trainer.dm.dataset.classnames]
     expected = backbone.embed_tokens(backbone.tokenize([f"a photo of a {n}." for n in names]))[:, : learner.length]
     assert learner.n_ctx == 2
-    torch.testing.assert_close(learner.assemble().detach(), expected)
+    assert_close(learner.assemble().detach(), expected, what="MaPLe prompts vs embedded 'a photo of a <class>.'")
     projections = learner.compound_prompt_projections
     assert torch.equal(projections[0].weight, projections[1].weight)  # couplings start as copies
 
@@ -291,7 +292,7 @@ def test_stylip_zero_initialised_content_starts_from_the_style_prompts_alone(kit
     plain = build(kit, tmp_path / "plain", "StyLIP", "TRAINER.STYLIP.CONTENT_FUSION", "none")
     plain.model.prompter.style.load_state_dict(fused.model.prompter.style.state_dict())
     with torch.no_grad():
-        torch.testing.assert_close(fused.model(images()), plain.model(images()))
+        assert_close(fused.model(images()), plain.model(images()), what="StyLIP logits, zero content vs none")
 
 
 def test_stylip_bad_options_name_the_key(kit, tmp_path):
@@ -309,7 +310,7 @@ def test_slip_starts_as_zero_shot_clip(kit, tmp_path):
     trainer.set_model_mode("eval")
     with torch.no_grad():
         zero_shot = backbone.logit_scale * F.normalize(backbone.encode_image(x).features, dim=-1) @ weights.t()
-        torch.testing.assert_close(trainer.model(x), zero_shot, atol=1e-4, rtol=1e-5)
+        assert_close(trainer.model(x), zero_shot, what="SLIP logits before training vs zero-shot CLIP")
 
 
 def test_slip_views_and_the_ssl_loss_reaches_the_shared_projector(trainers):
@@ -354,14 +355,14 @@ def test_language_only_ivlp_has_no_vision_prompts(kit, tmp_path):
     assert trainer.model.prompts.prompt_learner.n_ctx == 4 and len(trainer.model.prompts.text_encoder.deep_prompts()) == 2
     x = images(2)
     with torch.no_grad():
-        torch.testing.assert_close(trainer.model.visual_embedding(x),
-                                   F.normalize(trainer.backbone.encode_image(x).features, dim=-1))
+        assert_close(trainer.model.visual_embedding(x), F.normalize(trainer.backbone.encode_image(x).features, dim=-1),
+                     what="language-only IVLP image embedding vs plain CLIP")
 
 
 def test_vpt_text_is_the_fixed_template(trainers):
     trainer = trainers("VPT")
     expected = encode_templates(trainer.backbone, trainer.dm.dataset.classnames, ["a photo of a {}."])
-    torch.testing.assert_close(trainer.model.class_features, expected)
+    assert_close(trainer.model.class_features, expected, what="VPT class features vs the fixed template")
 
 
 # ---- scripts ----------------------------------------------------------------------------------

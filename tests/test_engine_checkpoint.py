@@ -17,6 +17,7 @@ from dassl.config import get_cfg_default
 from dassl.optim import build_lr_scheduler, build_optimizer
 from dassl.utils import load_checkpoint, load_pretrained_weights, resume_from_checkpoint, save_checkpoint
 from dassl.utils.torchtools import CheckpointWriteError, find_latest_checkpoint, get_rng_state
+from numerics import assert_close
 
 
 def make_training_state(max_epoch=6, warmup=1):
@@ -166,7 +167,7 @@ def test_upstream_checkpoint_loads_weights_only(tmp_path):
     for _ in range(3):
         optim.step(), sched.step()
         optim2.step(), sched2.step()
-        assert optim2.param_groups[0]["lr"] == pytest.approx(optim.param_groups[0]["lr"])
+        assert_close(optim2.param_groups[0]["lr"], optim.param_groups[0]["lr"], what="lr after restore")
 
 
 def test_checkpoints_we_write_need_no_allowlist(tmp_path):
@@ -204,7 +205,7 @@ def test_resume_restores_model_optimizer_scheduler_and_rng(tmp_path, capsys):
     for _ in range(3):
         optim2.step(), sched2.step()
         lrs.append(optim2.param_groups[0]["lr"])
-    assert lrs == pytest.approx(expected_lrs)
+    assert_close(lrs, expected_lrs, what="lrs after resume")
     out = capsys.readouterr().out
     for line in ["Loading checkpoint from", "Loaded model weights", "Loaded optimizer", "Loaded scheduler",
                  "Loaded RNG states", "Previous epoch: 2"]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from yacs.config import CfgNode
 
-from dassl.config import clean_cfg, get_cfg_default
+from dassl.config import UnknownConfigKeyError, check_keys, clean_cfg, get_cfg_default
 
 
 @pytest.mark.parametrize(
@@ -183,3 +183,15 @@ def test_clean_cfg_keeps_only_name_and_trainer_node():
     cfg = get_cfg_default()
     clean_cfg(cfg, "FixMatch")
     assert sorted(cfg.TRAINER.keys()) == ["FIXMATCH", "NAME"]
+
+
+def test_check_keys_names_every_unknown_key_with_the_closest_valid_ones():
+    cfg = get_cfg_default()
+    cfg.EXTRA = CfgNode(new_allowed=True)
+    check_keys(cfg, ["OPTIM.LR", "EXTRA.ANYTHING.BELOW", "INPUT.SIZE.X"], "here")  # new_allowed; type errors are yacs'
+    with pytest.raises(UnknownConfigKeyError) as error:
+        check_keys(cfg, ["OPTIM.LR", "OPTIM.MAX_EPOCHS", "INPUT.SIZ", "NOPE.X"], "in a.yaml")
+    assert str(error.value) == (
+        "Unknown config key 'OPTIM.MAX_EPOCHS' (in a.yaml). Did you mean: OPTIM.MAX_EPOCH? "
+        "Unknown config key 'INPUT.SIZ' (in a.yaml). Did you mean: INPUT.SIZE? "
+        f"Unknown config key 'NOPE.X' (in a.yaml). Keys at the top level: {', '.join(sorted(cfg.keys()))}.")

@@ -32,6 +32,7 @@ from dassl.utils import (
     tolist_if_not,
     write_json,
 )
+from numerics import assert_close
 
 
 # ----------------------------------------------------------------------------- tools
@@ -202,7 +203,7 @@ def test_average_meter_plain_and_ema():
     ema = AverageMeter(ema=True)
     ema.update(10)
     ema.update(20)
-    assert ema.avg == pytest.approx((0 * 0.9 + 1.0) * 0.9 + 2.0)
+    assert_close(ema.avg, (0 * 0.9 + 1.0) * 0.9 + 2.0, what="EMA")
     meter.reset()
     assert (meter.val, meter.avg, meter.sum, meter.count) == (0, 0, 0, 0)
 
@@ -258,9 +259,10 @@ def test_distance_metrics():
     a = torch.tensor([[1.0, 0.0], [0.0, 2.0]])
     b = torch.tensor([[1.0, 0.0], [3.0, 0.0], [0.0, 1.0]])
     eu = compute_distance_matrix(a, b)
-    assert torch.allclose(eu, torch.cdist(a, b) ** 2, atol=1e-5)
+    assert_close(eu, torch.cdist(a, b) ** 2, what="squared euclidean distances")
     cos = compute_distance_matrix(a, b, metric="cosine")
-    assert torch.allclose(cos, torch.tensor([[0.0, 0.0, 1.0], [1.0, 1.0, 0.0]]), atol=1e-6)
+    # 1 - cos of unit-scale vectors rounds relative to 1, not to the entries that are 0
+    assert_close(cos, torch.tensor([[0.0, 0.0, 1.0], [1.0, 1.0, 0.0]]), what="cosine distances", scale=1.0)
     with pytest.raises(ValueError, match="manhattan"):
         compute_distance_matrix(a, b, metric="manhattan")
 
@@ -388,7 +390,7 @@ def _distributed_worker(rank: int, world_size: int, tmpdir: str) -> None:
         before = model.weight.detach().clone()
         model.weight.grad = torch.full_like(model.weight, float(rank))  # mean over ranks = 0.5
         trainer.model_update()
-        assert torch.allclose(model.weight.detach(), before - 0.5)
+        assert_close(model.weight.detach(), before - 0.5, what=f"rank {rank} weight after the averaged step")
 
         # the evaluator totals cover every rank's shard
         cfg = get_cfg_default()

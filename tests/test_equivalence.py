@@ -1,7 +1,7 @@
 """The text-side speed-ups change no result: EOT truncation, length buckets, the shared per-image
 prefix, chunking (with activation checkpointing), evaluation image groups, cached class features,
-and batching instead of per-image loops. Everything is compared in fp32 within 1e-5 (logits as the
-cosines they are made of, i.e. divided by CLIP's logit scale of 100)."""
+and batching instead of per-image loops. Everything is compared in fp32 up to rounding, with the
+scale-aware tolerance of ``numerics.assert_close`` (the same on every CPU and thread count)."""
 from __future__ import annotations
 
 import contextlib
@@ -10,10 +10,10 @@ import pytest
 import torch
 
 from conftest import make_trainer
+from numerics import assert_accuracy_close, assert_close
 from trainers.clip_backbone import ClipBackbone, length_buckets, load_clip
 from trainers.prompting import encode_class_prompts
 
-TOL = dict(atol=1e-5, rtol=0)
 # Class names of very different token lengths, so that length buckets and truncation matter.
 NAMES = ["cat", "tench", "great white shark", "soft-coated wheaten terrier", "Mexican hairless dog (xoloitzcuintli)",
          "goldfish", "American Staffordshire Terrier", "hen"]
@@ -74,12 +74,13 @@ def test_length_buckets_cover_every_sequence_once_and_split_long_from_short():
 def test_truncated_bucketed_and_chunked_text_features_equal_the_full_77_tokens(backbone):
     prompts, eot = class_prompts(backbone)
     full = backbone.encode_text(prompts, eot, truncate=False)
-    torch.testing.assert_close(full, backbone.clip.encode_text(backbone.tokenize(
-        [f"a photo of a {n}." for n in NAMES])).float(), **TOL)  # our tower = CLIP's own
+    reference = backbone.clip.encode_text(backbone.tokenize([f"a photo of a {n}." for n in NAMES])).float()
+    assert_close(full, reference, what="our text tower vs CLIP's encode_text")
     assert len(length_buckets(eot)) > 1  # the test exercises several truncation lengths
     for chunk in (0, 3):
-        torch.testing.assert_close(backbone.encode_text(prompts, eot, truncate=True, chunk_size=chunk), full, **TOL)
-        torch.testing.assert_close(backbone.encode_text(prompts, eot, truncate=False, chunk_size=chunk), full, **TOL)
+        for truncate in (True, False):
+            assert_close(backbone.encode_text(prompts, eot, truncate=truncate, chunk_size=chunk), full,
+                         what=f"text features, truncate={truncate}, chunk={chunk}")
 
 
 @pytest.mark.parametrize("chunk, checkpointing", [(0, False), (5, False), (5, True)])
@@ -99,8 +100,8 @@ def test_shared_prefix_gives_the_same_features_and_gradients(backbone, chunk, ch
         out.pow(2).sum().backward()
         features.append(out.detach())
         grads.append(ctx.grad)
-    torch.testing.assert_close(features[1], features[0], **TOL)
-    torch.testing.assert_close(grads[1], grads[0], **TOL)
+    assert_close(features[1], features[0], what="features with a shared prefix")
+    assert_close(grads[1], grads[0], what="context gradients with a shared prefix")
     assert grads[0].abs().sum() > 0
 
 
@@ -129,7 +130,7 @@ def test_gopro_batched_per_image_features_equal_a_loop_of_full_length_calls(trai
                     for ctx in learner.ctx + model.prompter.rho_for(view)(g)]) for view in ("orig", "moco")])
             finally:
                 learner.truncate = True
-    torch.testing.assert_close(batched, looped, **TOL)
+    assert_close(batched, looped, what="GOPro batched vs looped class features")
 
 
 @pytest.mark.parametrize("name", ["CoOp", "CoCoOp", "GOPro"])
@@ -141,8 +142,7 @@ def test_chunked_text_and_image_groups_give_the_same_logits(trainers, name):
         whole = trainer.model(x)
         with options(trainer.model.options, TEXT_CHUNK=7):  # 7 < C·B: several text calls and image groups
             chunked = trainer.model(x)
-    scale = trainer.backbone.logit_scale  # compare cosines: logits are 100·cos
-    torch.testing.assert_close(chunked / scale, whole / scale, **TOL)
+    assert_close(chunked, whole, what=f"{name} logits, chunked vs whole")
 
 
 def test_gopro_chunked_checkpointed_training_step_has_the_same_loss_and_gradients(trainers):
@@ -158,11 +158,14 @@ def test_gopro_chunked_checkpointed_training_step_has_the_same_loss_and_gradient
             grads = torch.autograd.grad(loss, params, allow_unused=True)
         results.append((loss.detach(), grads))
     trainer.model.prompter.prompt_learner.truncate = True
+    # Back-propagation rounds relative to the largest gradient: a bias in front of BatchNorm has an
+    # exact gradient of 0 and gets rounding noise of that size, not of its own.
+    scale = max(g.abs().max() for g in results[0][1] if g is not None)
     for loss, grads in results[1:]:
-        torch.testing.assert_close(loss, results[0][0], **TOL)
-        for got, expected in zip(grads, results[0][1]):
+        assert_close(loss, results[0][0], what="GOPro loss")
+        for param, got, expected in zip(params, grads, results[0][1]):
             if expected is not None:
-                torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-4)
+                assert_close(got, expected, what=f"GOPro gradient of a {tuple(param.shape)} parameter", scale=scale)
 
 
 def test_coop_evaluation_with_cached_class_features_equals_recomputing_them(trainers, monkeypatch):
@@ -182,6 +185,5 @@ def test_coop_evaluation_with_cached_class_features_equals_recomputing_them(trai
         monkeypatch.undo()
     (acc_c, logits_c, enc_c, batches), (acc_u, logits_u, enc_u, _) = runs[True], runs[False]
     assert batches > 1 and enc_c == 1 and enc_u == batches  # once per evaluation vs once per batch
-    assert acc_c == acc_u
-    scale = trainer.backbone.logit_scale
-    torch.testing.assert_close(logits_c / scale, logits_u / scale, **TOL)
+    assert_accuracy_close(acc_c, acc_u, total=len(logits_c), what="CoOp accuracy, cached vs recomputed")
+    assert_close(logits_c, logits_u, what="CoOp logits, cached vs recomputed class features")

@@ -4,6 +4,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from numerics import assert_close, assert_differs
 from trainers.clip_backbone import ClipBackbone, load_clip
 from trainers.prompting import PromptLearner, adapt_state_dict, encode_class_prompts, init_context
 
@@ -26,7 +27,7 @@ def test_ctx_init_sets_the_number_of_vectors_and_copies_word_embeddings(backbone
     assert template == "a photo of a" and ctx.shape == (4, backbone.text_width)
     assert "N_CTX=16 is ignored" in capsys.readouterr().out
     tokens = backbone.tokenize(["a photo of a"])
-    torch.testing.assert_close(ctx, backbone.embed_tokens(tokens)[0, 1:5])
+    assert torch.equal(ctx, backbone.embed_tokens(tokens)[0, 1:5])  # a copy: bitwise
     random_ctx, template = init_context(backbone, n_ctx=3)
     assert template == "X X X" and random_ctx.shape == (3, backbone.text_width)
     assert 0.01 < random_ctx.std().item() < 0.03
@@ -44,7 +45,7 @@ def test_prompt_learner_buffers_match_upstream_names_and_shapes(backbone):
     # with the initial context, the assembled prompts are exactly the embedded template
     full = PromptLearner(backbone, CLASSES, ctx, template, truncate=False).assemble()
     expected = backbone.embed_tokens(backbone.tokenize([f"a photo of a {c.replace('_', ' ')}." for c in CLASSES]))
-    torch.testing.assert_close(full, expected)
+    assert torch.equal(full, expected)  # copies of the same embeddings: bitwise
     assert learner.assemble().shape[1] == learner.length == int(learner.eot.max()) + 1 < 77
 
 
@@ -66,11 +67,11 @@ def test_per_image_prompts_and_features(backbone):
     shift = torch.randn(2, 4, backbone.text_width)
     prompts = learner.assemble_per_image(ctx + shift)
     assert prompts.shape == (2, 3, learner.length, backbone.text_width)
-    torch.testing.assert_close(prompts[1], learner.assemble(ctx + shift[1]))
+    assert torch.equal(prompts[1], learner.assemble(ctx + shift[1]))  # element-wise sums and copies: bitwise
     features = encode_class_prompts(backbone, learner, prompts, Options)
     assert features.shape == (2, 3, backbone.embed_dim)
-    torch.testing.assert_close(features.norm(dim=-1), torch.ones(2, 3))
-    assert not torch.allclose(features[0], features[1])  # image-dependent class features
+    assert_close(features.norm(dim=-1), torch.ones(2, 3), what="class feature norms")
+    assert_differs(features[0], features[1], what="class features of two images")  # image-dependent
 
 
 def test_adapt_state_dict_drops_class_buffers_and_frozen_weights_and_explains_mismatches(backbone):

@@ -18,6 +18,8 @@ from __future__ import annotations
 import contextlib
 import inspect
 import os
+import pickle
+import re
 import warnings
 from dataclasses import dataclass
 from typing import List, Optional, Sequence
@@ -76,6 +78,19 @@ def resolve_checkpoint(name: str, path: str = "") -> str:
         ) from exc
 
 
+def unsafe_file_message(path: str, exc: Exception) -> str:
+    """Why a file that ``torch.load(weights_only=True)`` refused is not loaded, and how to get a
+    good one. Never torch's own advice (``weights_only=False``): for a file found on disk that
+    means running whatever code it holds."""
+    found = re.search(r"GLOBAL ([\w.]+)", str(exc))
+    holds = f" It refers to the Python callable {found.group(1)}, which unpickling would call." if found else ""
+    example = "ViT-B/16"
+    return (f"{path} is not a safe CLIP weights file: neither a TorchScript CLIP archive nor a plain archive of "
+            f"tensors, so it was not loaded.{holds} Use the official OpenAI file of your backbone (e.g. "
+            f"{checkpoint_filename(example)} from {clip.clip._MODELS[example]}; MODEL.BACKBONE.NAME downloads it), "
+            f"or re-save trusted weights as a state dict: torch.save(model.state_dict(), 'clip.pt').")
+
+
 def load_clip_state_dict(path: str) -> dict:
     """Weights of a CLIP checkpoint: a TorchScript archive (official files) or a plain state dict."""
     try:
@@ -86,6 +101,8 @@ def load_clip_state_dict(path: str) -> dict:
         pass  # not a TorchScript archive
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise RuntimeError(unsafe_file_message(path, exc)) from None  # torch's text advises weights_only=False
     except Exception as exc:
         raise RuntimeError(f"Cannot read CLIP checkpoint {path}: {exc}") from exc
     if isinstance(state, dict) and "state_dict" in state:

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from .defaults import _C as cfg_default
 from .defaults import CfgNode
+from .keys import UnknownConfigKeyError, check_keys, leaf_keys
 
-__all__ = ["get_cfg_default", "clean_cfg", "cfg_default", "CfgNode"]
+__all__ = ["get_cfg_default", "clean_cfg", "cfg_default", "CfgNode", "check_keys", "leaf_keys", "UnknownConfigKeyError"]
 
 
 def get_cfg_default() -> CfgNode:
