@@ -24,7 +24,7 @@ from __future__ import annotations
 import argparse
 import math
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import List, Sequence, Tuple
 
@@ -55,7 +55,7 @@ class WorldSpec:
     hue_jitter: float = 0.2      # per-image hue noise (same unit), uniform in ±hue_jitter
     shapes: int = 4              # pre-training knows the first ``shapes`` of SHAPES
     object_scale: float = 0.65   # object half-size / image half-size (±0.1 per image)
-    steps: int = 800             # pre-training steps (batch 64)
+    steps: int = 500             # pre-training steps (batch 64)
     lr: float = 3e-3             # peak learning rate (50 warm-up steps, then cosine)
     trainval_per_class: int = 25  # the loader keeps 80 %: 20 train images, 16 shots
     test_per_class: int = 50
@@ -198,10 +198,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("root", help="world folder (written once, then reused)")
     parser.add_argument("--print-opts", action="store_true", help="only print the train.py options")
-    for field, default in WorldSpec.__dataclass_fields__.items():
-        parser.add_argument(f"--{field.replace('_', '-')}", type=type(default.default), default=default.default)
+    for field in fields(WorldSpec):  # a different spec needs a fresh root: a written world is reused
+        parser.add_argument(f"--{field.name.replace('_', '-')}", type=type(field.default), default=field.default)
     args = parser.parse_args()
-    spec = WorldSpec(**{field: getattr(args, field) for field in WorldSpec.__dataclass_fields__})
+    spec = WorldSpec(**{field.name: getattr(args, field.name) for field in fields(WorldSpec)})
     world = build_world(args.root, spec)
     if args.print_opts:
         print(" ".join(world.opts()))
