@@ -3,7 +3,7 @@
 The tiny kit (``tools/kit.py``) shows that the pipeline runs; its 3 / 2 base / new classes with
 10 test images each cannot show that a method *learns*. The world can:
 
-* **Pre-training** (cached, about a minute on 2 CPU cores): a tiny CLIP learns 8 colours × 8
+* **Pre-training** (cached; about a CPU-minute, 500 steps): a tiny CLIP learns 8 colours × 4
   shapes from rendered images and captions such as "a photo of a red circle." Some images are
   taken under a *warm* or *cool* light, which shifts every hue by ``shift`` of the distance between
   two colour names, and their captions say so: "a warm photo of a red circle." Under warm light
