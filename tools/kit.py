@@ -6,6 +6,9 @@ downloading ViT-B/16 and the benchmarks:
     python tools/kit.py kit/                 # writes kit/tiny-clip.pt and kit/DATA/...
     export DATA=kit/DATA EXTRA_OPTS="$(python tools/kit.py kit/ --print-opts)"
     bash scripts/gopro/base2new_train.sh oxford_pets 1
+
+``--world`` writes the synthetic world of ``tools/world.py`` instead (a benchmark on which prompt
+learning has something to learn; its dataset is ``oxford_pets``).
 """
 from __future__ import annotations
 
@@ -104,12 +107,19 @@ def main() -> None:
     parser.add_argument("--datasets", nargs="+", default=[DEMO_DATASET["name"]], metavar="NAME",
                         help=f"fixture datasets to write, or 'all' (default: {DEMO_DATASET['name']}); "
                              f"names: {' '.join(ALL_DATASETS)}")
+    parser.add_argument("--world", action="store_true",
+                        help="write the synthetic world (tools/world.py) instead of the fixture datasets")
     args = parser.parse_args()
     names = ALL_DATASETS if args.datasets == ["all"] else args.datasets
     unknown = sorted(set(names) - set(ALL_DATASETS))
     if unknown:
         parser.error(f"unknown dataset(s) {' '.join(unknown)}; choose from: {' '.join(ALL_DATASETS)} (or all)")
-    kit = build_kit(args.root, [dict(DEMO_DATASET, name=name) for name in names])
+    if args.world:
+        from world import build_world
+
+        kit = build_world(args.root)
+    else:
+        kit = build_kit(args.root, [dict(DEMO_DATASET, name=name) for name in names])
     if args.print_opts:
         print(" ".join(kit.opts()))
         return

@@ -14,7 +14,7 @@ import argparse
 import math
 import warnings
 from pathlib import Path
-from typing import Optional, Sequence, Tuple
+from typing import Callable, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -66,24 +66,58 @@ def pretrain_tiny_clip(model: CLIP, samples: Sequence[Tuple[str, str]], steps: i
     labels = torch.tensor([names.index(name) for _, name in samples])
     images = [Image.open(p).convert("RGB").resize((size, size)) for p, _ in samples]
     captions = clip.tokenize([t.format(n.replace("_", " ")) for t in PRETRAIN_TEMPLATES for n in names])
-    captions = captions.view(len(PRETRAIN_TEMPLATES), len(names), -1)
+
+    def batch() -> Tuple[torch.Tensor, torch.Tensor]:
+        index = torch.randint(len(images), (32,))
+        return torch.stack([augment(images[i]) for i in index]), labels[index]
+
+    return caption_pretrain(model, batch, captions.view(len(PRETRAIN_TEMPLATES), len(names), -1), steps)
+
+
+def caption_pretrain(model: CLIP, batch: Callable[[], Tuple[torch.Tensor, torch.Tensor]], captions: torch.Tensor,
+                     steps: int, lr: float = 1e-3, warmup: int = 0, truncate: bool = False) -> CLIP:
+    """The pre-training loop: ``steps`` AdamW steps on the cross-entropy of 100·cos(image, caption)
+    over all K captions of one template drawn per step. The learning rate is ``lr`` throughout, or
+    with ``warmup`` > 0, a linear warm-up over that many steps and then a cosine decay to zero.
+
+    ``batch()`` returns normalised images [B, 3, H, W] and their caption indices [B];
+    ``captions`` holds token ids [templates, K, 77]. ``truncate`` cuts the captions after their
+    longest end-of-text token (same result under the causal mask, several times faster).
+    Returns the model in eval mode with fp16 weights, like the official checkpoints.
+    """
     model = model.float().train()
     with torch.no_grad():
         model.logit_scale.fill_(math.log(100.0))  # CLIP's trained temperature
     params = [p for n, p in model.named_parameters() if n != "logit_scale"]
-    optimizer = torch.optim.AdamW(params, lr=1e-3, weight_decay=0.0)
+    optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: min(1.0, (step + 1) / warmup) * 0.5 * (
+        1 + math.cos(math.pi * step / steps)) if warmup else 1.0)
+    encode_text = encode_text_truncated if truncate else CLIP.encode_text
     for _ in range(steps):
-        index = torch.randint(len(images), (32,))
-        batch = torch.stack([augment(images[i]) for i in index])
-        text = model.encode_text(captions[torch.randint(len(PRETRAIN_TEMPLATES), ())])
-        logits = 100.0 * F.normalize(model.encode_image(batch), dim=-1) @ F.normalize(text, dim=-1).t()
-        loss = F.cross_entropy(logits, labels[index])
+        images, labels = batch()
+        text = encode_text(model, captions[torch.randint(len(captions), ())])
+        logits = 100.0 * F.normalize(model.encode_image(images), dim=-1) @ F.normalize(text, dim=-1).t()
+        loss = F.cross_entropy(logits, labels)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
+        scheduler.step()
     model.eval()
     convert_weights(model)
     return model
+
+
+def encode_text_truncated(model: CLIP, text: torch.Tensor) -> torch.Tensor:
+    """``model.encode_text`` on token ids cut after the longest end-of-text token."""
+    from trainers.clip_backbone import run_block
+
+    eot = text.argmax(dim=-1)  # the end-of-text token has the largest id
+    length = int(eot.max()) + 1
+    x = model.token_embedding(text[:, :length]) + model.positional_embedding[:length]
+    for block in model.transformer.resblocks:
+        x = run_block(block, x, causal=True)
+    x = model.ln_final(x)
+    return x[torch.arange(len(x)), eot] @ model.text_projection
 
 
 def write_tiny_clip(path: str | Path, fmt: str = "state_dict", seed: int = 0, layers: int = 3,
