@@ -34,7 +34,7 @@ from dassl.utils import collect_env_info, set_random_seed, setup_logger  # noqa:
 
 PLUGIN_PACKAGES = ("datasets", "trainers")
 
-# The trainer nodes the upstream clients' train.py define (CoOp/CoCoOp, MaPLe/IVLP/VPT, GOPro), with
+# The trainer nodes the upstream clients' train.py define (CoOp/CoCoOp, MaPLe/IVLP/VPT, GOPro, PromptSRC), with
 # their defaults, so that their trainer files run here unchanged. Our trainer modules replace these
 # nodes with supersets (their ``extend_cfg``).
 UPSTREAM_TRAINER_NODES = {
@@ -45,6 +45,8 @@ UPSTREAM_TRAINER_NODES = {
                  PROMPT_DEPTH_VISION=9, PROMPT_DEPTH_TEXT=9),
     "VPT": dict(N_CTX_VISION=2, CTX_INIT="a photo of a", PREC="fp16", PROMPT_DEPTH_VISION=1),
     "GOPRO": dict(N_CTX=4, CTX_INIT="a photo of a", PREC="fp16"),
+    "PROMPTSRC": dict(N_CTX_VISION=4, N_CTX_TEXT=4, CTX_INIT="a photo of a", PREC="fp16", PROMPT_DEPTH_VISION=9,
+                      PROMPT_DEPTH_TEXT=9, TEXT_LOSS_WEIGHT=25, IMAGE_LOSS_WEIGHT=10, GPA_MEAN=15, GPA_STD=1),
 }
 
 

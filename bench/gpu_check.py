@@ -120,10 +120,13 @@ def default_cfg():
 
 
 def registered_trainers() -> List[str]:
+    """Every method of this checkout: the trainers that trainers/*.py register (not trainers a
+    caller registered for itself, e.g. a test's toy trainer in the same process)."""
     from dassl.engine import TRAINER_REGISTRY
 
     default_cfg()  # imports (registers) every trainer module
-    return list(TRAINER_REGISTRY.registered_names())
+    return [name for name in TRAINER_REGISTRY.registered_names()
+            if TRAINER_REGISTRY.get(name).__module__.startswith("trainers.")]
 
 
 def method_node(cfg, trainer: str):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import sys
 
 import pytest
@@ -135,4 +136,6 @@ def test_table1_reproduce_with_modern_methods_on_the_kit_fills_the_modern_table(
         row = row_of(text, "Average over the 1 listed datasets", label)
         assert row[2] == reported and row[3] == "–"  # one dataset: no Δ against the 11-dataset average
         pets = row_of(text, "OxfordPets", label)
-        assert 0 <= float(pets[1]) <= 100 and 0 <= float(pets[4]) <= 100
+        # EPOCHS=1 and the kit's options are not the paper's settings: every cell carries a footnote
+        assert all(re.fullmatch(r"[\d.]+ \[\d+\]", cell) for cell in (pets[1], pets[4])), pets
+        assert 0 <= float(pets[1].split()[0]) <= 100 and 0 <= float(pets[4].split()[0]) <= 100

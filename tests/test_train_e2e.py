@@ -89,7 +89,7 @@ def test_a_dataset_file_dropped_into_a_copy_of_the_repo_trains_without_editing_t
     from make_fixture_datasets import Params, write_image
 
     repo = tmp_path / "repo"
-    for name in ("dassl", "datasets", "trainers", "configs"):
+    for name in ("dassl", "datasets", "trainers", "configs", "tools"):
         shutil.copytree(REPO / name, repo / name, ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copy(REPO / "train.py", repo / "train.py")
     section = (REPO / "DATASETS.md").read_text().split("## Adding a new dataset", 1)[1]
