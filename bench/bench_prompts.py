@@ -262,6 +262,19 @@ def register_bench_dataset() -> None:
             super().__init__(train_x=items, test=items)
 
 
+def bench_train_args(trainer: str, config: Optional[str], root: str, work_dir: str, clip_path: str, arch: str,
+                     device: str, test_batch: int) -> List[str]:
+    """train.py arguments of a benchmark trainer: its method config (if any) over the synthetic
+    class names of ``root`` (``BenchClassNames``), on the random CLIP at ``clip_path``."""
+    resolution = ARCHS[arch]["image_resolution"]
+    return ["--root", root, "--seed", "1", "--trainer", trainer, "--output-dir", work_dir,
+            *(["--config-file", config] if config else []),
+            "DATASET.NAME", "BenchClassNames", "MODEL.BACKBONE.PATH", clip_path,
+            "INPUT.SIZE", f"({resolution},{resolution})", "DATALOADER.NUM_WORKERS", "0",
+            "DATALOADER.TRAIN_X.BATCH_SIZE", str(BATCH_SIZE), "DATALOADER.TEST.BATCH_SIZE", str(test_batch),
+            "USE_CUDA", str(device == "cuda"), "VERBOSE", "False"]
+
+
 def build_bench_trainer(spec: dict):
     """A real trainer (``dassl.engine.build_trainer``) from the method's paper config."""
     import train
@@ -270,14 +283,10 @@ def build_bench_trainer(spec: dict):
 
     trainer_name, config, extra = METHODS[spec["method"]]
     node = CFG_NODES.get(trainer_name, trainer_name.upper())
-    resolution = ARCHS[spec["arch"]]["image_resolution"]
+    config_path = osp.join(REPO, "configs", "trainers", trainer_name, f"{config}.yaml")
     args = train.build_parser().parse_args([
-        "--root", spec["root"], "--seed", "1", "--trainer", trainer_name, "--output-dir", spec["work_dir"],
-        "--config-file", osp.join(REPO, "configs", "trainers", trainer_name, f"{config}.yaml"),
-        "DATASET.NAME", "BenchClassNames", "MODEL.BACKBONE.PATH", spec["clip_path"],
-        "INPUT.SIZE", f"({resolution},{resolution})", "DATALOADER.NUM_WORKERS", "0",
-        "DATALOADER.TRAIN_X.BATCH_SIZE", str(BATCH_SIZE), "DATALOADER.TEST.BATCH_SIZE", str(spec["test_batch"]),
-        "USE_CUDA", str(spec["device"] == "cuda"), "VERBOSE", "False",
+        *bench_train_args(trainer_name, config_path, spec["root"], spec["work_dir"], spec["clip_path"],
+                          spec["arch"], spec["device"], spec["test_batch"]),
         f"TRAINER.{node}.TEXT_CHUNK", str(spec["text_chunk"]),
         f"TRAINER.{node}.CHECKPOINT_TEXT", str(spec.get("checkpoint_text", False)), *extra,
     ])

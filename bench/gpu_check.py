@@ -190,14 +190,9 @@ def build_trainer(run: dict, trainer: str, num_classes: int, precision: Precisio
     from dassl.engine import build_trainer as dassl_build_trainer
     from dassl.utils import set_random_seed
 
-    resolution = bp.ARCHS[run["arch"]]["image_resolution"]
-    config = method_config(trainer)
-    argv = ["--root", run["roots"][str(num_classes)], "--seed", "1", "--trainer", trainer,
-            "--output-dir", osp.join(run["work_dir"], trainer), *(["--config-file", config] if config else []),
-            "DATASET.NAME", "BenchClassNames", "MODEL.BACKBONE.PATH", run["clip_path"],
-            "INPUT.SIZE", f"({resolution},{resolution})", "DATALOADER.NUM_WORKERS", "0",
-            "DATALOADER.TRAIN_X.BATCH_SIZE", str(bp.BATCH_SIZE), "DATALOADER.TEST.BATCH_SIZE", str(run["test_batch"]),
-            "USE_CUDA", str(run["device"] == "cuda"), "VERBOSE", "False"]
+    argv = bp.bench_train_args(trainer, method_config(trainer), run["roots"][str(num_classes)],
+                               osp.join(run["work_dir"], trainer), run["clip_path"], run["arch"], run["device"],
+                               run["test_batch"])
     bp.register_bench_dataset()
     cfg = train.setup_cfg(train.build_parser().parse_args(argv))
     cfg.defrost()

@@ -68,10 +68,6 @@ check_dataset() {  # check_dataset NAME: stop unless configs/datasets/NAME.yaml 
     fi
 }
 
-finished() {  # finished DIR SIGNAL: log.txt holds an accuracy line after the line matching SIGNAL (settings unchecked)
-    [ -f "$1/log.txt" ] && awk -v s="$2" '$0 ~ s {on = 1} on && /^\* accuracy:/ {ok = 1} END {exit !ok}' "$1/log.txt"
-}
-
 check_folder() {  # check_folder DIR TRAIN_PY_ARGS...: 0 = DIR holds this run, finished; 1 = run it
     local dir=$1; shift
     local state rc=0

@@ -260,10 +260,12 @@ def test_rerunning_a_finished_run_goes_straight_to_the_final_test(kit, tmp_path,
 
 
 def test_scripts_skip_a_finished_run_and_resume_an_unfinished_one(tmp_path):
+    """The finish test behind the scripts' skip (train.py --check-finished, tools/run_identity.py)."""
+    from run_identity import end_signals, folder_state
+
     def finished(log: str) -> bool:
         (tmp_path / "log.txt").write_text(log)
-        probe = f'source "{REPO}/scripts/common.sh"; finished "{tmp_path}" "^Finish training"'
-        return subprocess.run(["bash", "-c", probe], cwd=REPO).returncode == 0
+        return folder_state(tmp_path, end_signals(eval_only=False), dict).done
 
     assert finished("epoch [1/1] ...\nFinish training\n=> result\n* total: 50\n* accuracy: 40.0%\n")
     assert not finished("epoch [1/2] ...\n")  # killed mid-training: the script runs it again (resume)

@@ -393,9 +393,10 @@ def stop_jobs(procs: Sequence[subprocess.Popen], signum: int, grace_seconds: flo
         try:
             proc.wait(timeout=max(deadline - time.monotonic(), 0.1))
         except subprocess.TimeoutExpired:
-            signal_group(proc, signal.SIGKILL)
-            proc.wait()
-        signal_group(proc, signal.SIGKILL)  # a grandchild that ignored the signal must not outlive its job
+            pass
+        # What outlived the grace period, and any grandchild that ignored the signal, must not outlive its job.
+        signal_group(proc, signal.SIGKILL)
+        proc.wait()
 
 
 def job_log(log_dir: Path, job: Job) -> Path:

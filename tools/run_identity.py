@@ -37,7 +37,6 @@ from __future__ import annotations
 import ast
 import hashlib
 import json
-import os
 import re
 import subprocess
 import sys
@@ -288,12 +287,6 @@ def folder_state(folder: Path, signals: Sequence[str], asked: Callable[[], Mappi
 # --------------------------------------------------------------------------------------------
 # train.py: record a run, check a folder, build the settings of an argument list
 # --------------------------------------------------------------------------------------------
-def _write_atomic(path: Path, text: str) -> None:
-    temporary = path.with_name(f".{path.name}.tmp")
-    temporary.write_text(text)
-    os.replace(temporary, path)
-
-
 def output_folder(output_dir: str) -> Path:
     """The run's folder: an OUTPUT_DIR ending in .txt / .log names the log file itself (upstream quirk)."""
     path = Path(output_dir)
@@ -317,10 +310,12 @@ def record(cfg, args, main_process: bool = True) -> None:
             f"(the scripts do this with RERUN_STALE=1).")
     if not main_process:
         return
+    from dassl.utils.torchtools import atomic_write  # train.py's process: the repository is importable
+
     identity = {"digest": digest_of(settings), "settings": settings, "command": sys.argv,
                 "written": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
-    _write_atomic(folder / CONFIG_FILE, cfg.dump())
-    _write_atomic(folder / IDENTITY_FILE, json.dumps(identity, indent=1) + "\n")
+    for name, text in ((CONFIG_FILE, cfg.dump()), (IDENTITY_FILE, json.dumps(identity, indent=1) + "\n")):
+        atomic_write(str(folder / name), lambda f, text=text: f.write(text), mode="w")
 
 
 def check_folder(cfg, args) -> int:

@@ -8,8 +8,8 @@ import torch.nn as nn
 from dassl.engine import TRAINER_REGISTRY
 
 from .clip_backbone import ClipBackbone
-from .prompting import (ClipPromptTrainer, PromptLearner, StaticPromptCLIP, add_coop_keys, encode_class_prompts,
-                        init_context)
+from .prompting import (ClipPromptTrainer, PromptLearner, StaticPromptCLIP, add_coop_keys, coop_context,
+                        encode_class_prompts)
 
 
 def extend_cfg(cfg) -> None:
@@ -34,9 +34,8 @@ class CoOp(ClipPromptTrainer):
 
     def build_clip_model(self, backbone: ClipBackbone, classnames: Sequence[str]) -> nn.Module:
         options = self.method_cfg
-        num_copies = len(classnames) if options.CSC else 0
-        ctx, template = init_context(backbone, options.N_CTX, options.CTX_INIT, num_copies=num_copies)
-        print(f'Initial context: "{template}" ({ctx.shape[-2]} vectors{", class-specific" if num_copies else ""})')
+        ctx, template = coop_context(backbone, options, len(classnames))
+        print(f'Initial context: "{template}" ({ctx.shape[-2]} vectors{", class-specific" if options.CSC else ""})')
         learner = PromptLearner(backbone, classnames, ctx, template, options.CLASS_TOKEN_POSITION,
                                 truncate=options.TRUNCATE_TEXT)
         return CoOpCLIP(backbone, learner, options)

@@ -32,6 +32,7 @@ Choices where upstream leaves one (modern-baselines spec §1.8):
 """
 from __future__ import annotations
 
+import functools
 from typing import Dict, Sequence, Tuple
 
 import torch
@@ -42,7 +43,7 @@ from dassl.engine import TRAINER_REGISTRY
 from dassl.metrics import compute_accuracy
 
 from .clip_backbone import ClipBackbone
-from .prompting import ClipPromptTrainer, PromptLearner, add_coop_keys, clip_logits, init_context
+from .prompting import ClipPromptTrainer, PromptLearner, add_coop_keys, clip_logits, coop_context, init_context
 from .templates import CUSTOM_TEMPLATES
 from .zero_shot import GuidedPromptCLIP, ZeroShotClassifier, template_of
 
@@ -81,6 +82,10 @@ class KgCoOp(ClipPromptTrainer):
     MODEL_NAME = "prompt_learner"
     CHOICES = {"CLASS_TOKEN_POSITION": ("end",)}
 
+    @functools.cached_property
+    def criterion(self) -> KgCoOpLoss:
+        return KgCoOpLoss(self.method_cfg.W)
+
     def build_clip_model(self, backbone: ClipBackbone, classnames: Sequence[str]) -> nn.Module:
         options = self.method_cfg
         if options.CTX_INIT:
@@ -89,8 +94,7 @@ class KgCoOp(ClipPromptTrainer):
                       f"(upstream rule); CTX_INIT {options.CTX_INIT!r} and N_CTX {options.N_CTX} are not used.")
             ctx, template = init_context(backbone, 4, INIT_PHRASE)
         else:
-            num_copies = len(classnames) if options.CSC else 0
-            ctx, template = init_context(backbone, options.N_CTX, num_copies=num_copies)
+            ctx, template = coop_context(backbone, options, len(classnames), ctx_init="")
         learner = PromptLearner(backbone, classnames, ctx, template, truncate=options.TRUNCATE_TEXT)
         teacher = ZeroShotClassifier(backbone, classnames, template_of(self.cfg.DATASET.NAME, TEACHER_TEMPLATES))
         print(f'Initial context: "{template}"; teacher prompt: "{teacher.template}"; W = {options.W}')
@@ -101,6 +105,6 @@ class KgCoOp(ClipPromptTrainer):
         model = self.model
         text_features = model.text_features()                                             # [C, E]
         logits = clip_logits(model.backbone, model.visual_embedding(image), text_features)  # [B, C]
-        loss, terms = KgCoOpLoss(self.method_cfg.W)(logits, label, text_features, model.teacher.features())
+        loss, terms = self.criterion(logits, label, text_features, model.teacher.features())
         return loss, {"loss": loss.item(), **{k: v.item() for k, v in terms.items()},
                       "acc": compute_accuracy(logits, label)[0].item()}

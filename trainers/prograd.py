@@ -40,15 +40,16 @@ from __future__ import annotations
 from typing import Sequence, Tuple
 
 import torch
-import torch.distributed as dist
 import torch.nn as nn
 import torch.nn.functional as F
 
 from dassl.engine import TRAINER_REGISTRY
 from dassl.metrics import compute_accuracy
+from dassl.utils.distributed import all_reduce_mean_
 
 from .clip_backbone import ClipBackbone
-from .prompting import CLASS_TOKEN_POSITIONS, ClipPromptTrainer, PromptLearner, add_coop_keys, clip_logits, init_context
+from .prompting import (CLASS_TOKEN_POSITIONS, ClipPromptTrainer, PromptLearner, add_coop_keys, clip_logits,
+                        coop_context)
 from .templates import CUSTOM_TEMPLATES
 from .zero_shot import GuidedPromptCLIP, ZeroShotClassifier, template_of
 
@@ -101,11 +102,7 @@ def project_conflicting(g_ce: torch.Tensor, g_kd: torch.Tensor, strength: float 
 
 def mean_over_processes(grads: Sequence[torch.Tensor]) -> Sequence[torch.Tensor]:
     """Each gradient averaged over the processes of a distributed run (unchanged in one process)."""
-    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
-        return grads
-    for grad in grads:
-        dist.all_reduce(grad)
-        grad /= dist.get_world_size()
+    all_reduce_mean_(grads)
     return grads
 
 
@@ -147,8 +144,7 @@ class ProGrad(ClipPromptTrainer):
         if options.CTX_INIT:
             ctx, prefix = template_context(backbone, options.N_CTX, template)
         else:
-            num_copies = len(classnames) if options.CSC else 0
-            ctx, prefix = init_context(backbone, options.N_CTX, num_copies=num_copies)
+            ctx, prefix = coop_context(backbone, options, len(classnames), ctx_init="")
         learner = PromptLearner(backbone, classnames, ctx, prefix, options.CLASS_TOKEN_POSITION,
                                 truncate=options.TRUNCATE_TEXT)
         print(f'Initial context: "{prefix}"; teacher prompt: "{template}"; '

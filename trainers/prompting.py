@@ -109,6 +109,14 @@ def init_context(backbone: ClipBackbone, n_ctx: int, ctx_init: str = "",
     return vectors, " ".join(["X"] * n_ctx)
 
 
+def coop_context(backbone: ClipBackbone, options, num_classes: int, ctx_init: Optional[str] = None
+                 ) -> Tuple[torch.Tensor, str]:
+    """``init_context`` with the keys of a ``TRAINER.COOP`` node (CoOp, KgCoOp, ProGrad): N_CTX,
+    CTX_INIT (unless ``ctx_init`` overrides it) and CSC (one context per class)."""
+    ctx_init = options.CTX_INIT if ctx_init is None else ctx_init
+    return init_context(backbone, options.N_CTX, ctx_init, num_copies=num_classes if options.CSC else 0)
+
+
 class PromptLearner(nn.Module):
     """CoOp-style prompts: [SOS] ctx_1 .. ctx_M <class name tokens> . [EOT] <pad>.
 
