@@ -5,6 +5,7 @@ scale-aware tolerance of ``numerics.assert_close`` (the same on every CPU and th
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 
 import pytest
 import torch
@@ -12,7 +13,7 @@ import torch
 from conftest import make_trainer
 from numerics import assert_accuracy_close, assert_close
 from trainers.clip_backbone import ClipBackbone, length_buckets, load_clip
-from trainers.prompting import encode_class_prompts
+from trainers.prompts import ClassPrompts, TextEncoding, encode_class_prompts
 
 # Class names of very different token lengths, so that length buckets and truncation matter.
 NAMES = ["cat", "tench", "great white shark", "soft-coated wheaten terrier", "Mexican hairless dog (xoloitzcuintli)",
@@ -49,6 +50,23 @@ def options(node, **values):
     finally:
         node.update(saved)
         node.freeze()
+
+
+@contextlib.contextmanager
+def text_encoding(model, **changes):
+    """Temporarily run ``model``'s text tower with other ``TextEncoding`` settings (truncate,
+    chunk, checkpointing); class prompts follow ``truncate``."""
+    saved = model.text_encoding
+    model.text_encoding = dataclasses.replace(saved, **changes)
+    templates = [m for m in model.modules() if isinstance(m, ClassPrompts)]
+    for template in templates:
+        template.truncate = model.text_encoding.truncate
+    try:
+        yield
+    finally:
+        model.text_encoding = saved
+        for template in templates:
+            template.truncate = saved.truncate
 
 
 def images(n: int, seed: int = 0) -> torch.Tensor:
@@ -139,9 +157,9 @@ def test_chunked_text_and_image_groups_give_the_same_logits(trainers, name):
     trainer.set_model_mode("eval")
     x = images(5)
     with torch.no_grad():
-        whole = trainer.model(x)
-        with options(trainer.model.options, TEXT_CHUNK=7):  # 7 < C·B: several text calls and image groups
-            chunked = trainer.model(x)
+        whole = trainer.model(x).logits
+        with text_encoding(trainer.model, chunk=7):  # 7 < C·B: several text calls and image groups
+            chunked = trainer.model(x).logits
     assert_close(chunked, whole, what=f"{name} logits, chunked vs whole")
 
 

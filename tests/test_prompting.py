@@ -6,15 +6,11 @@ import torch
 
 from numerics import assert_close, assert_differs
 from trainers.clip_backbone import ClipBackbone, load_clip
-from trainers.prompting import PromptLearner, adapt_state_dict, encode_class_prompts, init_context
+from trainers.prompts import PromptLearner, TextEncoding, encode_class_prompts, init_context
+from trainers.trainer_base import adapt_state_dict
 
 CLASSES = ["abyssinian", "american_bulldog", "great_pyrenees"]
 
-
-class Options:
-    TRUNCATE_TEXT = True
-    TEXT_CHUNK = 0
-    CHECKPOINT_TEXT = False
 
 
 @pytest.fixture(scope="module")
@@ -68,7 +64,7 @@ def test_per_image_prompts_and_features(backbone):
     prompts = learner.assemble_per_image(ctx + shift)
     assert prompts.shape == (2, 3, learner.length, backbone.text_width)
     assert torch.equal(prompts[1], learner.assemble(ctx + shift[1]))  # element-wise sums and copies: bitwise
-    features = encode_class_prompts(backbone, learner, prompts, Options)
+    features = encode_class_prompts(backbone, learner, prompts, TextEncoding())
     assert features.shape == (2, 3, backbone.embed_dim)
     assert_close(features.norm(dim=-1), torch.ones(2, 3), what="class feature norms")
     assert_differs(features[0], features[1], what="class features of two images")  # image-dependent

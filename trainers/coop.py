@@ -1,15 +1,21 @@
-"""CoOp (Zhou et al., IJCV 2022): one learnable context shared by all classes, or one per class."""
+"""CoOp (Zhou et al., IJCV 2022): one learnable context shared by all classes, or one per class.
+
+    t      = normalize(f_t(SOS ‖ ctx ‖ <class> . EOT))     [C, E]   ctx [M, D_t] (CSC: [C, M, D_t])
+    logits = 100 · normalize(f_v(x)) · tᵀ                   [B, C],  loss = cross-entropy
+"""
 from __future__ import annotations
 
 from typing import Sequence
 
+import torch
 import torch.nn as nn
 
 from dassl.engine import TRAINER_REGISTRY
 
 from .clip_backbone import ClipBackbone
-from .prompting import (ClipPromptTrainer, PromptLearner, StaticPromptCLIP, add_coop_keys, coop_context,
-                        encode_class_prompts)
+from .models import StaticPromptCLIP
+from .prompts import PromptLearner, TextEncoding, coop_context, encode_class_prompts
+from .trainer_base import ClipPromptTrainer, add_coop_keys
 
 
 def extend_cfg(cfg) -> None:
@@ -17,14 +23,12 @@ def extend_cfg(cfg) -> None:
 
 
 class CoOpCLIP(StaticPromptCLIP):
-    """logits = 100 · normalize(f_v(x)) · normalize(f_t(prefix ‖ ctx ‖ class))ᵀ.
+    """Frozen CLIP + ``PromptLearner``: one text pass of C prompts per step, independent of the
+    batch; evaluation encodes them once."""
 
-    One text pass of C prompts per step, independent of the batch; evaluation encodes them once.
-    """
-
-    def text_features(self):
-        learner = self.prompt_learner
-        return encode_class_prompts(self.backbone, learner, learner.assemble(), self.options)   # [C, E]
+    def text_features(self) -> torch.Tensor:
+        learner = self.learnable
+        return encode_class_prompts(self.backbone, learner, learner.assemble(), self.text_encoding)   # [C, E]
 
 
 @TRAINER_REGISTRY.register()
@@ -33,9 +37,9 @@ class CoOp(ClipPromptTrainer):
     MODEL_NAME = "prompt_learner"
 
     def build_clip_model(self, backbone: ClipBackbone, classnames: Sequence[str]) -> nn.Module:
-        options = self.method_cfg
+        options = self.options
         ctx, template = coop_context(backbone, options, len(classnames))
         print(f'Initial context: "{template}" ({ctx.shape[-2]} vectors{", class-specific" if options.CSC else ""})')
         learner = PromptLearner(backbone, classnames, ctx, template, options.CLASS_TOKEN_POSITION,
                                 truncate=options.TRUNCATE_TEXT)
-        return CoOpCLIP(backbone, learner, options)
+        return CoOpCLIP(backbone, learner, TextEncoding.from_options(options))

@@ -1,8 +1,19 @@
-"""Losses shared by the self-supervised prompt learners (GOPro, SLIP-style)."""
+"""Loss modules and loss terms shared by several methods.
+
+A loss module maps a model's output and the labels to ``(loss, terms)``: the scalar to minimise
+and its named parts for the log (``ClipPromptTrainer.summarize``).
+
+* ``ClassificationLoss``: cross-entropy of the logits (CoOp, CoCoOp, MaPLe, IVLP, VPT, StyLIP);
+* ``simclr_loss`` and ``on_global_batch``: the visual contrastive term of the self-supervised
+  learners (GOPro, SLIP-style), over the global batch when distributed.
+"""
 from __future__ import annotations
+
+from typing import Dict, Tuple
 
 import torch
 import torch.distributed as dist
+import torch.nn as nn
 import torch.nn.functional as F
 
 
@@ -69,3 +80,10 @@ def simclr_loss(a: torch.Tensor, b: torch.Tensor, temperature: float = 0.1) -> t
     loss_a = F.cross_entropy(torch.cat([logits_ab, logits_aa], dim=1), labels)
     loss_b = F.cross_entropy(torch.cat([logits_ba, logits_bb], dim=1), labels)
     return (loss_a + loss_b) / 2
+
+
+class ClassificationLoss(nn.Module):
+    """CE(logits, y): the objective of the prompt learners trained on labels alone."""
+
+    def forward(self, output, label: torch.Tensor) -> Tuple[torch.Tensor, Dict[str, torch.Tensor]]:
+        return F.cross_entropy(output.logits, label), {}

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from .clip_backbone import ClipBackbone
-from .prompting import clean_classname
+from .prompts import clean_classname
 
 # One template per dataset registry name, as in the CoOp/CoCoOp papers.
 CUSTOM_TEMPLATES = {

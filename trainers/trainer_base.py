@@ -1,0 +1,281 @@
+"""The Dassl trainer every CLIP prompt learner builds on, and the config keys they share.
+
+* ``add_prompt_keys`` / ``add_coop_keys`` / ``check_choices``: a method's ``TRAINER.<NODE>``;
+* ``ClipPromptTrainer``: the ``TrainerX`` plumbing (backbone, precision policy, optimizer
+  registration, upstream-compatible checkpoint loading) and one training step that reads like the
+  paper's: views → model → loss::
+
+      inputs, label = self.model_inputs(batch)     # the images (and views) the model needs
+      output = self.model(*inputs)                 # a ModelOutput (trainers/models.py)
+      loss, terms = self.criterion(output, label)  # the method's loss module
+
+Only the Dassl API that upstream Dassl also has is used here, so every trainer built on this runs
+on upstream Dassl.pytorch unchanged.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import os.path as osp
+import sys
+from typing import Dict, List, Sequence, Tuple
+
+import torch
+import torch.nn as nn
+from yacs.config import CfgNode as CN
+
+from dassl.data import DataManager
+from dassl.engine import TrainerX
+from dassl.metrics import compute_accuracy
+from dassl.optim import build_lr_scheduler, build_optimizer
+from dassl.utils import load_checkpoint
+
+from .clip_backbone import PRECISIONS, ClipBackbone, build_backbone
+from .losses import ClassificationLoss
+from .models import ModelOutput, TextFeatureCache
+
+
+# --------------------------------------------------------------------------------------------
+# Config
+# --------------------------------------------------------------------------------------------
+def add_prompt_keys(cfg, node_name: str, **defaults) -> CN:
+    """Create ``cfg.TRAINER.<node_name>`` with the keys every prompt learner has.
+
+    Upstream keys: N_CTX, CTX_INIT, PREC. Ours (speed only, results unchanged):
+    TRUNCATE_TEXT (run the text tower only where it matters: up to the EOT, in buckets of similar
+    length, per-image prefixes once per image), TEXT_CHUNK (max sequences per text-tower call,
+    0 = all at once), CHECKPOINT_TEXT (recompute text activations in backward).
+    """
+    node = CN()
+    node.N_CTX = 16
+    node.CTX_INIT = ""
+    node.PREC = "fp16"
+    node.TRUNCATE_TEXT = True
+    node.TEXT_CHUNK = 0
+    node.CHECKPOINT_TEXT = False
+    for key, value in defaults.items():
+        setattr(node, key, value)
+    setattr(cfg.TRAINER, node_name, node)
+    return node
+
+
+def add_coop_keys(cfg, **extra) -> CN:
+    """``cfg.TRAINER.COOP``: CoOp's node, which upstream KgCoOp and ProGrad read as well (KgCoOp adds
+    ``W``). Every call keeps the keys earlier calls added, so the methods' hooks run in any order."""
+    kept = dict(cfg.TRAINER.get("COOP", {}))
+    return add_prompt_keys(cfg, "COOP", **{"CSC": False, "CLASS_TOKEN_POSITION": "end", **kept, **extra})
+
+
+def check_choices(node: CN, node_name: str, choices: Dict[str, Sequence]) -> None:
+    """Raise a ValueError naming ``TRAINER.<node_name>.<KEY>`` for the first value outside its choices."""
+    for key, allowed in choices.items():
+        if node[key] not in allowed:
+            raise ValueError(f"TRAINER.{node_name}.{key} must be one of {tuple(allowed)}, got {node[key]!r}")
+
+
+# --------------------------------------------------------------------------------------------
+# Trainer
+# --------------------------------------------------------------------------------------------
+class ClipPromptTrainer(TrainerX):
+    """Base ``TrainerX`` for CLIP prompt learners.
+
+    A method sets ``CFG_NODE`` (its config node, e.g. ``"COOP"``) and ``MODEL_NAME`` (the
+    registered name of its learnable module, as upstream), and implements:
+
+    * ``build_clip_model(backbone, classnames)``: the model (a ``PromptedCLIP``), built from
+      ``self.options`` (the config read once, here, into constructor arguments);
+    * ``build_criterion()``: its loss module, ``(output, label) -> (loss, terms)`` (default:
+      cross-entropy of the logits);
+    * ``model_inputs(batch)`` when the model needs more than the image (extra views).
+
+    Evaluation calls ``self.model(image).logits``.
+    """
+
+    CFG_NODE = ""
+    MODEL_NAME = "prompt_learner"
+    CHOICES: Dict[str, Sequence] = {}  # TRAINER.<CFG_NODE>.<KEY> → allowed values, checked with PREC
+
+    # ---- options -------------------------------------------------------------------------
+    @property
+    def options(self) -> CN:
+        """The method's options: ``cfg.TRAINER.<CFG_NODE>`` completed (``method_options``) and
+        resolved (``resolve_options``), read-only."""
+        if getattr(self, "_options", None) is None:
+            self._options = self.resolve_options(self.method_options(self.cfg))
+        return self._options
+
+    @classmethod
+    def method_options(cls, cfg) -> CN:
+        """``cfg.TRAINER.<CFG_NODE>`` with every key this trainer reads (a frozen copy).
+
+        Our ``train.py`` adds all keys (each trainer module's ``extend_cfg``). An upstream client's
+        ``train.py`` defines only its own (CoOp's TRAINER.COOP has no TRUNCATE_TEXT; GOPro's
+        TRAINER.GOPRO has N_CTX, CTX_INIT and PREC only), or no node at all for methods it does
+        not know: there the missing keys take this trainer's defaults, and the given ones win.
+        """
+        scratch = CN()
+        scratch.TRAINER = CN()
+        hook = _nearest_extend_cfg(cls)
+        if hook is not None:
+            hook(scratch)
+        options = scratch.TRAINER.get(cls.CFG_NODE, CN())
+        for key, value in cfg.TRAINER.get(cls.CFG_NODE, CN()).items():
+            options[key] = value
+        options.freeze()
+        return options
+
+    @classmethod
+    def resolve_options(cls, options: CN) -> CN:
+        """Hook: the effective options from the configured ones (e.g. a switch that sets several
+        keys at once). Default: unchanged."""
+        return options
+
+    def check_cfg(self, cfg):
+        options = self.resolve_options(self.method_options(cfg))
+        check_choices(options, self.CFG_NODE, dict(PREC=PRECISIONS, **self.CHOICES))
+
+    # ---- data and model ------------------------------------------------------------------
+    def train_transforms(self):
+        """Training transforms for ``DataManager``: None = Dassl's standard one; a list gives the
+        extra views as ``img2``, ``img3``, ... (built from the raw image in the workers)."""
+        return None
+
+    def build_data_loader(self):
+        """Dassl's ``SimpleTrainer.build_data_loader`` with this trainer's training transforms."""
+        self.dm = DataManager(self.cfg, custom_tfm_train=self.train_transforms())
+        for name in ("train_loader_x", "train_loader_u", "val_loader", "test_loader", "num_classes",
+                     "num_source_domains", "lab2cname"):
+            setattr(self, name, getattr(self.dm, name))
+
+    def build_model(self):
+        cfg = self.cfg
+        classnames = self.dm.dataset.classnames
+        self.backbone = build_backbone(cfg, self.options.PREC, self.device)
+        print(f"Building custom CLIP ({self.__class__.__name__})")
+        self.model = self.build_clip_model(self.backbone, classnames).to(self.device)
+        self.criterion = self.build_criterion()
+        learnable = self.model.learnable
+        if cfg.MODEL.INIT_WEIGHTS:
+            from dassl.utils import load_pretrained_weights
+            load_pretrained_weights(learnable, cfg.MODEL.INIT_WEIGHTS)
+        trainable = sum(p.numel() for p in learnable.parameters() if p.requires_grad)
+        print(f"# learnable params: {trainable:,}")
+        self.optim = build_optimizer(learnable, cfg.OPTIM)
+        self.sched = build_lr_scheduler(self.optim, cfg.OPTIM)
+        self.register_model(self.MODEL_NAME, learnable, self.optim, self.sched)
+
+    def build_clip_model(self, backbone: ClipBackbone, classnames: Sequence[str]) -> nn.Module:
+        raise NotImplementedError
+
+    def build_criterion(self) -> nn.Module:
+        """The method's objective, ``(output, label) -> (loss, terms)``."""
+        return ClassificationLoss()
+
+    # ---- one training step: views → model → loss -----------------------------------------
+    def parse_batch_train(self, batch):
+        return batch["img"].to(self.device), batch["label"].to(self.device)
+
+    def model_inputs(self, batch) -> Tuple[tuple, torch.Tensor]:
+        """(arguments of ``self.model``, labels [B]) for a training batch. Default: the image."""
+        image, label = self.parse_batch_train(batch)
+        return (image,), label
+
+    def compute_loss(self, batch) -> Tuple[torch.Tensor, Dict[str, float]]:
+        inputs, label = self.model_inputs(batch)
+        output = self.model(*inputs)
+        loss, terms = self.criterion(output, label)
+        return loss, self.summarize(loss, terms, output, label)
+
+    @staticmethod
+    def summarize(loss: torch.Tensor, terms: Dict[str, torch.Tensor], output: ModelOutput,
+                  label: torch.Tensor) -> Dict[str, float]:
+        """What the log shows for a step: the loss, its terms and the batch accuracy."""
+        return {"loss": loss.item(), **{k: v.item() for k, v in terms.items()},
+                "acc": compute_accuracy(output.logits, label)[0].item()}
+
+    def forward_backward(self, batch):
+        loss, summary = self.compute_loss(batch)
+        self.model_backward_and_update(loss)
+        if (self.batch_idx + 1) == self.num_batches:
+            self.update_lr()
+        return summary
+
+    # ---- evaluation ----------------------------------------------------------------------
+    def model_inference(self, input, *args, **kwargs):
+        return self.model(input).logits
+
+    @torch.no_grad()
+    def test(self, split=None):
+        """Dassl's test loop; image-independent text features are encoded once per evaluation."""
+        caching = self.model.caching() if isinstance(self.model, TextFeatureCache) else contextlib.nullcontext()
+        with caching:
+            return super().test(split)
+
+    # ---- checkpoints ---------------------------------------------------------------------
+    def convert_checkpoint(self, state_dict: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+        """Hook: rename the tensors of a checkpoint written by another implementation of this
+        method to this trainer's names (default: unchanged)."""
+        return state_dict
+
+    def load_model(self, directory, epoch=None):
+        """Load learnable weights saved by us or by upstream (CoOp/CoCoOp/MaPLe layouts).
+
+        The class-name buffers ``token_prefix``/``token_suffix`` are dropped (the evaluation label
+        space may differ from training, e.g. new classes), as upstream does; frozen CLIP weights in
+        upstream files are ignored. Anything else must match by name and shape, and a mismatch is
+        reported by name instead of a raw state-dict traceback.
+        """
+        if not directory:
+            print("Note that load_model() is skipped as no pretrained model is given (ignore this if it's done on purpose)")
+            return
+        filename = "model-best.pth.tar" if epoch is None else f"model.pth.tar-{epoch}"
+        for name in self.get_model_names():
+            path = osp.join(directory, name, filename)
+            if not osp.exists(path):
+                raise FileNotFoundError(
+                    f"No model at {path}. Check --model-dir (it must hold a '{name}' folder, i.e. a run "
+                    f"of trainer {self.cfg.TRAINER.NAME}) and --load-epoch (files there: "
+                    f"{', '.join(_list_checkpoints(osp.join(directory, name))) or 'none'}).")
+            checkpoint = load_checkpoint(path)
+            state_dict = self.convert_checkpoint(checkpoint["state_dict"])
+            state_dict = adapt_state_dict(state_dict, self._models[name], path)
+            print(f'Load {path} to {name} (epoch={checkpoint.get("epoch")})')
+            self._models[name].load_state_dict(state_dict, strict=False)
+
+
+def _nearest_extend_cfg(cls):
+    """``extend_cfg`` of the module defining ``cls`` (or, failing that, its nearest base), or None."""
+    for klass in cls.__mro__:
+        hook = getattr(sys.modules.get(klass.__module__), "extend_cfg", None)
+        if callable(hook):
+            return hook
+    return None
+
+
+def _list_checkpoints(folder: str) -> List[str]:
+    return sorted(f for f in os.listdir(folder) if f.startswith("model")) if osp.isdir(folder) else []
+
+
+def _is_class_buffer(key: str) -> bool:
+    return key.split(".")[-1] in ("token_prefix", "token_suffix")
+
+
+def adapt_state_dict(state_dict: Dict[str, torch.Tensor], module: nn.Module, path: str) -> Dict[str, torch.Tensor]:
+    """Keep the entries of ``state_dict`` that ``module`` owns; explain any mismatch."""
+    own = module.state_dict()
+    kept = {k: v for k, v in state_dict.items() if k in own and not _is_class_buffer(k)}
+    missing = [k for k in own if k not in state_dict and not _is_class_buffer(k)]
+    if missing:
+        found = [k for k in state_dict if not _is_class_buffer(k)][:8]
+        raise RuntimeError(
+            f"Checkpoint {path} does not fit this model: missing {missing[:8]}"
+            f"{' ...' if len(missing) > 8 else ''}; it holds {found}. Was it written by another trainer "
+            f"or configuration (TRAINER.NAME, N_CTX, PROMPT_DEPTH, backbone)?")
+    wrong = [f"{k}: checkpoint {tuple(v.shape)} vs model {tuple(own[k].shape)}"
+             for k, v in kept.items() if v.shape != own[k].shape]
+    if wrong:
+        raise RuntimeError(
+            f"Checkpoint {path} has tensors of other shapes than this model: {'; '.join(wrong[:8])}. "
+            f"It was trained with another backbone or prompt configuration (N_CTX, CSC, depth).")
+    return kept
+
