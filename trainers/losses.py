@@ -2,37 +2,10 @@
 from __future__ import annotations
 
 import torch
-import torch.distributed as dist
 import torch.nn.functional as F
 
-
-def _world() -> tuple[int, int]:
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size()
-    return 0, 1
-
-
-class _GatherWithGrad(torch.autograd.Function):
-    """all_gather whose backward returns this rank's slice of the summed gradient."""
-
-    @staticmethod
-    def forward(ctx, tensor):
-        gathered = [torch.zeros_like(tensor) for _ in range(dist.get_world_size())]
-        dist.all_gather(gathered, tensor.contiguous())
-        return tuple(gathered)
-
-    @staticmethod
-    def backward(ctx, *grads):
-        grad = torch.stack(grads)
-        dist.all_reduce(grad)
-        return grad[dist.get_rank()]
-
-
-def gather_with_grad(tensor: torch.Tensor) -> torch.Tensor:
-    """Concatenate ``tensor`` [B, ...] from every rank → [W·B, ...], differentiable (W = 1: itself)."""
-    if _world()[1] == 1:
-        return tensor
-    return torch.cat(_GatherWithGrad.apply(tensor))
+from .distributed import gather_with_grad
+from .distributed import world as _world
 
 
 def on_global_batch(module: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
