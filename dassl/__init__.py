@@ -6,5 +6,5 @@ Importing the top-level package has no side effects: sub-packages (``dassl.engin
 """
 
 __version__ = "0.6.3"
-__author__ = "Kaiyang Zhou (API); clean-room reimplementation for the GOPro reference project"
+__author__ = "Kaiyang Zhou (API); clean-room reimplementation"
 __homepage__ = "https://kaiyangzhou.github.io/"

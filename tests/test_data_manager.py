@@ -15,10 +15,11 @@ from torchvision import transforms as T
 import dassl.data.data_manager as data_manager
 from dassl.data import DataManager, DatasetWrapper
 from dassl.data.data_manager import UnreadableImageError, build_data_loader, seed_worker
-from dassl.data.datasets import Datum
+from dassl.data.datasets import DATASET_REGISTRY, Datum
+from dassl.data.datasets.dg import PACS
 from dassl.data.samplers import ShardedSequentialSampler
 
-from dg_fixtures import dg_cfg, write_domainnet, write_image, write_pacs
+from dg_fixtures import dg_cfg, write_image, write_pacs
 
 
 @pytest.fixture
@@ -73,9 +74,25 @@ def test_data_manager_on_pacs(pacs_cfg, capsys):
     ]
 
 
-def test_data_manager_domainnet_has_unlabeled_loader(tmp_path):
-    write_domainnet(tmp_path)
-    cfg = dg_cfg(tmp_path, "DomainNet", ["clipart"], ["real"])
+@DATASET_REGISTRY.register(force=True)
+class PACSWithUnlabeled(PACS):
+    """PACS whose target images double as unlabeled training data (as a DA dataset's would)."""
+
+    def __init__(self, cfg):
+        super().__init__(cfg)
+        self._train_u = self.test
+
+
+@DATASET_REGISTRY.register(force=True)
+class PACSWithUnlabeledNoVal(PACSWithUnlabeled):
+    def __init__(self, cfg):
+        super().__init__(cfg)
+        self._val = None
+
+
+def test_data_manager_unlabeled_loader(tmp_path):
+    write_pacs(tmp_path)
+    cfg = dg_cfg(tmp_path, "PACSWithUnlabeled", ["photo"], ["sketch"])
     cfg.DATALOADER.TRAIN_X.BATCH_SIZE = 2
     cfg.DATALOADER.TRAIN_U.BATCH_SIZE = 3  # ignored: SAME_AS_X
     dm = DataManager(cfg)
@@ -83,7 +100,7 @@ def test_data_manager_domainnet_has_unlabeled_loader(tmp_path):
     cfg.DATALOADER.TRAIN_U.SAME_AS_X = False
     assert DataManager(cfg).train_loader_u.batch_size == 3
 
-    cfg.DATASET.NAME = "miniDomainNet"
+    cfg.DATASET.NAME = "PACSWithUnlabeledNoVal"
     dm = DataManager(cfg)
     assert dm.val_loader is None and dm.train_loader_u is not None
 

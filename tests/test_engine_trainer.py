@@ -1,4 +1,4 @@
-"""dassl.engine: TrainerBase bookkeeping, and TrainerX end to end on a toy dataset on disk."""
+"""dassl.engine: TrainerBase bookkeeping, and TrainerX end to end on a toy dataset and model."""
 
 from __future__ import annotations
 
@@ -14,8 +14,10 @@ from PIL import Image
 
 from dassl.config import get_cfg_default
 from dassl.data.datasets import DATASET_REGISTRY, DatasetBase, Datum
-from dassl.engine import TRAINER_REGISTRY, SimpleNet, TrainerBase, TrainerX, TrainerXU, build_trainer
+from dassl.engine import TRAINER_REGISTRY, TrainerBase, TrainerX, build_trainer
 from dassl.metrics import compute_accuracy
+from dassl.optim import build_lr_scheduler, build_optimizer
+from dassl.utils import count_num_param
 from numerics import assert_close
 
 PROGRESS = re.compile(
@@ -42,15 +44,6 @@ class EngineToyDataset(DatasetBase):
         super().__init__(train_x=split("train"), val=split("val"), test=split("test"))
 
 
-@DATASET_REGISTRY.register(force=True)
-class EngineToyDatasetXU(EngineToyDataset):
-    """Same images; the test split doubles as the unlabeled set (5 batches of 2 vs 4 of 4)."""
-
-    def __init__(self, cfg):
-        super().__init__(cfg)
-        self._train_u = self.test
-
-
 def write_toy_images(root: Path, counts=(("train", 8), ("val", 2), ("test", 5))) -> Path:
     gen = torch.Generator().manual_seed(0)
     for split, per_class in counts:
@@ -64,11 +57,35 @@ def write_toy_images(root: Path, counts=(("train", 8), ("val", 2), ("test", 5)))
     return root
 
 
+class ToyNet(nn.Module):
+    """One conv layer, global pooling, a linear classifier: [B, 3, H, W] -> [B, num_classes]."""
+
+    def __init__(self, num_classes: int, width: int = 8):
+        super().__init__()
+        self.features = nn.Sequential(
+            nn.Conv2d(3, width, kernel_size=3, padding=1), nn.BatchNorm2d(width), nn.ReLU(),
+            nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+        )
+        self.classifier = nn.Linear(width, num_classes)
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.features(image))
+
+
 @TRAINER_REGISTRY.register(force=True)
 class EngineToyTrainer(TrainerX):
-    """Follows the client convention: optimise every batch, step the scheduler after the last."""
+    """Follows the client convention: build and register the model with an optimizer and
+    scheduler from ``cfg.OPTIM``; optimise every batch, step the scheduler after the last."""
 
     nan_at_batch = None  # set on a subclass to inject a NaN loss
+
+    def build_model(self):
+        print("Building model")
+        self.model = ToyNet(self.num_classes).to(self.device)
+        print(f"# params: {count_num_param(self.model):,}")
+        self.optim = build_optimizer(self.model, self.cfg.OPTIM)
+        self.sched = build_lr_scheduler(self.optim, self.cfg.OPTIM)
+        self.register_model("model", self.model, self.optim, self.sched)
 
     def forward_backward(self, batch):
         image, label, _ = self.parse_batch_train(batch)
@@ -104,7 +121,7 @@ def make_cfg(root: Path, output_dir: Path, *opts: str, trainer: str = "EngineToy
     cfg = get_cfg_default()
     cfg.merge_from_list([
         "DATASET.ROOT", str(root), "DATASET.NAME", "EngineToyDataset", "TRAINER.NAME", trainer,
-        "OUTPUT_DIR", str(output_dir), "USE_CUDA", "False", "MODEL.BACKBONE.NAME", "small_cnn",
+        "OUTPUT_DIR", str(output_dir), "USE_CUDA", "False",
         "INPUT.SIZE", "(8, 8)", "INPUT.TRANSFORMS", "['random_flip', 'normalize']",
         "DATALOADER.NUM_WORKERS", "0", "DATALOADER.TRAIN_X.BATCH_SIZE", "4", "DATALOADER.TEST.BATCH_SIZE", "3",
         "OPTIM.NAME", "sgd", "OPTIM.LR", "0.05", "OPTIM.MAX_EPOCH", "3", "OPTIM.LR_SCHEDULER", "cosine",
@@ -123,7 +140,7 @@ def build(cfg):
 # ----------------------------------------------------------------------------- end to end
 def test_trainerx_trains_saves_and_tests(toy_root, tmp_path, capsys):
     trainer = build(make_cfg(toy_root, tmp_path))
-    assert isinstance(trainer.model, SimpleNet) and trainer.num_classes == 2
+    assert isinstance(trainer.model, ToyNet) and trainer.num_classes == 2
     assert trainer.dm.dataset.classnames == ["dark", "bright"]
     trainer.train()
     out = capsys.readouterr().out
@@ -307,35 +324,10 @@ def test_model_inference_forwards_extra_arguments(toy_root, tmp_path):
     assert trainer.model_inference("x", "y", scale=3) == ("x", "y", 3)
 
 
-@TRAINER_REGISTRY.register(force=True)
-class EngineToyTrainerXU(TrainerXU):
-    seen = None
+def test_a_trainer_must_build_its_model(toy_root, tmp_path):
+    @TRAINER_REGISTRY.register(force=True)
+    class EngineModellessTrainer(TrainerX):
+        pass
 
-    def forward_backward(self, batch_x, batch_u):
-        image_x, label_x, image_u = self.parse_batch_train(batch_x, batch_u)
-        self.seen.append((image_x.shape[0], image_u.shape[0]))
-        loss = F.cross_entropy(self.model(image_x), label_x) + 0.0 * self.model(image_u).sum()
-        self.model_backward_and_update(loss)
-        return {"loss": loss.item()}
-
-
-@pytest.mark.parametrize("count_iter, expected_batches", [("train_x", 4), ("train_u", 5), ("smaller_one", 4)])
-def test_trainerxu_batch_counting(toy_root, tmp_path, count_iter, expected_batches, capsys):
-    cfg = make_cfg(toy_root, tmp_path, "DATASET.NAME", "EngineToyDatasetXU", "TRAIN.COUNT_ITER", count_iter,
-                   "DATALOADER.TRAIN_U.SAME_AS_X", "False", "DATALOADER.TRAIN_U.BATCH_SIZE", "2",
-                   "OPTIM.MAX_EPOCH", "1", "TEST.NO_TEST", "True", "TRAIN.PRINT_FREQ", "1",
-                   trainer="EngineToyTrainerXU")
-    trainer = build(cfg)
-    trainer.seen = []
-    trainer.train()
-    assert trainer.seen == [(4, 2)] * expected_batches
-    assert f"epoch [1/1] batch [{expected_batches}/{expected_batches}]" in capsys.readouterr().out
-
-
-def test_trainerxu_rejects_unknown_count_iter(toy_root, tmp_path):
-    cfg = make_cfg(toy_root, tmp_path, "DATASET.NAME", "EngineToyDatasetXU", "TRAIN.COUNT_ITER", "both",
-                   trainer="EngineToyTrainerXU")
-    trainer = build(cfg)
-    trainer.seen = []
-    with pytest.raises(ValueError, match="COUNT_ITER"):
-        trainer.train()
+    with pytest.raises(NotImplementedError, match="EngineModellessTrainer must implement build_model"):
+        build(make_cfg(toy_root, tmp_path, trainer="EngineModellessTrainer"))

@@ -253,20 +253,6 @@ def test_compute_accuracy_topk_and_tuple_output():
     assert compute_accuracy((output, None), target)[0].item() == 50.0
 
 
-def test_distance_metrics():
-    from dassl.metrics import compute_distance_matrix
-
-    a = torch.tensor([[1.0, 0.0], [0.0, 2.0]])
-    b = torch.tensor([[1.0, 0.0], [3.0, 0.0], [0.0, 1.0]])
-    eu = compute_distance_matrix(a, b)
-    assert_close(eu, torch.cdist(a, b) ** 2, what="squared euclidean distances")
-    cos = compute_distance_matrix(a, b, metric="cosine")
-    # 1 - cos of unit-scale vectors rounds relative to 1, not to the entries that are 0
-    assert_close(cos, torch.tensor([[0.0, 0.0, 1.0], [1.0, 1.0, 0.0]]), what="cosine distances", scale=1.0)
-    with pytest.raises(ValueError, match="manhattan"):
-        compute_distance_matrix(a, b, metric="manhattan")
-
-
 # ----------------------------------------------------------------------------- evaluator
 def _cfg(**test_opts):
     cfg = get_cfg_default()
@@ -326,12 +312,13 @@ def test_build_evaluator_unknown_name():
 # ----------------------------------------------------------------------------- distributed
 def test_distributed_helpers_are_noops_in_a_single_process(monkeypatch):
     from dassl.utils import distributed as D
+    from trainers.distributed import gather_with_grad
 
     monkeypatch.delenv("WORLD_SIZE", raising=False)
     assert D.init_distributed_from_env() is False
     assert (D.is_distributed(), D.get_rank(), D.get_world_size(), D.is_main_process()) == (False, 0, 1, True)
     t = torch.arange(3.0, requires_grad=True)
-    assert D.all_gather_tensor(t) is t and D.all_gather_with_grad(t) is t
+    assert D.all_gather_tensor(t) is t and gather_with_grad(t) is t
     D.all_reduce_mean_([t.detach()])
     D.broadcast_module_(torch.nn.Linear(1, 1))
     D.barrier()
@@ -358,6 +345,8 @@ def _distributed_worker(rank: int, world_size: int, tmpdir: str) -> None:
     from dassl.evaluation import Classification
     from dassl.utils import distributed as D
     from dassl.utils import save_checkpoint
+    from trainers.distributed import all_reduce_mean_ as trainers_all_reduce_mean_
+    from trainers.distributed import gather_with_grad
 
     dist.init_process_group("gloo", init_method=f"file://{osp.join(tmpdir, 'store')}", rank=rank, world_size=world_size)
     try:
@@ -371,7 +360,7 @@ def _distributed_worker(rank: int, world_size: int, tmpdir: str) -> None:
 
         # autograd-aware gather: each rank's loss weights the gathered rows by (rank + 1)
         x = torch.full((2, 2), float(rank + 1), requires_grad=True)
-        everything = D.all_gather_with_grad(x)
+        everything = gather_with_grad(x)  # the trainers' gather (the engine needs none)
         assert everything[:2].eq(1).all() and everything[2:].eq(2).all()
         ((rank + 1) * everything).sum().backward()
         assert x.grad.eq(3.0).all()  # 1 + 2: both ranks' losses used this rank's rows
@@ -379,6 +368,9 @@ def _distributed_worker(rank: int, world_size: int, tmpdir: str) -> None:
         values = [torch.tensor([2.0 * rank]), torch.tensor([10.0 + rank])]
         D.all_reduce_mean_(values)
         assert values[0].item() == 1.0 and values[1].item() == 10.5
+        trainer_values = [torch.tensor([2.0 * rank]), torch.tensor([10.0 + rank])]
+        trainers_all_reduce_mean_(trainer_values)  # the trainers' own copy (ProGrad's gradients)
+        assert trainer_values[0].item() == 1.0 and trainer_values[1].item() == 10.5
 
         # register_model broadcasts rank 0's weights; model_update averages gradients
         torch.manual_seed(100 + rank)
@@ -455,23 +447,3 @@ def test_init_network_weights():
     assert model.bn.weight.eq(1).all() and model.fc.bias.eq(0).all()
     with pytest.raises(NotImplementedError, match="uniform"):
         init_network_weights(model, init_type="uniform")
-
-
-def test_simplenet_backbone_head_classifier():
-    from dassl.engine import SimpleNet
-
-    cfg = get_cfg_default()
-    cfg.VERBOSE = False
-    cfg.MODEL.BACKBONE.NAME = "small_cnn"
-    net = SimpleNet(cfg, cfg.MODEL, num_classes=3)
-    x = torch.randn(2, 3, 12, 12)
-    logits, feats = net(x, return_feature=True)
-    assert logits.shape == (2, 3) and feats.shape == (2, net.fdim) and net.fdim == 32
-
-    cfg.MODEL.HEAD.NAME, cfg.MODEL.HEAD.HIDDEN_LAYERS = "mlp", (16, 8)
-    features_only = SimpleNet(cfg, cfg.MODEL, num_classes=0)
-    assert features_only.fdim == 8 and features_only(x).shape == (2, 8)
-
-    cfg.MODEL.BACKBONE.NAME = "resnet50"
-    with pytest.raises(ValueError, match="small_cnn"):
-        SimpleNet(cfg, cfg.MODEL, num_classes=3)

@@ -32,3 +32,54 @@ def test_no_method_file_imports_another_method():
     offenders = {m: sorted(trainer_modules_imported(TRAINERS / f"{m}.py") & (methods - {m})) for m in sorted(methods)}
     assert not {m: imported for m, imported in offenders.items() if imported}, (
         "method files must import shared modules only (move the shared part to e.g. trainers/components.py)")
+
+
+# The public names of upstream Dassl 0.6.3 (shared/specs/dassl-api.md, sections 0 and 7). Trainer
+# and dataset files must run on upstream Dassl too, so they may import these and nothing else
+# (this engine's extras, e.g. dassl.utils.distributed, would break them there).
+UPSTREAM_DASSL = {
+    "dassl.config": {"get_cfg_default", "clean_cfg", "cfg_default"},
+    "dassl.engine": {"TRAINER_REGISTRY", "build_trainer", "TrainerBase", "SimpleTrainer", "TrainerX", "TrainerXU",
+                     "SimpleNet"},
+    "dassl.data": {"DataManager", "DatasetWrapper"},
+    "dassl.data.data_manager": {"DataManager", "DatasetWrapper", "build_data_loader"},
+    "dassl.data.transforms": {"build_transform", "INTERPOLATION_MODES"},
+    "dassl.data.datasets": {"DATASET_REGISTRY", "build_dataset", "Datum", "DatasetBase"},
+    "dassl.data.datasets.base_dataset": {"Datum", "DatasetBase"},
+    "dassl.optim": {"build_optimizer", "build_lr_scheduler"},
+    "dassl.metrics": {"compute_accuracy"},
+    "dassl.evaluation": {"build_evaluator", "EVALUATOR_REGISTRY", "EvaluatorBase", "Classification"},
+    "dassl.utils": {
+        "setup_logger", "Logger", "set_random_seed", "collect_env_info", "mkdir_if_missing", "check_isfile",
+        "read_json", "write_json", "listdir_nohidden", "read_image", "download_url", "check_availability",
+        "get_most_similar_str_to_a_from_b", "tolist_if_not", "AverageMeter", "MetricMeter", "Registry",
+        "save_checkpoint", "load_checkpoint", "resume_from_checkpoint", "load_pretrained_weights",
+        "count_num_param", "open_all_layers", "open_specified_layers", "init_network_weights",
+    },
+}
+
+
+def dassl_imports(path: Path) -> set[tuple[str, str]]:
+    """``(module, name)`` for every ``from dassl... import name`` in ``path``; ``(module, "")`` for
+    ``import dassl...``."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.level == 0 and (node.module or "").split(".")[0] == "dassl":
+            found.update((node.module, alias.name) for alias in node.names)
+        elif isinstance(node, ast.Import):
+            found.update((a.name, "") for a in node.names if a.name.split(".")[0] == "dassl")
+    return found
+
+
+def test_trainers_and_datasets_import_only_what_upstream_dassl_has():
+    files = sorted(TRAINERS.glob("*.py")) + sorted((TRAINERS.parent / "datasets").glob("*.py"))
+    imports = {path.relative_to(TRAINERS.parent).as_posix(): dassl_imports(path) for path in files}
+    assert ("dassl.engine", "TRAINER_REGISTRY") in imports["trainers/coop.py"]  # the check is not vacuous
+    offenders = {
+        name: sorted(f"{module}.{item}" if item else module for module, item in found
+                     if item not in UPSTREAM_DASSL.get(module, set()))
+        for name, found in imports.items()
+    }
+    assert not {name: bad for name, bad in offenders.items() if bad}, (
+        "trainers/ and datasets/ must run on upstream Dassl: import only its public names "
+        "(put project helpers in trainers/, e.g. trainers/distributed.py)")

@@ -12,38 +12,10 @@ from __future__ import annotations
 from typing import Dict, Tuple
 
 import torch
-import torch.distributed as dist
 import torch.nn as nn
 import torch.nn.functional as F
 
-
-def _world() -> tuple[int, int]:
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size()
-    return 0, 1
-
-
-class _GatherWithGrad(torch.autograd.Function):
-    """all_gather whose backward returns this rank's slice of the summed gradient."""
-
-    @staticmethod
-    def forward(ctx, tensor):
-        gathered = [torch.zeros_like(tensor) for _ in range(dist.get_world_size())]
-        dist.all_gather(gathered, tensor.contiguous())
-        return tuple(gathered)
-
-    @staticmethod
-    def backward(ctx, *grads):
-        grad = torch.stack(grads)
-        dist.all_reduce(grad)
-        return grad[dist.get_rank()]
-
-
-def gather_with_grad(tensor: torch.Tensor) -> torch.Tensor:
-    """Concatenate ``tensor`` [B, ...] from every rank → [W·B, ...], differentiable (W = 1: itself)."""
-    if _world()[1] == 1:
-        return tensor
-    return torch.cat(_GatherWithGrad.apply(tensor))
+from .distributed import gather_with_grad, world
 
 
 def on_global_batch(module: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
@@ -56,10 +28,10 @@ def on_global_batch(module: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
     differentiable), so with the engine's gradient averaging the update equals one process's.
     Every rank must pass the same number of rows. Single process: ``module(x)``.
     """
-    rank, world = _world()
-    if world == 1:
+    rank, size = world()
+    if size == 1:
         return module(x)
-    return module(gather_with_grad(x)).chunk(world)[rank]
+    return module(gather_with_grad(x)).chunk(size)[rank]
 
 
 def simclr_loss(a: torch.Tensor, b: torch.Tensor, temperature: float = 0.1) -> torch.Tensor:
@@ -69,7 +41,7 @@ def simclr_loss(a: torch.Tensor, b: torch.Tensor, temperature: float = 0.1) -> t
     views, gathered from all ranks (so the loss matches a single process with the global batch).
     """
     a, b = F.normalize(a.float(), dim=-1), F.normalize(b.float(), dim=-1)
-    rank, _ = _world()
+    rank, _ = world()
     all_a, all_b = gather_with_grad(a), gather_with_grad(b)
     labels = torch.arange(a.shape[0], device=a.device) + rank * a.shape[0]
     self_mask = F.one_hot(labels, all_a.shape[0]).to(a.dtype) * 1e9

@@ -45,9 +45,9 @@ import torch.nn.functional as F
 
 from dassl.engine import TRAINER_REGISTRY
 from dassl.metrics import compute_accuracy
-from dassl.utils.distributed import all_reduce_mean_
 
 from .clip_backbone import ClipBackbone
+from .distributed import all_reduce_mean_
 from .prompting import (CLASS_TOKEN_POSITIONS, ClipPromptTrainer, PromptLearner, add_coop_keys, clip_logits,
                         coop_context)
 from .templates import CUSTOM_TEMPLATES

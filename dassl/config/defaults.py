@@ -65,6 +65,8 @@ _C.DATASET.CIFAR_C_LEVEL = 1
 _C.DATASET.ALL_AS_UNLABELED = False
 
 # ---------------------------------------------------------------- DATALOADER
+# N_DOMAIN / N_INS configured upstream's domain and class samplers, which this engine does not
+# ship; the keys stay so that upstream config files still merge.
 _C.DATALOADER = CN()
 _C.DATALOADER.NUM_WORKERS = 4
 _C.DATALOADER.K_TRANSFORMS = 1
@@ -85,6 +87,8 @@ _C.DATALOADER.TEST.SAMPLER = "SequentialSampler"
 _C.DATALOADER.TEST.BATCH_SIZE = 32
 
 # ---------------------------------------------------------------- MODEL
+# Clients store the CLIP architecture in BACKBONE.NAME; the other keys configured upstream's
+# SimpleNet and stay for config compatibility.
 _C.MODEL = CN()
 _C.MODEL.INIT_WEIGHTS = ""
 _C.MODEL.BACKBONE = CN()
@@ -125,7 +129,7 @@ _C.OPTIM.WARMUP_RECOUNT = True
 _C.TRAIN = CN()
 _C.TRAIN.CHECKPOINT_FREQ = 0
 _C.TRAIN.PRINT_FREQ = 10
-_C.TRAIN.COUNT_ITER = "train_x"
+_C.TRAIN.COUNT_ITER = "train_x"  # upstream's TrainerXU only; kept for config compatibility
 
 # ---------------------------------------------------------------- TEST
 _C.TEST = CN()

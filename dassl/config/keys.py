@@ -3,7 +3,7 @@
 yacs stops at the first unknown key with ``KeyError: 'Non-existent config key: A.B'`` and
 no hint; :func:`check_keys` names every unknown key, where it came from, and the most similar
 dotted names of the tree (``difflib`` over the full names, so ``OPTIM.MAX_EPOCHS`` finds
-``OPTIM.MAX_EPOCH`` and ``TRAINER.COOOP.N_CTX`` finds ``TRAINER.COOP.N_CTX``).
+``OPTIM.MAX_EPOCH`` and ``TRAINER.FIXMATCH.CONF_THR`` finds ``TRAINER.FIXMATCH.CONF_THRE``).
 """
 
 from __future__ import annotations

@@ -1,8 +1,7 @@
 """``DataManager`` (dataset + the four loaders), ``DatasetWrapper`` and ``build_data_loader``.
 
-Single-process behaviour follows upstream Dassl 0.6.3 exactly: same sampler construction order
-(custom samplers consume RNG when built), same ``drop_last`` / ``pin_memory`` rules, shuffling
-from torch's global RNG. Project additions, all inactive in a plain single-process run with
+Single-process behaviour follows upstream Dassl 0.6.3 exactly: same loader construction order,
+same ``drop_last`` / ``pin_memory`` rules, shuffling from torch's global RNG. Project additions, all inactive in a plain single-process run with
 ``NUM_WORKERS = 0``:
 
 * distributed loaders (only when a process group exists, see ``build_data_loader``); a training
@@ -159,8 +158,8 @@ def _distributed_sampler(cfg, sampler_type, data_source, batch_size, is_train):
         return ShardedSequentialSampler(data_source, num_replicas=world_size, rank=rank), batch_size
     if sampler_type not in ("RandomSampler", "SequentialSampler"):
         raise UnshardableSamplerError(
-            f"{sampler_type} builds batches with a fixed domain/class composition and cannot be sharded "
-            "across processes; use RandomSampler for distributed training"
+            f"{sampler_type} cannot be sharded across processes; use RandomSampler (or SequentialSampler) "
+            "for distributed training"
         )
     if batch_size % world_size != 0:
         raise IndivisibleBatchError(

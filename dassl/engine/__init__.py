@@ -1,8 +1,9 @@
 """Training engine: trainer registry and the base trainer classes.
 
-Unlike upstream, the ~20 built-in DA/SSL trainers are not shipped (the CLIP clients register their
-own), so importing this package registers nothing.
+Unlike upstream, the ~20 built-in DA/SSL trainers (and ``TrainerXU`` / ``SimpleNet``, which only
+they use) are not shipped: clients register their own ``TrainerX`` subclasses, so importing this
+package registers nothing.
 """
 
 from .build import TRAINER_REGISTRY, build_trainer
-from .trainer import SimpleNet, SimpleTrainer, TrainerBase, TrainerX, TrainerXU
+from .trainer import SimpleTrainer, TrainerBase, TrainerX

@@ -1,6 +1,8 @@
 """Trainer classes: ``TrainerBase`` (model bookkeeping, checkpoints, the epoch loop),
-``SimpleTrainer`` (data, model, evaluator, test, checkpoint policy), ``TrainerX`` (labeled data)
-and ``TrainerXU`` (labeled + unlabeled data).
+``SimpleTrainer`` (data, evaluator, test, checkpoint policy) and ``TrainerX`` (labeled data).
+
+Upstream's ``TrainerXU`` (labeled + unlabeled batches) and ``SimpleNet`` default model are not
+reimplemented: every client trainer is a ``TrainerX`` that builds its own model.
 
 Single-process behaviour follows upstream Dassl 0.6.3 (construction order, hook order, printed
 lines, checkpoint layout). Distributed (torchrun) support is layered on with helpers from
@@ -27,13 +29,9 @@ import torch.nn as nn
 from tqdm import tqdm
 
 from ..evaluation import build_evaluator
-from ..modeling import build_backbone, build_head
-from ..optim import build_lr_scheduler, build_optimizer
 from ..utils import (
     AverageMeter,
     MetricMeter,
-    count_num_param,
-    load_pretrained_weights,
     mkdir_if_missing,
     save_checkpoint,
     set_random_seed,
@@ -67,48 +65,7 @@ RESUME_ONLY_KEY = "resume_only"
 # fraction of the training time since the last save (see ResumePointSchedule).
 MAX_RESUME_SAVE_OVERHEAD = 0.1
 
-__all__ = ["SimpleNet", "TrainerBase", "SimpleTrainer", "TrainerX", "TrainerXU"]
-
-
-class SimpleNet(nn.Module):
-    """Backbone -> optional head -> optional linear classifier (not used by the CLIP trainers)."""
-
-    def __init__(self, cfg, model_cfg, num_classes: int, **kwargs):
-        super().__init__()
-        self.backbone = build_backbone(
-            model_cfg.BACKBONE.NAME, verbose=cfg.VERBOSE, pretrained=model_cfg.BACKBONE.PRETRAINED, **kwargs
-        )
-        fdim = self.backbone.out_features
-
-        self.head = None
-        if model_cfg.HEAD.NAME and model_cfg.HEAD.HIDDEN_LAYERS:
-            self.head = build_head(
-                model_cfg.HEAD.NAME,
-                verbose=cfg.VERBOSE,
-                in_features=fdim,
-                hidden_layers=model_cfg.HEAD.HIDDEN_LAYERS,
-                activation=model_cfg.HEAD.ACTIVATION,
-                bn=model_cfg.HEAD.BN,
-                dropout=model_cfg.HEAD.DROPOUT,
-                **kwargs,
-            )
-            fdim = self.head.out_features
-
-        self.classifier = nn.Linear(fdim, num_classes) if num_classes > 0 else None
-        self._fdim = fdim
-
-    @property
-    def fdim(self) -> int:
-        return self._fdim
-
-    def forward(self, x: torch.Tensor, return_feature: bool = False):
-        f = self.backbone(x)
-        if self.head is not None:
-            f = self.head(f)
-        if self.classifier is None:
-            return f
-        y = self.classifier(f)
-        return (y, f) if return_feature else y
+__all__ = ["TrainerBase", "SimpleTrainer", "TrainerX"]
 
 
 class TrainerBase:
@@ -265,8 +222,8 @@ class TrainerBase:
             )
 
     def _fp32_hint(self) -> str:
-        """``TRAINER.<NODE>.PREC fp32`` when this trainer's config node has PREC (CLIP clients name
-        the node after the trainer: COOP, GOPRO, ...), else the generic pattern."""
+        """``TRAINER.<NODE>.PREC fp32`` when this trainer's config node has PREC (clients name the
+        node after the upper-cased trainer name), else the generic pattern."""
         cfg = getattr(self, "cfg", None)
         node = cfg.TRAINER.NAME.upper() if cfg is not None else ""
         if node and "PREC" in cfg.TRAINER.get(node, {}):
@@ -367,7 +324,7 @@ class TrainerBase:
 
 
 class SimpleTrainer(TrainerBase):
-    """Trainer with data loaders, a default model (``SimpleNet``), an evaluator and test()."""
+    """Trainer with data loaders, an evaluator and test(); subclasses build the model."""
 
     def __init__(self, cfg):
         super().__init__()
@@ -409,21 +366,15 @@ class SimpleTrainer(TrainerBase):
         self.dm = dm
 
     def build_model(self) -> None:
-        cfg = self.cfg
-        print("Building model")
-        self.model = SimpleNet(cfg, cfg.MODEL, self.num_classes)
-        if cfg.MODEL.INIT_WEIGHTS:
-            load_pretrained_weights(self.model, cfg.MODEL.INIT_WEIGHTS)
-        self.model.to(self.device)
-        print(f"# params: {count_num_param(self.model):,}")
-        self.optim = build_optimizer(self.model, cfg.OPTIM)
-        self.sched = build_lr_scheduler(self.optim, cfg.OPTIM)
-        self.register_model("model", self.model, self.optim, self.sched)
+        """Build ``self.model`` and call ``register_model`` for what the checkpoints hold.
 
-        device_count = torch.cuda.device_count()
-        if device_count > 1 and self.device.type == "cuda" and not is_distributed():
-            print(f"Detected {device_count} GPUs (use nn.DataParallel)")
-            self.model = nn.DataParallel(self.model)
+        Upstream's default builds a ``SimpleNet`` CNN classifier from ``cfg.MODEL``; no trainer of
+        this project uses it, so every subclass implements this hook.
+        """
+        raise NotImplementedError(
+            f"{type(self).__name__} must implement build_model(): build self.model and "
+            "register it with self.register_model(name, model, optim, sched)"
+        )
 
     def train(self) -> None:
         super().train(self.start_epoch, self.max_epoch)
@@ -527,7 +478,7 @@ class SimpleTrainer(TrainerBase):
         return list(results.values())[0]
 
     def model_inference(self, input, *args, **kwargs):
-        """``self.model(input, ...)``; extra arguments are forwarded (GOPro passes the label)."""
+        """``self.model(input, ...)``; extra arguments are forwarded (some clients pass the label)."""
         return self.model(input, *args, **kwargs)
 
     def parse_batch_test(self, batch):
@@ -537,7 +488,7 @@ class SimpleTrainer(TrainerBase):
         name = self.get_model_names(names)[0]
         return self._optims[name].param_groups[0]["lr"]
 
-    # ------------------------------------------------------------------ shared by TrainerX / XU
+    # ------------------------------------------------------------------ progress of a training epoch
     def _after_train_batch(self, losses: MetricMeter, batch_time: AverageMeter, data_time: AverageMeter) -> None:
         """Print the progress line (every ``PRINT_FREQ`` batches) and log the running averages."""
         print_freq = self.cfg.TRAIN.PRINT_FREQ
@@ -571,8 +522,8 @@ class ResumePointSchedule:
 
     Every epoch, unless writing checkpoints would then cost more than ``max_overhead`` of the
     training time: a save is due once the time since the previous save ended is at least the
-    previous save's duration divided by ``max_overhead``. Cheap saves (the learnable prompts of
-    CoOp, or any model whose save takes under a tenth of an epoch) happen after every epoch, so a
+    previous save's duration divided by ``max_overhead``. Cheap saves (a few learnable prompt
+    vectors, or any model whose save takes under a tenth of an epoch) happen after every epoch, so a
     kill loses at most the epoch it interrupts; a costly save (a whole ViT-B/16 model on a slow
     disk, every few seconds of training) is spaced out so that a kill loses at most ten save
     durations plus the epoch it interrupts. Results do not depend on it: saving draws
@@ -665,25 +616,6 @@ def _seed_rank_for_epoch(seed: int, epoch: int) -> None:
     set_random_seed(int(np.random.SeedSequence([base, epoch, get_rank()]).generate_state(1)[0]))
 
 
-class _EndlessIterator:
-    """Iterate ``loader`` forever, re-creating its iterator (a new shuffle) when exhausted.
-
-    The first iterator is created eagerly, so that (as upstream) both loaders of TrainerXU draw
-    their iterator seeds from the global RNG before any batch is loaded.
-    """
-
-    def __init__(self, loader):
-        self.loader = loader
-        self.iterator = iter(loader)
-
-    def next(self):
-        try:
-            return next(self.iterator)
-        except StopIteration:
-            self.iterator = iter(self.loader)
-            return next(self.iterator)
-
-
 class TrainerX(SimpleTrainer):
     """Trainer for labeled data only (what every CLIP prompt-learning method uses).
 
@@ -715,50 +647,3 @@ class TrainerX(SimpleTrainer):
         label = batch["label"].to(self.device)
         domain = batch["domain"].to(self.device)
         return input, label, domain
-
-
-class TrainerXU(SimpleTrainer):
-    """Trainer for labeled (``train_loader_x``) plus unlabeled (``train_loader_u``) data."""
-
-    def _count_batches(self) -> int:
-        len_x, len_u = len(self.train_loader_x), len(self.train_loader_u)
-        count_iter = self.cfg.TRAIN.COUNT_ITER
-        if count_iter == "train_x":
-            return len_x
-        if count_iter == "train_u":
-            return len_u
-        if count_iter == "smaller_one":
-            return min(len_x, len_u)
-        raise ValueError(f"TRAIN.COUNT_ITER must be 'train_x', 'train_u' or 'smaller_one', got {count_iter!r}")
-
-    def run_epoch(self) -> None:
-        self.set_model_mode("train")
-        losses = MetricMeter()
-        batch_time = AverageMeter()
-        data_time = AverageMeter()
-        _set_sampler_epoch(self.train_loader_x, self.epoch)
-        _set_sampler_epoch(self.train_loader_u, self.epoch)
-        _seed_rank_for_epoch(self.cfg.SEED, self.epoch)
-        self.num_batches = self._count_batches()
-
-        batches_x = _EndlessIterator(self.train_loader_x)
-        batches_u = _EndlessIterator(self.train_loader_u)
-
-        end = time.time()
-        for self.batch_idx in range(self.num_batches):
-            batch_x = batches_x.next()
-            batch_u = batches_u.next()
-            data_time.update(time.time() - end)
-            loss_summary = self.forward_backward(batch_x, batch_u)
-            batch_time.update(time.time() - end)
-            losses.update(loss_summary)
-            self._after_train_batch(losses, batch_time, data_time)
-            end = time.time()
-        _report_skipped_images(self.train_loader_x, "train_x")
-        _report_skipped_images(self.train_loader_u, "train_u")
-
-    def parse_batch_train(self, batch_x, batch_u):
-        input_x = batch_x["img"].to(self.device)
-        label_x = batch_x["label"].to(self.device)
-        input_u = batch_u["img"].to(self.device)
-        return input_x, label_x, input_u

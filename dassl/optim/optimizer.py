@@ -1,4 +1,8 @@
-"""``build_optimizer``: torch optimizers (and RAdam) from the ``cfg.OPTIM`` node."""
+"""``build_optimizer``: torch optimizers from the ``cfg.OPTIM`` node.
+
+Upstream ships its own RAdam; ``radam`` here is ``torch.optim.RAdam`` with the same decoupled
+weight decay (close to upstream's, not bit-identical; no client config uses it).
+"""
 
 from __future__ import annotations
 
@@ -7,8 +11,6 @@ from typing import Iterable, List, Optional
 
 import torch
 import torch.nn as nn
-
-from .radam import RAdam
 
 __all__ = ["build_optimizer", "AVAI_OPTIMS"]
 
@@ -73,5 +75,5 @@ def build_optimizer(model, optim_cfg, param_groups: Optional[Iterable] = None) -
     if name == "rmsprop":
         return torch.optim.RMSprop(groups, lr=lr, momentum=optim_cfg.MOMENTUM, weight_decay=wd, alpha=optim_cfg.RMSPROP_ALPHA)
     if name == "radam":
-        return RAdam(groups, lr=lr, weight_decay=wd, betas=betas)
+        return torch.optim.RAdam(groups, lr=lr, weight_decay=wd, betas=betas, decoupled_weight_decay=True)
     return torch.optim.AdamW(groups, lr=lr, weight_decay=wd, betas=betas)

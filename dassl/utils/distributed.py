@@ -1,7 +1,9 @@
 """Thin helpers around ``torch.distributed`` for torchrun-launched data-parallel training.
 
 Every function is a cheap no-op in a single process (no process group), so engine code calls
-them unconditionally and single-process behaviour stays exactly upstream Dassl's.
+them unconditionally and single-process behaviour stays exactly upstream Dassl's. Trainer files
+do not import this module (upstream Dassl has none); their collectives are in
+``trainers/distributed.py``.
 """
 
 from __future__ import annotations
@@ -22,7 +24,6 @@ __all__ = [
     "barrier",
     "shutdown_distributed",
     "all_gather_tensor",
-    "all_gather_with_grad",
     "all_reduce_mean_",
     "broadcast_module_",
 ]
@@ -113,40 +114,6 @@ def all_gather_tensor(tensor: torch.Tensor) -> torch.Tensor:
     gathered = [torch.empty_like(local) for _ in sizes]
     dist.all_gather(gathered, local)
     return torch.cat([g[:n] for g, n in zip(gathered, sizes)], dim=0).to(tensor.device)
-
-
-class _AllGatherWithGrad(torch.autograd.Function):
-    """all_gather whose backward routes each rank's slice of the gradient back to that rank.
-
-    Gradients w.r.t. the gathered tensor are summed over ranks (every rank's loss used the
-    features) before the local slice is returned, which matches what DDP's gradient averaging
-    expects of a loss computed on gathered features.
-    """
-
-    @staticmethod
-    def forward(ctx, tensor: torch.Tensor) -> torch.Tensor:
-        gathered = [torch.empty_like(tensor) for _ in range(get_world_size())]
-        dist.all_gather(gathered, tensor.contiguous())
-        ctx.rows = tensor.shape[0]
-        return torch.cat(gathered, dim=0)
-
-    @staticmethod
-    def backward(ctx, grad_output: torch.Tensor) -> torch.Tensor:
-        grad = grad_output.contiguous().clone()
-        dist.all_reduce(grad, op=dist.ReduceOp.SUM)
-        start = get_rank() * ctx.rows
-        return grad[start : start + ctx.rows]
-
-
-def all_gather_with_grad(tensor: torch.Tensor) -> torch.Tensor:
-    """Autograd-aware gather (e.g. contrastive negatives from all ranks).
-
-    Every rank must pass the same number of rows (training batches are equal-sized because the
-    train loader drops the last incomplete batch). Identity in a single process.
-    """
-    if not is_distributed() or get_world_size() == 1:
-        return tensor
-    return _AllGatherWithGrad.apply(tensor)
 
 
 @torch.no_grad()

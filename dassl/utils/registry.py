@@ -1,4 +1,4 @@
-"""Name -> class/function registries (trainers, datasets, evaluators, backbones, ...)."""
+"""Name -> class/function registries (trainers, datasets, evaluators)."""
 
 from __future__ import annotations
 
@@ -12,12 +12,12 @@ class Registry:
 
     Use as a decorator::
 
-        BACKBONE_REGISTRY = Registry("BACKBONE")
+        TRAINER_REGISTRY = Registry("TRAINER")
 
-        @BACKBONE_REGISTRY.register()
-        class MyNet(nn.Module): ...
+        @TRAINER_REGISTRY.register()
+        class MyTrainer(TrainerX): ...
 
-    or call ``BACKBONE_REGISTRY.register(MyNet)`` directly.
+    or call ``TRAINER_REGISTRY.register(MyTrainer)`` directly.
     """
 
     def __init__(self, name: str):

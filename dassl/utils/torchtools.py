@@ -280,7 +280,6 @@ def _legacy_safe_globals() -> List[Any]:
     from torch.optim import lr_scheduler as lrs
 
     from ..optim.lr_scheduler import ConstantWarmupScheduler, LinearWarmupScheduler
-    from ..optim.radam import RAdam
 
     return [
         lrs.StepLR,
@@ -292,7 +291,8 @@ def _legacy_safe_globals() -> List[Any]:
         torch.optim.Adam,
         torch.optim.AdamW,
         torch.optim.RMSprop,
-        RAdam,
+        # upstream's own RAdam class, read as torch's: only its pickled attributes are restored
+        (torch.optim.RAdam, "dassl.optim.radam.RAdam"),
         dict,  # only referenced as defaultdict's factory, see _as_plain_dict
         (_as_plain_dict, "collections.defaultdict"),
     ]

@@ -1,9 +1,42 @@
+import glob
 import os.path as osp
-from typing import List, Sequence
+from typing import Callable, List, Sequence
+
+from dassl.utils import listdir_nohidden
 
 from ..base_dataset import DatasetBase, Datum
 from ..build import DATASET_REGISTRY
-from ..readers import read_class_folders
+
+
+def read_class_folders(
+    split_dir: str,
+    domain: int,
+    classname_of: Callable[[int, str], str],
+    pattern: str = "*.jpg",
+) -> List[Datum]:
+    """Images matching ``pattern`` in every class folder of ``split_dir`` (also read by VLCS).
+
+    Labels are positions in the case-sensitive sorted list of class folders; class names come
+    from ``classname_of(label, folder name)``. Images within a folder are sorted (upstream keeps glob's
+    filesystem order, which is not reproducible across machines). An empty class folder is an
+    error: it would leave a label without images and desynchronise labels and class names.
+    """
+    if not osp.isdir(split_dir):
+        raise FileNotFoundError(
+            f'Folder "{split_dir}" does not exist; check DATASET.ROOT and the domain names '
+            "(see DATASETS.md for the expected layout)"
+        )
+    items: List[Datum] = []
+    for label, folder in enumerate(listdir_nohidden(split_dir, sort=True)):
+        class_dir = osp.join(split_dir, folder)
+        impaths = sorted(glob.glob(osp.join(class_dir, pattern)))
+        if not impaths:
+            raise ValueError(
+                f'Class folder "{class_dir}" has no images matching "{pattern}"; add its images or remove the folder'
+            )
+        classname = classname_of(label, folder)
+        items.extend(Datum(impath=p, label=label, domain=domain, classname=classname) for p in impaths)
+    return items
 
 
 def _lowercase_folder(label: int, folder: str) -> str:

@@ -1,9 +1,28 @@
 import os.path as osp
-from typing import List, Sequence
+from typing import List, Sequence, Tuple
 
 from ..base_dataset import DatasetBase, Datum
 from ..build import DATASET_REGISTRY
-from ..readers import read_path_label_lines
+
+
+def read_path_label_lines(split_file: str) -> List[Tuple[str, int]]:
+    """``(relative path, label)`` for every non-blank line of ``split_file``."""
+    if not osp.isfile(split_file):
+        raise FileNotFoundError(f'Split file not found: "{split_file}" (see DATASETS.md for the expected layout)')
+    entries: List[Tuple[str, int]] = []
+    with open(split_file, "r") as f:
+        for line_no, line in enumerate(f, start=1):
+            fields = line.split()
+            if not fields:
+                continue
+            try:
+                path, label = fields
+                entries.append((path, int(label)))
+            except ValueError:
+                raise ValueError(
+                    f'{split_file}:{line_no}: expected "<relative image path> <integer label>", got {line.strip()!r}'
+                ) from None
+    return entries
 
 
 @DATASET_REGISTRY.register()

@@ -3,7 +3,7 @@ from typing import List, Sequence
 
 from ..base_dataset import DatasetBase, Datum
 from ..build import DATASET_REGISTRY
-from ..readers import read_class_folders
+from .digits_dg import read_class_folders
 
 # Project decision: upstream sets no class names for VLCS (its archive uses numbered class
 # folders), but CLIP prompts need words. A numbered folder is named by its label (its position

@@ -1,4 +1,0 @@
-from .domainnet import DomainNet
-from .mini_domainnet import miniDomainNet
-
-__all__ = ["DomainNet", "miniDomainNet"]
