@@ -7,7 +7,8 @@
 * the few-shot subset and its cache ``split_fewshot/shot_{K}-seed_{S}.json``;
 * base/new class subsampling (``DATASET.SUBSAMPLE_CLASSES``);
 * ``CoOpDataset``: the constructor recipe of the trainable benchmarks, and ``ImageNetVariant``, the
-  recipe of the four test-only ImageNet variants.
+  recipe of the four test-only ImageNet variants. Both carry ``DatasetFacts`` (``facts.py``), the
+  class attributes the dataset tools read.
 
 Project choices (deviations from the upstream loaders, all deliberate):
 
@@ -35,10 +36,14 @@ import random
 import tempfile
 import warnings
 from collections import OrderedDict
+from pathlib import Path
+from types import MappingProxyType
 from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 from dassl.data.datasets import Datum, DatasetBase
 from dassl.utils import listdir_nohidden, mkdir_if_missing
+
+from .facts import COPY_IMAGENET_CLASSNAMES, DatasetFacts, imagenet_subset_problems
 
 DATASETS_DOC = "DATASETS.md"
 FEWSHOT_DIRNAME = "split_fewshot"
@@ -436,7 +441,7 @@ def subsample_setting(cfg) -> str:
 # Constructor recipes
 
 
-class CoOpDataset(DatasetBase):
+class CoOpDataset(DatasetFacts, DatasetBase):
     """Constructor recipe of the trainable CoOp benchmarks (datasets spec 1.1).
 
     Subclasses set the class attributes and implement ``build_splits`` (raw files -> lists):
@@ -448,7 +453,7 @@ class CoOpDataset(DatasetBase):
       (FGVCAircraft always reads its official files).
 
     ``build_splits`` may return ``val=None`` (ImageNet): then only train is made few-shot and
-    cached, and val is the (subsampled) test list.
+    cached, and val is the (subsampled) test list. The tools' facts: see ``DatasetFacts``.
     """
 
     dataset_dir = ""
@@ -554,18 +559,35 @@ def wnid_folder_records(image_dir: str, classnames: Mapping[str, str], source: s
     return records
 
 
-class ImageNetVariant(DatasetBase):
+class ImageNetVariant(DatasetFacts, DatasetBase):
     """Recipe of the test-only ImageNet variants (datasets spec 4): one list used as train_x and test.
 
     ``NUM_SHOTS`` and ``SUBSAMPLE_CLASSES`` are ignored, nothing is cached and no folder is created.
     Subclasses set ``dataset_dir`` / ``image_subdir`` (+ ``skip_entries``, ``image_dir_hint``); the
     default reader takes ``image_subdir/<wnid>/*`` with labels in sorted-wnid order.
+
+    A class-subset variant (ImageNet-A/-R) also sets ``imagenet_wnids`` and ``imagenet_indices``,
+    its classes and their ImageNet-1k indices, and ``release_name``; the default
+    ``layout_problems`` then checks the image folders and ``classnames.txt`` against them.
     """
 
     dataset_dir = ""
     image_subdir = ""
     skip_entries: Tuple[str, ...] = ()  # names in the image folder that are not classes
     image_dir_hint = ""  # added to the error when the image folder is missing
+
+    required_files = ("classnames.txt",)
+    missing_file_fixes = MappingProxyType({"classnames.txt": COPY_IMAGENET_CLASSNAMES})
+    imagenet_wnids: Tuple[str, ...] = ()
+    imagenet_indices: Tuple[int, ...] = ()
+    release_name = ""
+
+    @classmethod
+    def layout_problems(cls, dataset_dir: Path) -> List[str]:
+        if not cls.imagenet_wnids:
+            return []
+        return imagenet_subset_problems(dataset_dir, cls.image_subdir, cls.imagenet_wnids, cls.imagenet_indices,
+                                        cls.release_name)
 
     def __init__(self, cfg):
         data = self.load_data(dataset_root(cfg))

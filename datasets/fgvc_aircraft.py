@@ -17,6 +17,12 @@ class FGVCAircraft(CoOpDataset):
     image_subdir = "images"
     split_filename = ""
 
+    full_num_classes = 100
+    raw_files = ("variants.txt", "images_variant_train.txt", "images_variant_val.txt", "images_variant_test.txt")
+    sources = ("https://www.robots.ox.ac.uk/~vgg/data/fgvc-aircraft/archives/fgvc-aircraft-2013b.tar.gz "
+               "(keep only fgvc-aircraft-2013b/data/, renamed to fgvc_aircraft/)",)
+    folder_aliases = ("fgvc-aircraft-2013b", "fgvc-aircraft", "aircraft")
+
     def build_splits(self):
         variants = read_lines(self.require_file("variants.txt"))
         cname2lab = {name: label for label, name in enumerate(variants)}

@@ -7,6 +7,7 @@ way, so a cache would save little. A ``preprocessed.pkl`` left by upstream code 
 """
 import os
 from collections import OrderedDict
+from pathlib import Path
 from typing import List, Tuple
 
 from dassl.data.datasets import DATASET_REGISTRY, Datum
@@ -14,6 +15,7 @@ from dassl.utils import listdir_nohidden
 
 from .coop_common import (CoOpDataset, DatasetLayoutError, DATASETS_DOC, read_imagenet_classnames, to_datums,
                           wnid_folder_records)
+from .facts import file_names, subfolder_names
 
 FLAT_VAL_HELP = (
     "ImageNet's val images must be in one folder per class, images/val/<wnid>/*.JPEG, with the same "
@@ -25,6 +27,12 @@ FLAT_VAL_HELP = (
 class ImageNet(CoOpDataset):
     dataset_dir = "imagenet"
     image_subdir = "images"
+
+    full_num_classes = 1000
+    download_ids = {"classnames.txt": "1-61f_ol79pViBFDG_IDlUQSwoLcn2XXF"}
+    required_files = ("classnames.txt",)
+    sources = ("https://image-net.org/index.php (ILSVRC-2012 train + val)",)
+    folder_aliases = ("ImageNet", "ILSVRC2012", "imagenet-1k")
 
     @staticmethod
     def read_classnames(text_file: str) -> "OrderedDict[str, str]":
@@ -43,6 +51,21 @@ class ImageNet(CoOpDataset):
         train = to_datums(wnid_folder_records(train_dir, classnames, text_file, files="ignore"))
         test = to_datums(wnid_folder_records(val_dir, classnames, text_file, files="ignore"))
         return train, None, test
+
+    @classmethod
+    def layout_problems(cls, dataset_dir: Path) -> List[str]:
+        """The flat ILSVRC val folder, and a train or val folder that is not there at all."""
+        problems = []
+        val = dataset_dir / "images" / "val"
+        if val.is_dir() and not subfolder_names(val) and file_names(val):
+            problems.append(f"images/val/ holds {len(file_names(val))} files directly (the flat ILSVRC layout); "
+                            f"fix: move each val image into images/val/<wnid>/ (one folder per class, the same "
+                            f"wnids as images/train/)")
+        for name in ("train", "val"):
+            if not (dataset_dir / "images" / name).is_dir():
+                problems.append(f"missing images/{name}/; fix: extract ILSVRC-2012 {name} into "
+                                f"images/{name}/<wnid>/*.JPEG")
+        return problems
 
     @staticmethod
     def check_val_layout(train_dir: str, val_dir: str) -> None:

@@ -6,6 +6,7 @@ evaluated over these 200 names only. ``README.txt`` in the image folder is skipp
 from dassl.data.datasets import DATASET_REGISTRY
 
 from .coop_common import ImageNetVariant
+from .facts import read_imagenet_subset
 
 
 @DATASET_REGISTRY.register()
@@ -14,3 +15,10 @@ class ImageNetA(ImageNetVariant):
     image_subdir = "imagenet-a"
     skip_entries = ("README.txt",)
     image_dir_hint = "Extract imagenet-a.tar inside imagenet-adversarial/."
+
+    full_num_classes = 200
+    # The classes (datasets spec, Appendix A) in label order: their ImageNet-1k indices and wnids.
+    imagenet_indices, imagenet_wnids = read_imagenet_subset("imagenet_a_classes.txt")
+    release_name = "ImageNet-A"
+    sources = ("https://github.com/hendrycks/natural-adv-examples (imagenet-a.tar)",)
+    folder_aliases = ("imagenet-a", "imagenet_a", "ImageNet-A")

@@ -6,6 +6,7 @@ evaluated over these 200 names only. ``README.txt`` in the image folder is skipp
 from dassl.data.datasets import DATASET_REGISTRY
 
 from .coop_common import ImageNetVariant
+from .facts import read_imagenet_subset
 
 
 @DATASET_REGISTRY.register()
@@ -14,3 +15,10 @@ class ImageNetR(ImageNetVariant):
     image_subdir = "imagenet-r"
     skip_entries = ("README.txt",)
     image_dir_hint = "Extract imagenet-r.tar inside imagenet-rendition/."
+
+    full_num_classes = 200
+    # The classes (datasets spec, Appendix A) in label order: their ImageNet-1k indices and wnids.
+    imagenet_indices, imagenet_wnids = read_imagenet_subset("imagenet_r_classes.txt")
+    release_name = "ImageNet-R"
+    sources = ("https://github.com/hendrycks/imagenet-r (imagenet-r.tar)",)
+    folder_aliases = ("imagenet-r", "imagenet_r", "ImageNet-R")

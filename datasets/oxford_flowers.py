@@ -18,6 +18,14 @@ class OxfordFlowers(CoOpDataset):
     image_subdir = "jpg"
     split_filename = "split_zhou_OxfordFlowers.json"
 
+    full_num_classes = 102
+    download_ids = {"cat_to_name.json": "1AkcxCXeK_RCGCEC_GvmWxjcjaNhu-at0",
+                    "split_zhou_OxfordFlowers.json": "1Pp0sRXzZFZq15zVOzKjKBu4A9i01nozT"}
+    raw_files = ("imagelabels.mat", "cat_to_name.json")
+    sources = ("https://www.robots.ox.ac.uk/~vgg/data/flowers/102/102flowers.tgz",
+               "https://www.robots.ox.ac.uk/~vgg/data/flowers/102/imagelabels.mat")
+    folder_aliases = ("flowers102", "oxford-flowers", "flowers-102", "102flowers")
+
     def build_splits(self, p_trn: float = 0.5, p_val: float = 0.2):
         label_file = self.require_file("imagelabels.mat")
         names_file = self.require_file("cat_to_name.json", hint="Download it (see the Drive id in DATASETS.md).")

@@ -26,6 +26,13 @@ class OxfordPets(CoOpDataset):
     image_subdir = "images"
     split_filename = "split_zhou_OxfordPets.json"
 
+    full_num_classes = 37
+    download_ids = {"split_zhou_OxfordPets.json": "1501r8Ber4nNKvmlFVQZ8SeUHTcdTTEqs"}
+    raw_files = ("annotations/trainval.txt", "annotations/test.txt")
+    sources = ("https://www.robots.ox.ac.uk/~vgg/data/pets/data/images.tar.gz",
+               "https://www.robots.ox.ac.uk/~vgg/data/pets/data/annotations.tar.gz")
+    folder_aliases = ("oxford-pets", "oxford-iiit-pet", "pets")
+
     read_split = staticmethod(read_split)
     save_split = staticmethod(save_split)
     split_trainval = staticmethod(split_trainval)

@@ -21,6 +21,14 @@ class SUN397(CoOpDataset):
     image_subdir = "SUN397"
     split_filename = "split_zhou_SUN397.json"
 
+    full_num_classes = 397
+    download_ids = {"split_zhou_SUN397.json": "1y2RD81BYuiyvebdN-JymPfyWYcd8_MUq"}
+    raw_files = ("ClassName.txt", "Training_01.txt", "Testing_01.txt")
+    sources = ("http://vision.princeton.edu/projects/2010/SUN/SUN397.tar.gz",
+               "https://vision.princeton.edu/projects/2010/SUN/download/Partitions.zip "
+               "(the .txt files go directly into sun397/)")
+    folder_aliases = ("SUN397", "sun-397")
+
     def build_splits(self):
         categories = [line[1:] for line in read_lines(self.require_file("ClassName.txt"))]
         cname2lab = {category: label for label, category in enumerate(categories)}

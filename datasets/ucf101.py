@@ -25,6 +25,16 @@ class UCF101(CoOpDataset):
     image_subdir = "UCF-101-midframes"
     split_filename = "split_zhou_UCF101.json"
 
+    full_num_classes = 101
+    download_ids = {"UCF-101-midframes.zip": "10Jqome3vtUA2keJkNanAiFpgbyC9Hc2O",
+                    "split_zhou_UCF101.json": "1I0S0q91hJfsV9Gf4xDIjgDq4AqBNJb1y"}
+    raw_files = ("ucfTrainTestlist/classInd.txt", "ucfTrainTestlist/trainlist01.txt",
+                 "ucfTrainTestlist/testlist01.txt")
+    sources = ("UCF-101-midframes.zip from CoOp's Google Drive (tools/download_splits.py --create)",
+               "https://www.crcv.ucf.edu/data/UCF101/UCF101TrainTestSplits-RecognitionTask.zip "
+               "(ucfTrainTestlist/, only to create the split yourself)")
+    folder_aliases = ("UCF101", "ucf-101")
+
     def build_splits(self):
         class_file = self.require_file("ucfTrainTestlist", "classInd.txt")
         cname2lab = {}

@@ -15,8 +15,9 @@ import pytest
 
 from test_datasets_common import dataset_class, fixture, load, make_cfg, triples
 
-from check_datasets import IMAGENET_A_INDICES, IMAGENET_A_WNIDS, IMAGENET_R_INDICES, IMAGENET_R_WNIDS
 from datasets.coop_common import DatasetFormatError, DatasetLayoutError
+from datasets.imagenet_a import ImageNetA
+from datasets.imagenet_r import ImageNetR
 
 # key -> (class names in label order, (train, val, test) sizes of the full default fixture)
 TRAINABLE = {
@@ -276,8 +277,8 @@ def test_variant_ignores_fewshot_and_subsampling(tmp_path, key):
 
 
 @pytest.mark.parametrize("key, wnids, indices, subdir", [
-    ("imagenet_a", IMAGENET_A_WNIDS, IMAGENET_A_INDICES, "imagenet-a"),
-    ("imagenet_r", IMAGENET_R_WNIDS, IMAGENET_R_INDICES, "imagenet-r"),
+    ("imagenet_a", ImageNetA.imagenet_wnids, ImageNetA.imagenet_indices, "imagenet-a"),
+    ("imagenet_r", ImageNetR.imagenet_wnids, ImageNetR.imagenet_indices, "imagenet-r"),
 ])
 def test_200_class_label_mapping(tmp_path, key, wnids, indices, subdir):
     """Label k = the k-th smallest ImageNet-1k index of the subset; names come from classnames.txt."""

@@ -17,7 +17,7 @@ from test_datasets_common import REPO, dataset_class, fixture, load
 import check_datasets
 import download_splits
 import make_fixture_datasets as mfd
-from check_datasets import LAYOUTS, check_dataset
+from check_datasets import COOP_BENCHMARKS, benchmarks, check_dataset
 
 # Datasets spec 1.2 / 5: config file -> (registry name, dataset_dir).
 SPEC_TABLE = {
@@ -40,7 +40,7 @@ def test_names_agree_everywhere(key):
     registry, folder = SPEC_TABLE[key]
     cls = dataset_class(key)
     assert cls.__name__ == registry and cls.dataset_dir == folder
-    assert (LAYOUTS[key].registry, LAYOUTS[key].folder) == (registry, folder)
+    assert (benchmarks()[key].__name__, benchmarks()[key].dataset_dir) == (registry, folder)
     assert (mfd.FIXTURES[key].registry, mfd.FIXTURES[key].folder) == (registry, folder)
     assert (REPO / "configs" / "datasets" / f"{key}.yaml").read_text() == f'DATASET:\n  NAME: "{registry}"\n'
     from dassl.data.datasets import DATASET_REGISTRY
@@ -86,7 +86,7 @@ PUBLISHED_IDS = {  # datasets spec, section 2
 
 
 def test_drive_ids_are_the_published_ones():
-    ids = {(key, rel): drive_id for key, layout in LAYOUTS.items() for rel, drive_id in layout.drive.items()}
+    ids = {(key, rel): drive_id for key, cls in benchmarks().items() for rel, drive_id in cls.download_ids.items()}
     assert ids == PUBLISHED_IDS
     for key, rel in ids:
         if rel.startswith("split_zhou_"):
@@ -162,7 +162,8 @@ def test_imagenet_class_list_is_standard_ordered():
     assert len(wnids) == 1000 and wnids == sorted(wnids) and len(set(wnids)) == 1000
     assert mfd.IMAGENET_CLASSES[:3] == [("n01440764", "tench"), ("n01443537", "goldfish"),
                                         ("n01484850", "great white shark")]
-    assert all(wnids[i] == w for i, w in zip(check_datasets.IMAGENET_A_INDICES, check_datasets.IMAGENET_A_WNIDS))
+    imagenet_a = dataset_class("imagenet_a")
+    assert all(wnids[i] == w for i, w in zip(imagenet_a.imagenet_indices, imagenet_a.imagenet_wnids))
 
 
 def test_imagenet_family_shares_the_look_of_a_class(tmp_path):
@@ -205,7 +206,7 @@ def test_check_all_fixtures_ok_and_writes_nothing(good_data, capsys):
     before = sorted(p.relative_to(good_data) for p in good_data.rglob("*"))
     assert check_datasets.main([str(good_data)]) == 0
     out = capsys.readouterr().out.splitlines()
-    assert [line.split()[:2] for line in out if not line.startswith(" ")] == [["OK", key] for key in LAYOUTS]
+    assert [line.split()[:2] for line in out if not line.startswith(" ")] == [["OK", key] for key in COOP_BENCHMARKS]
     assert "3 classes, train 12 / val 3 / test 3" in next(line for line in out if " oxford_pets " in line)
     assert sorted(p.relative_to(good_data) for p in good_data.rglob("*")) == before
 
@@ -399,15 +400,15 @@ def test_copy_imagenet_classnames_into_variants(tmp_path):
 DOC = (REPO / "DATASETS.md").read_text()
 
 
-@pytest.mark.parametrize("key", LAYOUTS)
+@pytest.mark.parametrize("key", COOP_BENCHMARKS)
 def test_datasets_md_covers_every_dataset(key):
-    layout = LAYOUTS[key]
-    section = DOC.split(f"\n## {layout.registry}\n", 1)[1].split("\n## ", 1)[0]
+    cls = benchmarks()[key]
+    section = DOC.split(f"\n## {cls.__name__}\n", 1)[1].split("\n## ", 1)[0]
     assert f"python tools/check_datasets.py $DATA {key}" in section
-    assert f"{layout.folder}/" in section
-    for drive_id in layout.drive.values():
+    assert f"{cls.dataset_dir}/" in section
+    for drive_id in cls.download_ids.values():
         assert drive_id in section
-    for source in layout.sources:  # the checker's table and the document name the same downloads
+    for source in cls.sources:  # the dataset class and the document name the same downloads
         for url in re.findall(r"https?://\S+", source):
             assert url in section
 

@@ -8,8 +8,8 @@ UCF101 mid-frames) into the expected places under DATA/. Needs internet and ``gd
 Only the dataset folders that already exist are served (the images come from the original
 sources, see DATASETS.md), unless ``--create`` is given. Existing files are kept unless
 ``--force``. ``imagenet/classnames.txt`` is also copied into the ImageNet variants' folders that
-lack one, and ``UCF-101-midframes.zip`` is extracted in ``ucf101/``. The Drive ids live in
-``tools/check_datasets.py`` (``LAYOUTS``), next to the rest of the per-dataset knowledge.
+lack one, and ``UCF-101-midframes.zip`` is extracted in ``ucf101/``. The Drive ids are the dataset
+classes' ``download_ids`` (``datasets/facts.py``), next to the rest of the per-dataset knowledge.
 """
 from __future__ import annotations
 
@@ -22,9 +22,7 @@ from pathlib import Path
 from typing import Callable, List, Optional, Sequence
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from check_datasets import LAYOUTS, resolve  # noqa: E402
-
-IMAGENET_VARIANTS = ("imagenetv2", "imagenet_sketch", "imagenet_a", "imagenet_r")
+from check_datasets import COOP_BENCHMARKS, benchmarks, resolve  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -46,9 +44,9 @@ class Download:
 def planned_downloads(data_root: str | Path, names: Sequence[str] = ()) -> List[Download]:
     """Every (Drive id -> target file) pair for the chosen datasets, in table order."""
     root = Path(data_root).expanduser().resolve()
-    keys = [resolve(name).key for name in names] or list(LAYOUTS)
-    return [Download(key, drive_id, root / LAYOUTS[key].folder / relative)
-            for key in keys for relative, drive_id in LAYOUTS[key].drive.items()]
+    keys = [resolve(name) for name in names] or COOP_BENCHMARKS
+    return [Download(key, drive_id, root / benchmarks()[key].dataset_dir / relative)
+            for key in keys for relative, drive_id in benchmarks()[key].download_ids.items()]
 
 
 def fetch(download: Download) -> None:
@@ -64,12 +62,14 @@ def fetch(download: Download) -> None:
 
 def copy_imagenet_classnames(root: Path, log: Callable[[str], None] = print) -> List[Path]:
     """Copy ``imagenet/classnames.txt`` into each existing ImageNet-variant folder that lacks one."""
-    source = root / LAYOUTS["imagenet"].folder / "classnames.txt"
+    from datasets.coop_common import ImageNetVariant
+
+    source = root / benchmarks()["imagenet"].dataset_dir / "classnames.txt"
     copied = []
     if not source.is_file():
         return copied
-    for key in IMAGENET_VARIANTS:
-        target = root / LAYOUTS[key].folder / "classnames.txt"
+    for cls in (cls for cls in benchmarks().values() if issubclass(cls, ImageNetVariant)):
+        target = root / cls.dataset_dir / "classnames.txt"
         if target.parent.is_dir() and not target.exists():
             shutil.copyfile(source, target)
             log(f"copied {source} -> {target}")
@@ -80,7 +80,7 @@ def copy_imagenet_classnames(root: Path, log: Callable[[str], None] = print) -> 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("data", help="the folder holding the dataset folders (DATASET.ROOT)")
-    parser.add_argument("names", nargs="*", help=f"datasets (default: all): {', '.join(LAYOUTS)}")
+    parser.add_argument("names", nargs="*", help=f"datasets (default: all): {', '.join(COOP_BENCHMARKS)}")
     parser.add_argument("--dry-run", action="store_true", help="only print what would be downloaded")
     parser.add_argument("--create", action="store_true", help="also create missing dataset folders")
     parser.add_argument("--force", action="store_true", help="download even if the file exists")

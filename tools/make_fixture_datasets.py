@@ -40,8 +40,12 @@ from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 import numpy as np
 from PIL import Image
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from check_datasets import IMAGENET_A_INDICES, IMAGENET_A_WNIDS, IMAGENET_R_INDICES, IMAGENET_R_WNIDS  # noqa: E402
+REPO = Path(__file__).resolve().parent.parent
+if str(REPO) not in sys.path:  # run as a script: the dataset classes are the repository's datasets/ package
+    sys.path.insert(0, str(REPO))
+
+from datasets.facts import benchmark_class  # noqa: E402
+
 
 # --------------------------------------------------------------------------------------------------
 # Learnable tiny images
@@ -108,11 +112,18 @@ def write_image(path: Path, look_index: int, number: int, params: Params) -> Non
 
 
 def take(known: Sequence, n: int, make: Callable[[int], object], what: str, limit: Optional[int] = None) -> list:
+    """``n`` class names: the ``known`` ones first, then ``make(i)``; at most ``limit`` (the real count)."""
     if limit is not None and n > limit:
         raise ValueError(f"{what} has {limit} classes; cannot make a fixture with {n}")
     if n < 1:
         raise ValueError(f"num_classes must be >= 1, got {n}")
     return list(known[:n]) + [make(i) for i in range(len(known), n)]
+
+
+def take_real(known: Sequence, p: Params, make: Callable[[int], object]) -> list:
+    """``take`` for the fixture of ``p.key``: no more classes than the real dataset has (its loader says)."""
+    loader = benchmark_class(p.key)
+    return take(known, p.num_classes, make, loader.__name__, loader.full_num_classes)
 
 
 # OxfordPets breeds in class-id order with the real file-name casing (cats are capitalised).
@@ -160,8 +171,9 @@ def imagenet_class_list() -> List[Tuple[str, str]]:
     indices) is at its real index; the other lines are placeholders that keep the list sorted
     (``<previous wnid>_<k>``). Names are real where the spec gives them, else ``class <index>``.
     """
-    placed = {0: "n01440764", **dict(zip(IMAGENET_A_INDICES, IMAGENET_A_WNIDS)),
-              **dict(zip(IMAGENET_R_INDICES, IMAGENET_R_WNIDS))}
+    placed = {0: "n01440764"}
+    for subset in (benchmark_class("imagenet_a"), benchmark_class("imagenet_r")):
+        placed.update(zip(subset.imagenet_indices, subset.imagenet_wnids))
     wnids: List[str] = []
     for index in range(1000):
         if index in placed:
@@ -253,7 +265,7 @@ def write_imagenet_classnames(d: Path) -> None:
 
 
 def write_caltech101(d: Path, p: Params) -> Splits:
-    folders = take(CALTECH_CLASSES, p.num_classes, lambda i: (f"category_{i:03d}",) * 2, "Caltech101", 100)
+    folders = take_real(CALTECH_CLASSES, p, lambda i: (f"category_{i:03d}",) * 2)
     image_dir = d / "101_ObjectCategories"
     for look, (folder, count) in enumerate(CALTECH_IGNORED.items(), start=len(folders)):
         for n in range(1, count + 1):
@@ -285,7 +297,7 @@ def write_oxford_pets(d: Path, p: Params) -> Splits:
 def write_stanford_cars(d: Path, p: Params) -> Splits:
     from scipy.io import savemat
 
-    names = take(CAR_NAMES, p.num_classes, lambda i: f"Fixture Model{i} Sedan {2000 + i % 13}", "StanfordCars", 196)
+    names = take_real(CAR_NAMES, p, lambda i: f"Fixture Model{i} Sedan {2000 + i % 13}")
     meta = np.empty((1, len(names)), dtype=object)
     meta[0, :] = names
     (d / "devkit").mkdir(parents=True, exist_ok=True)
@@ -323,7 +335,7 @@ def write_oxford_flowers(d: Path, p: Params) -> Splits:
     """Images interleave the classes, last class first (like the real, unsorted imagelabels.mat)."""
     from scipy.io import savemat
 
-    names = take(FLOWER_NAMES, p.num_classes, lambda i: f"flower {i + 1}", "OxfordFlowers", 102)
+    names = take_real(FLOWER_NAMES, p, lambda i: f"flower {i + 1}")
     per_class = p.train_per_class + p.test_per_class
     labels, items = [], {class_id: [] for class_id in range(1, len(names) + 1)}
     for n in range(per_class):
@@ -338,12 +350,12 @@ def write_oxford_flowers(d: Path, p: Params) -> Splits:
 
 
 def write_food101(d: Path, p: Params) -> Splits:
-    folders = [(c, c) for c in take(FOOD_CLASSES, p.num_classes, lambda i: f"dish_{i:03d}", "Food101", 101)]
+    folders = [(c, c) for c in take_real(FOOD_CLASSES, p, lambda i: f"dish_{i:03d}")]
     return write_class_folders(d / "images", folders, p, lambda folder, n: f"{n}.jpg")
 
 
 def write_fgvc_aircraft(d: Path, p: Params) -> Splits:
-    variants = take(AIRCRAFT_VARIANTS, p.num_classes, lambda i: f"Variant-{i}", "FGVCAircraft", 100)
+    variants = take_real(AIRCRAFT_VARIANTS, p, lambda i: f"Variant-{i}")
     write_lines(d / "variants.txt", variants)
     next_id = 1
     for split, per_class in (("train", p.train_per_class), ("val", p.test_per_class), ("test", p.test_per_class)):
@@ -359,7 +371,7 @@ def write_fgvc_aircraft(d: Path, p: Params) -> Splits:
 
 
 def write_sun397(d: Path, p: Params) -> Splits:
-    categories = take(SUN_CATEGORIES, p.num_classes, lambda i: f"s/scene_{i:03d}", "SUN397", 397)
+    categories = take_real(SUN_CATEGORIES, p, lambda i: f"s/scene_{i:03d}")
     write_lines(d / "ClassName.txt", (f"/{category}" for category in categories))
     train_lines, test_lines, trainval, test = [], [], [], []
     for label, category in enumerate(categories):
@@ -388,7 +400,7 @@ def write_eurosat(d: Path, p: Params) -> Splits:
 
 def write_ucf101(d: Path, p: Params) -> Splits:
     """Official list files use CRLF line endings; so do these."""
-    actions = take(UCF_ACTIONS, p.num_classes, lambda i: f"DoTask{i:02d}", "UCF101", 101)
+    actions = take_real(UCF_ACTIONS, p, lambda i: f"DoTask{i:02d}")
     lists = d / "ucfTrainTestlist"
     write_lines(lists / "classInd.txt", (f"{i + 1} {a}" for i, a in enumerate(actions)), newline="\r\n")
     train_lines, test_lines, trainval, test = [], [], [], []
@@ -446,11 +458,13 @@ def write_imagenet_sketch(d: Path, p: Params) -> Splits:
 
 
 def write_imagenet_a(d: Path, p: Params) -> Splits:
-    return _write_wnid_variant(d, p, "imagenet-a", IMAGENET_A_WNIDS, lambda n: f"{n}.jpg", readme=True)
+    wnids = benchmark_class("imagenet_a").imagenet_wnids
+    return _write_wnid_variant(d, p, "imagenet-a", wnids, lambda n: f"{n}.jpg", readme=True)
 
 
 def write_imagenet_r(d: Path, p: Params) -> Splits:
-    return _write_wnid_variant(d, p, "imagenet-r", IMAGENET_R_WNIDS, lambda n: f"art_{n}.jpg", readme=True)
+    wnids = benchmark_class("imagenet_r").imagenet_wnids
+    return _write_wnid_variant(d, p, "imagenet-r", wnids, lambda n: f"art_{n}.jpg", readme=True)
 
 
 @dataclass(frozen=True)
