@@ -1,11 +1,13 @@
 """The official GOPro cost model: GOPro with ``OFFICIAL True``, computed the way the official code
 computes it (benchmark reference only; methods spec §8.2, §8.4 and §11.2).
 
-It gives the numbers of our official mode (``tests/test_bench_official.py`` compares losses and
-logits) and does the official amount of work:
+It is our GOPro trainer, loss and model forward (``GOProCLIP.forward``) with the official code's
+towers and views plugged in, so it gives the numbers of our official mode
+(``tests/test_bench_official.py`` compares losses and logits) and does the official amount of
+work:
 
-* **three branches, one after the other**, in training *and* at test (D12): the original batch,
-  the MoCo-v3 view and the AugMix view, each with its own vision pass and its own prompts;
+* **three branches**, in training *and* at test (D12): the original batch, the MoCo-v3 view and
+  the AugMix view, each with its own vision pass and its own prompts;
 * **views on the training thread**: each branch turns the normalised batch tensor back into PIL
   images through the wrapping uint8 cast (D8), then MoCo-v3 per image, or AugMix with **B views of
   every image**, of which image 0's are kept (D7): B² AugMix runs per batch, 10,000 per test batch
@@ -31,7 +33,7 @@ from __future__ import annotations
 import os.path as osp
 import sys
 from contextlib import contextmanager
-from typing import Dict, Iterator, List, Tuple
+from typing import Iterator, List, Sequence, Tuple
 
 if __name__ == "__main__":  # run as a script: import the repository's packages
     sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
@@ -40,10 +42,7 @@ import torch  # noqa: E402
 import torch.nn as nn  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
-from dassl.metrics import compute_accuracy  # noqa: E402
-from trainers.gopro import VIEWS, GOPro, GOProCLIP, semantic_consistency  # noqa: E402
-from trainers.losses import simclr_loss  # noqa: E402
-from trainers.prompting import clip_logits  # noqa: E402
+from trainers.gopro import GOPro, GOProCLIP  # noqa: E402
 from trainers.views import augmix_view, wrapped_uint8_image  # noqa: E402
 
 CONFIG = "vit_b16_official"
@@ -66,34 +65,46 @@ def stacked_block_outputs(blocks: nn.Sequential) -> Iterator[List[torch.Tensor]]
     outputs.append(torch.stack(outputs))
 
 
-def image_branch(model: GOProCLIP, images: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
-    """ẑ [B, E] and the primitives G [B, L, D_t] of one branch, through the patched vision tower."""
-    visual = model.backbone.clip.visual
-    with torch.no_grad(), stacked_block_outputs(visual.transformer.resblocks) as layers:
-        z = visual(images.to(model.backbone.dtype)).float()
-    h = layers[-1].float().transpose(1, 2)                                      # [L, B, T, D_v]
-    mean = h.mean(dim=2)
-    std = (((h - mean.unsqueeze(2)) ** 2).sum(dim=2) + STATS_EPS).div(h.shape[2]).sqrt()
-    return F.normalize(z, dim=-1), model.primitives(mean.transpose(0, 1), std.transpose(0, 1))
+class OfficialCostGOProCLIP(GOProCLIP):
+    """``GOProCLIP`` whose image and text passes are the official code's (its forward is ours)."""
 
+    @torch.no_grad()
+    def encode_views(self, images: Sequence[torch.Tensor]) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """One pass of the patched vision tower per branch; ẑ and statistics of the views, one after another."""
+        z_hat, mean, std = zip(*(self.image_branch(x) for x in images))
+        return torch.cat(z_hat), torch.cat(mean), torch.cat(std)
 
-def text_branch(model: GOProCLIP, contexts: torch.Tensor) -> torch.Tensor:
-    """Class features [B, C, E] of per-image contexts [B, M, D_t]: one 77-token text call per image."""
-    clip_model, learner = model.backbone.clip, model.prompter.prompt_learner
-    if learner.length != model.backbone.context_length:
-        raise ValueError(f"The official cost model needs full-length prompts: {' '.join(OPTS)}")
-    features = []
-    for ctx in contexts:
-        x = learner.assemble(ctx).to(model.backbone.dtype) + clip_model.positional_embedding
-        with stacked_block_outputs(clip_model.transformer.resblocks):  # stacked, then discarded (D18)
-            x = clip_model.transformer(x.permute(1, 0, 2)).permute(1, 0, 2)   # CLIP's LND layout
-        x = clip_model.ln_final(x)[torch.arange(len(x)), learner.eot] @ clip_model.text_projection
-        features.append(F.normalize(x.float(), dim=-1))
-    return torch.stack(features)
+    def image_branch(self, images: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """ẑ [B, E] and the layer statistics [B, L, D_v] of one branch, from the stacked block outputs."""
+        visual = self.backbone.clip.visual
+        with stacked_block_outputs(visual.transformer.resblocks) as layers:
+            z = visual(images.to(self.backbone.dtype)).float()
+        h = layers[-1].float().transpose(1, 2)                                        # [L, B, T, D_v]
+        mean = h.mean(dim=2)
+        std = (((h - mean.unsqueeze(2)) ** 2).sum(dim=2) + STATS_EPS).div(h.shape[2]).sqrt()
+        return F.normalize(z, dim=-1), mean.transpose(0, 1), std.transpose(0, 1)
+
+    def encode_contexts(self, contexts: torch.Tensor) -> torch.Tensor:
+        """Class features [N, C, E] of per-image contexts [N, M, D_t]: one 77-token text call per image."""
+        clip_model, learner = self.backbone.clip, self.learnable.prompt_learner
+        if learner.length != self.backbone.context_length:
+            raise ValueError(f"The official cost model needs full-length prompts: {' '.join(OPTS)}")
+        features = []
+        for ctx in contexts:
+            x = learner.assemble(ctx).to(self.backbone.dtype) + clip_model.positional_embedding
+            with stacked_block_outputs(clip_model.transformer.resblocks):  # stacked, then discarded (D18)
+                x = clip_model.transformer(x.permute(1, 0, 2)).permute(1, 0, 2)   # CLIP's LND layout
+            x = clip_model.ln_final(x)[torch.arange(len(x)), learner.eot] @ clip_model.text_projection
+            features.append(F.normalize(x.float(), dim=-1))
+        return torch.stack(features)
 
 
 class OfficialCostGOPro(GOPro):
-    """GOPro in official mode whose training step and evaluation do the official code's work."""
+    """GOPro in official mode whose training step and evaluation do the official code's work: our
+    step (views → ``GOProCLIP.forward`` → ``GOProLoss``) and evaluation (``TEST_BRANCHES all``: the
+    same forward with every view) with the official towers and AugMix branch."""
+
+    CLIP_MODEL = OfficialCostGOProCLIP
 
     def check_cfg(self, cfg):
         super().check_cfg(cfg)
@@ -101,45 +112,16 @@ class OfficialCostGOPro(GOPro):
         if not options.OFFICIAL or options.TRUNCATE_TEXT:
             raise ValueError(f"The official cost model needs config {CONFIG} with {' '.join(OPTS)}")
 
+    def official_views(self, image: torch.Tensor, names: Sequence[str]) -> List[torch.Tensor]:
+        """Our official views, except that AugMix makes the official B views of every image."""
+        views = super().official_views(image, [name for name in names if name != "augmix"])
+        return views + [self.augmix_branch(image)] if "augmix" in names else views
+
     def augmix_branch(self, image: torch.Tensor) -> torch.Tensor:
         """B AugMix views of every image (B² runs, in image order), image 0's kept."""
         augmix = augmix_view(self.cfg.INPUT.SIZE[0], self.options.AUGMIX_SEVERITY)
         per_image = [[augmix(pil) for _ in range(len(image))] for pil in map(wrapped_uint8_image, image)]
         return torch.stack(per_image[0]).to(self.device)
-
-    def official_forward(self, image: torch.Tensor) -> Tuple[torch.Tensor, Dict[str, Tuple[torch.Tensor, torch.Tensor]]]:
-        """The official CustomCLIP forward: logits [B, C] and, per branch, (ẑ, class features)."""
-        model, branches = self.model, {}
-        for view in VIEWS:
-            if view == "orig":
-                images = image
-            elif view == "moco":
-                images = self.official_views(image, ["moco"])[0]
-            else:
-                images = self.augmix_branch(image)
-            z, g = image_branch(model, images)
-            contexts = model.prompter.prompt_learner.ctx + model.prompter.rho_for(view)(g)
-            branches[view] = (z, text_branch(model, contexts))
-        z, text = branches["orig"]
-        return clip_logits(model.backbone, model.image_embedding(z), text), branches
-
-    def compute_loss(self, batch):
-        """L = CE + mse(t, t1) + mse(t, t2) + 0.1 · SimCLR(simproj(ẑ), simproj(ẑ1)), as ``GOProLoss``."""
-        image, label = self.parse_batch_train(batch)
-        logits, branches = self.official_forward(image)
-        (z, t), (z1, t1), (_, t2) = (branches[view] for view in VIEWS)
-        prompter = self.model.prompter
-        simproj = lambda x: prompter.contrastive_bn(prompter.image_projector(x))
-        terms = {"loss_ce": F.cross_entropy(logits, label),
-                 "loss_sem": semantic_consistency(t, t1, "mse") + semantic_consistency(t, t2, "mse"),
-                 "loss_con": simclr_loss(simproj(z), simproj(z1), 0.1)}
-        loss = terms["loss_ce"] + terms["loss_sem"] + 0.1 * terms["loss_con"]
-        return loss, {"loss": loss.item(), **{k: v.item() for k, v in terms.items()},
-                      "acc": compute_accuracy(logits, label)[0].item()}
-
-    def model_inference(self, input, *args, **kwargs):
-        """Evaluation runs the whole training forward (all three branches) and keeps the logits."""
-        return self.official_forward(input)[0]
 
 
 def main(argv=None) -> None:

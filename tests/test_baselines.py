@@ -284,15 +284,15 @@ def test_stylip_modules_follow_the_fusion_choice(kit, tmp_path, fusion, content_
     assert shapes["style.proj.weight"] == (3, 64, 2 * 64)  # one [μ ‖ σ] → token map per layer
     assert {k: v for k, v in shapes.items() if k.startswith("content.") and k.endswith("weight")} == content_keys
     assert "prompt_learner.ctx" not in shapes  # no free context: the L tokens are generated
-    assert trainer.model(images(2)).shape == (2, 5)
+    assert trainer.model(images(2)).logits.shape == (2, 5)
 
 
 def test_stylip_zero_initialised_content_starts_from_the_style_prompts_alone(kit, tmp_path):
     fused = build(kit, tmp_path / "fused", "StyLIP")
     plain = build(kit, tmp_path / "plain", "StyLIP", "TRAINER.STYLIP.CONTENT_FUSION", "none")
-    plain.model.prompter.style.load_state_dict(fused.model.prompter.style.state_dict())
+    plain.model.learnable.style.load_state_dict(fused.model.learnable.style.state_dict())
     with torch.no_grad():
-        assert_close(fused.model(images()), plain.model(images()), what="StyLIP logits, zero content vs none")
+        assert_close(fused.model(images()).logits, plain.model(images()).logits, what="StyLIP logits, zero content vs none")
 
 
 def test_stylip_bad_options_name_the_key(kit, tmp_path):
@@ -310,7 +310,7 @@ def test_slip_starts_as_zero_shot_clip(kit, tmp_path):
     trainer.set_model_mode("eval")
     with torch.no_grad():
         zero_shot = backbone.logit_scale * F.normalize(backbone.encode_image(x).features, dim=-1) @ weights.t()
-        assert_close(trainer.model(x), zero_shot, what="SLIP logits before training vs zero-shot CLIP")
+        assert_close(trainer.model(x).logits, zero_shot, what="SLIP logits before training vs zero-shot CLIP")
 
 
 def test_slip_views_and_the_ssl_loss_reaches_the_shared_projector(trainers):
@@ -321,7 +321,7 @@ def test_slip_views_and_the_ssl_loss_reaches_the_shared_projector(trainers):
     trainer.set_model_mode("train")
     _, summary = trainer.compute_loss(batch)
     assert {"loss_clip", "loss_ssl"} <= set(summary)
-    head = trainer.model.head
+    head = trainer.model.learnable
     head.zero_grad()
     views = torch.cat([batch["img2"], batch["img3"]])
     u = trainer.model.project(trainer.model.frozen_embedding(views)).chunk(2)

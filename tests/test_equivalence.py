@@ -40,19 +40,6 @@ def trainers(kit, tmp_path_factory):
 
 
 @contextlib.contextmanager
-def options(node, **values):
-    """Temporarily set keys of a frozen config node (a trainer's TRAINER.<METHOD> options)."""
-    saved = {key: node[key] for key in values}
-    node.defrost()
-    node.update(values)
-    try:
-        yield
-    finally:
-        node.update(saved)
-        node.freeze()
-
-
-@contextlib.contextmanager
 def text_encoding(model, **changes):
     """Temporarily run ``model``'s text tower with other ``TextEncoding`` settings (truncate,
     chunk, checkpointing); class prompts follow ``truncate``."""
@@ -134,20 +121,16 @@ def test_shared_prefix_rejects_groups_that_do_not_fit(backbone):
 # ---- trainers: batched vs looped, chunked vs not, cached vs not --------------------------------
 def test_gopro_batched_per_image_features_equal_a_loop_of_full_length_calls(trainers):
     model = trainers("GOPro").model
-    learner, opts = model.prompter.prompt_learner, model.options
+    learner = model.learnable.prompt_learner
     assert learner.shared_prefix == 1 + learner.n_ctx  # SOS + "a photo of a"
     with torch.no_grad():
         _, mean, std = model.encode_with_stats(images(4))
         g = model.primitives(mean, std)
         batched = model.text_features([g, g], ["orig", "moco"])                          # [2, B, C, E]
-        with options(opts, TRUNCATE_TEXT=False):  # one 77-token call per image and view, as upstream loops
-            learner.truncate = False
-            try:
-                looped = torch.stack([torch.stack([
-                    encode_class_prompts(model.backbone, learner, learner.assemble(ctx), opts)
-                    for ctx in learner.ctx + model.prompter.rho_for(view)(g)]) for view in ("orig", "moco")])
-            finally:
-                learner.truncate = True
+        with text_encoding(model, truncate=False):  # one 77-token call per image and view, as upstream loops
+            looped = torch.stack([torch.stack([
+                encode_class_prompts(model.backbone, learner, learner.assemble(ctx), model.text_encoding)
+                for ctx in learner.ctx + model.learnable.rho_for(view)(g)]) for view in ("orig", "moco")])
     assert_close(batched, looped, what="GOPro batched vs looped class features")
 
 
@@ -167,15 +150,13 @@ def test_gopro_chunked_checkpointed_training_step_has_the_same_loss_and_gradient
     trainer = trainers("GOPro")
     batch = {"img": images(4, 1), "img2": images(4, 2), "img3": images(4, 3), "label": torch.tensor([0, 1, 2, 3])}
     trainer.set_model_mode("train")
-    params = [p for p in trainer.model.prompter.parameters() if p.requires_grad]
+    params = [p for p in trainer.model.learnable.parameters() if p.requires_grad]
     results = []
-    for settings in ({}, {"TEXT_CHUNK": 6, "CHECKPOINT_TEXT": True}, {"TRUNCATE_TEXT": False}):
-        with options(trainer.model.options, **settings):
-            trainer.model.prompter.prompt_learner.truncate = settings.get("TRUNCATE_TEXT", True)
+    for settings in ({}, {"chunk": 6, "checkpointing": True}, {"truncate": False}):
+        with text_encoding(trainer.model, **settings):
             loss, _ = trainer.compute_loss(batch)
             grads = torch.autograd.grad(loss, params, allow_unused=True)
         results.append((loss.detach(), grads))
-    trainer.model.prompter.prompt_learner.truncate = True
     # Back-propagation rounds relative to the largest gradient: a bias in front of BatchNorm has an
     # exact gradient of 0 and gets rounding noise of that size, not of its own.
     scale = max(g.abs().max() for g in results[0][1] if g is not None)

@@ -11,7 +11,8 @@ from PIL import Image
 from conftest import accuracies, make_trainer, run_script
 from dassl.utils import set_random_seed
 from numerics import assert_close, assert_differs, tolerance
-from trainers.gopro import GOPro, OFFICIAL_SWITCHES, active_views, resolve_options
+from trainers.losses import simclr_loss
+from trainers.gopro import GOPro, GOProOutput, OFFICIAL_SWITCHES, active_views
 
 
 def one_batch(trainer):
@@ -31,22 +32,64 @@ def test_primitives_prompts_and_text_features_have_the_documented_shapes(trainer
     assert z_hat.shape == (4, backbone.embed_dim) and mean.shape == std.shape == (4, layers, d_v)
     g = model.primitives(mean, std)
     assert g.shape == (4, layers, d_t)
-    assert model.prompter.rho_for("moco")(g).shape == (4, 4, d_t)  # M = 4 from "a photo of a"
+    assert model.learnable.rho_for("moco")(g).shape == (4, 4, d_t)  # M = 4 from "a photo of a"
     text = model.text_features([g, g], ["orig", "augmix"])
     assert text.shape == (2, 4, trainer.num_classes, backbone.embed_dim)
     assert_differs(text[0], text[1], what="views")  # ρ_f and ρ_Au are separate heads
     assert_differs(text[0, 0], text[0, 1], what="images")  # class features depend on the image
 
 
+def test_one_forward_serves_training_and_evaluation(trainer):
+    """Evaluation passes x alone; a training step adds the views its losses read. The logits are x's either way."""
+    model, backbone = trainer.model, trainer.backbone
+    x, moco, augmix = (torch.randn(4, 3, 32, 32, generator=torch.Generator().manual_seed(s)) for s in range(3))
+    trainer.set_model_mode("eval")
+    with torch.no_grad():
+        evaluation = model(x)
+        training = model(x, {"moco": moco, "augmix": augmix}, text_views=["orig", "augmix"])
+    c, e = trainer.num_classes, backbone.embed_dim
+    assert isinstance(training, GOProOutput) and isinstance(evaluation, GOProOutput)
+    assert training.views == ("orig", "moco", "augmix") and training.text_views == ("orig", "augmix")
+    assert training.frozen_features.shape == (4, 3, e) and training.view_text_features.shape == (4, 2, c, e)
+    assert evaluation.views == evaluation.text_views == ("orig",) and evaluation.logits.shape == (4, c)
+    assert_close(training.logits, evaluation.logits, what="x's logits with and without the extra views")
+    assert_close(training.text("orig"), training.text_features, what="x's class features")
+    frozen = torch.nn.functional.normalize(backbone.encode_image(moco).features, dim=-1)
+    assert_close(training.frozen("moco"), frozen, what="ẑ of the MoCo view")
+    assert_close(training.image_features, model.visual_embedding(x), what="the logits' image side")
+    assert_differs(training.text("augmix"), training.text_features, what="class features of x and its AugMix view")
+    with pytest.raises(ValueError, match="start with 'orig'"):
+        model(x, {"moco": moco}, text_views=["moco"])
+
+
+def test_gopro_loss_is_the_weighted_sum_of_the_paper_terms(trainer):
+    model, criterion = trainer.model, trainer.criterion
+    x, moco, augmix = (torch.randn(4, 3, 32, 32, generator=torch.Generator().manual_seed(s)) for s in range(3))
+    label = torch.tensor([0, 1, 2, 3])
+    trainer.set_model_mode("eval")  # BatchNorm with its running statistics: the same in both computations
+    with torch.no_grad():
+        output = model(x, {"moco": moco, "augmix": augmix}, text_views=["orig", "moco", "augmix"])
+        loss, terms = criterion(output, label)
+        prompter, t = model.learnable, output.text_features
+        head = lambda z: prompter.contrastive_bn(prompter.image_projector(z))
+        expected = {"loss_ce": torch.nn.functional.cross_entropy(output.logits, label),
+                    "loss_sem": sum((t - output.text(v)).pow(2).sum(-1).mean() for v in ("moco", "augmix")),
+                    "loss_con": simclr_loss(head(output.frozen("orig")), head(output.frozen("moco")), 0.1)}
+    assert set(terms) == set(expected)
+    for key, value in expected.items():
+        assert_close(terms[key], value, what=key)
+    assert_close(loss, sum(expected.values()), what="L with unit weights")
+
+
 def test_only_gopro_modules_learn_and_clip_stays_frozen(trainer):
     clip_before = {k: v.clone() for k, v in trainer.backbone.state_dict().items()}
-    learn_before = {k: v.clone() for k, v in trainer.model.prompter.state_dict().items()}
+    learn_before = {k: v.clone() for k, v in trainer.model.learnable.state_dict().items()}
     trainer.set_model_mode("train")
     trainer.batch_idx, trainer.num_batches = 0, 2
     trainer.forward_backward(one_batch(trainer))
     for key, value in trainer.backbone.state_dict().items():
         assert torch.equal(value, clip_before[key]), key
-    changed = {k for k, v in trainer.model.prompter.state_dict().items() if not torch.equal(v, learn_before[k])}
+    changed = {k for k, v in trainer.model.learnable.state_dict().items() if not torch.equal(v, learn_before[k])}
     for expected in ("prompt_learner.ctx", "style.proj.weight", "content.proj.weight", "rho.orig.mix.weight",
                      "rho.moco.mix.weight", "rho.augmix.mix.weight", "image_projector.weight"):
         assert expected in changed, expected
@@ -82,7 +125,7 @@ def test_first_step_logs_the_prompt_shift_against_the_context(kit, tmp_path, cap
     lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("Prompt shift")]
     assert len(lines) == 1  # once per run
     shift, ctx = (float(x) for x in re.findall(r"\|(?:R|ctx)\| = ([0-9.e+-]+)", lines[0]))
-    expected_ctx = trainer.model.prompter.prompt_learner.ctx.norm(dim=-1).mean().item()
+    expected_ctx = trainer.model.learnable.prompt_learner.ctx.norm(dim=-1).mean().item()
     assert ctx == pytest.approx(expected_ctx, rel=1e-3)
     assert (shift == 0.0) == (rho_init == "zeros")  # zeros: the first prompt is CTX_INIT exactly
 
@@ -100,8 +143,8 @@ def test_evaluation_runs_one_image_pass_per_image_and_only_the_original_branch(t
     encode = trainer.backbone.encode_image
     monkeypatch.setattr(trainer.backbone, "encode_image", lambda x, **kw: calls.append(x.shape[0]) or encode(x, **kw))
     used = []
-    rho_for = trainer.model.prompter.rho_for
-    monkeypatch.setattr(trainer.model.prompter, "rho_for", lambda v: used.append(v) or rho_for(v))
+    rho_for = trainer.model.learnable.rho_for
+    monkeypatch.setattr(trainer.model.learnable, "rho_for", lambda v: used.append(v) or rho_for(v))
     trainer.test()
     assert sum(calls) == len(trainer.dm.dataset.test) and set(used) == {"orig"}
 
@@ -110,11 +153,11 @@ def test_official_switch_sets_every_deviation(kit, tmp_path):
     trainer = make_trainer(kit, tmp_path, "GOPro", "vit_b16_official")
     for key, value in OFFICIAL_SWITCHES.items():
         assert trainer.options[key] == value, key
-    assert set(trainer.model.prompter.rho) == {"shared"}
-    projector = trainer.model.prompter.image_projector.weight
+    assert set(trainer.model.learnable.rho) == {"shared"}
+    projector = trainer.model.learnable.image_projector.weight
     assert not torch.equal(projector, torch.eye(len(projector)))  # the official simproj: nn.Linear's init
     g = torch.randn(2, trainer.backbone.num_vision_layers, trainer.backbone.text_width)
-    tokens = trainer.model.prompter.rho_for("orig")(g)
+    tokens = trainer.model.learnable.rho_for("orig")(g)
     assert torch.equal(tokens[:, 0], tokens[:, 3])  # official ρ: M identical tokens
     _, summary = trainer.compute_loss(one_batch(trainer))  # views through the wrapping uint8 round trip
     assert {"loss_ce", "loss_sem", "loss_con"} <= set(summary)
@@ -138,18 +181,18 @@ def views_share_prompts(trainer, batch, monkeypatch):
 
 
 def tokens_are_identical(trainer, batch, monkeypatch):
-    tokens = trainer.model.prompter.rho_for("orig")(fixed_primitives(trainer))
+    tokens = trainer.model.learnable.rho_for("orig")(fixed_primitives(trainer))
     return torch.equal(tokens[:, 0], tokens[:, -1])
 
 
 def logits_after_projector_moved(trainer, batch, monkeypatch):
     """Logits once P_v has left its identity init (at identity, normalize(P_v(ẑ)) = ẑ either way)."""
-    weight = trainer.model.prompter.image_projector.weight
+    weight = trainer.model.learnable.image_projector.weight
     saved = weight.detach().clone()
     trainer.set_model_mode("eval")
     with torch.no_grad():
         weight.add_(0.1 * torch.randn(saved.shape, generator=torch.Generator().manual_seed(0)))
-        logits = trainer.model(batch["img"])
+        logits = trainer.model(batch["img"]).logits
         weight.copy_(saved)
     return logits
 
@@ -165,7 +208,7 @@ def augmix_views(trainer, batch, monkeypatch):
 
 def step_views(trainer, batch, monkeypatch):
     """The MoCo and AugMix images a training step feeds to CLIP."""
-    return seeded(lambda: trainer.batch_views(batch)[1][len(batch["label"]):])
+    return seeded(lambda: torch.cat(list(trainer.model_inputs(batch)[0][1].values())))
 
 
 def moco_view(trainer, batch, monkeypatch):
@@ -248,9 +291,9 @@ def test_each_official_switch_alone_changes_the_output_it_governs(kit, tmp_path,
 
 
 def test_official_pv_init_is_nn_linear_default_and_draws_nothing_else(kit, tmp_path, pristine):
-    default = dict(pristine[0].model.prompter.named_parameters())
+    default = dict(pristine[0].model.learnable.named_parameters())
     flipped = make_trainer(kit, tmp_path, "GOPro", "vit_b16", "TRAINER.GOPRO.PV_INIT", "default")
-    state = dict(flipped.model.prompter.named_parameters())
+    state = dict(flipped.model.learnable.named_parameters())
     weight, bias = state["image_projector.weight"], state["image_projector.bias"]
     bound = weight.shape[1] ** -0.5  # kaiming_uniform(a=√5) and the bias: U(±1/√fan_in)
     assert weight.abs().max() <= bound and bias.abs().max() <= bound
@@ -266,28 +309,28 @@ def test_bad_switch_values_are_rejected_with_the_key(kit, tmp_path):
     with pytest.raises(ValueError, match="TRAINER.GOPRO.SEM_DIST"):
         make_trainer(kit, tmp_path, "GOPro", "vit_b16", "TRAINER.GOPRO.SEM_DIST", "cosine")
     cfg_node = make_trainer(kit, tmp_path / "b", "GOPro", "vit_b16").cfg.TRAINER.GOPRO
-    assert resolve_options(cfg_node).SEM_DIST == "sqeuclid"
+    assert GOPro.resolve_options(cfg_node).SEM_DIST == "sqeuclid"
 
 
 def test_checkpoint_round_trip_restores_identical_predictions(kit, tmp_path):
     first = make_trainer(kit, tmp_path / "run", "GOPro", "vit_b16")
     with torch.no_grad():
-        first.model.prompter.prompt_learner.ctx.add_(0.1)
-        first.model.prompter.image_projector.weight.mul_(1.5)
+        first.model.learnable.prompt_learner.ctx.add_(0.1)
+        first.model.learnable.image_projector.weight.mul_(1.5)
     first.save_model(0, str(tmp_path / "run"))
     second = make_trainer(kit, tmp_path / "eval", "GOPro", "vit_b16")
     second.load_model(str(tmp_path / "run"), epoch=1)
     images = torch.randn(3, 3, 32, 32)
     first.set_model_mode("eval"), second.set_model_mode("eval")
     with torch.no_grad():
-        assert_close(second.model(images), first.model(images), what="logits after a checkpoint round trip")
+        assert_close(second.model(images).logits, first.model(images).logits, what="logits after a checkpoint round trip")
 
 
 def official_layout(trainer) -> dict:
     """A GOPro prompter's weights as the official code saves them (methods spec 8.2(n)): the whole
     CustomCLIP, one nn.Linear per layer, one Linear(L→1) ρ, fp16 ctx, an unused meta_net,
     simproj = Sequential(Linear, BatchNorm1d), frozen CLIP and class buffers included."""
-    ours = trainer.model.prompter.state_dict()
+    ours = trainer.model.learnable.state_dict()
     state = {"prompt_learner.ctx": ours["prompt_learner.ctx"].half(),
              "prompt_learner.token_prefix": ours["prompt_learner.token_prefix"],
              "prompt_learner.meta_net.linear1.weight": torch.randn(32, 64),
@@ -308,9 +351,9 @@ def official_layout(trainer) -> dict:
 def test_official_checkpoints_load_and_predict_like_the_model_that_wrote_them(kit, tmp_path):
     official = make_trainer(kit, tmp_path / "official", "GOPro", "vit_b16_official")
     with torch.no_grad():
-        for p in official.model.prompter.parameters():
+        for p in official.model.learnable.parameters():
             p.add_(0.05 * torch.randn_like(p))
-        ctx = official.model.prompter.prompt_learner.ctx
+        ctx = official.model.learnable.prompt_learner.ctx
         ctx.copy_(ctx.half().float())  # the official ctx is an fp16 parameter (D19)
     folder = tmp_path / "released" / "gopro"
     folder.mkdir(parents=True)
@@ -319,7 +362,7 @@ def test_official_checkpoints_load_and_predict_like_the_model_that_wrote_them(ki
     images = torch.randn(3, 3, 32, 32)
     official.set_model_mode("eval")
     with torch.no_grad():
-        expected = official.model(images)
+        expected = official.model(images).logits
 
     # Same config; and our default model with raw CLIP features in the logits, where the official
     # shared ρ becomes three token-wise heads (exact: the official M tokens are identical).
@@ -329,7 +372,7 @@ def test_official_checkpoints_load_and_predict_like_the_model_that_wrote_them(ki
         loaded.load_model(str(tmp_path / "released"))
         loaded.set_model_mode("eval")
         with torch.no_grad():
-            assert_close(loaded.model(images), expected, what=f"logits of the official checkpoint ({name})")
+            assert_close(loaded.model(images).logits, expected, what=f"logits of the official checkpoint ({name})")
 
     with pytest.raises(ValueError, match="official config.*PV_IN_LOGITS False"):
         make_trainer(kit, tmp_path / "default", "GOPro", "vit_b16").load_model(str(tmp_path / "released"))
@@ -344,29 +387,29 @@ def test_official_base_checkpoint_evaluates_new_classes_with_their_own_names(kit
     ``prompt_learner.`` prefix); ours drops them and builds the evaluated classes' own."""
     base = make_trainer(kit, tmp_path / "base", "GOPro", "vit_b16_official", "DATASET.SUBSAMPLE_CLASSES", "base")
     with torch.no_grad():
-        for p in base.model.prompter.parameters():
+        for p in base.model.learnable.parameters():
             p.add_(0.05 * torch.randn_like(p))
-        ctx = base.model.prompter.prompt_learner.ctx
+        ctx = base.model.learnable.prompt_learner.ctx
         ctx.copy_(ctx.half().float())  # saved as the official fp16 parameter
     state = official_layout(base)
-    state["prompt_learner.token_suffix"] = base.model.prompter.prompt_learner.token_suffix
+    state["prompt_learner.token_suffix"] = base.model.learnable.prompt_learner.token_suffix
     folder = tmp_path / "released" / "gopro"
     folder.mkdir(parents=True)
     torch.save({"state_dict": state, "epoch": 50}, folder / "model-best.pth.tar")
 
     opts = ("DATASET.SUBSAMPLE_CLASSES", "new")
     expected = make_trainer(kit, tmp_path / "expected", "GOPro", "vit_b16_official", *opts)
-    learned = {k: v for k, v in base.model.prompter.state_dict().items() if "token_" not in k}
-    expected.model.prompter.load_state_dict(learned, strict=False)
+    learned = {k: v for k, v in base.model.learnable.state_dict().items() if "token_" not in k}
+    expected.model.learnable.load_state_dict(learned, strict=False)
     loaded = make_trainer(kit, tmp_path / "new", "GOPro", "vit_b16_official", *opts)
     loaded.load_model(str(tmp_path / "released"))
     assert (base.num_classes, loaded.num_classes) == (3, 2)
     images = torch.randn(3, 3, 32, 32)
     expected.set_model_mode("eval"), loaded.set_model_mode("eval")
     with torch.no_grad():
-        logits = loaded.model(images)
+        logits = loaded.model(images).logits
         assert logits.shape == (3, 2)
-        torch.testing.assert_close(logits, expected.model(images))
+        torch.testing.assert_close(logits, expected.model(images).logits)
 
 
 @pytest.mark.slow

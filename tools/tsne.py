@@ -7,8 +7,9 @@
 Each method's trainer is built exactly as ``train.py`` builds it (same parser, same config merge,
 ``DATASET.SUBSAMPLE_CLASSES base``), its base-to-new checkpoint of that seed is loaded from the
 output tree (``tools/results.py`` layout; zero-shot CLIP has none), and the base-class test images
-are embedded with ``model.visual_embedding(x)`` (GOPro: normalize(P_v(f_v(x))); CoOp: the frozen
-normalize(f_v(x))), or normalize(f_v(x)) for trainers without one. ``--run LABEL=TRAINER:CONFIG:DIR``
+are embedded with ``model.visual_embedding(x)``, the image side of the logits (the
+``image_features`` of the model's output record, without the text pass; GOPro: normalize(P_v(f_v(x)));
+CoOp: the frozen normalize(f_v(x))), or normalize(f_v(x)) for trainers without one. ``--run LABEL=TRAINER:CONFIG:DIR``
 adds any other checkpoint. t-SNE (methods spec 8.7; the paper's settings are unknown): scikit-learn,
 2-D, perplexity min(30, (n − 1) / 3), PCA init, ``random_state`` = the seed. Points are coloured by class.
 The 2-D points are saved beside the PNG (``.npz``) to re-plot without recomputing.
@@ -99,7 +100,8 @@ def build_trainer(panel: Panel, args, work_dir: Path):
 
 
 def embed_images(trainer, images):
-    """The method's visual embedding [B, E]: ``model.visual_embedding`` or normalized frozen CLIP."""
+    """The method's visual embedding [B, E]: ``model.visual_embedding`` (= ``model(images).image_features``)
+    or normalized frozen CLIP."""
     import torch.nn.functional as F
 
     model = getattr(trainer, "model", None)

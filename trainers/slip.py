@@ -17,6 +17,7 @@ of the batch (rank-local). Test: logits from normalize(P_v(ẑ)) and W; no text-
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Dict, Sequence, Tuple
 
 import torch
@@ -26,14 +27,14 @@ from yacs.config import CfgNode as CN
 
 from dassl.data.transforms import build_transform
 from dassl.engine import TRAINER_REGISTRY
-from dassl.metrics import compute_accuracy
 
 from .clip_backbone import ClipBackbone
 from .components import ImageProjector
 from .losses import on_global_batch, simclr_loss
-from .prompting import ClipPromptTrainer, FixedTextCLIP, clip_logits
-from .views import mocov3_view, slip_view
+from .models import FixedTextCLIP, ModelOutput, clip_logits
 from .templates import dataset_template, encode_templates
+from .trainer_base import ClipPromptTrainer
+from .views import mocov3_view, slip_view
 
 CHOICES = dict(SSL_HEAD=("linear_bn", "mlp3"), SSL_AUG=("slip", "mocov3"), PV_INIT=("identity", "default"),
                CLIP_LOSS=("all_classes", "in_batch"))
@@ -66,25 +67,41 @@ def ssl_head(kind: str, dim: int) -> nn.Module:
 
 
 class SLIPHead(nn.Module):
-    """Everything the SLIP-style baseline learns (saved in checkpoints as ``slip``)."""
+    """Everything the SLIP-style baseline learns (saved in checkpoints as ``slip``): P_v and the
+    SSL head g on top of it."""
 
-    def __init__(self, dim: int, options):
+    def __init__(self, dim: int, pv_init: str = "identity", ssl_head_kind: str = "linear_bn"):
         super().__init__()
-        self.image_projector = ImageProjector(dim, options.PV_INIT)
-        self.ssl_head = ssl_head(options.SSL_HEAD, dim)
+        self.image_projector = ImageProjector(dim, pv_init)
+        self.ssl_head = ssl_head(ssl_head_kind, dim)
+
+
+@dataclass
+class SLIPOutput(ModelOutput):
+    """``SLIPCLIP.forward``'s record: the base fields for the standard view (``image_features`` =
+    normalize(u_0) [B, E], ``text_features`` = W [C, E]) and ``ssl_features``, u_k = P_v(ẑ_k) [B, E]
+    of each SSL view (none at test)."""
+
+    ssl_features: Tuple[torch.Tensor, ...] = ()
 
 
 class SLIPCLIP(FixedTextCLIP):
-    """Frozen CLIP, fixed class features W [C, E] and the learnable ``head`` (P_v + SSL head)."""
-
-    LEARNABLE = "head"
+    """Frozen CLIP, fixed class features W [C, E] and the learnable ``SLIPHead`` (P_v + SSL head)."""
 
     def project(self, z_hat: torch.Tensor) -> torch.Tensor:
-        return self.head.image_projector(z_hat)
+        return self.learnable.image_projector(z_hat)
 
     def visual_embedding(self, image: torch.Tensor) -> torch.Tensor:
         """normalize(P_v(ẑ)): the image side of the logits [B, E]."""
         return F.normalize(self.project(self.frozen_embedding(image)), dim=-1)
+
+    def forward(self, image: torch.Tensor, *ssl_views: torch.Tensor) -> SLIPOutput:
+        """Logits of ``image`` [B, 3, H, W] and the projections of the SSL views (training), from one
+        frozen image pass over all of them."""
+        u = self.project(self.frozen_embedding(torch.cat([image, *ssl_views]))).split(len(image))   # per view [B, E]
+        image_features = F.normalize(u[0], dim=-1)
+        return SLIPOutput(clip_logits(self.backbone, image_features, self.class_features), image_features,
+                          self.class_features, ssl_features=u[1:])
 
 
 def in_batch_clip_loss(image_features: torch.Tensor, caption_features: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
@@ -92,6 +109,37 @@ def in_batch_clip_loss(image_features: torch.Tensor, caption_features: torch.Ten
     logits = scale * image_features @ caption_features.t()
     targets = torch.arange(logits.shape[0], device=logits.device)
     return (F.cross_entropy(logits, targets) + F.cross_entropy(logits.t(), targets)) / 2
+
+
+class SLIPLoss(nn.Module):
+    """L = L_clip + SSL_SCALE · L_ssl from a ``SLIPOutput`` and the labels.
+
+    L_clip: cross-entropy over all classes, or (``in_batch``) SLIP's symmetric loss over the B
+    captions of the batch at ``logit_scale``; L_ssl: NT-Xent of g(u_1), g(u_2) with the learnable
+    SSL head g (held here by reference), whose BatchNorm sees the global batch when distributed.
+    """
+
+    def __init__(self, ssl_head: nn.Module, logit_scale: torch.Tensor, clip_loss: str = "all_classes",
+                 ssl_scale: float = 1.0, temperature: float = 0.1):
+        super().__init__()
+        self.ssl_head = ssl_head
+        self.logit_scale = logit_scale
+        self.clip_loss = clip_loss
+        self.ssl_scale = ssl_scale
+        self.temperature = temperature
+
+    def forward(self, output: SLIPOutput, label: torch.Tensor) -> Tuple[torch.Tensor, Dict[str, torch.Tensor]]:
+        if self.clip_loss == "in_batch":
+            captions = output.text_features[label]
+            terms = {"loss_clip": in_batch_clip_loss(output.image_features, captions, self.logit_scale)}
+        else:
+            terms = {"loss_clip": F.cross_entropy(output.logits, label)}
+        if self.ssl_scale > 0:
+            u1, u2 = output.ssl_features
+            head = lambda u: on_global_batch(self.ssl_head, u)
+            terms["loss_ssl"] = simclr_loss(head(u1), head(u2), self.temperature)
+        loss = terms["loss_clip"] + self.ssl_scale * terms.get("loss_ssl", 0.0)
+        return loss, terms
 
 
 @TRAINER_REGISTRY.register()
@@ -109,43 +157,34 @@ class SLIP(ClipPromptTrainer):
 
     @property
     def uses_ssl(self) -> bool:
-        return self.method_cfg.SSL_SCALE > 0
+        return self.options.SSL_SCALE > 0
 
     def train_transforms(self):
         """[standard, SSL view, SSL view], built from the raw image in DataLoader workers."""
         if not self.uses_ssl:
             return None
         size = self.cfg.INPUT.SIZE[0]
-        make_view = SSL_VIEWS[self.method_cfg.SSL_AUG]
+        make_view = SSL_VIEWS[self.options.SSL_AUG]
         return [build_transform(self.cfg, is_train=True), make_view(size), make_view(size)]
 
     def template(self) -> str:
-        template = self.method_cfg.TEMPLATE
+        template = self.options.TEMPLATE
         return dataset_template(self.cfg.DATASET.NAME) if template == "custom" else template
 
     def build_clip_model(self, backbone: ClipBackbone, classnames: Sequence[str]) -> nn.Module:
-        options, template = self.method_cfg, self.template()
+        options, template = self.options, self.template()
         print(f'SLIP-style: class prompts "{template}", SSL head {options.SSL_HEAD} on P_v, '
               f"SSL views {options.SSL_AUG}, weight {options.SSL_SCALE}, CLIP loss {options.CLIP_LOSS}")
         class_features = encode_templates(backbone, classnames, [template])
-        return SLIPCLIP(backbone, SLIPHead(backbone.embed_dim, options), class_features)
+        return SLIPCLIP(backbone, SLIPHead(backbone.embed_dim, options.PV_INIT, options.SSL_HEAD), class_features)
 
-    def compute_loss(self, batch) -> Tuple[torch.Tensor, Dict[str, float]]:
-        options, model = self.method_cfg, self.model
+    def build_criterion(self) -> SLIPLoss:
+        options = self.options
+        return SLIPLoss(self.model.learnable.ssl_head, self.backbone.logit_scale, options.CLIP_LOSS,
+                        options.SSL_SCALE, options.SSL_TEMP)
+
+    def model_inputs(self, batch) -> Tuple[tuple, torch.Tensor]:
+        """((image, SSL view, SSL view), labels); the image alone when L_ssl is off."""
         image, label = self.parse_batch_train(batch)
-        views = [image] + ([batch["img2"].to(self.device), batch["img3"].to(self.device)] if self.uses_ssl else [])
-        u = model.project(model.frozen_embedding(torch.cat(views))).split(label.shape[0])      # per view [B, E]
-        image_features = F.normalize(u[0], dim=-1)
-        logits = clip_logits(model.backbone, image_features, model.class_features)   # [B, C]
-        if options.CLIP_LOSS == "in_batch":
-            terms = {"loss_clip": in_batch_clip_loss(image_features, model.class_features[label],
-                                                     model.backbone.logit_scale)}
-        else:
-            terms = {"loss_clip": F.cross_entropy(logits, label)}
-        if self.uses_ssl:
-            head = lambda x: on_global_batch(model.head.ssl_head, x)  # BN over the global batch when distributed
-            terms["loss_ssl"] = simclr_loss(head(u[1]), head(u[2]), options.SSL_TEMP)
-        loss = terms["loss_clip"] + options.SSL_SCALE * terms.get("loss_ssl", 0.0)
-        summary = {"loss": loss.item(), **{k: v.item() for k, v in terms.items()},
-                   "acc": compute_accuracy(logits, label)[0].item()}
-        return loss, summary
+        ssl_views = [batch["img2"].to(self.device), batch["img3"].to(self.device)] if self.uses_ssl else []
+        return (image, *ssl_views), label

@@ -42,8 +42,9 @@ from dassl.engine import TRAINER_REGISTRY
 
 from .clip_backbone import ClipBackbone
 from .components import StyleProjector
-from .prompting import (ClipPromptTrainer, InstancePromptCLIP, PromptLearner, add_prompt_keys, clip_logits,
-                        encode_class_prompts)
+from .models import InstancePromptCLIP, ModelOutput, StyleStatistics, clip_logits
+from .prompts import ClassPrompts, TextEncoding, encode_class_prompts
+from .trainer_base import ClipPromptTrainer, add_prompt_keys
 
 CHOICES = dict(STATS_TOKENS=("all", "patch"), STYLE_STATS=("concat", "avg"),
                CONTENT_FUSION=("text_add", "token_add", "none"), CONTENT_INIT=("zeros", "default"))
@@ -55,14 +56,11 @@ def extend_cfg(cfg) -> None:
                     CONTENT_FUSION="text_add", CONTENT_INIT="zeros")
 
 
-class GeneratedPromptTemplate(PromptLearner):
-    """SOS / class-name buffers for ``n_tokens`` generated context tokens, without learnable context
-    (the tokens come from the style projectors, see ``assemble_per_image``)."""
-
-    def __init__(self, backbone: ClipBackbone, classnames: Sequence[str], n_tokens: int, truncate: bool = True):
-        placeholder = torch.zeros(n_tokens, backbone.text_width)
-        super().__init__(backbone, classnames, placeholder, " ".join(["X"] * n_tokens), truncate=truncate)
-        del self.ctx  # nothing to learn here: the context is generated per image
+def generated_prompt_template(backbone: ClipBackbone, classnames: Sequence[str], n_tokens: int,
+                              truncate: bool = True) -> ClassPrompts:
+    """SOS / class-name buffers around ``n_tokens`` context slots ("X" × n_tokens <class>.) and
+    nothing learnable: the tokens in the slots come from the style projectors."""
+    return ClassPrompts(backbone, classnames, n_tokens, " ".join(["X"] * n_tokens), truncate=truncate)
 
 
 class MultiScaleContentProjector(nn.Linear):
@@ -79,38 +77,48 @@ class MultiScaleContentProjector(nn.Linear):
 
 
 class StyLIPPrompter(nn.Module):
-    """Everything StyLIP learns (the module saved in checkpoints as ``stylip``)."""
+    """Everything StyLIP learns (the module saved in checkpoints as ``stylip``); ``template`` keeps
+    its class-name buffers under ``prompt_learner`` (upstream-style key names)."""
 
-    def __init__(self, backbone: ClipBackbone, template: GeneratedPromptTemplate, options):
+    def __init__(self, backbone: ClipBackbone, template: ClassPrompts, style_stats: str = "concat",
+                 content_fusion: str = "text_add", content_init: str = "zeros"):
         super().__init__()
         layers, d_v = backbone.num_vision_layers, backbone.vision_width
         self.prompt_learner = template
-        self.style = StyleProjector(layers, d_v, backbone.text_width, options.STYLE_STATS)
-        content_dim = {"text_add": backbone.embed_dim, "token_add": backbone.text_width}.get(options.CONTENT_FUSION)
-        self.content = (MultiScaleContentProjector(layers, d_v, content_dim, options.CONTENT_INIT)
+        self.style = StyleProjector(layers, d_v, backbone.text_width, style_stats)
+        content_dim = {"text_add": backbone.embed_dim, "token_add": backbone.text_width}.get(content_fusion)
+        self.content = (MultiScaleContentProjector(layers, d_v, content_dim, content_init)
                         if content_dim else None)
 
 
-class StyLIPCLIP(InstancePromptCLIP):
-    LEARNABLE = "prompter"
-    stats_eps = STATS_EPS
+class StyLIPCLIP(StyleStatistics, InstancePromptCLIP):
+    """Frozen CLIP + ``StyLIPPrompter`` (``learnable``); ``content_fusion`` is where k(x) joins the
+    class features, ``stats_tokens`` the tokens the layer statistics run over."""
+
+    def __init__(self, backbone: ClipBackbone, prompter: StyLIPPrompter, text_encoding: TextEncoding = TextEncoding(),
+                 content_fusion: str = "text_add", stats_tokens: str = "all"):
+        super().__init__(backbone, prompter, prompter.prompt_learner, text_encoding)
+        self.content_fusion = content_fusion
+        self.stats_tokens = stats_tokens
+        self.stats_eps = STATS_EPS
 
     def text_features(self, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
         """Style-conditioned class features [B, C, E] (content fused as configured), one batched call."""
-        prompter, fusion = self.prompter, self.options.CONTENT_FUSION
+        prompter, fusion = self.learnable, self.content_fusion
         content: Optional[torch.Tensor] = prompter.content(mean) if prompter.content is not None else None
         tokens = prompter.style(mean, std)                                            # [B, L, D_t]
         if fusion == "token_add":
             tokens = tokens + content.unsqueeze(1)
         prompts = prompter.prompt_learner.assemble_per_image(tokens)                  # [B, C, T', D_t]
-        text = encode_class_prompts(self.backbone, prompter.prompt_learner, prompts, self.options)
+        text = encode_class_prompts(self.backbone, prompter.prompt_learner, prompts, self.text_encoding)
         if fusion == "text_add":
             text = F.normalize(text + content.unsqueeze(1), dim=-1)
         return text
 
-    def image_logits(self, image: torch.Tensor) -> torch.Tensor:
+    def forward_group(self, image: torch.Tensor) -> ModelOutput:
         image_features, mean, std = self.encode_with_stats(image)
-        return clip_logits(self.backbone, image_features, self.text_features(mean, std))
+        text_features = self.text_features(mean, std)
+        return ModelOutput(clip_logits(self.backbone, image_features, text_features), image_features, text_features)
 
 
 @TRAINER_REGISTRY.register()
@@ -127,10 +135,12 @@ class StyLIP(ClipPromptTrainer):
                              "leave TRAINER.STYLIP.N_CTX at 0 and TRAINER.STYLIP.CTX_INIT empty.")
 
     def build_clip_model(self, backbone: ClipBackbone, classnames: Sequence[str]) -> nn.Module:
-        options = self.method_cfg
+        options = self.options
         backbone.require_vit("StyLIP's multi-scale style features")
-        template = GeneratedPromptTemplate(backbone, classnames, backbone.num_vision_layers,
-                                           truncate=options.TRUNCATE_TEXT)
+        template = generated_prompt_template(backbone, classnames, backbone.num_vision_layers,
+                                             truncate=options.TRUNCATE_TEXT)
         print(f"StyLIP: {template.n_ctx} style tokens ({options.STYLE_STATS} of mean/std over "
               f"{options.STATS_TOKENS} tokens), content fusion {options.CONTENT_FUSION}")
-        return StyLIPCLIP(backbone, StyLIPPrompter(backbone, template, options), options)
+        prompter = StyLIPPrompter(backbone, template, options.STYLE_STATS, options.CONTENT_FUSION, options.CONTENT_INIT)
+        return StyLIPCLIP(backbone, prompter, TextEncoding.from_options(options),
+                          content_fusion=options.CONTENT_FUSION, stats_tokens=options.STATS_TOKENS)
