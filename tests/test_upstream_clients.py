@@ -73,7 +73,7 @@ def test_trainer_runs_with_only_the_upstream_config_keys(kit, tmp_path, weights_
     set_random_seed(cfg.SEED)
     built = build_trainer(cfg)
     node, keys = UPSTREAM_NODES[trainer]
-    options = built.method_cfg
+    options = built.options
     if trainer not in ("SLIP", "VPT"):  # (these two have no learnable text prompts)
         assert options.TRUNCATE_TEXT is True  # our default fills the gap
     for key, value in (keys or {}).items():
