@@ -347,7 +347,7 @@ def run_text_case(spec: dict) -> dict:
 
 def run_method_case(spec: dict) -> dict:
     """Train-step time and peak memory, then evaluation images/s, of one method at one C."""
-    from trainers.prompting import TextFeatureCache
+    from trainers.models import TextFeatureCache
 
     device = torch.device(spec["device"])
     trainer = build_bench_trainer(spec)

@@ -210,15 +210,15 @@ def build_trainer(run: dict, trainer: str, num_classes: int, precision: Precisio
 
 def is_per_image(trainer) -> bool:
     """Prompts conditioned on each image (B·C text sequences per step) with a CHECKPOINT_TEXT switch."""
-    from trainers.prompting import InstancePromptCLIP
+    from trainers.models import InstancePromptCLIP
 
     model = getattr(trainer, "model", None)
-    return isinstance(model, InstancePromptCLIP) and "CHECKPOINT_TEXT" in getattr(trainer, "method_cfg", {})
+    return isinstance(model, InstancePromptCLIP) and "CHECKPOINT_TEXT" in getattr(trainer, "options", {})
 
 
 def measure(trainer, run: dict, num_classes: int, precision: Precision) -> dict:
     """Train-step time and peak memory (when the trainer learns anything), then evaluation images/s."""
-    from trainers.prompting import TextFeatureCache
+    from trainers.models import TextFeatureCache
 
     device = torch.device(run["device"])
     resolution = bp.ARCHS[run["arch"]]["image_resolution"]

@@ -13,8 +13,8 @@ from yacs.config import CfgNode
 from conftest import REPO, accuracies, make_trainer, run_script
 from numerics import assert_close, assert_differs
 from trainers.losses import simclr_loss
-from trainers.prompting import encode_class_prompts
-from trainers.zsclip import dataset_template, encode_templates
+from trainers.prompts import encode_class_prompts
+from trainers.templates import dataset_template, encode_templates
 
 # (trainer, paper config, extra options; kit.opts() already fits the prompt depths to the tiny CLIP's 3 blocks)
 METHODS = {
@@ -171,18 +171,18 @@ def test_upstream_checkpoint_files_load_with_eval_only_semantics(trainers, tmp_p
 # ---- CoCoOp -----------------------------------------------------------------------------------
 def test_cocoop_batched_prompts_equal_per_image_encoding(trainers):
     model = trainers("CoCoOp").model
-    learner = model.prompt_learner
+    learner = model.learnable
     with torch.no_grad():
         features = model.visual_embedding(images(4))
         contexts = learner.contexts(features)                                      # [B, M, D_t]
         batched = model.text_features(features)                                    # [B, C, E]
-        looped = torch.stack([encode_class_prompts(model.backbone, learner, learner.assemble(c), model.options)
+        looped = torch.stack([encode_class_prompts(model.backbone, learner, learner.assemble(c), model.text_encoding)
                               for c in contexts])
     assert_close(batched, looped, what="CoCoOp batched vs per-image class features")
 
 
 def test_cocoop_meta_net_sees_the_normalised_feature_and_shifts_every_token_alike(trainers):
-    learner = trainers("CoCoOp").model.prompt_learner
+    learner = trainers("CoCoOp").model.learnable
     features = F.normalize(torch.randn(2, 32), dim=-1)
     contexts = learner.contexts(features)
     shift = contexts - learner.ctx
@@ -198,8 +198,8 @@ def test_cocoop_evaluation_groups_images_to_bound_the_text_batch(kit, tmp_path, 
     monkeypatch.setattr(trainer.backbone, "encode_text", lambda p, *a, **kw: sizes.append(p.shape[0]) or encode(p, *a, **kw))
     x = images(5)
     with torch.no_grad():
-        grouped = trainer.model(x)
-        whole = torch.cat([trainer.model(part) for part in x.split(1)])
+        grouped = trainer.model(x).logits
+        whole = torch.cat([trainer.model(part).logits for part in x.split(1)])
     assert sizes[:3] == [10, 10, 5]
     assert_close(grouped, whole, what="CoCoOp logits, image groups vs one image per call")
 
@@ -235,7 +235,7 @@ def test_maple_deep_prompts_change_the_middle_blocks_of_both_towers(kit, tmp_pat
     trainer = build(kit, tmp_path, "MaPLe")
     model, backbone, x = trainer.model, trainer.backbone, images(2)
     vision, text = backbone.clip.visual.transformer.resblocks, backbone.clip.transformer.resblocks
-    tokens = model.prompt_learner.tokenized_prompts  # "a photo of a <class>." as plain CLIP reads it
+    tokens = model.learnable.prompt_learner.tokenized_prompts  # "a photo of a <class>." as plain CLIP reads it
 
     plain = mlp_input(vision[1], lambda: backbone.encode_image(x))
     prompted = mlp_input(vision[1], lambda: model.visual_embedding(x))
@@ -251,7 +251,7 @@ def test_maple_deep_prompts_change_the_middle_blocks_of_both_towers(kit, tmp_pat
 
 def test_maple_context_replaces_a_photo_and_keeps_of_a_as_text(kit, tmp_path):
     trainer = build(kit, tmp_path, "MaPLe")
-    learner, backbone = trainer.model.prompt_learner, trainer.backbone
+    learner, backbone = trainer.model.learnable.prompt_learner, trainer.backbone
     names = [c.replace("_", " ") for c in trainer.dm.dataset.classnames]
     expected = backbone.embed_tokens(backbone.tokenize([f"a photo of a {n}." for n in names]))[:, : learner.length]
     assert learner.n_ctx == 2
@@ -352,7 +352,8 @@ def test_language_only_ivlp_has_no_vision_prompts(kit, tmp_path):
     trainer = make_trainer(kit, tmp_path, "IVLP", "vit_b16_c2_ep5_batch4_4ctx_language_only")
     keys = set(trainer.model.learnable.state_dict())
     assert not any(k.startswith("image_encoder") for k in keys)
-    assert trainer.model.prompts.prompt_learner.n_ctx == 4 and len(trainer.model.prompts.text_encoder.deep_prompts()) == 2
+    prompts = trainer.model.learnable
+    assert prompts.prompt_learner.n_ctx == 4 and len(prompts.text_encoder.deep_prompts()) == 2
     x = images(2)
     with torch.no_grad():
         assert_close(trainer.model.visual_embedding(x), F.normalize(trainer.backbone.encode_image(x).features, dim=-1),

@@ -218,7 +218,7 @@ def test_torchrun_coop_ends_with_the_weights_and_accuracy_of_one_process(kit, tm
     log = assert_written_by_rank_zero_only(out, "prompt_learner", 3, proc)
     assert "epoch [1/3] batch [5/5]" in log  # 80 images / global batch 16: the batch is split, not repeated
     got = torch.load(out / "prompt_learner" / "model.pth.tar-3", weights_only=True)["state_dict"]
-    initial = single_process_trainer(kit, tmp_path / "init", "CoOp", *DETERMINISTIC).model.prompt_learner.ctx
+    initial = single_process_trainer(kit, tmp_path / "init", "CoOp", *DETERMINISTIC).model.learnable.ctx
     assert (want["ctx"] - initial).abs().max() > 0.01  # training moved the context ...
     # ... and both runs moved it alike
     assert_close(got["ctx"], want["ctx"], what="context after 3 epochs on 2 ranks", ulps=TRAINING_ULPS)

@@ -12,7 +12,7 @@ from conftest import build_cfg, make_trainer
 from test_baselines import one_batch, write_upstream_checkpoint
 from test_modern_baselines import run_base2new_scripts
 from trainers.kgcoop import INIT_PHRASE, KgCoOp, KgCoOpLoss, knowledge_guidance_loss
-from trainers.zero_shot import ZeroShotClassifier
+from trainers.zero_shot import GuidedOutput, ZeroShotClassifier
 
 CONFIG = "vit_b16_ep100_ctxv1"
 
@@ -35,7 +35,8 @@ def test_knowledge_guidance_is_one_minus_the_mean_cosine():
 def test_loss_adds_w_times_the_guidance_term_to_cross_entropy():
     logits, labels = torch.tensor([[2.0, 0.0], [0.0, 0.0]]), torch.tensor([0, 1])
     learned, clip = torch.tensor([[1.0, 0.0], [0.0, 1.0]]), torch.tensor([[0.0, 1.0], [0.0, 1.0]])
-    loss, terms = KgCoOpLoss(8.0)(logits, labels, learned, clip)
+    output = GuidedOutput(logits, text_features=learned, teacher_text_features=clip)
+    loss, terms = KgCoOpLoss(8.0)(output, labels)
     ce = (math.log(1 + math.exp(-2.0)) + math.log(2.0)) / 2
     assert terms["loss_ce"].item() == pytest.approx(ce, rel=1e-6)
     assert terms["loss_kg"].item() == pytest.approx(0.5, rel=1e-6)   # cosines 0 and 1
@@ -43,9 +44,10 @@ def test_loss_adds_w_times_the_guidance_term_to_cross_entropy():
 
 
 def test_step_loss_is_cross_entropy_plus_w_times_the_guidance_term(trainer):
-    assert trainer.method_cfg.W == 8.0  # the recipe's weight, from the config
+    assert trainer.options.W == 8.0  # the recipe's weight, from the config
     model = trainer.model
     image, label = trainer.parse_batch_train(one_batch(trainer))
+    trainer.set_model_mode("train")  # the teacher's features are part of a training step's output
     loss, summary = trainer.compute_loss({"img": image, "label": label})
     with torch.no_grad():
         text, teacher = model.text_features(), model.teacher.features()
@@ -72,15 +74,15 @@ def test_teacher_is_the_dataset_template_and_matches_the_initial_prompts_when_th
 def test_context_is_a_photo_of_a_whatever_ctx_init_says(kit, tmp_path, trainer):
     backbone = trainer.backbone
     phrase = backbone.embed_tokens(backbone.tokenize([INIT_PHRASE]))[0, 1:5]
-    learner = trainer.model.prompt_learner
+    learner = trainer.model.learnable
     assert learner.ctx.shape == (4, backbone.text_width) and learner.ctx.dtype == torch.float32
     torch.testing.assert_close(learner.ctx.detach(), phrase.float())
     other = make_trainer(kit, tmp_path, "KgCoOp", CONFIG, "TRAINER.COOP.CTX_INIT", "a drawing of the thing",
                          "TRAINER.COOP.N_CTX", "8")
-    torch.testing.assert_close(other.model.prompt_learner.ctx.detach(), phrase.float())
+    torch.testing.assert_close(other.model.learnable.ctx.detach(), phrase.float())
     random = make_trainer(kit, tmp_path / "r", "KgCoOp", CONFIG, "TRAINER.COOP.CTX_INIT", "", "TRAINER.COOP.N_CTX", "6")
-    assert random.model.prompt_learner.ctx.shape == (6, backbone.text_width)
-    assert random.model.prompt_learner.ctx.std().item() == pytest.approx(0.02, rel=0.3)
+    assert random.model.learnable.ctx.shape == (6, backbone.text_width)
+    assert random.model.learnable.ctx.std().item() == pytest.approx(0.02, rel=0.3)
 
 
 def test_a_class_token_position_other_than_end_is_refused(kit, tmp_path):
@@ -91,12 +93,12 @@ def test_a_class_token_position_other_than_end_is_refused(kit, tmp_path):
 def test_only_the_context_learns_and_clip_stays_frozen(kit, tmp_path):
     trainer = make_trainer(kit, tmp_path, "KgCoOp", CONFIG)
     clip_before = {k: v.clone() for k, v in trainer.backbone.state_dict().items()}
-    ctx_before = trainer.model.prompt_learner.ctx.detach().clone()
+    ctx_before = trainer.model.learnable.ctx.detach().clone()
     trainer.set_model_mode("train")
     trainer.batch_idx, trainer.num_batches = 0, 2
     trainer.forward_backward(one_batch(trainer))
     assert [n for n, p in trainer.model.learnable.named_parameters()] == ["ctx"]
-    assert not torch.equal(trainer.model.prompt_learner.ctx, ctx_before)
+    assert not torch.equal(trainer.model.learnable.ctx, ctx_before)
     assert all(torch.equal(v, clip_before[k]) for k, v in trainer.backbone.state_dict().items())
     assert all(p.grad is None for p in trainer.backbone.parameters())
 
@@ -127,7 +129,7 @@ def test_upstream_checkpoint_loads_its_context_and_ignores_the_dead_members(trai
              "meta_net.linear1.bias": torch.randn(64, generator=generator).half(),
              "token_prefix": torch.zeros(3, 1, 64).half(), "token_suffix": torch.zeros(3, 72, 64).half()}
     write_upstream_checkpoint(tmp_path, "prompt_learner", 100, state)
-    learner = trainer.model.prompt_learner
+    learner = trainer.model.learnable
     suffix = learner.token_suffix.clone()
     trainer.load_model(str(tmp_path), 100)
     assert learner.ctx.dtype == torch.float32

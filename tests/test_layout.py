@@ -13,10 +13,12 @@ def registers_a_trainer(path: Path) -> bool:
 
 def trainer_modules_imported(path: Path) -> set[str]:
     """Names of trainers/ modules that ``path`` imports (``from .x import``, ``from trainers.x import``,
-    ``import trainers.x``)."""
+    ``from . import x``, ``from trainers import x``, ``import trainers.x``)."""
     names = set()
     for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.ImportFrom) and node.module:
+        if isinstance(node, ast.ImportFrom) and (node.module in (None, "trainers") and node.level <= 1):
+            names.update(a.name for a in node.names)  # from . import x, from trainers import x
+        elif isinstance(node, ast.ImportFrom) and node.module:
             if node.level == 1:
                 names.add(node.module.split(".")[0])
             elif node.module.startswith("trainers."):
@@ -83,3 +85,15 @@ def test_trainers_and_datasets_import_only_what_upstream_dassl_has():
     assert not {name: bad for name, bad in offenders.items() if bad}, (
         "trainers/ and datasets/ must run on upstream Dassl: import only its public names "
         "(put project helpers in trainers/, e.g. trainers/distributed.py)")
+
+
+def test_nothing_imports_the_old_prompting_module():
+    """``trainers/prompting.py`` only re-exports old names for code outside this repository: the
+    repository itself imports prompts, models and trainer_base."""
+    repo = TRAINERS.parent
+    files = [p for folder in ("trainers", "tests", "bench", "tools") for p in (repo / folder).rglob("*.py")]
+    files.append(repo / "train.py")
+    assert len(files) > 20 and TRAINERS / "coop.py" in files  # the rule below is not vacuous
+    importers = sorted(str(p.relative_to(repo)) for p in files
+                       if p != TRAINERS / "prompting.py" and "prompting" in trainer_modules_imported(p))
+    assert importers == [], "import from trainers/prompts.py, models.py or trainer_base.py instead"

@@ -60,7 +60,7 @@ def test_distillation_loss_is_soft_cross_entropy_times_tau_squared():
 
 # ---- the model ----------------------------------------------------------------------------------
 def test_context_ends_with_the_template_phrase_and_a_comma_pushes_the_last_word_out(trainer):
-    backbone, learner = trainer.backbone, trainer.model.prompt_learner
+    backbone, learner = trainer.backbone, trainer.model.learnable
     assert trainer.model.teacher.template == "a type of pet, a photo of a {}."
     phrase = backbone.embed_tokens(backbone.tokenize(["a type of pet, a photo of a"]))[0]   # [T, D]
     ctx = learner.ctx.detach()
@@ -81,10 +81,11 @@ def test_a_phrase_longer_than_the_context_is_explained(trainer):
 
 def test_the_update_uses_the_projected_cross_entropy_gradient(kit, tmp_path):
     trainer = make_trainer(kit, tmp_path, "ProGrad", CONFIG)
-    model, ctx = trainer.model, trainer.model.prompt_learner.ctx
+    model, ctx = trainer.model, trainer.model.learnable.ctx
     image, label = trainer.parse_batch_train(one_batch(trainer))
     trainer.set_model_mode("train")
-    logits, teacher_logits = model.student_and_teacher_logits(image)
+    output = model(image)
+    logits, teacher_logits = output.logits, output.teacher_logits
     g_ce, = torch.autograd.grad(F.cross_entropy(logits, label), ctx, retain_graph=True)
     g_kd, = torch.autograd.grad(distillation_loss(logits, teacher_logits, 1.0), ctx)
     clip_before = {k: v.clone() for k, v in trainer.backbone.state_dict().items()}
@@ -118,7 +119,7 @@ def test_checkpoint_has_upstream_name_and_keys_and_upstream_files_load(trainer, 
     upstream = {"ctx": torch.randn(16, 64, generator=torch.Generator().manual_seed(0)).half(),
                 "token_prefix": torch.zeros(3, 1, 64).half(), "token_suffix": torch.zeros(3, 60, 64).half()}
     write_upstream_checkpoint(tmp_path / "upstream", "prompt_learner", 200, upstream)
-    learner = trainer.model.prompt_learner
+    learner = trainer.model.learnable
     prefix = learner.token_prefix.clone()
     trainer.load_model(str(tmp_path / "upstream"), 200)
     torch.testing.assert_close(learner.ctx.detach(), upstream["ctx"].float())

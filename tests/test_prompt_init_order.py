@@ -71,7 +71,7 @@ def test_ivlp_starts_from_upstreams_prompts_for_the_same_seed(kit, tmp_path, vis
                            "TRAINER.IVLP.N_CTX_TEXT", str(N_TEXT), "TRAINER.IVLP.N_CTX_VISION", str(N_VISION),
                            "TRAINER.IVLP.PROMPT_DEPTH_VISION", str(vision_depth),
                            "TRAINER.IVLP.PROMPT_DEPTH_TEXT", str(text_depth))
-    prompts = trainer.model.prompts
+    prompts = trainer.model.learnable
     torch.manual_seed(SEED)
     vision, text = upstream_construction(trainer.backbone.clip, vision_depth, text_depth, N_VISION, N_TEXT)
     if vision_depth:
@@ -93,9 +93,9 @@ def test_vpt_starts_from_upstreams_prompts_and_leaves_the_generator_where_upstre
     trainer = make_trainer(kit, tmp_path, "VPT", "vit_b16_c2_ep5_batch4_4",
                            "TRAINER.VPT.PROMPT_DEPTH_VISION", str(depth))
     after_build = torch.get_rng_state()
-    tower = trainer.model.prompts.image_encoder
+    tower = trainer.model.learnable.image_encoder
     torch.manual_seed(SEED)
-    vision, _ = upstream_construction(trainer.backbone.clip, depth, 0, trainer.method_cfg.N_CTX_VISION, 0)
+    vision, _ = upstream_construction(trainer.backbone.clip, depth, 0, trainer.options.N_CTX_VISION, 0)
     got = [tower.VPT, *tower.deep_prompts()]
     assert len(got) == len(vision) == depth
     assert all(torch.equal(g.detach().cpu(), e) for g, e in zip(got, vision))
@@ -106,8 +106,8 @@ def test_the_old_draw_order_would_differ(kit, tmp_path):
     """The pin can fail: prompts drawn one after another after CLIP (the previous order) are not upstream's."""
     trainer = make_trainer(kit, tmp_path, "VPT", "vit_b16_c2_ep5_batch4_4", "TRAINER.VPT.PROMPT_DEPTH_VISION", "2")
     torch.set_rng_state(state_after_stock_clip(kit, []))
-    naive = normal(*trainer.model.prompts.image_encoder.VPT.shape)
-    assert not torch.equal(trainer.model.prompts.image_encoder.VPT.detach().cpu(), naive)
+    naive = normal(*trainer.model.learnable.image_encoder.VPT.shape)
+    assert not torch.equal(trainer.model.learnable.image_encoder.VPT.detach().cpu(), naive)
 
 
 def test_the_replay_draws_exactly_what_building_clip_draws(kit):
@@ -136,7 +136,7 @@ def test_promptsrc_starts_training_where_upstreams_generator_stands(kit, tmp_pat
                            "TRAINER.PROMPTSRC.PROMPT_DEPTH_TEXT", "2", "TRAINER.PROMPTSRC.PROMPT_DEPTH_VISION", "3")
     trainer.before_train()
     started = torch.get_rng_state()
-    prompts = [*trainer.model.prompts.image_encoder.parameters(), *trainer.model.prompts.text_encoder.parameters()]
+    prompts = [*trainer.model.learnable.image_encoder.parameters(), *trainer.model.learnable.text_encoder.parameters()]
     torch.set_rng_state(state_after_stock_clip(kit, [p.shape for p in prompts]))  # ctx: from CTX_INIT, no draw
     load_clip("ViT-B/16", str(kit.clip_path))
     load_clip("ViT-B/16", str(kit.clip_path))

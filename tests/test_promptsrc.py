@@ -66,14 +66,19 @@ def test_shipped_configs_have_upstreams_hyper_parameters(kit, tmp_path, config, 
 # ---- model ------------------------------------------------------------------------------------
 def test_shapes_of_the_student_and_teacher_outputs(trainer):
     image, _ = trainer.parse_batch_train(one_batch(trainer))
-    out = trainer.model.regulated(image)
+    trainer.set_model_mode("train")  # the teachers are part of a training step's output
+    out = trainer.model(image)
     b, c, e = image.shape[0], 5, trainer.backbone.embed_dim
     assert out.logits.shape == out.zs_logits.shape == (b, c)
     assert out.image_features.shape == out.zs_image_features.shape == (b, e)
     assert out.text_features.shape == out.zs_text_features.shape == (c, e)
     for features in (out.image_features, out.text_features, out.zs_image_features, out.zs_text_features):
         assert torch.allclose(features.norm(dim=-1), torch.ones(features.shape[0]), atol=1e-5)
-    assert torch.allclose(trainer.model(image), out.logits, atol=1e-4 * out.logits.abs().max().item())
+    trainer.set_model_mode("eval")
+    evaluated = trainer.model(image)
+    assert evaluated.zs_logits is None and evaluated.zs_text_features is None  # no teacher in evaluation
+    assert torch.allclose(evaluated.logits, out.logits, atol=1e-4 * out.logits.abs().max().item())
+    trainer.set_model_mode("train")
 
 
 def test_the_prompted_model_is_ivlps_with_the_same_seed(kit, tmp_path):
@@ -84,7 +89,7 @@ def test_the_prompted_model_is_ivlps_with_the_same_seed(kit, tmp_path):
     ours, theirs = fresh.model.learnable.state_dict(), ivlp.model.learnable.state_dict()
     assert ours.keys() == theirs.keys() and all(torch.equal(ours[k], theirs[k]) for k in ours)
     image, _ = fresh.parse_batch_train(one_batch(fresh))
-    assert torch.equal(fresh.model(image), ivlp.model(image))
+    assert torch.equal(fresh.model(image).logits, ivlp.model(image).logits)
 
 
 def test_text_teacher_is_the_normalised_mean_of_the_raw_features_of_60_templates(trainer):
@@ -103,7 +108,8 @@ def test_text_teacher_is_the_normalised_mean_of_the_raw_features_of_60_templates
 def test_only_the_prompts_get_gradients_and_the_teachers_none(trainer):
     image, label = trainer.parse_batch_train(one_batch(trainer))
     trainer.model.learnable.zero_grad()
-    out = trainer.model.regulated(image)
+    trainer.set_model_mode("train")
+    out = trainer.model(image)
     teachers = (out.zs_logits, out.zs_image_features, out.zs_text_features)
     assert not any(t.requires_grad for t in teachers)
     loss, _ = trainer.criterion(out, label)

@@ -228,15 +228,15 @@ def test_every_torch_load_is_weights_only_and_nothing_unpickles_files():
 def upstream_coop_checkpoint(trainer, path: Path, ctx: torch.Tensor) -> None:
     """A CoOp checkpoint as upstream Dassl writes it: plain ``torch.save`` of the state, whose warmup
     scheduler entry holds the successor scheduler *object* and, through it, the SGD optimizer."""
-    trainer.model.prompt_learner.ctx.data.copy_(ctx)
-    trainer.model.prompt_learner.ctx.grad = torch.ones_like(ctx)
+    trainer.model.learnable.ctx.data.copy_(ctx)
+    trainer.model.learnable.ctx.grad = torch.ones_like(ctx)
     trainer.optim.step()  # momentum buffers: a defaultdict in the pickled optimizer
     trainer.sched.step()
     sched_state = {k: v for k, v in trainer.sched.__dict__.items() if k != "optimizer"}
     sched_state["verbose"] = False
     assert isinstance(sched_state["successor"], torch.optim.lr_scheduler.LRScheduler)
     path.parent.mkdir(parents=True)
-    torch.save({"state_dict": trainer.model.prompt_learner.state_dict(), "epoch": 5,
+    torch.save({"state_dict": trainer.model.learnable.state_dict(), "epoch": 5,
                 "optimizer": trainer.optim.state_dict(), "scheduler": sched_state, "val_result": None}, path)
 
 
@@ -252,7 +252,7 @@ def test_upstream_dassl_checkpoint_evaluates_through_eval_only(kit, tmp_path):
     assert expected != initial_accuracy  # so the accuracy below shows that the context was loaded
     path = tmp_path / "upstream" / "prompt_learner" / "model.pth.tar-5"
     writer = make_trainer(kit, tmp_path / "writer", "CoOp", "vit_b16_ctxv1")
-    upstream_coop_checkpoint(writer, path, trained.model.prompt_learner.ctx.detach())
+    upstream_coop_checkpoint(writer, path, trained.model.learnable.ctx.detach())
     with pytest.raises(pickle.UnpicklingError):
         torch.load(path, weights_only=True)  # not loadable without the allow-list
 

@@ -20,8 +20,9 @@ import torch.nn as nn
 from dassl.engine import TRAINER_REGISTRY
 
 from .clip_backbone import ClipBackbone
-from .prompting import (ClipPromptTrainer, InstancePromptCLIP, PromptLearner, add_prompt_keys, clip_logits,
-                        encode_class_prompts, init_context)
+from .models import InstancePromptCLIP, ModelOutput, clip_logits
+from .prompts import PromptLearner, TextEncoding, encode_class_prompts, init_context
+from .trainer_base import ClipPromptTrainer, add_prompt_keys
 
 
 def extend_cfg(cfg) -> None:
@@ -56,17 +57,19 @@ class ConditionalPromptLearner(PromptLearner):
 
 
 class CoCoOpCLIP(InstancePromptCLIP):
-    """Frozen CLIP + conditional prompt learner: B·C text sequences per step, C per test image."""
+    """Frozen CLIP + conditional prompt learner (``learnable``): B·C text sequences per step, C per
+    test image."""
 
     def text_features(self, image_features: torch.Tensor) -> torch.Tensor:
         """Class features conditioned on each image [B, C, E], all B·C prompts in one batched call."""
-        learner = self.prompt_learner
+        learner = self.learnable
         prompts = learner.assemble_per_image(learner.contexts(image_features))     # [B, C, T', D_t]
-        return encode_class_prompts(self.backbone, learner, prompts, self.options)
+        return encode_class_prompts(self.backbone, learner, prompts, self.text_encoding)
 
-    def image_logits(self, image: torch.Tensor) -> torch.Tensor:
+    def forward_group(self, image: torch.Tensor) -> ModelOutput:
         image_features = self.visual_embedding(image)
-        return clip_logits(self.backbone, image_features, self.text_features(image_features))
+        text_features = self.text_features(image_features)
+        return ModelOutput(clip_logits(self.backbone, image_features, text_features), image_features, text_features)
 
 
 @TRAINER_REGISTRY.register()
@@ -75,8 +78,8 @@ class CoCoOp(ClipPromptTrainer):
     MODEL_NAME = "prompt_learner"
 
     def build_clip_model(self, backbone: ClipBackbone, classnames: Sequence[str]) -> nn.Module:
-        options = self.method_cfg
+        options = self.options
         ctx, template = init_context(backbone, options.N_CTX, options.CTX_INIT)
         print(f'Initial context: "{template}" ({ctx.shape[-2]} vectors)')
         learner = ConditionalPromptLearner(backbone, classnames, ctx, template, truncate=options.TRUNCATE_TEXT)
-        return CoCoOpCLIP(backbone, learner, options)
+        return CoCoOpCLIP(backbone, learner, template=learner, text_encoding=TextEncoding.from_options(options))

@@ -31,8 +31,9 @@ import torch.nn.functional as F
 from yacs.config import CfgNode as CN
 
 from .clip_backbone import ClipBackbone
-from .prompting import (ClipPromptTrainer, PromptLearner, StaticPromptCLIP, clean_classname, encode_class_prompts,
-                        init_context)
+from .models import StaticPromptCLIP
+from .prompts import PromptLearner, clean_classname, encode_class_prompts, init_context
+from .trainer_base import ClipPromptTrainer
 
 MAX_INIT_WORDS = 4  # upstream initialises ctx from CTX_INIT only for N_CTX <= 4
 PROMPT_STD = 0.02
@@ -236,17 +237,16 @@ def prompted_image_embedding(backbone: ClipBackbone, tower: Optional[DeepPromptT
 
 
 class IndependentVLCLIP(StaticPromptCLIP):
-    """Frozen CLIP with independent deep prompts in both towers (``prompts``: a ``VLPrompts``)."""
-
-    LEARNABLE = "prompts"
+    """Frozen CLIP with independent deep prompts in both towers (``learnable``: a ``VLPrompts``)."""
 
     def text_features(self) -> torch.Tensor:
-        learner = self.prompts.prompt_learner
-        return encode_class_prompts(self.backbone, learner, learner.assemble(), self.options,
-                                    deep_prompts=self.prompts.text_encoder.deep_prompts())          # [C, E]
+        prompts = self.learnable
+        learner = prompts.prompt_learner
+        return encode_class_prompts(self.backbone, learner, learner.assemble(), self.text_encoding,
+                                    deep_prompts=prompts.text_encoder.deep_prompts())                # [C, E]
 
     def visual_embedding(self, image: torch.Tensor) -> torch.Tensor:
-        return prompted_image_embedding(self.backbone, self.prompts.image_encoder, image)           # [B, E]
+        return prompted_image_embedding(self.backbone, self.learnable.image_encoder, image)          # [B, E]
 
 
 def build_vl_prompts(backbone: ClipBackbone, classnames: Sequence[str], options: CN, node: str,

@@ -22,12 +22,9 @@ import torch.nn as nn
 from dassl.engine import TRAINER_REGISTRY
 
 from .clip_backbone import ClipBackbone
-# Re-exported: these lived here before trainers/deep_prompts.py.
-from .deep_prompts import (BlockPrompt, DeepPromptTower, DeepPromptTrainer, IndependentVLCLIP,  # noqa: F401
-                           VLPrompts, build_vl_prompts, prompted_image_embedding, random_prompts)
-from .prompting import add_prompt_keys
-
-IVLPCLIP = IndependentVLCLIP  # the former name
+from .deep_prompts import DeepPromptTrainer, IndependentVLCLIP, build_vl_prompts
+from .prompts import TextEncoding
+from .trainer_base import add_prompt_keys
 
 
 def extend_cfg(cfg) -> None:
@@ -42,5 +39,6 @@ class IVLP(DeepPromptTrainer):
     MODEL_NAME = "VLPromptLearner"
 
     def build_clip_model(self, backbone: ClipBackbone, classnames: Sequence[str]) -> nn.Module:
-        prompts = build_vl_prompts(backbone, classnames, self.method_cfg, self.CFG_NODE, self.rng_before_clip, "IVLP")
-        return IndependentVLCLIP(backbone, prompts, self.method_cfg)
+        options = self.options
+        prompts = build_vl_prompts(backbone, classnames, options, self.CFG_NODE, self.rng_before_clip, "IVLP")
+        return IndependentVLCLIP(backbone, prompts, TextEncoding.from_options(options))

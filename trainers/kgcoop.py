@@ -32,7 +32,6 @@ Choices where upstream leaves one (modern-baselines spec §1.8):
 """
 from __future__ import annotations
 
-import functools
 from typing import Dict, Sequence, Tuple
 
 import torch
@@ -40,12 +39,12 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from dassl.engine import TRAINER_REGISTRY
-from dassl.metrics import compute_accuracy
 
 from .clip_backbone import ClipBackbone
-from .prompting import ClipPromptTrainer, PromptLearner, add_coop_keys, clip_logits, coop_context, init_context
+from .prompts import PromptLearner, TextEncoding, coop_context, init_context
 from .templates import CUSTOM_TEMPLATES
-from .zero_shot import GuidedPromptCLIP, ZeroShotClassifier, template_of
+from .trainer_base import ClipPromptTrainer, add_coop_keys
+from .zero_shot import GuidedOutput, GuidedPromptCLIP, ZeroShotClassifier, template_of
 
 INIT_PHRASE = "a photo of a"
 # The teacher's template per dataset: the CoOp templates, but a full sentence for DTD.
@@ -63,16 +62,15 @@ def knowledge_guidance_loss(text_features: torch.Tensor, clip_text_features: tor
 
 
 class KgCoOpLoss(nn.Module):
-    """L = CE(s, y) + W · L_kg; returns the loss and its terms."""
+    """L = CE(s, y) + W · L_kg, from the student's output and its teacher's class features."""
 
     def __init__(self, weight: float):
         super().__init__()
         self.weight = weight
 
-    def forward(self, logits: torch.Tensor, labels: torch.Tensor, text_features: torch.Tensor,
-                clip_text_features: torch.Tensor) -> Tuple[torch.Tensor, Dict[str, torch.Tensor]]:
-        loss_ce = F.cross_entropy(logits.float(), labels)
-        loss_kg = knowledge_guidance_loss(text_features, clip_text_features)
+    def forward(self, output: GuidedOutput, label: torch.Tensor) -> Tuple[torch.Tensor, Dict[str, torch.Tensor]]:
+        loss_ce = F.cross_entropy(output.logits.float(), label)
+        loss_kg = knowledge_guidance_loss(output.text_features, output.teacher_text_features)
         return loss_ce + self.weight * loss_kg, {"loss_ce": loss_ce, "loss_kg": loss_kg}
 
 
@@ -82,12 +80,8 @@ class KgCoOp(ClipPromptTrainer):
     MODEL_NAME = "prompt_learner"
     CHOICES = {"CLASS_TOKEN_POSITION": ("end",)}
 
-    @functools.cached_property
-    def criterion(self) -> KgCoOpLoss:
-        return KgCoOpLoss(self.method_cfg.W)
-
     def build_clip_model(self, backbone: ClipBackbone, classnames: Sequence[str]) -> nn.Module:
-        options = self.method_cfg
+        options = self.options
         if options.CTX_INIT:
             if (options.CTX_INIT, options.N_CTX) != (INIT_PHRASE, 4):
                 print(f'Note: KgCoOp starts from "{INIT_PHRASE}" (4 vectors) whenever CTX_INIT is set '
@@ -98,13 +92,7 @@ class KgCoOp(ClipPromptTrainer):
         learner = PromptLearner(backbone, classnames, ctx, template, truncate=options.TRUNCATE_TEXT)
         teacher = ZeroShotClassifier(backbone, classnames, template_of(self.cfg.DATASET.NAME, TEACHER_TEMPLATES))
         print(f'Initial context: "{template}"; teacher prompt: "{teacher.template}"; W = {options.W}')
-        return GuidedPromptCLIP(backbone, learner, teacher, options)
+        return GuidedPromptCLIP(backbone, learner, teacher, TextEncoding.from_options(options))
 
-    def compute_loss(self, batch):
-        image, label = self.parse_batch_train(batch)
-        model = self.model
-        text_features = model.text_features()                                             # [C, E]
-        logits = clip_logits(model.backbone, model.visual_embedding(image), text_features)  # [B, C]
-        loss, terms = self.criterion(logits, label, text_features, model.teacher.features())
-        return loss, {"loss": loss.item(), **{k: v.item() for k, v in terms.items()},
-                      "acc": compute_accuracy(logits, label)[0].item()}
+    def build_criterion(self) -> KgCoOpLoss:
+        return KgCoOpLoss(self.options.W)

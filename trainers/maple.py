@@ -28,8 +28,10 @@ import torch.nn.functional as F
 from dassl.engine import TRAINER_REGISTRY
 
 from .clip_backbone import ClipBackbone
-from .deep_prompts import MAX_INIT_WORDS, check_depth, init_leading_context, random_prompts  # noqa: F401 (re-exported)
-from .prompting import ClipPromptTrainer, PromptLearner, StaticPromptCLIP, add_prompt_keys, encode_class_prompts
+from .deep_prompts import check_depth, init_leading_context, random_prompts
+from .models import StaticPromptCLIP
+from .prompts import PromptLearner, TextEncoding, encode_class_prompts
+from .trainer_base import ClipPromptTrainer, add_prompt_keys
 
 
 def extend_cfg(cfg) -> None:
@@ -72,20 +74,16 @@ class MultiModalPrompts(nn.Module):
 
 
 class MaPLeCLIP(StaticPromptCLIP):
-    LEARNABLE = "prompts"
-
-    @property
-    def prompt_learner(self) -> MultiModalPromptLearner:
-        return self.prompts.prompt_learner
+    """Frozen CLIP with MaPLe's coupled prompts (``learnable``: ``MultiModalPrompts``)."""
 
     def text_features(self) -> torch.Tensor:
-        learner = self.prompt_learner
-        return encode_class_prompts(self.backbone, learner, learner.assemble(), self.options,
+        learner = self.learnable.prompt_learner
+        return encode_class_prompts(self.backbone, learner, learner.assemble(), self.text_encoding,
                                     deep_prompts=learner.deep_text_prompts())                   # [C, E]
 
     def visual_embedding(self, image: torch.Tensor) -> torch.Tensor:
         """Image features through the prompted vision tower: normalised [B, E]."""
-        shallow, deep = self.prompt_learner.vision_prompts()
+        shallow, deep = self.learnable.prompt_learner.vision_prompts()
         features = self.backbone.encode_image(image, shallow_prompts=shallow, deep_prompts=deep).features
         return F.normalize(features, dim=-1)
 
@@ -96,11 +94,11 @@ class MaPLe(ClipPromptTrainer):
     MODEL_NAME = "MultiModalPromptLearner"
 
     def build_clip_model(self, backbone: ClipBackbone, classnames: Sequence[str]) -> nn.Module:
-        options = self.method_cfg
+        options = self.options
         check_depth(options.PROMPT_DEPTH, backbone, "TRAINER.MAPLE.PROMPT_DEPTH")
         ctx, template = init_leading_context(backbone, options.N_CTX, options.CTX_INIT)
         print(f'MaPLe design: multi-modal prompt learning; initial template: "{template}", '
               f"{ctx.shape[0]} context vectors, prompt depth {options.PROMPT_DEPTH}")
         learner = MultiModalPromptLearner(backbone, classnames, ctx, template, options.PROMPT_DEPTH,
                                           truncate=options.TRUNCATE_TEXT)
-        return MaPLeCLIP(backbone, MultiModalPrompts(learner), options)
+        return MaPLeCLIP(backbone, MultiModalPrompts(learner), TextEncoding.from_options(options))

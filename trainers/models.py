@@ -2,12 +2,14 @@
 
 A model returns one ``ModelOutput`` from one ``forward``, in training and evaluation alike; a
 method's loss module (``trainers/losses.py`` and the method files) turns it into the objective.
+Outputs only a loss needs (e.g. a frozen teacher's) are fields of a subclass, filled while
+``PromptedCLIP.learning``; evaluation leaves them None.
 
 * ``PromptedCLIP``: the frozen ``backbone`` and the ``learnable`` module (the only part that is
   optimised and checkpointed);
 * ``StaticPromptCLIP``: class prompts that do not depend on the image (CoOp, MaPLe, IVLP, ...),
   encoded once per evaluation (``TextFeatureCache``);
-* ``FixedTextCLIP``: class features encoded once at build time (VPT, SLIP-style);
+* ``FixedTextCLIP``: class features encoded once at build time (VPT, SLIP-style, zero-shot CLIP);
 * ``InstancePromptCLIP``: prompts conditioned on each image (CoCoOp, StyLIP, GOPro), run in groups
   of images so that one text-tower call stays bounded;
 * ``StyleStatistics``: the frozen image pass that also returns per-layer token statistics (the
@@ -18,7 +20,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 from dataclasses import dataclass
-from typing import Callable, Optional, Sequence, Tuple, TypeVar
+from typing import Callable, Optional, Sequence, Tuple, Type, TypeVar
 
 import torch
 import torch.nn as nn
@@ -51,6 +53,13 @@ def class_level(default=None):
     """Declare a ``ModelOutput`` field without a batch axis (e.g. class features [C, E]): groups of
     images share it, so ``concat_outputs`` keeps the first group's value."""
     return dataclasses.field(default=default, metadata={"class_level": True})
+
+
+def extend_output(output: ModelOutput, kind: Type[Output], **fields) -> Output:
+    """``output`` as a ``kind`` (a ``ModelOutput`` subclass): the same tensors, plus ``fields``
+    (the subclass's own fields left out stay at their defaults)."""
+    shared = {field.name: getattr(output, field.name) for field in dataclasses.fields(output)}
+    return kind(**shared, **fields)
 
 
 def concat_outputs(outputs: Sequence[Output]) -> Output:
@@ -128,6 +137,15 @@ class PromptedCLIP(nn.Module):
         self.backbone = backbone
         self.learnable = learnable
         self.text_encoding = text_encoding
+
+    @property
+    def learning(self) -> bool:
+        """Whether this forward is a training step, for outputs only the loss needs (teachers).
+
+        The trainer switches the modules it registered, i.e. ``learnable`` (Dassl's
+        ``set_model_mode``), not this wrapper, whose own ``training`` flag therefore says nothing.
+        """
+        return self.learnable.training
 
     @torch.no_grad()
     def frozen_embedding(self, images: torch.Tensor) -> torch.Tensor:

@@ -37,21 +37,20 @@ Choices where upstream leaves one (modern-baselines spec §3):
 """
 from __future__ import annotations
 
-from typing import Sequence, Tuple
+from typing import Dict, Sequence, Tuple
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 from dassl.engine import TRAINER_REGISTRY
-from dassl.metrics import compute_accuracy
 
 from .clip_backbone import ClipBackbone
 from .distributed import all_reduce_mean_
-from .prompting import (CLASS_TOKEN_POSITIONS, ClipPromptTrainer, PromptLearner, add_coop_keys, clip_logits,
-                        coop_context)
+from .prompts import CLASS_TOKEN_POSITIONS, PromptLearner, TextEncoding, coop_context
 from .templates import CUSTOM_TEMPLATES
-from .zero_shot import GuidedPromptCLIP, ZeroShotClassifier, template_of
+from .trainer_base import ClipPromptTrainer, add_coop_keys
+from .zero_shot import GuidedOutput, GuidedPromptCLIP, ZeroShotClassifier, template_of
 
 # The teacher's template per dataset (also the context init): the category phrase comes first.
 TEACHER_TEMPLATES = {
@@ -106,15 +105,19 @@ def mean_over_processes(grads: Sequence[torch.Tensor]) -> Sequence[torch.Tensor]
     return grads
 
 
-class ProGradCLIP(GuidedPromptCLIP):
-    """CoOp's prompts; the teacher classifies the same frozen image features."""
+class ProGradLoss(nn.Module):
+    """ProGrad's two objectives from one forward: L_ce, the loss whose gradient the update follows
+    (logged as "loss"), and L_kd, whose gradient only decides what of it is removed
+    (``ProGrad.step_along_projection``). Returns (L_ce, {"loss_kd": L_kd})."""
 
-    def student_and_teacher_logits(self, image: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
-        """s (with gradient to the context) and s_T (constant), both [B, C]."""
-        image_features = self.visual_embedding(image)                                      # [B, E], frozen
-        with torch.no_grad():
-            teacher_logits = clip_logits(self.backbone, image_features, self.teacher.features())
-        return clip_logits(self.backbone, image_features, self.text_features()), teacher_logits
+    def __init__(self, temperature: float):
+        super().__init__()
+        self.temperature = temperature
+
+    def forward(self, output: GuidedOutput, label: torch.Tensor) -> Tuple[torch.Tensor, Dict[str, torch.Tensor]]:
+        loss_ce = F.cross_entropy(output.logits.float(), label)
+        loss_kd = distillation_loss(output.logits, output.teacher_logits, self.temperature)
+        return loss_ce, {"loss_kd": loss_kd}
 
 
 @TRAINER_REGISTRY.register()
@@ -139,7 +142,7 @@ class ProGrad(ClipPromptTrainer):
         return float(self.cfg.get("LOSS", {}).get("LAMBDA", 1.0))
 
     def build_clip_model(self, backbone: ClipBackbone, classnames: Sequence[str]) -> nn.Module:
-        options = self.method_cfg
+        options = self.options
         template = template_of(self.cfg.DATASET.NAME, TEACHER_TEMPLATES)
         if options.CTX_INIT:
             ctx, prefix = template_context(backbone, options.N_CTX, template)
@@ -149,14 +152,25 @@ class ProGrad(ClipPromptTrainer):
                                 truncate=options.TRUNCATE_TEXT)
         print(f'Initial context: "{prefix}"; teacher prompt: "{template}"; '
               f"tau = {self.temperature}, lambda = {self.strength}")
-        return ProGradCLIP(backbone, learner, ZeroShotClassifier(backbone, classnames, template), options)
+        teacher = ZeroShotClassifier(backbone, classnames, template)
+        return GuidedPromptCLIP(backbone, learner, teacher, TextEncoding.from_options(options))
+
+    def build_criterion(self) -> ProGradLoss:
+        return ProGradLoss(self.temperature)
 
     def forward_backward(self, batch):
-        image, label = self.parse_batch_train(batch)
-        logits, teacher_logits = self.model.student_and_teacher_logits(image)
-        loss_ce = F.cross_entropy(logits.float(), label)
-        loss_kd = distillation_loss(logits, teacher_logits, self.temperature)
-        self.detect_anomaly(loss_ce + loss_kd)
+        inputs, label = self.model_inputs(batch)
+        output = self.model(*inputs)
+        loss_ce, terms = self.criterion(output, label)
+        self.detect_anomaly(loss_ce + terms["loss_kd"])
+        self.step_along_projection(loss_ce, terms["loss_kd"])
+        if (self.batch_idx + 1) == self.num_batches:
+            self.update_lr()
+        return self.summarize(loss_ce, terms, output, label)
+
+    def step_along_projection(self, loss_ce: torch.Tensor, loss_kd: torch.Tensor) -> None:
+        """ProGrad's update rule: the optimizer steps on g = g_ce without its component against
+        g_kd (``project_conflicting``), each gradient averaged over processes first."""
         self.model_zero_grad()
         params = [p for p in self.model.learnable.parameters() if p.requires_grad]
         g_kd = mean_over_processes(torch.autograd.grad(loss_kd, params, retain_graph=True))
@@ -164,6 +178,3 @@ class ProGrad(ClipPromptTrainer):
         for param, ce, kd in zip(params, g_ce, g_kd):
             param.grad = project_conflicting(ce, kd, self.strength)
         self.model_update()
-        if (self.batch_idx + 1) == self.num_batches:
-            self.update_lr()
-        return {"loss": loss_ce.item(), "loss_kd": loss_kd.item(), "acc": compute_accuracy(logits, label)[0].item()}

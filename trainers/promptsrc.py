@@ -29,19 +29,20 @@ teacher is encoded once, on the first training step, in the backbone's precision
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Dict, List, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 from dassl.engine import TRAINER_REGISTRY
-from dassl.metrics import compute_accuracy
 
 from .clip_backbone import ClipBackbone
-from .deep_prompts import DeepPromptTrainer, IndependentVLCLIP, build_vl_prompts, replay_clip_init
-from .prompting import add_prompt_keys, clip_logits
+from .deep_prompts import DeepPromptTrainer, IndependentVLCLIP, VLPrompts, build_vl_prompts, replay_clip_init
+from .models import ModelOutput, class_level, clip_logits, extend_output
+from .prompts import TextEncoding
 from .templates import PROMPTSRC_TEMPLATES, encode_templates
+from .trainer_base import add_prompt_keys
 
 GPA_MODEL_NAME = "GPA"
 
@@ -57,20 +58,21 @@ def extend_cfg(cfg) -> None:
 # Model: prompted CLIP and its frozen teachers
 # --------------------------------------------------------------------------------------------
 @dataclass
-class RegulatedOutput:
-    logits: torch.Tensor             # s     [B, C]
-    image_features: torch.Tensor     # v̂     [B, E]
-    text_features: torch.Tensor      # t̂     [C, E]
-    zs_logits: torch.Tensor          # s_zs  [B, C] (no grad)
-    zs_image_features: torch.Tensor  # v̂_zs  [B, E] (no grad)
-    zs_text_features: torch.Tensor   # t̂_zs  [C, E] (constant)
+class RegulatedOutput(ModelOutput):
+    """The prompted model's output (s [B, C], v̂ [B, E], t̂ [C, E]) and, in training steps, the
+    frozen teachers' it is regulated against (None in evaluation)."""
+
+    zs_logits: Optional[torch.Tensor] = None                   # s_zs  [B, C] (no grad)
+    zs_image_features: Optional[torch.Tensor] = None           # v̂_zs  [B, E] (no grad)
+    zs_text_features: Optional[torch.Tensor] = class_level()   # t̂_zs  [C, E] (constant)
 
 
 class PromptSRCCLIP(IndependentVLCLIP):
     """IVLP's prompted CLIP plus the frozen teachers the prompts are regulated against."""
 
-    def __init__(self, backbone: ClipBackbone, prompts: nn.Module, classnames: Sequence[str], options):
-        super().__init__(backbone, prompts, options)
+    def __init__(self, backbone: ClipBackbone, prompts: VLPrompts, classnames: Sequence[str],
+                 text_encoding: TextEncoding = TextEncoding()):
+        super().__init__(backbone, prompts, text_encoding)
         self.classnames = list(classnames)
         self._zs_text = None
 
@@ -81,14 +83,13 @@ class PromptSRCCLIP(IndependentVLCLIP):
                                              normalize_each=False)
         return self._zs_text
 
-    def regulated(self, image: torch.Tensor) -> RegulatedOutput:
-        """Student and frozen-teacher outputs for a training batch."""
-        text = self.text_features()                                   # [C, E]
-        image_features = self.visual_embedding(image)                 # [B, E]
-        zs_text = self.zs_text_features()                             # [C, E]
-        zs_image = self.frozen_embedding(image)                       # [B, E], no grad
-        return RegulatedOutput(clip_logits(self.backbone, image_features, text), image_features, text,
-                               clip_logits(self.backbone, zs_image, zs_text), zs_image, zs_text)
+    def forward(self, image: torch.Tensor) -> RegulatedOutput:
+        output = extend_output(super().forward(image), RegulatedOutput)
+        if self.learning:
+            output.zs_text_features = self.zs_text_features()
+            output.zs_image_features = self.frozen_embedding(image)
+            output.zs_logits = clip_logits(self.backbone, output.zs_image_features, output.zs_text_features)
+        return output
 
 
 # --------------------------------------------------------------------------------------------
@@ -168,14 +169,16 @@ class PromptSRC(DeepPromptTrainer):
     MODEL_NAME = "VLPromptLearner"
 
     def build_clip_model(self, backbone: ClipBackbone, classnames: Sequence[str]) -> nn.Module:
-        options = self.method_cfg
+        options = self.options
         prompts = build_vl_prompts(backbone, classnames, options, self.CFG_NODE, self.rng_before_clip, "PromptSRC")
-        self.criterion = SelfRegulatingLoss(options.TEXT_LOSS_WEIGHT, options.IMAGE_LOSS_WEIGHT)
-        return PromptSRCCLIP(backbone, prompts, classnames, options)
+        return PromptSRCCLIP(backbone, prompts, classnames, TextEncoding.from_options(options))
+
+    def build_criterion(self) -> SelfRegulatingLoss:
+        return SelfRegulatingLoss(self.options.TEXT_LOSS_WEIGHT, self.options.IMAGE_LOSS_WEIGHT)
 
     def build_model(self):
         super().build_model()
-        options = self.method_cfg
+        options = self.options
         weights = gpa_weights(self.cfg.OPTIM.MAX_EPOCH, options.GPA_MEAN, options.GPA_STD)
         self.gpa = GaussianPromptAggregation(self.model.learnable, weights).to(self.device)
         self.register_model(GPA_MODEL_NAME, self.gpa, None, None)
@@ -187,14 +190,6 @@ class PromptSRC(DeepPromptTrainer):
         for _ in range(2):
             replay_clip_init(self.backbone.clip)
         super().before_train()
-
-    def compute_loss(self, batch):
-        image, label = self.parse_batch_train(batch)
-        out = self.model.regulated(image)
-        loss, terms = self.criterion(out, label)
-        summary = {"loss": loss.item(), **{k: v.item() for k, v in terms.items()},
-                   "acc": compute_accuracy(out.logits, label)[0].item()}
-        return loss, summary
 
     def forward_backward(self, batch):
         summary = super().forward_backward(batch)  # steps the optimizer, and the scheduler on the last batch

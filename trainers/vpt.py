@@ -23,7 +23,7 @@ from dassl.engine import TRAINER_REGISTRY
 from .clip_backbone import ClipBackbone
 from .deep_prompts import (DeepPromptTower, DeepPromptTrainer, check_depth, draw_prompts_in_upstream_order,
                            prompted_image_embedding)
-from .prompting import FixedTextCLIP
+from .models import FixedTextCLIP
 from .templates import encode_templates
 
 TEXT_TEMPLATE = "a photo of a {}."
@@ -47,10 +47,11 @@ class VisualPrompts(nn.Module):
 
 
 class VPTCLIP(FixedTextCLIP):
-    LEARNABLE = "prompts"
+    """Frozen text features of the fixed template; images through the prompted vision tower
+    (``learnable``: ``VisualPrompts``)."""
 
     def visual_embedding(self, image: torch.Tensor) -> torch.Tensor:
-        return prompted_image_embedding(self.backbone, self.prompts.image_encoder, image)
+        return prompted_image_embedding(self.backbone, self.learnable.image_encoder, image)      # [B, E]
 
 
 @TRAINER_REGISTRY.register()
@@ -59,7 +60,7 @@ class VPT(DeepPromptTrainer):
     MODEL_NAME = "prompt_learner"
 
     def build_clip_model(self, backbone: ClipBackbone, classnames: Sequence[str]) -> nn.Module:
-        options = self.method_cfg
+        options = self.options
         check_depth(options.PROMPT_DEPTH_VISION, backbone, "TRAINER.VPT.PROMPT_DEPTH_VISION")
         if options.N_CTX_VISION < 1:
             raise ValueError(f"TRAINER.VPT.N_CTX_VISION must be >= 1, got {options.N_CTX_VISION}")

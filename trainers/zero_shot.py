@@ -1,17 +1,20 @@
 """Zero-shot CLIP teachers for learned prompts (KgCoOp, ProGrad).
 
 ``ZeroShotClassifier`` holds the frozen class features of one hand-written template per dataset;
-``GuidedPromptCLIP`` is CoOp's model with such a teacher beside it, used in training only. The
-templates themselves and their encoding live in ``templates.py``.
+``GuidedPromptCLIP`` is CoOp's model with such a teacher beside it, whose outputs
+(``GuidedOutput``) are added in training steps only. The templates themselves and their encoding
+live in ``templates.py``.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Mapping, Optional, Sequence
 
 import torch
 
 from .clip_backbone import ClipBackbone
-from .prompting import PromptLearner, StaticPromptCLIP, encode_class_prompts
+from .models import ModelOutput, StaticPromptCLIP, class_level, clip_logits, extend_output
+from .prompts import PromptLearner, TextEncoding, encode_class_prompts
 from .templates import DEFAULT_TEMPLATE, encode_templates
 
 
@@ -40,14 +43,35 @@ class ZeroShotClassifier:
         return self._features
 
 
-class GuidedPromptCLIP(StaticPromptCLIP):
-    """CoOp's prompts (``prompt_learner``) beside a zero-shot ``teacher`` that guides training only:
-    evaluation is CoOp's, 100 · f̂(x) · ŵᵀ."""
+@dataclass
+class GuidedOutput(ModelOutput):
+    """CoOp's output and, in training steps, the zero-shot teacher's view of the same images.
 
-    def __init__(self, backbone: ClipBackbone, learner: PromptLearner, teacher: ZeroShotClassifier, options=None):
-        super().__init__(backbone, learner, options)
+    ``teacher_logits`` s_T [B, C] = 100 · f̂(x) · ŵ^clipᵀ (no gradient); ``teacher_text_features``
+    ŵ^clip [C, E] (constant). Both are None in evaluation.
+    """
+
+    teacher_logits: Optional[torch.Tensor] = None
+    teacher_text_features: Optional[torch.Tensor] = class_level()
+
+
+class GuidedPromptCLIP(StaticPromptCLIP):
+    """CoOp's prompts (``learnable``: a ``PromptLearner``) beside a zero-shot ``teacher`` that
+    guides training only: evaluation is CoOp's, 100 · f̂(x) · ŵᵀ, and never encodes the teacher."""
+
+    def __init__(self, backbone: ClipBackbone, learner: PromptLearner, teacher: ZeroShotClassifier,
+                 text_encoding: TextEncoding = TextEncoding()):
+        super().__init__(backbone, learner, text_encoding)
         self.teacher = teacher
 
     def text_features(self) -> torch.Tensor:
-        learner = self.prompt_learner
-        return encode_class_prompts(self.backbone, learner, learner.assemble(), self.options)   # ŵ [C, E]
+        learner = self.learnable
+        return encode_class_prompts(self.backbone, learner, learner.assemble(), self.text_encoding)   # ŵ [C, E]
+
+    def forward(self, image: torch.Tensor) -> GuidedOutput:
+        output = extend_output(super().forward(image), GuidedOutput)
+        if self.learning:
+            output.teacher_text_features = self.teacher.features()
+            with torch.no_grad():  # the teacher reads the student's frozen image features
+                output.teacher_logits = clip_logits(self.backbone, output.image_features, output.teacher_text_features)
+        return output

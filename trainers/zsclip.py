@@ -1,20 +1,22 @@
 """Zero-shot CLIP: hand-crafted prompts, no training (the "CLIP" row of every table)."""
 from __future__ import annotations
 
-import torch.nn.functional as F
+import torch.nn as nn
 
 from dassl.engine import TRAINER_REGISTRY, TrainerX
 
 from .clip_backbone import build_backbone
-from .prompting import clip_logits
-# Re-exported: the templates lived here before trainers/templates.py.
-from .templates import (CUSTOM_TEMPLATES, DEFAULT_TEMPLATE, IMAGENET_TEMPLATES_SELECT,  # noqa: F401
-                        dataset_template, encode_templates)
+from .models import FixedTextCLIP
+from .templates import IMAGENET_TEMPLATES_SELECT, dataset_template, encode_templates
 
 
 @TRAINER_REGISTRY.register()
 class ZeroshotCLIP(TrainerX):
-    """Evaluation only: logits = 100 · normalize(f_v(x)) · Wᵀ with W from one template."""
+    """Evaluation only: logits = 100 · normalize(f_v(x)) · Wᵀ with W from one template.
+
+    The model is a ``FixedTextCLIP`` with nothing learnable (an empty module, never registered:
+    there is nothing to optimise or save).
+    """
 
     def templates(self) -> list:
         return [dataset_template(self.cfg.DATASET.NAME)]
@@ -23,11 +25,11 @@ class ZeroshotCLIP(TrainerX):
         self.backbone = build_backbone(self.cfg, "fp16", self.device)
         templates = self.templates()
         print(f"Prompts: {templates}")
-        self.text_features = encode_templates(self.backbone, self.dm.dataset.classnames, templates)
+        class_features = encode_templates(self.backbone, self.dm.dataset.classnames, templates)
+        self.model = FixedTextCLIP(self.backbone, nn.Module(), class_features)
 
     def model_inference(self, image, *args, **kwargs):
-        features = F.normalize(self.backbone.encode_image(image).features, dim=-1)
-        return clip_logits(self.backbone, features, self.text_features)
+        return self.model(image).logits
 
 
 @TRAINER_REGISTRY.register()
