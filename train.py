@@ -31,6 +31,7 @@ import torch  # noqa: E402
 from dassl.config import check_keys, get_cfg_default, leaf_keys  # noqa: E402
 from dassl.engine import build_trainer  # noqa: E402
 from dassl.utils import collect_env_info, set_random_seed, setup_logger  # noqa: E402
+from tools.experiments import run_identity  # noqa: E402  (what a run records: config.yaml, run.json)
 
 PLUGIN_PACKAGES = ("datasets", "trainers")
 
@@ -216,19 +217,11 @@ def print_banner(title: str) -> None:
     print(f"{line}\n** {title} **\n{line}")
 
 
-def run_identity() -> ModuleType:
-    """tools/run_identity.py: the settings a run records (config.yaml, run.json) and checks."""
-    tools = os.path.join(os.path.dirname(os.path.abspath(__file__)), "tools")
-    if tools not in sys.path:
-        sys.path.append(tools)  # appended: tools/ must not shadow installed packages
-    return importlib.import_module("run_identity")
-
-
 def main(args) -> None:
     from dassl.utils.distributed import init_distributed_from_env, shutdown_distributed
 
     if args.check_finished:
-        sys.exit(run_identity().check_folder(setup_cfg(args), args))
+        sys.exit(run_identity.check_folder(setup_cfg(args), args))
     init_distributed_from_env()
     run(args)
     shutdown_distributed()
@@ -243,7 +236,7 @@ def run(args) -> None:
     prepare_output_dir(cfg.OUTPUT_DIR)
     from dassl.utils.distributed import is_main_process
 
-    run_identity().record(cfg, args, main_process=is_main_process())
+    run_identity.record(cfg, args, main_process=is_main_process())
     rotate_previous_log(cfg.OUTPUT_DIR)
     setup_logger(cfg.OUTPUT_DIR)
     if torch.cuda.is_available() and cfg.USE_CUDA:
@@ -286,7 +279,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--no-train", action="store_true", help="do not call trainer.train()")
     parser.add_argument("--check-finished", action="store_true",
                         help="run nothing: say whether --output-dir holds this run, finished with these settings "
-                             "(exit 0), still to run (1) or made with other settings (3); see tools/run_identity.py")
+                             "(exit 0), still to run (1) or made with other settings (3); see tools/experiments/run_identity.py")
     parser.add_argument("opts", default=None, nargs=argparse.REMAINDER, help="modify config options using the command-line")
     return parser
 

@@ -60,8 +60,7 @@ import torch  # noqa: E402
 
 import official_gopro  # noqa: E402
 
-sys.path.insert(0, osp.join(REPO, "tools"))
-from make_tiny_clip import TINY_DEFAULTS  # noqa: E402
+from tools.kit.make_tiny_clip import TINY_DEFAULTS  # noqa: E402
 
 CLASSNAMES_FILE = osp.join(BENCH, "imagenet_classnames.txt")
 TEMPLATE = "a photo of a {}."
@@ -76,7 +75,7 @@ ARCHS = {
     "quick": dict(embed_dim=256, image_resolution=224, vision_layers=12, vision_width=256,
                   vision_patch_size=32, context_length=77, vocab_size=49408, transformer_width=256,
                   transformer_heads=4, transformer_layers=12),
-    # The kit's tiny CLIP (tools/make_tiny_clip.py: 3 blocks 64 wide, 32 px images), for bench/gpu_check.py --quick.
+    # The kit's tiny CLIP (tools/kit/make_tiny_clip.py: 3 blocks 64 wide, 32 px images), for bench/gpu_check.py --quick.
     "tiny": TINY_DEFAULTS,
 }
 

@@ -15,9 +15,9 @@
 #   RERUN_STALE 1: a folder holding a run with other settings is moved aside (to
 #               <folder>.stale-<time>) and the run starts afresh; unset: the script stops and names them
 #   PRINT_TRAIN_ARGS  1: print each run's train.py arguments (a count, then the arguments, each
-#               NUL-terminated) instead of running anything; tools/jobs.py reads them
+#               NUL-terminated) instead of running anything; tools/experiments/jobs.py reads them
 # A run is skipped when its folder holds its final result made with the same settings (train.py
-# --check-finished, see tools/run_identity.py); an unfinished one resumes.
+# --check-finished, see tools/experiments/run_identity.py); an unfinished one resumes.
 set -euo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)

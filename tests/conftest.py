@@ -11,18 +11,17 @@ from typing import List
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
-for path in (REPO, REPO / "tools"):
-    if str(path) not in sys.path:
-        sys.path.insert(0, str(path))
+if str(REPO) not in sys.path:  # the repository root: train.py, trainers/, datasets/, tools/
+    sys.path.insert(0, str(REPO))
 
-from kit import Kit, build_kit  # noqa: E402
+from tools.kit.build import Kit, build_kit  # noqa: E402
 
 ACCURACY = re.compile(r"^\* accuracy: ([\d.]+)%", re.M)
 
 
 @pytest.fixture(scope="session")
 def tiny_clip_path(tmp_path_factory) -> Path:
-    from make_tiny_clip import write_tiny_clip
+    from tools.kit.make_tiny_clip import write_tiny_clip
 
     return write_tiny_clip(tmp_path_factory.mktemp("clip") / "tiny-clip.pt", image_resolution=32)
 

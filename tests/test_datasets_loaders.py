@@ -15,7 +15,7 @@ import pytest
 
 from test_datasets_common import dataset_class, fixture, load, make_cfg, triples
 
-from check_datasets import IMAGENET_A_INDICES, IMAGENET_A_WNIDS, IMAGENET_R_INDICES, IMAGENET_R_WNIDS
+from tools.data.check_datasets import IMAGENET_A_INDICES, IMAGENET_A_WNIDS, IMAGENET_R_INDICES, IMAGENET_R_WNIDS
 from datasets.coop_common import DatasetFormatError, DatasetLayoutError
 
 # key -> (class names in label order, (train, val, test) sizes of the full default fixture)

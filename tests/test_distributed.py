@@ -89,7 +89,7 @@ def _rank_worker(rank: int, world: int, kit_root: str, workdir: str, names: List
     draws of epoch 0 twice (the second time after scrambling the RNG)."""
     import torch.distributed as dist
 
-    from kit import Kit
+    from tools.kit.build import Kit
 
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=f"file://{workdir}/store", rank=rank, world_size=world)

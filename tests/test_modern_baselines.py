@@ -10,10 +10,10 @@ import sys
 import pytest
 from yacs.config import CfgNode
 
-import jobs
-import kit as kit_module
+from tools.experiments import jobs
+from tools.kit import build as kit_module
 from conftest import REPO, accuracies, run_script
-from results import B2N_DATASETS, METHODS, MODERN_BASELINES, PAPER_METHODS, harmonic_mean
+from tools.experiments.results import B2N_DATASETS, METHODS, MODERN_BASELINES, PAPER_METHODS, harmonic_mean
 from test_baselines import script_setting
 from test_report import b2n_logs, layout, make_report, row_of  # noqa: F401 (layout: fixture)
 

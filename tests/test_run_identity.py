@@ -1,4 +1,4 @@
-"""Run identity (tools/run_identity.py): train.py records the settings of every run, tells whether a
+"""Run identity (tools.experiments.run_identity): train.py records the settings of every run, tells whether a
 folder holds the run asked for, and the scripts and the job runner skip only runs made with the
 settings asked; a folder made with other settings is shown and never skipped silently.
 
@@ -17,9 +17,9 @@ import pytest
 from conftest import REPO, build_cfg
 from test_bad_input import COOP_CFG, ONE_EPOCH, args, train_main  # noqa: F401 (train_main: a fixture)
 
-import jobs
-import run_identity
-from run_identity import EVAL_ONLY, LOAD_EPOCH, MODEL_DIGEST
+from tools.experiments import jobs
+from tools.experiments import run_identity
+from tools.experiments.run_identity import EVAL_ONLY, LOAD_EPOCH, MODEL_DIGEST
 
 
 def settings(kit, tmp_path, *opts, trainer="GOPro", config="vit_b16", out="out"):
@@ -164,8 +164,8 @@ def footnote(text: str, cell: str) -> str:
 
 
 def test_the_report_marks_numbers_from_other_settings_and_never_averages_mixed_seeds(tmp_path):
-    import report
-    from results import METHODS, Layout
+    from tools.experiments import report
+    from tools.experiments.results import METHODS, Layout
     from test_report import row_of
 
     overrides = ("EPOCHS", "EXTRA_OPTS", "BACKBONE", "SHOTS", "CFG", "METHODS", "DATASETS", "SEEDS")

@@ -12,7 +12,7 @@
 #   all           1    1     1     [moco, augmix]    $OUTPUT/base2new/... (= the Table 1 GOPro run)
 #
 # Zero-weight branches are not computed (trainers/gopro.py). Keep the row names in step with
-# ABLATION_ROWS in tools/results.py (tools/report.py reads the trees from there).
+# ABLATION_ROWS in tools/experiments/results.py (tools/experiments/report.py reads the trees from there).
 TRAINER=GOPro
 CFG=${CFG:-vit_b16}
 LOADEP=50

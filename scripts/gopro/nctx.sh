@@ -5,7 +5,7 @@
 #   M = 1 2 4 8 16   random context (CTX_INIT ""), output tree $OUTPUT/nctx/m<M>/base2new/...
 #   M = init         the default M = 4 from "a photo of a": the Table 1 GOPro run ($OUTPUT/base2new/...)
 #
-# Keep the points in step with NCTX_POINTS in tools/results.py (tools/report.py plots from there).
+# Keep the points in step with NCTX_POINTS in tools/experiments/results.py (tools/experiments/report.py plots from there).
 TRAINER=GOPro
 CFG=${CFG:-vit_b16}
 LOADEP=50

@@ -1,8 +1,8 @@
 #!/usr/bin/env python
 """Check benchmark dataset folders before a long run: what is missing or misplaced, and the fix.
 
-    python tools/check_datasets.py DATA                      # all 15 benchmarks
-    python tools/check_datasets.py DATA oxford_pets imagenet # some (config name, registry name or folder)
+    python -m tools.data.check_datasets DATA                      # all 15 benchmarks
+    python -m tools.data.check_datasets DATA oxford_pets imagenet # some (config name, registry name or folder)
 
 One line per dataset (``OK`` or ``PROBLEM``), then indented details. Exit status 1 when any problem
 is found. Nothing is written: the check runs the loaders' own reading code (``dry_run``) without
@@ -13,7 +13,7 @@ the way the data loader reads it (a truncated download otherwise stops a run at 
 after all the training), with a progress bar and ``--workers`` threads; ``--fast`` skips this.
 
 ``LAYOUTS`` is the one table of per-dataset knowledge outside the loaders: DATASETS.md, the fixture
-writer (``tools/make_fixture_datasets.py``) and ``tools/download_splits.py`` read it. Folder names
+writer (``tools/kit/make_fixture_datasets.py``) and ``tools/data/download_splits.py`` read it. Folder names
 come from the dataset classes themselves (``dataset_dir``, ``image_subdir``, ``split_filename``).
 """
 from __future__ import annotations
@@ -29,7 +29,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
-REPO = Path(__file__).resolve().parent.parent
 
 # ImageNet-A / ImageNet-R classes (datasets spec, Appendix A): ImageNet-1k indices and wnids.
 IMAGENET_A_INDICES = tuple(int(i) for i in """
@@ -162,8 +161,6 @@ class Layout:
 
     def dataset_class(self):
         """The registered loader class (imports ``datasets/<key>.py`` and the engine)."""
-        if str(REPO) not in sys.path:
-            sys.path.insert(0, str(REPO))
         module = importlib.import_module(f"datasets.{self.key}")
         return getattr(module, self.registry)
 
@@ -345,7 +342,7 @@ LAYOUTS: Dict[str, Layout] = {layout.key: layout for layout in (
            raw=("ucfTrainTestlist/classInd.txt", "ucfTrainTestlist/trainlist01.txt", "ucfTrainTestlist/testlist01.txt"),
            drive={"UCF-101-midframes.zip": "10Jqome3vtUA2keJkNanAiFpgbyC9Hc2O",
                   "split_zhou_UCF101.json": "1I0S0q91hJfsV9Gf4xDIjgDq4AqBNJb1y"},
-           sources=("UCF-101-midframes.zip from CoOp's Google Drive (tools/download_splits.py --create)",
+           sources=("UCF-101-midframes.zip from CoOp's Google Drive (tools/data/download_splits.py --create)",
                     "https://www.crcv.ucf.edu/data/UCF101/UCF101TrainTestSplits-RecognitionTask.zip "
                     "(ucfTrainTestlist/, only to create the split yourself)"),
            aliases=("UCF101", "ucf-101")),

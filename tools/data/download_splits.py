@@ -2,14 +2,14 @@
 """Download the files the CoOp authors publish on Google Drive (split files, class-name files,
 UCF101 mid-frames) into the expected places under DATA/. Needs internet and ``gdown``.
 
-    python tools/download_splits.py DATA                 # everything, for the datasets present
-    python tools/download_splits.py DATA oxford_pets ucf101 --dry-run
+    python -m tools.data.download_splits DATA                 # everything, for the datasets present
+    python -m tools.data.download_splits DATA oxford_pets ucf101 --dry-run
 
 Only the dataset folders that already exist are served (the images come from the original
 sources, see DATASETS.md), unless ``--create`` is given. Existing files are kept unless
 ``--force``. ``imagenet/classnames.txt`` is also copied into the ImageNet variants' folders that
 lack one, and ``UCF-101-midframes.zip`` is extracted in ``ucf101/``. The Drive ids live in
-``tools/check_datasets.py`` (``LAYOUTS``), next to the rest of the per-dataset knowledge.
+``tools/data/check_datasets.py`` (``LAYOUTS``), next to the rest of the per-dataset knowledge.
 """
 from __future__ import annotations
 
@@ -21,8 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, List, Optional, Sequence
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from check_datasets import LAYOUTS, resolve  # noqa: E402
+from tools.data.check_datasets import LAYOUTS, resolve
 
 IMAGENET_VARIANTS = ("imagenetv2", "imagenet_sketch", "imagenet_a", "imagenet_r")
 

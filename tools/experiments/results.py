@@ -169,7 +169,7 @@ METHODS: Dict[str, Method] = {m.key: m for m in (
 
 # Modern baselines (not in the GOPro paper; modern-baselines spec): run with the same scripts,
 # data, seeds and protocol, reported in their own table beside their authors' numbers
-# (tools/report.py, paper/modern_baselines_reported.json). The reproduce commands run them when
+# (tools/experiments/report.py, paper/modern_baselines_reported.json). The reproduce commands run them when
 # METHODS names them; their defaults stay the paper's rows (PAPER_METHODS).
 METHODS.update({m.key: m for m in (
     Method("kgcoop", "KgCoOp", "KgCoOp", "vit_b16_ep100_ctxv1", "vit_b16_ep100_ctxv1", paper_row=False),
@@ -207,7 +207,7 @@ class Run:
     @property
     def done(self) -> bool:
         """The log holds the final result, whatever the settings: whether they are the ones asked
-        is ``run_identity.folder_state``'s question (tools/jobs.py and tools/report.py ask it)."""
+        is ``run_identity.folder_state``'s question (tools/experiments/jobs.py and tools/experiments/report.py ask it)."""
         return self.result() is not None
 
 

@@ -30,7 +30,7 @@ side knows comes from a code change (a new option with its default), not from th
   read). Such folders count as finished and are reported as unknown.
 
 ``train.py --check-finished ARGS`` answers for one folder (exit 0 done, 1 to run, 3 stale);
-``tools/jobs.py`` and ``tools/report.py`` ask in-process for many runs (``asked_settings``).
+``tools/experiments/jobs.py`` and ``tools/experiments/report.py`` ask in-process for many runs (``asked_settings``).
 """
 from __future__ import annotations
 
@@ -45,12 +45,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
-TOOLS = Path(__file__).resolve().parent
-REPO = TOOLS.parent
-if str(TOOLS) not in sys.path:
-    sys.path.append(str(TOOLS))
+from tools.experiments.results import TEST_END_SIGNAL, TRAIN_END_SIGNALS, read_metric
 
-from results import TEST_END_SIGNAL, TRAIN_END_SIGNALS, read_metric  # noqa: E402
+REPO = Path(__file__).resolve().parents[2]
 
 IDENTITY_FILE = "run.json"
 CONFIG_FILE = "config.yaml"
@@ -333,8 +330,6 @@ def asked_settings(argv: Sequence[str]) -> Dict[str, Any]:
 
     The first call imports train.py and every trainer (seconds); later calls take milliseconds.
     """
-    if str(REPO) not in sys.path:
-        sys.path.insert(0, str(REPO))
     import train
 
     args = train.build_parser().parse_args(list(argv))

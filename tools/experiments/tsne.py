@@ -1,12 +1,12 @@
 #!/usr/bin/env python
 """Figure 3: t-SNE of the visual embeddings of the base-class test images, one panel per method.
 
-    python tools/tsne.py --output-root output --root DATA --dataset eurosat --seed 1 \
+    python -m tools.experiments.tsne --output-root output --root DATA --dataset eurosat --seed 1 \
         --methods slip cocoop gopro --out output/figures/tsne_eurosat_seed1.png
 
 Each method's trainer is built exactly as ``train.py`` builds it (same parser, same config merge,
 ``DATASET.SUBSAMPLE_CLASSES base``), its base-to-new checkpoint of that seed is loaded from the
-output tree (``tools/results.py`` layout; zero-shot CLIP has none), and the base-class test images
+output tree (``tools/experiments/results.py`` layout; zero-shot CLIP has none), and the base-class test images
 are embedded with ``model.visual_embedding(x)`` (GOPro: normalize(P_v(f_v(x))); CoOp: the frozen
 normalize(f_v(x))), or normalize(f_v(x)) for trainers without one. ``--run LABEL=TRAINER:CONFIG:DIR``
 adds any other checkpoint. t-SNE (methods spec 8.7; the paper's settings are unknown): scikit-learn,
@@ -24,12 +24,9 @@ from typing import List, Optional, Sequence
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parent.parent
-for _path in (REPO, REPO / "tools"):
-    if str(_path) not in sys.path:
-        sys.path.insert(0, str(_path))
+from tools.experiments.results import Layout, get_method
 
-from results import Layout, get_method  # noqa: E402
+REPO = Path(__file__).resolve().parents[2]
 
 PERPLEXITY = 30
 

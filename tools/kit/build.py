@@ -3,25 +3,23 @@
 Used by the tests, the demo (``make demo``) and anyone who wants to try the pipeline without
 downloading ViT-B/16 and the benchmarks:
 
-    python tools/kit.py kit/                 # writes kit/tiny-clip.pt and kit/DATA/...
-    export DATA=kit/DATA EXTRA_OPTS="$(python tools/kit.py kit/ --print-opts)"
+    python -m tools.kit.build kit/                 # writes kit/tiny-clip.pt and kit/DATA/...
+    export DATA=kit/DATA EXTRA_OPTS="$(python -m tools.kit.build kit/ --print-opts)"
     bash scripts/gopro/base2new_train.sh oxford_pets 1
 
-``--world`` writes the synthetic world of ``tools/world.py`` instead (a benchmark on which prompt
+``--world`` writes the synthetic world of ``tools/kit/world.py`` instead (a benchmark on which prompt
 learning has something to learn; its dataset is ``oxford_pets``).
 """
 from __future__ import annotations
 
 import argparse
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, List, Tuple
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(REPO), str(REPO / "tools")]
+from tools.kit.make_tiny_clip import write_tiny_clip
 
-from make_tiny_clip import write_tiny_clip  # noqa: E402
+REPO = Path(__file__).resolve().parents[2]
 
 IMAGE_SIZE = 32
 TINY_LAYERS = 3  # transformer blocks per tower of the tiny CLIP
@@ -68,7 +66,7 @@ class Kit:
 
 def build_kit(root: str | Path, datasets: Iterable[dict] = (DEMO_DATASET,), seed: int = 0) -> Kit:
     """Write the tiny CLIP (once) and the requested fixture datasets (each once)."""
-    from make_fixture_datasets import write_fixture
+    from tools.kit.make_fixture_datasets import write_fixture
 
     kit = Kit(Path(root))
     for spec in datasets:
@@ -108,14 +106,14 @@ def main() -> None:
                         help=f"fixture datasets to write, or 'all' (default: {DEMO_DATASET['name']}); "
                              f"names: {' '.join(ALL_DATASETS)}")
     parser.add_argument("--world", action="store_true",
-                        help="write the synthetic world (tools/world.py) instead of the fixture datasets")
+                        help="write the synthetic world (tools/kit/world.py) instead of the fixture datasets")
     args = parser.parse_args()
     names = ALL_DATASETS if args.datasets == ["all"] else args.datasets
     unknown = sorted(set(names) - set(ALL_DATASETS))
     if unknown:
         parser.error(f"unknown dataset(s) {' '.join(unknown)}; choose from: {' '.join(ALL_DATASETS)} (or all)")
     if args.world:
-        from world import build_world
+        from tools.kit.world import build_world
 
         kit = build_world(args.root)
     else:
