@@ -113,9 +113,9 @@ def default_sizes(device: str, quick: bool) -> Sizes:
 # --------------------------------------------------------------------------------------------
 def default_cfg():
     """Our ``train.py`` defaults with every trainer module's keys."""
-    import train
+    from tools.experiments import train_cli
 
-    return train.setup_cfg(train.build_parser().parse_args([]))
+    return train_cli.setup_cfg(train_cli.build_parser().parse_args([]))
 
 
 def registered_trainers() -> List[str]:
@@ -185,7 +185,7 @@ def fit_prompt_depths(node, arch: str) -> None:
 
 def build_trainer(run: dict, trainer: str, num_classes: int, precision: Precision, checkpoint_text: bool = False):
     """A real trainer (``dassl.engine.build_trainer``) over C synthetic classes, from its method config."""
-    import train
+    from tools.experiments import train_cli
     from dassl.engine import build_trainer as dassl_build_trainer
     from dassl.utils import set_random_seed
 
@@ -193,7 +193,7 @@ def build_trainer(run: dict, trainer: str, num_classes: int, precision: Precisio
                                osp.join(run["work_dir"], trainer), run["clip_path"], run["arch"], run["device"],
                                run["test_batch"])
     bp.register_bench_dataset()
-    cfg = train.setup_cfg(train.build_parser().parse_args(argv))
+    cfg = train_cli.setup_cfg(train_cli.build_parser().parse_args(argv))
     cfg.defrost()
     node = method_node(cfg, trainer)  # (None: the trainer has no options, zero-shot CLIP)
     if node is not None:

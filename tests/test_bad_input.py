@@ -30,10 +30,11 @@ def train_main():
     """``train_main(*argv)``: run ``train.main`` in-process; sys.stdout (teed to log.txt) is restored."""
     import train
     from dassl.utils.logger import Logger
+    from tools.experiments.train_cli import build_parser
 
     def run(*argv) -> None:
         try:
-            train.main(train.build_parser().parse_args([str(a) for a in argv]))
+            train.main(build_parser().parse_args([str(a) for a in argv]))
         finally:
             if isinstance(sys.stdout, Logger):  # the tee train.py set up, over whatever pytest captures into
                 sys.stdout.close()

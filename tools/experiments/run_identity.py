@@ -43,7 +43,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 from tools.experiments.results import TEST_END_SIGNAL, TRAIN_END_SIGNALS, read_metric
 
@@ -123,10 +123,25 @@ def select_settings(config: Mapping[str, Any], eval_only: bool, load_epoch: Opti
     return dict(sorted(settings.items()))
 
 
-def settings_of(cfg, eval_only: bool = False, load_epoch: Optional[int] = None, model_dir: str = "") -> Dict[str, Any]:
-    """The settings of a run of config ``cfg`` (the model folder's digest from its run.json)."""
+def settings_of(cfg, eval_only: bool = False, load_epoch: Union[int, str, None] = None,
+                model_dir: str = "") -> Dict[str, Any]:
+    """The settings of a run of config ``cfg`` (the model folder's digest from its run.json).
+
+    ``--load-epoch last`` counts as the epoch number it stands for, so a run recorded with
+    ``--load-epoch 50`` is the same run; while the model folder holds nothing to tell it, the epoch
+    is left out (like the digest of a model folder without run.json).
+    """
+    from tools.experiments.train_cli import resolve_load_epoch
+
     identity = read_identity(Path(model_dir)) if eval_only and model_dir else None
-    return select_settings(flatten(cfg), eval_only, load_epoch, identity and identity.get("digest"))
+    try:
+        epoch, unresolved = (resolve_load_epoch(load_epoch, model_dir) if eval_only else load_epoch), False
+    except FileNotFoundError:
+        epoch, unresolved = None, True
+    settings = select_settings(flatten(cfg), eval_only, epoch, identity and identity.get("digest"))
+    if unresolved:
+        del settings[LOAD_EPOCH]
+    return settings
 
 
 def settings_of_args(cfg, args) -> Dict[str, Any]:
@@ -169,6 +184,23 @@ def describe(diffs: Sequence[Difference], limit: int = 4) -> str:
 # --------------------------------------------------------------------------------------------
 # What a folder holds
 # --------------------------------------------------------------------------------------------
+def recorded_max_epoch(folder: Union[str, Path]) -> Optional[int]:
+    """The ``OPTIM.MAX_EPOCH`` a run folder records: run.json's settings, else config.yaml (None: neither)."""
+    identity = read_identity(Path(folder))
+    if identity is not None and "OPTIM.MAX_EPOCH" in identity["settings"]:
+        return int(identity["settings"]["OPTIM.MAX_EPOCH"])
+    config = Path(folder) / CONFIG_FILE
+    if not config.is_file():
+        return None
+    import yaml
+
+    try:
+        epochs = (yaml.safe_load(config.read_text()) or {}).get("OPTIM", {}).get("MAX_EPOCH")
+    except (OSError, yaml.YAMLError, AttributeError):
+        return None  # a damaged file tells nothing
+    return int(epochs) if epochs is not None else None
+
+
 def read_identity(folder: Path) -> Optional[dict]:
     path = Path(folder) / IDENTITY_FILE
     if not path.is_file():
@@ -328,12 +360,12 @@ def check_folder(cfg, args) -> int:
 def asked_settings(argv: Sequence[str]) -> Dict[str, Any]:
     """The settings ``train.py ARGV`` would run with, built in this process (no data, no model).
 
-    The first call imports train.py and every trainer (seconds); later calls take milliseconds.
+    The first call imports every trainer (seconds); later calls take milliseconds.
     """
-    import train
+    from tools.experiments.train_cli import build_parser, setup_cfg
 
-    args = train.build_parser().parse_args(list(argv))
-    return settings_of_args(train.setup_cfg(args), args)
+    args = build_parser().parse_args(list(argv))
+    return settings_of_args(setup_cfg(args), args)
 
 
 # --------------------------------------------------------------------------------------------

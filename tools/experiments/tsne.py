@@ -71,7 +71,7 @@ def custom_panel(spec: str) -> Panel:
 # --------------------------------------------------------------------------------------------
 def build_trainer(panel: Panel, args, work_dir: Path):
     """The trainer train.py would build for this run, with the checkpoint of the last epoch loaded."""
-    import train
+    from tools.experiments import train_cli
     from dassl.engine import build_trainer as dassl_build_trainer
     from dassl.utils import set_random_seed
 
@@ -83,7 +83,7 @@ def build_trainer(panel: Panel, args, work_dir: Path):
             "--output-dir", str(work_dir), "--dataset-config-file", str(dataset_config),
             "--config-file", str(panel.config), *(["--backbone", args.backbone] if args.backbone else []),
             "DATASET.NUM_SHOTS", str(args.shots), "DATASET.SUBSAMPLE_CLASSES", "base", *args.opts]
-    cfg = train.setup_cfg(train.build_parser().parse_args(argv))
+    cfg = train_cli.setup_cfg(train_cli.build_parser().parse_args(argv))
     if cfg.SEED >= 0:
         set_random_seed(cfg.SEED)
     trainer = dassl_build_trainer(cfg)

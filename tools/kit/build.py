@@ -84,15 +84,15 @@ def training_pairs(data: Path, config_name: str) -> List[Tuple[str, str]]:
     """(image path, class name) of a dataset's full train split, read by its real dataset class."""
     import random
 
-    import train
+    from tools.experiments import train_cli
     from dassl.data.datasets import build_dataset
 
-    args = train.build_parser().parse_args(["--root", str(data), "--dataset-config-file",
+    args = train_cli.build_parser().parse_args(["--root", str(data), "--dataset-config-file",
                                             str(REPO / "configs" / "datasets" / f"{config_name}.yaml")])
     state = random.getstate()
     random.seed(0)  # the split file a missing one is created with
     try:
-        dataset = build_dataset(train.setup_cfg(args))
+        dataset = build_dataset(train_cli.setup_cfg(args))
     finally:
         random.setstate(state)
     return [(item.impath, item.classname) for item in dataset.train_x]
