@@ -138,9 +138,9 @@ def method_node(cfg, trainer: str):
 
 def method_config(trainer: str) -> Optional[str]:
     """The method file a trainer runs with here: its base-to-new config in the methods registry
-    (``tools/experiments/results.py``), else the first ViT-B/16 one in ``configs/trainers/<trainer>/``, else
+    (``tools/experiments/methods.py``), else the first ViT-B/16 one in ``configs/trainers/<trainer>/``, else
     none (the trainer's defaults)."""
-    from tools.experiments.results import METHODS
+    from tools.experiments.methods import METHODS
 
     folder = osp.join(REPO, "configs", "trainers", trainer)
     paper = [osp.join(folder, f"{m.b2n_cfg}.yaml") for m in METHODS.values() if m.trainer == trainer]

@@ -20,14 +20,17 @@ from conftest import REPO
 
 from tools.experiments import jobs
 from tools.experiments import report
-from tools.experiments.results import (METHODS, TRAIN_END_SIGNALS, Layout, Run, ablation_layout, harmonic_mean,
-                                       nctx_layout)
+from tools.experiments.layout import Layout, Run, ablation_layout, nctx_layout
+from tools.experiments.methods import METHODS
+from tools.experiments.results import TRAIN_END_SIGNALS, harmonic_mean
 from test_report import row_of
 
 FAKE_PYTHON = f"""#!{sys.executable}
 # Stands in for `python train.py ...` / `python -m tools.experiments.tsne ...` in the scripts.
 import json, os, sys, time
 args = sys.argv[1:]
+if args[:2] == ["-m", "tools.experiments.method_runs"]:  # the scripts ask which runs to make: the real one answers
+    os.execv(sys.executable, [sys.executable, *args])
 if args[:2] == ["train.py", "--check-finished"]:  # no run.json here: finished = the log has its result
     log = os.path.join(args[args.index("--output-dir") + 1], "log.txt")
     sys.exit(0 if os.path.isfile(log) and "* accuracy" in open(log).read() else 1)

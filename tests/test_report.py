@@ -15,8 +15,9 @@ import pytest
 
 from conftest import REPO, run_script
 
-from tools.experiments.results import (B2N_DATASETS, DG_TARGETS, METHODS, XD_TARGETS, Layout, SeedStats, get_method,
-                                       harmonic_mean, read_metric)
+from tools.experiments.layout import Layout
+from tools.experiments.methods import METHODS, get_method
+from tools.experiments.results import B2N_DATASETS, DG_TARGETS, XD_TARGETS, SeedStats, harmonic_mean, read_metric
 
 GOPRO, COOP, ZSCLIP = METHODS["gopro"], METHODS["coop"], METHODS["zsclip"]
 
@@ -213,7 +214,7 @@ def test_cross_dataset_reads_the_source_training_log_and_averages_the_ten_target
 # Table 3 and Figure 2
 # --------------------------------------------------------------------------------------------
 def test_ablation_rows_come_from_their_own_trees_and_the_full_row_from_table1(layout):
-    from tools.experiments.results import ablation_layout
+    from tools.experiments.layout import ablation_layout
 
     for dataset in B2N_DATASETS:
         b2n_logs(ablation_layout(layout, "ce"), GOPRO, dataset, 1, 81.0, 71.0)
@@ -230,7 +231,7 @@ def test_ablation_rows_come_from_their_own_trees_and_the_full_row_from_table1(la
 
 
 def test_figure2_table_and_plot(layout, tmp_path):
-    from tools.experiments.results import nctx_layout
+    from tools.experiments.layout import nctx_layout
 
     for point, base in (("1", 70.0), ("4", 75.0), ("16", 72.0), ("init", 80.0)):
         for dataset in B2N_DATASETS:

@@ -166,7 +166,8 @@ def footnote(text: str, cell: str) -> str:
 
 def test_the_report_marks_numbers_from_other_settings_and_never_averages_mixed_seeds(tmp_path):
     from tools.experiments import report
-    from tools.experiments.results import METHODS, Layout
+    from tools.experiments.layout import Layout
+    from tools.experiments.methods import METHODS
     from test_report import row_of
 
     overrides = ("EPOCHS", "EXTRA_OPTS", "BACKBONE", "SHOTS", "CFG", "METHODS", "DATASETS", "SEEDS")

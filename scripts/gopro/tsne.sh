@@ -6,8 +6,6 @@
 # scripts/reproduce/fig3.sh) of the methods in $METHODS (default: "slip cocoop gopro", the
 # paper's panels; zsclip needs no checkpoint). Writes $OUTPUT/figures/tsne_<DATASET>_seed<SEED>.png
 # and the 2-D points beside it (.npz). See tools/experiments/tsne.py for the options.
-TRAINER=GOPro
-CFG=${CFG:-vit_b16}
 source "$(dirname "$0")/../common.sh"
 
 if [ $# -lt 1 ] || [ $# -gt 2 ]; then

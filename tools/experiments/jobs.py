@@ -20,8 +20,9 @@ as a dependency and starts only after it succeeded. Tables:
 Environment (command-line flags win): ``METHODS``, ``DATASETS``, ``SEEDS`` (space or comma
 separated), ``ROWS`` (table3), ``NCTX`` (fig2); ``DATA``, ``OUTPUT``, ``SHOTS``, ``EPOCHS``,
 ``BACKBONE``, ``XD_SOURCE``, ``EXTRA_OPTS`` and ``PYTHON`` pass through to the scripts (see
-``scripts/common.sh``). ``CFG`` does not: each method's config comes from the registry in
-``tools/experiments/results.py``, so that the report finds every run.
+``scripts/common.sh``). ``CFG`` does not: each method's config comes from the registry
+(``tools/experiments/methods.py``), so that the report finds every run. A method without scripts of
+its own runs through ``scripts/run.sh KEY STEP ...``.
 
 A run whose folder holds its final result, made with the settings asked now, is skipped (the
 scripts skip it too). The settings asked come from the scripts themselves (``PRINT_TRAIN_ARGS=1``)
@@ -49,15 +50,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
-from tools.experiments.results import (ABLATION_ROWS, B2N_DATASETS, DG_TARGETS, METHODS, NCTX_POINTS, XD_TARGETS,
-                                       Layout, Method, Run, ablation_layout, get_method, nctx_layout)
-from tools.experiments.results import PAPER_METHODS  # (the default rows of table1 / xd / table2)
+from tools.experiments.layout import Layout, Run, ablation_layout, nctx_layout
+from tools.experiments.methods import ABLATION_ROWS, METHODS, NCTX_POINTS, PAPER_METHODS, Method, get_method
+from tools.experiments.results import B2N_DATASETS, DG_TARGETS, XD_TARGETS
 from tools.experiments.run_identity import FolderState, script_runs
 
 REPO = Path(__file__).resolve().parents[2]
 
 # Variables the scripts read (scripts/common.sh); written into Slurm job lists when set.
 PASS_THROUGH = ("DATA", "OUTPUT", "SHOTS", "EPOCHS", "BACKBONE", "XD_SOURCE", "EXTRA_OPTS", "PYTHON", "RERUN_STALE")
+GENERIC_RUNNER = "scripts/run.sh"  # any protocol step of any method of the registry
 FIG3_METHODS = ("slip", "cocoop", "gopro")  # the paper's Figure 3 panels (methods spec 8.7)
 
 
@@ -134,16 +136,28 @@ def script(method: Method, name: str) -> str:
     return f"scripts/{method.key}/{name}.sh"
 
 
+def step(method: Method, name: str, *args: str) -> Tuple[str, Tuple[str, ...]]:
+    """The script and arguments that run step ``name`` of a method: its own ``scripts/<key>/<name>.sh``
+    where it has one (the habitual entry point), else the generic runner (``scripts/run.sh KEY STEP``),
+    so that a method with only its registry entry runs too."""
+    own = script(method, name)
+    if (REPO / own).is_file() or not (REPO / GENERIC_RUNNER).is_file():
+        return own, args
+    return GENERIC_RUNNER, (method.key, name, *args)
+
+
 def missing_scripts(method: Method, names: Sequence[str]) -> List[str]:
     return [script(method, n) for n in names if not (REPO / script(method, n)).is_file()]
 
 
-def usable(plan: Plan, method: Method, names: Sequence[str]) -> bool:
-    """False (and a note in the plan) when the method's scripts are not in this checkout yet."""
+def usable(plan: Plan, method: Method, names: Sequence[str], generic: bool = True) -> bool:
+    """False (and a note in the plan) when neither the method's scripts nor (for protocol steps,
+    ``generic``) the generic runner are in this checkout."""
     missing = missing_scripts(method, names)
-    if missing:
+    runnable = not missing or (generic and (REPO / GENERIC_RUNNER).is_file())
+    if not runnable:
         plan.skipped.append(f"{method.key}: skipped, {', '.join(missing)} not found (method not in this checkout)")
-    return not missing
+    return runnable
 
 
 def method_env(sel: Selection, method: Method, protocol: str, dataset: str = "") -> Tuple[Tuple[str, str], ...]:
@@ -159,13 +173,13 @@ def method_env(sel: Selection, method: Method, protocol: str, dataset: str = "")
 # Tables
 # --------------------------------------------------------------------------------------------
 def zero_shot_job(plan: Plan, method: Method, dataset: str, subsample: str, run: Run) -> Job:
-    return plan.add(Job(f"zsclip/{subsample}/{dataset}", "scripts/zsclip/zeroshot.sh", (dataset, subsample),
+    return plan.add(Job(f"zsclip/{subsample}/{dataset}", *step(method, "zeroshot", dataset, subsample),
                         env=(("CFG", method.b2n_cfg),), run=run))
 
 
 def b2n_train_job(plan: Plan, sel: Selection, method: Method, dataset: str, seed: int) -> Job:
-    return plan.add(Job(f"{method.key}/b2n_train/{dataset}/seed{seed}", script(method, "base2new_train"),
-                        (dataset, str(seed)), method_env(sel, method, "b2n", dataset),
+    return plan.add(Job(f"{method.key}/b2n_train/{dataset}/seed{seed}",
+                        *step(method, "base2new_train", dataset, str(seed)), method_env(sel, method, "b2n", dataset),
                         run=sel.layout.b2n_run(method, "base", dataset, seed)))
 
 
@@ -183,8 +197,8 @@ def table1(sel: Selection) -> Plan:
         for dataset in sel.datasets:
             for seed in sel.seeds:
                 train = b2n_train_job(plan, sel, method, dataset, seed)
-                plan.add(Job(f"{method.key}/b2n_test/{dataset}/seed{seed}", script(method, "base2new_test"),
-                             (dataset, str(seed)), method_env(sel, method, "b2n", dataset), deps=(train.id,),
+                plan.add(Job(f"{method.key}/b2n_test/{dataset}/seed{seed}",
+                             *step(method, "base2new_test", dataset, str(seed)), method_env(sel, method, "b2n", dataset), deps=(train.id,),
                              run=sel.layout.b2n_run(method, "new", dataset, seed)))
     return plan
 
@@ -204,11 +218,11 @@ def transfer(sel: Selection, table: str) -> Plan:
             continue
         env = method_env(sel, method, "xd")
         for seed in sel.seeds:
-            train = plan.add(Job(f"{method.key}/xd_train/seed{seed}", script(method, "xd_train"), (str(seed),), env,
+            train = plan.add(Job(f"{method.key}/xd_train/seed{seed}", *step(method, "xd_train", str(seed)), env,
                                  run=sel.layout.xd_run(method, source, seed)))
             for dataset in targets:
-                plan.add(Job(f"{method.key}/xd_test/{dataset}/seed{seed}", script(method, "xd_test"),
-                             (dataset, str(seed)), env, deps=(train.id,), run=sel.layout.xd_run(method, dataset, seed)))
+                plan.add(Job(f"{method.key}/xd_test/{dataset}/seed{seed}",
+                             *step(method, "xd_test", dataset, str(seed)), env, deps=(train.id,), run=sel.layout.xd_run(method, dataset, seed)))
     return plan
 
 
@@ -223,8 +237,8 @@ def gopro_sweep(name: str, script_name: str, settings: Sequence[str], layout_of,
         layout = layout_of(sel.layout, setting)
         for dataset in sel.datasets:
             for seed in sel.seeds:
-                plan.add(Job(f"gopro/{script_name}/{setting}/{dataset}/seed{seed}", script(gopro, script_name),
-                             (setting, dataset, str(seed)), method_env(sel, gopro, "b2n", dataset),
+                plan.add(Job(f"gopro/{script_name}/{setting}/{dataset}/seed{seed}",
+                             *step(gopro, script_name, setting, dataset, str(seed)), method_env(sel, gopro, "b2n", dataset),
                              run=layout.b2n_run(gopro, "new", dataset, seed),
                              also=(layout.b2n_run(gopro, "base", dataset, seed),)))
     return plan
@@ -241,7 +255,7 @@ def fig2(sel: Selection) -> Plan:
 def fig3(sel: Selection) -> Plan:
     """Base-to-new training of each method, then one t-SNE plot per dataset and seed that needs them all."""
     plan = Plan("fig3")
-    if not usable(plan, METHODS["gopro"], ["tsne"]):
+    if not usable(plan, METHODS["gopro"], ["tsne"], generic=False):
         return plan
     for dataset in sel.datasets:
         for seed in sel.seeds:
@@ -291,7 +305,7 @@ def combined_state(job: Job, folders: Sequence[Tuple[Path, FolderState]]) -> Fol
     own = next((state for folder, state in folders if folder == job.run.log.parent), None)
     if own is None:
         raise RuntimeError(f"{job.script} {' '.join(job.args)} does not write {job.run.log.parent}: "
-                           "keep tools/experiments/results.py Layout in step with scripts/common.sh")
+                           "the scripts must write where tools/experiments/layout.py says")
     diffs = tuple(dict.fromkeys(d for _, state in folders for d in state.differences))
     return FolderState(own.finished, own.known, diffs)
 
@@ -611,7 +625,7 @@ def script_environment(environ: Mapping[str, str]) -> Dict[str, str]:
     """The callers' environment for the scripts: absolute DATA/OUTPUT, this interpreter, no CFG."""
     env = dict(environ)
     if env.pop("CFG", None):
-        print("Note: CFG is ignored here (each method's config comes from tools/experiments/results.py).", file=sys.stderr)
+        print("Note: CFG is ignored here (each method's config comes from tools/experiments/methods.py).", file=sys.stderr)
     env["OUTPUT"] = str(Path(env.get("OUTPUT") or REPO / "output").resolve())
     env["DATA"] = str(Path(env.get("DATA") or REPO / "DATA").resolve())
     env.setdefault("PYTHON", sys.executable)

@@ -3,7 +3,7 @@
 
     python -m tools.experiments.report output/ --markdown report.md --csv report_csv/
 
-Walks the tree written by ``scripts/`` (layout: ``tools/experiments/results.py``) and prints, in the paper's
+Walks the tree written by ``scripts/`` (layout: ``tools/experiments/layout.py``) and prints, in the paper's
 layout:
 
 * Table 1, base-to-new: base / new / HM per dataset and the average over the 11 datasets;
@@ -46,9 +46,10 @@ from typing import Dict, FrozenSet, Iterable, List, Optional, Sequence, Set, Tup
 
 from tabulate import tabulate
 
-from tools.experiments.results import (ABLATION_ROWS, B2N_DATASETS, DG_TARGETS, METHODS, NCTX_DEFAULT_POINT,
-                                       NCTX_LENGTHS, XD_TARGETS, Layout, Method, SeedStats, ablation_layout,
-                                       get_method, Run, harmonic_mean, mean, nctx_layout, seed_stats)
+from tools.experiments.layout import Layout, Run, ablation_layout, nctx_layout, seed_stats
+from tools.experiments.methods import (ABLATION_ROWS, METHODS, MODERN, NCTX_DEFAULT_POINT, NCTX_LENGTHS,
+                                       REPORTED_METHODS, Method, get_method)
+from tools.experiments.results import B2N_DATASETS, DG_TARGETS, XD_TARGETS, SeedStats, harmonic_mean, mean
 from tools.experiments.run_identity import (MODEL_DIGEST, TrainRun, asked_settings, differences, script_runs,
                                             stored_settings)
 
@@ -581,7 +582,7 @@ def paper_rows(req: Request) -> Request:
 def modern_baselines(req: Request) -> Optional[Section]:
     """Table 1's layout for the modern baselines and GOPro, "(reported)" beside ours; None when no
     modern baseline is asked for."""
-    methods = tuple(m for m in req.methods if not m.paper_row)
+    methods = tuple(m for m in req.methods if m.group == MODERN)
     if not methods:
         return None
     methods += tuple(m for m in req.methods if m.key == "gopro")
@@ -658,8 +659,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--markdown", type=Path, help="also write the tables to this Markdown file")
     parser.add_argument("--csv", type=Path, help="also write one CSV per table into this folder")
     parser.add_argument("--figures", type=Path, help="folder for fig2_nctx.png (default: OUTPUT_ROOT/figures)")
-    parser.add_argument("--methods", nargs="+", default=list(METHODS),
-                        help=f"rows to show, by script folder or paper name (default: {' '.join(METHODS)})")
+    parser.add_argument("--methods", nargs="+", default=list(REPORTED_METHODS),
+                        help=f"rows to show, by script folder or paper name (default: {' '.join(REPORTED_METHODS)})")
     parser.add_argument("--seeds", nargs="+", type=int, default=[1, 2, 3])
     parser.add_argument("--datasets", nargs="+", help="only these datasets (config names; default: all)")
     parser.add_argument("--tables", nargs="+", choices=TABLES, default=list(TABLES))

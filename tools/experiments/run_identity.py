@@ -127,21 +127,16 @@ def settings_of(cfg, eval_only: bool = False, load_epoch: Union[int, str, None] 
                 model_dir: str = "") -> Dict[str, Any]:
     """The settings of a run of config ``cfg`` (the model folder's digest from its run.json).
 
-    ``--load-epoch last`` counts as the epoch number it stands for, so a run recorded with
-    ``--load-epoch 50`` is the same run; while the model folder holds nothing to tell it, the epoch
-    is left out (like the digest of a model folder without run.json).
+    ``--load-epoch last`` counts as the config's ``OPTIM.MAX_EPOCH``: the last epoch of the training
+    run these settings make (the scripts give a training run and its evaluations the same config).
+    A run records the epoch it loaded (train.py resolves ``last`` in the model folder first), so
+    runs recorded with ``--load-epoch 50`` and asked with ``last`` are the same run.
     """
-    from tools.experiments.train_cli import resolve_load_epoch
+    from tools.experiments.train_cli import LAST_EPOCH
 
+    epoch = cfg.OPTIM.MAX_EPOCH if load_epoch == LAST_EPOCH else load_epoch
     identity = read_identity(Path(model_dir)) if eval_only and model_dir else None
-    try:
-        epoch, unresolved = (resolve_load_epoch(load_epoch, model_dir) if eval_only else load_epoch), False
-    except FileNotFoundError:
-        epoch, unresolved = None, True
-    settings = select_settings(flatten(cfg), eval_only, epoch, identity and identity.get("digest"))
-    if unresolved:
-        del settings[LOAD_EPOCH]
-    return settings
+    return select_settings(flatten(cfg), eval_only, epoch, identity and identity.get("digest"))
 
 
 def settings_of_args(cfg, args) -> Dict[str, Any]:

@@ -6,7 +6,7 @@
 
 Each method's trainer is built exactly as ``train.py`` builds it (same parser, same config merge,
 ``DATASET.SUBSAMPLE_CLASSES base``), its base-to-new checkpoint of that seed is loaded from the
-output tree (``tools/experiments/results.py`` layout; zero-shot CLIP has none), and the base-class test images
+output tree (``tools/experiments/layout.py``; zero-shot CLIP has none), and the base-class test images
 are embedded with ``model.visual_embedding(x)`` (GOPro: normalize(P_v(f_v(x))); CoOp: the frozen
 normalize(f_v(x))), or normalize(f_v(x)) for trainers without one. ``--run LABEL=TRAINER:CONFIG:DIR``
 adds any other checkpoint. t-SNE (methods spec 8.7; the paper's settings are unknown): scikit-learn,
@@ -24,7 +24,8 @@ from typing import List, Optional, Sequence
 
 import numpy as np
 
-from tools.experiments.results import Layout, get_method
+from tools.experiments.layout import Layout
+from tools.experiments.methods import get_method
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -48,10 +49,9 @@ def method_panel(layout: Layout, name: str, dataset: str, seed: int) -> Panel:
     """A registry method's base-to-new checkpoint of ``seed`` (the folder ``base2new_train.sh`` fills)."""
     method = get_method(name)
     cfg = method.cfg("b2n", dataset)
-    # Zero-shot CLIP runs CoOp's config (scripts/zsclip/zeroshot.sh).
-    config_dir = "CoOp" if method.zero_shot else method.trainer
+    # Zero-shot CLIP reads CoOp's config (its registry entry's config_folder).
     model_dir = None if method.zero_shot else layout.b2n_dir("train_base", dataset, method.trainer, cfg, seed)
-    return Panel(method.label, method.trainer, REPO / "configs" / "trainers" / config_dir / f"{cfg}.yaml", model_dir)
+    return Panel(method.label, method.trainer, method.config_path(cfg), model_dir)
 
 
 def custom_panel(spec: str) -> Panel:

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, List, Tuple
 
+from tools.experiments.methods import METHODS
 from tools.kit.make_tiny_clip import write_tiny_clip
 
 REPO = Path(__file__).resolve().parents[2]
@@ -29,18 +30,13 @@ DEMO_DATASET = dict(name="oxford_pets", num_classes=5, train_per_class=20, test_
 ALL_DATASETS = ("oxford_pets", "imagenet", "caltech101", "stanford_cars", "oxford_flowers", "food101",
                 "fgvc_aircraft", "sun397", "dtd", "eurosat", "ucf101",
                 "imagenetv2", "imagenet_sketch", "imagenet_a", "imagenet_r")
-# The paper configs prompt up to 9 or 12 blocks deep; the tiny CLIP has TINY_LAYERS.
-TINY_PROMPT_DEPTHS = ("TRAINER.MAPLE.PROMPT_DEPTH", "TRAINER.IVLP.PROMPT_DEPTH_TEXT",
-                      "TRAINER.IVLP.PROMPT_DEPTH_VISION", "TRAINER.VPT.PROMPT_DEPTH_VISION")
-# PromptSRC's (base-to-new: 9) are set only where its trainer is in this checkout: train.py refuses
-# keys of a config node no trainer defines.
-TINY_PROMPT_DEPTHS_OF = {"promptsrc": ("TRAINER.PROMPTSRC.PROMPT_DEPTH_TEXT", "TRAINER.PROMPTSRC.PROMPT_DEPTH_VISION")}
 
 
 def tiny_prompt_depth_keys() -> List[str]:
-    """The prompt-depth keys to fit to the tiny CLIP: the fixed ones, plus those of optional trainers present."""
-    return [*TINY_PROMPT_DEPTHS, *(key for module, keys in TINY_PROMPT_DEPTHS_OF.items()
-                                   if (REPO / "trainers" / f"{module}.py").is_file() for key in keys)]
+    """The prompt-depth keys to fit to the tiny CLIP (the paper configs prompt 9 or 12 blocks deep):
+    each registry method's ``kit_depth_keys``, for the methods whose trainer is in this checkout
+    (train.py refuses keys of a config node no trainer defines)."""
+    return [key for method in METHODS.values() if method.in_checkout(REPO) for key in method.kit_depth_keys]
 
 
 @dataclass
