@@ -16,9 +16,9 @@ $(STAMP): requirements.txt
 
 # Train GOPro and CoOp base-to-new on the built-in kit (tiny CLIP + small dataset), print the table.
 demo: $(STAMP)
-	$(PY) tools/demo.py --output-dir demo_output
+	$(PY) -m tools.demo --output-dir demo_output
 
-# The synthetic world (tools/world.py, pre-trained once): every method base-to-new over seeds 1-3,
+# The synthetic world (tools/kit/world.py, pre-trained once): every method base-to-new over seeds 1-3,
 # then the base/new/HM table. WORLD_METHODS, WORLD_EPOCHS and WORLD_JOBS (parallel runs) override.
 # One thread per run: tiny models gain nothing from more, and spinning threads stall shared cores.
 WORLD ?= world_output
@@ -26,11 +26,11 @@ WORLD_METHODS ?= zsclip coop cocoop maple gopro
 WORLD_EPOCHS ?= 10
 WORLD_JOBS ?= 2
 world: $(STAMP)
-	OMP_NUM_THREADS=1 $(PY) tools/kit.py $(WORLD)/world --world
+	OMP_NUM_THREADS=1 $(PY) -m tools.kit.build $(WORLD)/world --world
 	OMP_NUM_THREADS=1 DATA=$(abspath $(WORLD))/world/DATA OUTPUT=$(abspath $(WORLD)) EPOCHS=$(WORLD_EPOCHS) PYTHON=$(PY) DATASETS=oxford_pets \
-	  METHODS="$(WORLD_METHODS)" EXTRA_OPTS="$$($(PY) tools/kit.py $(WORLD)/world --world --print-opts)" \
+	  METHODS="$(WORLD_METHODS)" EXTRA_OPTS="$$($(PY) -m tools.kit.build $(WORLD)/world --world --print-opts)" \
 	  bash scripts/reproduce/table1.sh --gpus "" --jobs $(WORLD_JOBS)
-	$(PY) tools/report.py $(WORLD) --tables table1 --datasets oxford_pets --methods $(WORLD_METHODS)
+	$(PY) -m tools.experiments.report $(WORLD) --tables table1 --datasets oxford_pets --methods $(WORLD_METHODS)
 
 # The whole test suite (what CI runs).
 test: $(STAMP)

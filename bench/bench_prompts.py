@@ -60,8 +60,7 @@ import torch  # noqa: E402
 
 import official_gopro  # noqa: E402
 
-sys.path.insert(0, osp.join(REPO, "tools"))
-from make_tiny_clip import TINY_DEFAULTS  # noqa: E402
+from tools.kit.make_tiny_clip import TINY_DEFAULTS  # noqa: E402
 
 CLASSNAMES_FILE = osp.join(BENCH, "imagenet_classnames.txt")
 TEMPLATE = "a photo of a {}."
@@ -76,7 +75,7 @@ ARCHS = {
     "quick": dict(embed_dim=256, image_resolution=224, vision_layers=12, vision_width=256,
                   vision_patch_size=32, context_length=77, vocab_size=49408, transformer_width=256,
                   transformer_heads=4, transformer_layers=12),
-    # The kit's tiny CLIP (tools/make_tiny_clip.py: 3 blocks 64 wide, 32 px images), for bench/gpu_check.py --quick.
+    # The kit's tiny CLIP (tools/kit/make_tiny_clip.py: 3 blocks 64 wide, 32 px images), for bench/gpu_check.py --quick.
     "tiny": TINY_DEFAULTS,
 }
 
@@ -277,21 +276,21 @@ def bench_train_args(trainer: str, config: Optional[str], root: str, work_dir: s
 
 def build_bench_trainer(spec: dict):
     """A real trainer (``dassl.engine.build_trainer``) from the method's paper config."""
-    import train
+    from tools.experiments import train_cli
     from dassl.engine import build_trainer
     from dassl.utils import set_random_seed
 
     trainer_name, config, extra = METHODS[spec["method"]]
     node = CFG_NODES.get(trainer_name, trainer_name.upper())
     config_path = osp.join(REPO, "configs", "trainers", trainer_name, f"{config}.yaml")
-    args = train.build_parser().parse_args([
+    args = train_cli.build_parser().parse_args([
         *bench_train_args(trainer_name, config_path, spec["root"], spec["work_dir"], spec["clip_path"],
                           spec["arch"], spec["device"], spec["test_batch"]),
         f"TRAINER.{node}.TEXT_CHUNK", str(spec["text_chunk"]),
         f"TRAINER.{node}.CHECKPOINT_TEXT", str(spec.get("checkpoint_text", False)), *extra,
     ])
     register_bench_dataset()
-    cfg = train.setup_cfg(args)
+    cfg = train_cli.setup_cfg(args)
     set_random_seed(cfg.SEED)
     return (official_gopro.OfficialCostGOPro if spec["method"] == OFFICIAL_STYLE else build_trainer)(cfg)
 

@@ -6,7 +6,7 @@
 
 It prints a table and writes ``--out DIR``/gpu_check.json (default bench/out). Sections, in order:
 
-1. **kit**: one short real ``train.py`` run of GOPro on the tiny kit (``tools/kit.py``), with
+1. **kit**: one short real ``train.py`` run of GOPro on the tiny kit (``tools/kit/build.py``), with
    ``USE_CUDA True`` on a GPU: the real data loaders, views, precision policy and evaluation.
 2. **text**: the frozen text tower on ImageNet's 1000 prompts, truncated at the end-of-text token
    vs the full 77 tokens (``bench_prompts.run_text_case``).
@@ -57,7 +57,6 @@ import bench_prompts as bp  # (puts the repository on sys.path)
 import torch  # noqa: E402
 
 REPO = bp.REPO
-sys.path.insert(0, osp.join(REPO, "tools"))
 
 OVER_BUDGET = "skipped: over budget"
 PRECISION_TRAINER = "GOPro"
@@ -114,9 +113,9 @@ def default_sizes(device: str, quick: bool) -> Sizes:
 # --------------------------------------------------------------------------------------------
 def default_cfg():
     """Our ``train.py`` defaults with every trainer module's keys."""
-    import train
+    from tools.experiments import train_cli
 
-    return train.setup_cfg(train.build_parser().parse_args([]))
+    return train_cli.setup_cfg(train_cli.build_parser().parse_args([]))
 
 
 def registered_trainers() -> List[str]:
@@ -139,9 +138,9 @@ def method_node(cfg, trainer: str):
 
 def method_config(trainer: str) -> Optional[str]:
     """The method file a trainer runs with here: its base-to-new config in the methods registry
-    (``tools/results.py``), else the first ViT-B/16 one in ``configs/trainers/<trainer>/``, else
+    (``tools/experiments/methods.py``), else the first ViT-B/16 one in ``configs/trainers/<trainer>/``, else
     none (the trainer's defaults)."""
-    from results import METHODS
+    from tools.experiments.methods import METHODS
 
     folder = osp.join(REPO, "configs", "trainers", trainer)
     paper = [osp.join(folder, f"{m.b2n_cfg}.yaml") for m in METHODS.values() if m.trainer == trainer]
@@ -186,7 +185,7 @@ def fit_prompt_depths(node, arch: str) -> None:
 
 def build_trainer(run: dict, trainer: str, num_classes: int, precision: Precision, checkpoint_text: bool = False):
     """A real trainer (``dassl.engine.build_trainer``) over C synthetic classes, from its method config."""
-    import train
+    from tools.experiments import train_cli
     from dassl.engine import build_trainer as dassl_build_trainer
     from dassl.utils import set_random_seed
 
@@ -194,7 +193,7 @@ def build_trainer(run: dict, trainer: str, num_classes: int, precision: Precisio
                                osp.join(run["work_dir"], trainer), run["clip_path"], run["arch"], run["device"],
                                run["test_batch"])
     bp.register_bench_dataset()
-    cfg = train.setup_cfg(train.build_parser().parse_args(argv))
+    cfg = train_cli.setup_cfg(train_cli.build_parser().parse_args(argv))
     cfg.defrost()
     node = method_node(cfg, trainer)  # (None: the trainer has no options, zero-shot CLIP)
     if node is not None:
@@ -474,7 +473,7 @@ def run_worker(cases: List[dict], run: dict, deadline: float, work: str, log_pat
 
 def run_kit(device: str, sizes: Sizes, kit_root: str, work: str, log_path: str, deadline: float) -> dict:
     """One short real ``train.py`` run (GOPro, one epoch) on the tiny kit (built in ``kit_root`` if missing)."""
-    from kit import build_kit
+    from tools.kit.build import build_kit
 
     started = time.time()
     kit = build_kit(kit_root)

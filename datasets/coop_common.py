@@ -69,7 +69,7 @@ class DatasetFormatError(ValueError):
 def how_to_fix(dataset_name: str, root: str) -> str:
     """The sentence every layout error ends with."""
     return (f"See {DATASETS_DOC} (section '{dataset_name}') for the download and the expected tree, "
-            f"then check it with: python tools/check_datasets.py {root} {dataset_name}")
+            f"then check it with: python -m tools.data.check_datasets {root} {dataset_name}")
 
 
 def dataset_root(cfg) -> str:
@@ -108,7 +108,7 @@ def require_images(records: Sequence[Record], source: str) -> None:
         raise DatasetLayoutError(
             f"{len(missing)} of {len(records)} images listed in {source} are missing; first missing: "
             f"{missing[0]}. The images must sit where that file says (see {DATASETS_DOC}; "
-            f"tools/check_datasets.py reports what is misplaced).")
+            f"tools/data/check_datasets.py reports what is misplaced).")
 
 
 def to_datums(records: Iterable[Record]) -> List[Datum]:
@@ -497,7 +497,7 @@ class CoOpDataset(DatasetFacts, DatasetBase):
 
     @classmethod
     def dry_run(cls, root: str) -> Dict[str, List[Datum]]:
-        """The full splits as a run would see them, without writing anything (tools/check_datasets.py).
+        """The full splits as a run would see them, without writing anything (tools/data/check_datasets.py).
 
         Runs the same reading/validation code as the constructor; the global ``random`` state is
         restored afterwards.
@@ -606,7 +606,7 @@ class ImageNetVariant(DatasetFacts, DatasetBase):
 
     @classmethod
     def dry_run(cls, root: str) -> Dict[str, List[Datum]]:
-        """The evaluation list as a run would see it (tools/check_datasets.py); writes nothing."""
+        """The evaluation list as a run would see it (tools/data/check_datasets.py); writes nothing."""
         return {"test": cls.__new__(cls).load_data(root)}
 
     def read_records(self, classnames: "OrderedDict[str, str]", text_file: str) -> List[Record]:

@@ -1,7 +1,7 @@
 """What the dataset tools know about each benchmark, declared on the loader classes themselves.
 
 The loaders need only ``dataset_dir``, ``image_subdir`` and ``split_filename``. The tools around
-them (``tools/check_datasets.py``, ``tools/download_splits.py``, ``tools/make_fixture_datasets.py``)
+them (``tools/data/check_datasets.py``, ``tools/data/download_splits.py``, ``tools/kit/make_fixture_datasets.py``)
 need a few more facts: how many classes the full dataset has, where its files come from, which
 files it reads, and the download mistakes it is prone to. ``DatasetFacts`` names those facts once;
 ``CoOpDataset`` and ``ImageNetVariant`` inherit it and every benchmark class sets what applies to it.

@@ -30,7 +30,7 @@ class UCF101(CoOpDataset):
                     "split_zhou_UCF101.json": "1I0S0q91hJfsV9Gf4xDIjgDq4AqBNJb1y"}
     raw_files = ("ucfTrainTestlist/classInd.txt", "ucfTrainTestlist/trainlist01.txt",
                  "ucfTrainTestlist/testlist01.txt")
-    sources = ("UCF-101-midframes.zip from CoOp's Google Drive (tools/download_splits.py --create)",
+    sources = ("UCF-101-midframes.zip from CoOp's Google Drive (tools/data/download_splits.py --create)",
                "https://www.crcv.ucf.edu/data/UCF101/UCF101TrainTestSplits-RecognitionTask.zip "
                "(ucfTrainTestlist/, only to create the split yourself)")
     folder_aliases = ("UCF101", "ucf-101")

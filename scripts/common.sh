@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
-# Shared by scripts/<method>/*.sh (source it after setting TRAINER, CFG and LOADEP).
+# Shared by scripts/run.sh and scripts/<method>/*.sh: `run_step METHOD STEP ARGS...` runs one protocol
+# step of a method of the registry (tools/experiments/methods.py). Which train.py runs a step makes,
+# and where their folders are, comes from Python (tools/experiments/method_runs.py, layout.py);
+# this file adds the caller's options, skips finished runs and deals with stale ones.
 #
 # Environment overrides (defaults = the paper's setting):
 #   DATA        dataset root                          (default: <repo>/DATA)
 #   OUTPUT      output root                           (default: <repo>/output)
 #   SHOTS       images per class                      (default: 16)
-#   EPOCHS      OPTIM.MAX_EPOCH override; also the epoch the test scripts load
+#   EPOCHS      OPTIM.MAX_EPOCH override (evaluations load the last epoch of their training run)
 #   BACKBONE    MODEL.BACKBONE.NAME override (e.g. ViT-B/32)
-#   CFG         method config name under configs/trainers/<TRAINER>/
+#   CFG         method config name under configs/trainers/<TRAINER>/ (default: the registry's)
 #   XD_SOURCE   source dataset of the cross-dataset runs (default: imagenet)
 #   EXTRA_OPTS  extra "KEY VALUE" pairs for train.py, quoted like a shell command line
 #               (e.g. EXTRA_OPTS="TRAINER.GOPRO.CTX_INIT 'a photo of a' OPTIM.LR 0.01")
@@ -15,9 +18,9 @@
 #   RERUN_STALE 1: a folder holding a run with other settings is moved aside (to
 #               <folder>.stale-<time>) and the run starts afresh; unset: the script stops and names them
 #   PRINT_TRAIN_ARGS  1: print each run's train.py arguments (a count, then the arguments, each
-#               NUL-terminated) instead of running anything; tools/jobs.py reads them
+#               NUL-terminated) instead of running anything; tools/experiments/jobs.py reads them
 # A run is skipped when its folder holds its final result made with the same settings (train.py
-# --check-finished, see tools/run_identity.py); an unfinished one resumes.
+# --check-finished, see tools/experiments/run_identity.py); an unfinished one resumes.
 set -euo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -26,7 +29,6 @@ OUTPUT=${OUTPUT:-$REPO/output}
 SHOTS=${SHOTS:-16}
 XD_SOURCE=${XD_SOURCE:-imagenet}
 PYTHON=${PYTHON:-python}
-if [ -n "${EPOCHS:-}" ]; then LOADEP=$EPOCHS; fi
 
 split_extra_opts() {  # EXTRA_OPTS → the array EXTRA_ARGS, split like a shell would (quotes keep spaces)
     EXTRA_ARGS=()
@@ -106,66 +108,27 @@ run_train_py() {  # run_train_py OUTDIR [train.py args...]: run train.py unless 
     (cd "$REPO" && "$PYTHON" train.py "${args[@]}")
 }
 
-b2n_dir() {  # b2n_dir train_base|test_new DATASET SEED
-    echo "$OUTPUT/base2new/$1/$2/shots_$SHOTS/$TRAINER/$CFG/seed$3"
-}
-
-b2n_train() {  # b2n_train DATASET SEED [KEY VALUE ...]
-    local dataset=$1 seed=$2; shift 2
-    check_dataset "$dataset"
-    run_train_py "$(b2n_dir train_base "$dataset" "$seed")" \
-        --root "$DATA" --seed "$seed" --trainer "$TRAINER" \
-        --dataset-config-file "$REPO/configs/datasets/$dataset.yaml" \
-        --config-file "$REPO/configs/trainers/$TRAINER/$CFG.yaml" \
-        DATASET.NUM_SHOTS "$SHOTS" DATASET.SUBSAMPLE_CLASSES base "$@"
-}
-
-b2n_test() {  # b2n_test DATASET SEED [KEY VALUE ...]: new classes, last-epoch checkpoint
-    local dataset=$1 seed=$2; shift 2
-    check_dataset "$dataset"
-    run_train_py "$(b2n_dir test_new "$dataset" "$seed")" \
-        --root "$DATA" --seed "$seed" --trainer "$TRAINER" \
-        --dataset-config-file "$REPO/configs/datasets/$dataset.yaml" \
-        --config-file "$REPO/configs/trainers/$TRAINER/$CFG.yaml" \
-        --model-dir "$(b2n_dir train_base "$dataset" "$seed")" --load-epoch "$LOADEP" --eval-only \
-        DATASET.NUM_SHOTS "$SHOTS" DATASET.SUBSAMPLE_CLASSES new "$@"
-}
-
-main() {  # main COMMAND ARGS...: a method script's entry point; checks the arguments, then runs COMMAND
-    local command=$1; shift
-    case $command in
-        b2n_train | b2n_test | xd_test) expect_args 2 $# "DATASET SEED" ;;
-        xd_train) expect_args 1 $# "SEED" ;;
+step_usage() {  # step_usage STEP: its argument count and names (tools/experiments/method_runs.py)
+    case $1 in
+        base2new_train | base2new_test | xd_test) echo "2 DATASET SEED" ;;
+        xd_train) echo "1 SEED" ;;
+        zeroshot) echo "1-2 DATASET [all|base|new]" ;;
+        *) echo "3 SETTING DATASET SEED" ;;  # a sweep
     esac
-    "$command" "$@"
 }
 
-b2n_train_test() {  # b2n_train_test DATASET SEED [KEY VALUE ...]: base-class training, then new-class test
-    b2n_train "$@"
-    b2n_test "$@"
-}
-
-xd_dir() {  # xd_dir SEED: the source (ImageNet) run
-    echo "$OUTPUT/$XD_SOURCE/$TRAINER/${CFG}_${SHOTS}shots/seed$1"
-}
-
-xd_train() {  # xd_train SEED [KEY VALUE ...]: all classes of the source dataset
-    local seed=$1; shift
-    check_dataset "$XD_SOURCE"
-    run_train_py "$(xd_dir "$seed")" \
-        --root "$DATA" --seed "$seed" --trainer "$TRAINER" \
-        --dataset-config-file "$REPO/configs/datasets/$XD_SOURCE.yaml" \
-        --config-file "$REPO/configs/trainers/$TRAINER/$CFG.yaml" \
-        DATASET.NUM_SHOTS "$SHOTS" DATASET.SUBSAMPLE_CLASSES all "$@"
-}
-
-xd_test() {  # xd_test DATASET SEED [KEY VALUE ...]: cross-dataset and domain-generalisation targets
-    local dataset=$1 seed=$2; shift 2
-    check_dataset "$dataset"
-    run_train_py "$OUTPUT/evaluation/$TRAINER/${CFG}_${SHOTS}shots/$dataset/seed$seed" \
-        --root "$DATA" --seed "$seed" --trainer "$TRAINER" \
-        --dataset-config-file "$REPO/configs/datasets/$dataset.yaml" \
-        --config-file "$REPO/configs/trainers/$TRAINER/$CFG.yaml" \
-        --model-dir "$(xd_dir "$seed")" --load-epoch "$LOADEP" --eval-only \
-        DATASET.SUBSAMPLE_CLASSES all "$@"
+run_step() {  # run_step METHOD STEP ARGS...: check the arguments, then make the step's train.py runs
+    local method=$1 step=$2; shift 2
+    local usage i runs
+    usage=$(step_usage "$step")
+    expect_args "${usage%% *}" $# "${usage#* }"
+    local names
+    read -r -a names <<< "${usage#* }"  # the dataset argument is checked here, before any Python starts
+    for i in "${!names[@]}"; do
+        if [ "${names[i]}" = DATASET ]; then check_dataset "${@:i+1:1}"; fi
+    done
+    if [ "$step" = xd_train ]; then check_dataset "$XD_SOURCE"; fi
+    runs=$(cd "$REPO" && "$PYTHON" -m tools.experiments.method_runs --data "$DATA" --output "$OUTPUT" \
+        --shots "$SHOTS" --xd-source "$XD_SOURCE" --cfg "${CFG:-}" "$method" "$step" "$@") || exit $?
+    eval "$runs"  # run_train_py FOLDER ARGS..., one line per run, every word quoted by Python
 }

@@ -11,18 +11,17 @@ from typing import List
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
-for path in (REPO, REPO / "tools"):
-    if str(path) not in sys.path:
-        sys.path.insert(0, str(path))
+if str(REPO) not in sys.path:  # the repository root: train.py, trainers/, datasets/, tools/
+    sys.path.insert(0, str(REPO))
 
-from kit import Kit, build_kit  # noqa: E402
+from tools.kit.build import Kit, build_kit  # noqa: E402
 
 ACCURACY = re.compile(r"^\* accuracy: ([\d.]+)%", re.M)
 
 
 @pytest.fixture(scope="session")
 def tiny_clip_path(tmp_path_factory) -> Path:
-    from make_tiny_clip import write_tiny_clip
+    from tools.kit.make_tiny_clip import write_tiny_clip
 
     return write_tiny_clip(tmp_path_factory.mktemp("clip") / "tiny-clip.pt", image_resolution=32)
 
@@ -56,15 +55,15 @@ def run_script(script: str, *args: str, env: dict, timeout: int = 900) -> subpro
 
 def build_cfg(kit: Kit, output_dir: Path, trainer: str, config: str, *opts: str, dataset: str = "oxford_pets"):
     """The frozen config ``train.py`` would build for a paper config pointed at the kit."""
-    import train
+    from tools.experiments import train_cli
 
-    args = train.build_parser().parse_args([
+    args = train_cli.build_parser().parse_args([
         "--root", str(kit.data), "--seed", "1", "--trainer", trainer, "--output-dir", str(output_dir),
         "--dataset-config-file", str(REPO / "configs" / "datasets" / f"{dataset}.yaml"),
         "--config-file", str(REPO / "configs" / "trainers" / trainer / f"{config}.yaml"),
         *kit.opts(), "DATASET.NUM_SHOTS", "16", *opts,
     ])
-    return train.setup_cfg(args)
+    return train_cli.setup_cfg(args)
 
 
 def make_trainer(kit: Kit, output_dir: Path, trainer: str, config: str, *opts: str, dataset: str = "oxford_pets"):

@@ -30,10 +30,11 @@ def train_main():
     """``train_main(*argv)``: run ``train.main`` in-process; sys.stdout (teed to log.txt) is restored."""
     import train
     from dassl.utils.logger import Logger
+    from tools.experiments.train_cli import build_parser
 
     def run(*argv) -> None:
         try:
-            train.main(train.build_parser().parse_args([str(a) for a in argv]))
+            train.main(build_parser().parse_args([str(a) for a in argv]))
         finally:
             if isinstance(sys.stdout, Logger):  # the tee train.py set up, over whatever pytest captures into
                 sys.stdout.close()
@@ -73,7 +74,7 @@ def test_corrupt_image_is_named_and_skip_corrupt_skips_and_counts(kit, tmp_path,
 
 
 def test_empty_class_folder_is_named(kit, tmp_path, train_main):
-    from make_fixture_datasets import write_fixture
+    from tools.kit.make_fixture_datasets import write_fixture
 
     dtd = write_fixture("dtd", tmp_path / "DATA")
     empty = sorted((dtd / "images").iterdir())[0]
@@ -260,8 +261,8 @@ def test_rerunning_a_finished_run_goes_straight_to_the_final_test(kit, tmp_path,
 
 
 def test_scripts_skip_a_finished_run_and_resume_an_unfinished_one(tmp_path):
-    """The finish test behind the scripts' skip (train.py --check-finished, tools/run_identity.py)."""
-    from run_identity import end_signals, folder_state
+    """The finish test behind the scripts' skip (train.py --check-finished, tools/experiments/run_identity.py)."""
+    from tools.experiments.run_identity import end_signals, folder_state
 
     def finished(log: str) -> bool:
         (tmp_path / "log.txt").write_text(log)

@@ -2,7 +2,8 @@
 layouts, deep-prompt injection, image-conditioned prompts, scripts."""
 from __future__ import annotations
 
-import re
+import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,8 @@ import torch.nn.functional as F
 from yacs.config import CfgNode
 
 from conftest import REPO, accuracies, make_trainer, run_script
+from tools.experiments import run_identity
+from tools.experiments.train_cli import build_parser, resolve_load_epoch, setup_cfg
 from numerics import assert_close, assert_differs
 from trainers.losses import simclr_loss
 from trainers.prompts import encode_class_prompts
@@ -370,22 +373,51 @@ def test_vpt_text_is_the_fixed_template(trainers):
 SCRIPT_FOLDERS = {"cocoop": "CoCoOp", "maple": "MaPLe", "stylip": "StyLIP", "slip": "SLIP", "ivlp": "IVLP", "vpt": "VPT"}
 
 
-def script_setting(path: Path) -> dict:
-    """TRAINER, default CFG and LOADEP of a thin method script."""
-    text = path.read_text()
-    return {"TRAINER": re.search(r"^TRAINER=(\S+)$", text, re.M).group(1),
-            "CFG": re.search(r"^CFG=\$\{CFG:-(\S+)\}$", text, re.M).group(1),
-            "LOADEP": int(re.search(r"^LOADEP=(\d+)$", text, re.M).group(1))}
+def script_setting(folder: str, name: str, output: Path, dataset: str = "dtd", **env: str) -> dict:
+    """TRAINER, CFG and --load-epoch of the train.py run a thin method script makes (listed by the
+    script itself, PRINT_TRAIN_ARGS), with its arguments."""
+    clean = {k: v for k, v in os.environ.items() if k not in ("CFG", "EPOCHS", "SHOTS", "XD_SOURCE", "BACKBONE")}
+    args = ("1",) if name == "xd_train" else (dataset, "1")
+    run, = run_identity.script_runs(["bash", f"scripts/{folder}/{name}.sh", *args],
+                                    {**clean, "OUTPUT": str(output), "PYTHON": sys.executable, **env})
+    argv = list(run.argv)
+    value = lambda flag: argv[argv.index(flag) + 1] if flag in argv else None  # noqa: E731
+    return {"TRAINER": value("--trainer"), "CFG": Path(value("--config-file")).stem, "LOADEP": value("--load-epoch"),
+            "argv": argv, "folder": run.folder}
+
+
+def last_epoch_after(train_argv) -> int:
+    """What ``--load-epoch last`` loads once the training run ``train_argv`` recorded itself (its
+    config.yaml and run.json, as train.py writes them before training)."""
+    parsed = build_parser().parse_args(train_argv)
+    cfg = setup_cfg(parsed)
+    os.makedirs(cfg.OUTPUT_DIR, exist_ok=True)
+    run_identity.record(cfg, parsed)
+    return resolve_load_epoch("last", cfg.OUTPUT_DIR)
 
 
 @pytest.mark.parametrize("folder", list(SCRIPT_FOLDERS))
-def test_scripts_use_existing_configs_and_load_their_last_epoch(folder):
-    for name in ("base2new_train", "base2new_test", "xd_train", "xd_test"):
-        setting = script_setting(REPO / "scripts" / folder / f"{name}.sh")
-        assert setting["TRAINER"] == SCRIPT_FOLDERS[folder]
-        config = REPO / "configs" / "trainers" / setting["TRAINER"] / f"{setting['CFG']}.yaml"
+def test_scripts_use_existing_configs_and_load_their_last_epoch(folder, tmp_path):
+    for train, test in (("base2new_train", "base2new_test"), ("xd_train", "xd_test")):
+        trained, tested = script_setting(folder, train, tmp_path), script_setting(folder, test, tmp_path)
+        assert trained["TRAINER"] == tested["TRAINER"] == SCRIPT_FOLDERS[folder] and trained["CFG"] == tested["CFG"]
+        config = REPO / "configs" / "trainers" / trained["TRAINER"] / f"{trained['CFG']}.yaml"
+        assert tested["LOADEP"] == "last" and tested["argv"][tested["argv"].index("--model-dir") + 1] == str(trained["folder"])
         with open(config) as f:
-            assert CfgNode.load_cfg(f).OPTIM.MAX_EPOCH == setting["LOADEP"], (name, config)
+            assert last_epoch_after(trained["argv"]) == CfgNode.load_cfg(f).OPTIM.MAX_EPOCH, (test, config)
+
+
+@pytest.mark.parametrize("folder, dataset, cfg, epochs", [
+    ("coop", "imagenet", "", 50), ("coop", "dtd", "", 200), ("coop", "imagenet", "vit_b16_ctxv1", 50),
+    ("prograd", "imagenet", "", 50), ("prograd", "dtd", "", 200), ("gopro", "dtd", "vit_b16_official", 50),
+])
+def test_load_epoch_last_is_the_max_epoch_of_the_config_trained(tmp_path, folder, dataset, cfg, epochs):
+    """CoOp and ProGrad train ImageNet for 50 epochs (another config), the rest for 200; GOPro's
+    official-cost config; no script names an epoch."""
+    env = {"CFG": cfg} if cfg else {}
+    trained = script_setting(folder, "base2new_train", tmp_path, dataset, **env)
+    assert script_setting(folder, "base2new_test", tmp_path, dataset, **env)["LOADEP"] == "last"
+    assert last_epoch_after(trained["argv"]) == epochs
 
 
 @pytest.mark.slow

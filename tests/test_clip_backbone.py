@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from clip.model import CLIP, convert_weights
 
-from make_tiny_clip import write_tiny_clip
+from tools.kit.make_tiny_clip import write_tiny_clip
 from numerics import assert_close, assert_differs
 from trainers import clip_backbone as cb
 from trainers.clip_backbone import ClipBackbone, load_clip, resolve_checkpoint

@@ -9,9 +9,9 @@ import pytest
 
 from test_datasets_common import dataset_class, fixture
 
-import check_datasets
-import download_splits
-import make_fixture_datasets as mfd
+from tools.data import check_datasets
+from tools.data import download_splits
+from tools.kit import make_fixture_datasets as mfd
 from datasets.coop_common import CoOpDataset, ImageNetVariant
 from datasets.facts import CLASS_FOLDERS, COOP_BENCHMARKS, DatasetFacts, benchmark_class
 

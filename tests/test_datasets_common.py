@@ -15,11 +15,10 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
-for path in (REPO, REPO / "tools"):
-    if str(path) not in sys.path:
-        sys.path.insert(0, str(path))
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
 
-from make_fixture_datasets import FIXTURES, write_fixture  # noqa: E402
+from tools.kit.make_fixture_datasets import FIXTURES, write_fixture  # noqa: E402
 
 from datasets import coop_common  # noqa: E402
 from datasets.coop_common import DatasetFormatError, DatasetLayoutError  # noqa: E402

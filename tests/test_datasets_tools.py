@@ -14,10 +14,10 @@ from PIL import Image
 
 from test_datasets_common import REPO, dataset_class, fixture, load
 
-import check_datasets
-import download_splits
-import make_fixture_datasets as mfd
-from check_datasets import COOP_BENCHMARKS, benchmarks, check_dataset
+from tools.data import check_datasets
+from tools.data import download_splits
+from tools.kit import make_fixture_datasets as mfd
+from tools.data.check_datasets import COOP_BENCHMARKS, benchmarks, check_dataset
 
 # Datasets spec 1.2 / 5: config file -> (registry name, dataset_dir).
 SPEC_TABLE = {
@@ -53,11 +53,11 @@ def test_exactly_the_15_dataset_configs():
 
 
 def test_the_kit_offers_every_benchmark_and_refuses_unknown_names(tmp_path):
-    import kit
+    from tools.kit import build as kit
 
     assert sorted(kit.ALL_DATASETS) == sorted(SPEC_TABLE)
-    proc = subprocess.run([sys.executable, str(REPO / "tools" / "kit.py"), str(tmp_path / "kit"), "--datasets", "pets"],
-                          capture_output=True, text=True)
+    proc = subprocess.run([sys.executable, "-m", "tools.kit.build", str(tmp_path / "kit"), "--datasets", "pets"],
+                          cwd=REPO, capture_output=True, text=True)
     assert proc.returncode == 2 and "unknown dataset(s) pets; choose from: oxford_pets imagenet" in proc.stderr
     assert not (tmp_path / "kit").exists()
 
@@ -180,13 +180,13 @@ def test_imagenet_family_shares_the_look_of_a_class(tmp_path):
 
 
 def test_fixture_cli(tmp_path):
-    proc = subprocess.run([sys.executable, "tools/make_fixture_datasets.py", str(tmp_path), "oxford_pets", "SUN397",
+    proc = subprocess.run([sys.executable, "-m", "tools.kit.make_fixture_datasets", str(tmp_path), "oxford_pets", "SUN397",
                            "--num-classes", "4", "--image-size", "8", "--with-split-json"],
                           cwd=REPO, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     assert (tmp_path / "sun397" / "split_zhou_SUN397.json").is_file()
     assert len((tmp_path / "oxford_pets" / "annotations" / "test.txt").read_text().splitlines()) == 4
-    bad = subprocess.run([sys.executable, "tools/make_fixture_datasets.py", str(tmp_path), "nope"],
+    bad = subprocess.run([sys.executable, "-m", "tools.kit.make_fixture_datasets", str(tmp_path), "nope"],
                          cwd=REPO, capture_output=True, text=True)
     assert bad.returncode == 2 and "unknown dataset 'nope'" in bad.stderr
 
@@ -355,7 +355,7 @@ def test_check_main_exit_codes(tmp_path, capsys):
 @pytest.mark.slow
 def test_check_cli(tmp_path):
     fixture(tmp_path, "oxford_pets")
-    proc = subprocess.run([sys.executable, "tools/check_datasets.py", str(tmp_path), "oxford_pets", "dtd"],
+    proc = subprocess.run([sys.executable, "-m", "tools.data.check_datasets", str(tmp_path), "oxford_pets", "dtd"],
                           cwd=REPO, capture_output=True, text=True)
     assert proc.returncode == 1 and proc.stdout.startswith("OK ") and "PROBLEM  dtd" in proc.stdout
 
@@ -404,7 +404,7 @@ DOC = (REPO / "DATASETS.md").read_text()
 def test_datasets_md_covers_every_dataset(key):
     cls = benchmarks()[key]
     section = DOC.split(f"\n## {cls.__name__}\n", 1)[1].split("\n## ", 1)[0]
-    assert f"python tools/check_datasets.py $DATA {key}" in section
+    assert f"python -m tools.data.check_datasets $DATA {key}" in section
     assert f"{cls.dataset_dir}/" in section
     for drive_id in cls.download_ids.values():
         assert drive_id in section

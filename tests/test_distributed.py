@@ -89,7 +89,7 @@ def _rank_worker(rank: int, world: int, kit_root: str, workdir: str, names: List
     draws of epoch 0 twice (the second time after scrambling the RNG)."""
     import torch.distributed as dist
 
-    from kit import Kit
+    from tools.kit.build import Kit
 
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=f"file://{workdir}/store", rank=rank, world_size=world)
@@ -181,11 +181,11 @@ def train_args(kit, out: Path, name: str, *opts: str, flags=()) -> List[str]:
 
 def single_process_trainer(kit, out: Path, name: str, *opts: str, flags=()):
     """The trainer ``train.py`` builds from these arguments, in this process (the 1-process reference)."""
-    import train
+    from tools.experiments import train_cli
     from dassl.engine import build_trainer
     from dassl.utils import set_random_seed
 
-    cfg = train.setup_cfg(train.build_parser().parse_args(train_args(kit, out, name, *opts, flags=flags)))
+    cfg = train_cli.setup_cfg(train_cli.build_parser().parse_args(train_args(kit, out, name, *opts, flags=flags)))
     set_random_seed(cfg.SEED)
     return build_trainer(cfg)
 

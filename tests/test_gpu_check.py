@@ -36,7 +36,7 @@ def test_every_registered_trainer_is_planned_at_every_size():
 
 def test_method_config_prefers_the_paper_config():
     config = lambda trainer: gpu_check.method_config(trainer)
-    assert config("CoOp").endswith("configs/trainers/CoOp/vit_b16_ctxv1.yaml")  # tools/results.py's base-to-new
+    assert config("CoOp").endswith("configs/trainers/CoOp/vit_b16_ctxv1.yaml")  # the registry's base-to-new
     assert "configs/trainers/IVLP/vit_b16_" in config("IVLP")  # not in the paper: a ViT-B/16 one of its folder
     assert config("ZeroshotCLIP") is None  # no folder: the trainer's defaults
 

@@ -1,4 +1,4 @@
-"""tools/jobs.py and scripts/reproduce/*.sh: job lists, dependency order, GPU slots, skipping,
+"""tools/experiments/jobs.py and scripts/reproduce/*.sh: job lists, dependency order, GPU slots, skipping,
 Slurm emission; scripts/gopro/{ablation,nctx}.sh options and trees.
 
 The real scripts run with ``PYTHON`` pointing at a fake interpreter that records its arguments and
@@ -18,15 +18,19 @@ import pytest
 
 from conftest import REPO
 
-import jobs
-import report
-from results import METHODS, TRAIN_END_SIGNALS, Layout, Run, ablation_layout, harmonic_mean, nctx_layout
+from tools.experiments import jobs
+from tools.experiments import report
+from tools.experiments.layout import Layout, Run, ablation_layout, nctx_layout
+from tools.experiments.methods import METHODS
+from tools.experiments.results import TRAIN_END_SIGNALS, harmonic_mean
 from test_report import row_of
 
 FAKE_PYTHON = f"""#!{sys.executable}
-# Stands in for `python train.py ...` / `python tools/tsne.py ...` in the scripts.
+# Stands in for `python train.py ...` / `python -m tools.experiments.tsne ...` in the scripts.
 import json, os, sys, time
 args = sys.argv[1:]
+if args[:2] == ["-m", "tools.experiments.method_runs"]:  # the scripts ask which runs to make: the real one answers
+    os.execv(sys.executable, [sys.executable, *args])
 if args[:2] == ["train.py", "--check-finished"]:  # no run.json here: finished = the log has its result
     log = os.path.join(args[args.index("--output-dir") + 1], "log.txt")
     sys.exit(0 if os.path.isfile(log) and "* accuracy" in open(log).read() else 1)
@@ -73,7 +77,7 @@ if args[0] == "train.py":
     os.makedirs(out, exist_ok=True)
     with open(os.path.join(out, "log.txt"), "w") as f:
         f.write(("" if evaluation else "Finish training\\n") + f"=> result\\n* accuracy: {{accuracy:.1f}}%\\n")
-elif args[0] == "tools/tsne.py":
+elif args[:2] == ["-m", "tools.experiments.tsne"]:
     out = args[args.index("--out") + 1]
     os.makedirs(os.path.dirname(out), exist_ok=True)
     open(out, "wb").write(b"png")
@@ -102,9 +106,9 @@ def fake(tmp_path):
 
 
 def run_jobs(*args, env: dict, check: bool = True) -> subprocess.CompletedProcess:
-    """``python tools/jobs.py ...``: the engine itself runs on this interpreter, the scripts on the fake."""
+    """``python -m tools.experiments.jobs ...``: the engine itself runs on this interpreter, the scripts on the fake."""
     clean = {k: v for k, v in os.environ.items() if k not in ("METHODS", "DATASETS", "SEEDS", "CFG", "EPOCHS")}
-    proc = subprocess.run([sys.executable, str(REPO / "tools" / "jobs.py"), *args], cwd=REPO, capture_output=True,
+    proc = subprocess.run([sys.executable, "-m", "tools.experiments.jobs", *args], cwd=REPO, capture_output=True,
                           text=True, env={**clean, **env}, timeout=300)
     if check:
         assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -267,7 +271,7 @@ def test_a_signal_to_the_runner_stops_every_job_and_its_children(fake, tmp_path,
     env = {**fake.env, "METHODS": "gopro", "DATASETS": "dtd oxford_pets", "SEEDS": "1", "FAKE_SLEEP": "600",
            "FAKE_PIDS": str(pids)}
     clean = {k: v for k, v in os.environ.items() if k not in ("METHODS", "DATASETS", "SEEDS", "CFG", "EPOCHS")}
-    runner = subprocess.Popen([sys.executable, str(REPO / "tools" / "jobs.py"), "table1", "--gpus", "", "--jobs", "2"],
+    runner = subprocess.Popen([sys.executable, "-m", "tools.experiments.jobs", "table1", "--gpus", "", "--jobs", "2"],
                               cwd=REPO, env={**clean, **env}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                               text=True)
     try:
@@ -306,14 +310,14 @@ def test_a_zero_exit_without_the_final_result_counts_as_a_failure(tmp_path):
 def test_table1_end_to_end_with_real_training_on_the_kit_then_the_report(kit, tmp_path):
     """The issue's "done when": scripts/reproduce/table1.sh with the kit's environment runs real
     train.py jobs (zero-shot CLIP, MaPLe at the paper config's depth fitted by the kit, GOPro), and
-    tools/report.py prints Table 1 with our numbers beside the paper's."""
+    tools/experiments/report.py prints Table 1 with our numbers beside the paper's."""
     env = {"DATA": str(kit.data), "OUTPUT": str(tmp_path), "EPOCHS": "1", "SEEDS": "1", "PYTHON": sys.executable,
            "METHODS": "zsclip maple gopro", "DATASETS": "oxford_pets", "EXTRA_OPTS": " ".join(kit.opts())}
     clean = {k: v for k, v in os.environ.items() if k not in ("CFG", "BACKBONE", "SHOTS")}
     proc = subprocess.run(["bash", str(REPO / "scripts" / "reproduce" / "table1.sh"), "--gpus", "", "--jobs", "2"],
                           cwd=REPO, capture_output=True, text=True, env={**clean, **env}, timeout=900)
     assert proc.returncode == 0 and "6 run(s) done" in proc.stdout, proc.stdout[-3000:] + proc.stderr[-3000:]
-    text = subprocess.run([sys.executable, str(REPO / "tools" / "report.py"), str(tmp_path), "--tables", "table1",
+    text = subprocess.run([sys.executable, "-m", "tools.experiments.report", str(tmp_path), "--tables", "table1",
                            "--methods", "zsclip", "maple", "gopro", "--seeds", "1", "--datasets", "oxford_pets"],
                           cwd=REPO, capture_output=True, text=True, check=True).stdout
     for label, paper_base in (("CLIP", "91.17"), ("MaPLe", "95.43"), ("GOPro", "96.36")):

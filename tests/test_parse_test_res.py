@@ -1,4 +1,4 @@
-"""tools/parse_test_res.py: upstream's command line and printed format (dassl-api spec 9.3)."""
+"""tools/experiments/parse_test_res.py: upstream's command line and printed format (dassl-api spec 9.3)."""
 from __future__ import annotations
 
 import math
@@ -11,7 +11,7 @@ from test_report import result_block, write_log
 
 
 def parse(*args) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(REPO / "tools" / "parse_test_res.py"), *map(str, args)], cwd=REPO,
+    return subprocess.run([sys.executable, "-m", "tools.experiments.parse_test_res", *map(str, args)], cwd=REPO,
                           capture_output=True, text=True, timeout=60)
 
 

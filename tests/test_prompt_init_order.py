@@ -12,7 +12,7 @@ import torch
 import torch.nn as nn
 
 from conftest import make_trainer
-from kit import TINY_LAYERS
+from tools.kit.build import TINY_LAYERS
 
 SEED = 1  # make_trainer seeds like train.py (--seed 1)
 N_TEXT, N_VISION = 3, 2

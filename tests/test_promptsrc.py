@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from conftest import REPO, accuracies, make_trainer, run_train
-from kit import TINY_LAYERS
+from tools.kit.build import TINY_LAYERS
 from trainers.promptsrc import GPA_MODEL_NAME, RegulatedOutput, SelfRegulatingLoss, gpa_weights
 from trainers.templates import PROMPTSRC_TEMPLATES
 

@@ -1,4 +1,4 @@
-"""tools/report.py (every table beside the paper's numbers), tools/results.py and tools/tsne.py, on
+"""tools.experiments.report (every table beside the paper's numbers), .results and .tsne, on
 generated trees of logs in the exact Dassl result format; one end-to-end run of Table 1 on the kit."""
 from __future__ import annotations
 
@@ -15,8 +15,9 @@ import pytest
 
 from conftest import REPO, run_script
 
-from results import (B2N_DATASETS, DG_TARGETS, METHODS, XD_TARGETS, Layout, SeedStats, get_method, harmonic_mean,
-                     read_metric)
+from tools.experiments.layout import Layout
+from tools.experiments.methods import METHODS, get_method
+from tools.experiments.results import B2N_DATASETS, DG_TARGETS, XD_TARGETS, SeedStats, harmonic_mean, read_metric
 
 GOPRO, COOP, ZSCLIP = METHODS["gopro"], METHODS["coop"], METHODS["zsclip"]
 
@@ -52,7 +53,7 @@ def b2n_logs(layout: Layout, method, dataset: str, seed: int, base: Optional[flo
 
 
 def make_report(root: Path, *args: str) -> str:
-    proc = subprocess.run([sys.executable, str(REPO / "tools" / "report.py"), str(root), *args], cwd=REPO,
+    proc = subprocess.run([sys.executable, "-m", "tools.experiments.report", str(root), *args], cwd=REPO,
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     return proc.stdout
@@ -213,7 +214,7 @@ def test_cross_dataset_reads_the_source_training_log_and_averages_the_ten_target
 # Table 3 and Figure 2
 # --------------------------------------------------------------------------------------------
 def test_ablation_rows_come_from_their_own_trees_and_the_full_row_from_table1(layout):
-    from results import ablation_layout
+    from tools.experiments.layout import ablation_layout
 
     for dataset in B2N_DATASETS:
         b2n_logs(ablation_layout(layout, "ce"), GOPRO, dataset, 1, 81.0, 71.0)
@@ -230,7 +231,7 @@ def test_ablation_rows_come_from_their_own_trees_and_the_full_row_from_table1(la
 
 
 def test_figure2_table_and_plot(layout, tmp_path):
-    from results import nctx_layout
+    from tools.experiments.layout import nctx_layout
 
     for point, base in (("1", 70.0), ("4", 75.0), ("16", 72.0), ("init", 80.0)):
         for dataset in B2N_DATASETS:
@@ -272,11 +273,11 @@ def test_markdown_and_csv_files(layout, tmp_path):
 
 
 def test_bad_arguments_are_explained(tmp_path):
-    missing = subprocess.run([sys.executable, "tools/report.py", str(tmp_path / "nope")], cwd=REPO,
+    missing = subprocess.run([sys.executable, "-m", "tools.experiments.report", str(tmp_path / "nope")], cwd=REPO,
                              capture_output=True, text=True)
     assert missing.returncode == 2 and "is not a folder" in missing.stderr
     tmp_path.joinpath("out").mkdir()
-    bad = subprocess.run([sys.executable, "tools/report.py", str(tmp_path / "out"), "--methods", "clipper"], cwd=REPO,
+    bad = subprocess.run([sys.executable, "-m", "tools.experiments.report", str(tmp_path / "out"), "--methods", "clipper"], cwd=REPO,
                          capture_output=True, text=True)
     assert bad.returncode == 2 and "choose from" in bad.stderr
 
@@ -305,10 +306,10 @@ def test_paper_numbers_are_self_consistent():
 
 
 # --------------------------------------------------------------------------------------------
-# t-SNE (tools/tsne.py)
+# t-SNE (tools/experiments/tsne.py)
 # --------------------------------------------------------------------------------------------
 def test_tsne_points_are_deterministic_and_keep_clusters_and_the_plot_is_a_png(tmp_path):
-    import tsne
+    from tools.experiments import tsne
 
     rng = np.random.default_rng(0)
     features = np.concatenate([rng.normal(c * 4, 1, (15, 16)) for c in range(3)]).astype(np.float32)
@@ -331,7 +332,7 @@ def test_tsne_points_are_deterministic_and_keep_clusters_and_the_plot_is_a_png(t
 def test_tsne_keeps_the_classes_of_a_small_test_set_apart(seed):
     """27 images in 3 classes (a few-class fixture's base test set): with the perplexity near n − 1
     t-SNE often returned structureless noise for well-separated features (silhouette about −0.08)."""
-    import tsne
+    from tools.experiments import tsne
     from sklearn.metrics import silhouette_score
 
     rng = np.random.default_rng(seed)
@@ -343,7 +344,7 @@ def test_tsne_keeps_the_classes_of_a_small_test_set_apart(seed):
 
 
 def test_tsne_panels_point_at_the_base2new_checkpoints(tmp_path):
-    import tsne
+    from tools.experiments import tsne
 
     layout = Layout(tmp_path)
     panel = tsne.method_panel(layout, "gopro", "eurosat", 2)

@@ -86,7 +86,7 @@ def test_a_dataset_file_dropped_into_a_copy_of_the_repo_trains_without_editing_t
     import subprocess
     import sys
 
-    from make_fixture_datasets import Params, write_image
+    from tools.kit.make_fixture_datasets import Params, write_image
 
     repo = tmp_path / "repo"
     for name in ("dassl", "datasets", "trainers", "configs", "tools"):

@@ -138,8 +138,8 @@ sys.path[:0] = [{standin!r}, {tests!r}]
 import clip.model
 assert clip.model.__file__.startswith({standin!r}), clip.model.__file__
 from pathlib import Path
-from test_upstream_clients import upstream_cfg  # (its conftest puts the repo and tools/ on sys.path)
-from kit import Kit
+from test_upstream_clients import upstream_cfg  # (its conftest puts the repository on sys.path)
+from tools.kit.build import Kit
 from dassl.engine import build_trainer
 from dassl.utils import set_random_seed
 import datasets.oxford_pets, trainers.coop, trainers.maple, trainers.gopro  # as a client's train.py does

@@ -1,4 +1,4 @@
-"""The synthetic world (tools/world.py): rendering, captions, the dataset through the real loader,
+"""The synthetic world (tools/kit/world.py): rendering, captions, the dataset through the real loader,
 and (slow) the facts the benchmark exists for, through the real scripts."""
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from conftest import REPO
-from results import read_metric
+from tools.experiments.results import read_metric
 
-import world as W
+from tools.kit import world as W
 
 # Measured on the default world (bench/WORLD.md): zero-shot 25.4 base; CoOp (10 epochs) 36.4 ± 1.5
 # base, 35.6 new over seeds 1-3. Chance is 10 %. The world is pre-trained on the machine that runs
@@ -60,7 +60,7 @@ def test_captions_name_light_colour_and_shape_in_every_template():
 
 
 def test_downstream_dataset_loads_with_base_and_new_classes_sharing_colours(tmp_path):
-    from kit import training_pairs
+    from tools.kit.build import training_pairs
 
     spec = W.WorldSpec(trainval_per_class=5, test_per_class=2)
     W.write_downstream(tmp_path / W.DATASET, spec)

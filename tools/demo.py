@@ -15,10 +15,8 @@ import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(REPO / "tools")]
-
-from kit import build_kit  # noqa: E402
-from results import harmonic_mean, read_metric  # noqa: E402
+from tools.experiments.results import harmonic_mean, read_metric
+from tools.kit.build import build_kit
 
 DATASET = "oxford_pets"
 METHODS = {"CoOp": "coop", "GOPro": "gopro"}

@@ -1,8 +1,4 @@
 #!/usr/bin/env bash
-# CoOp, base-to-new: train on the base classes.  Usage: base2new_train.sh DATASET SEED
-TRAINER=CoOp
-CFG=${CFG:-vit_b16_ctxv1}
-LOADEP=200
-if [ "$1" = imagenet ]; then CFG=${CFG/vit_b16_ctxv1/vit_b16_ep50_ctxv1}; LOADEP=50; fi  # ImageNet: 50 epochs
+# CoOp, base-to-new: train on the base classes.  Usage: base2new_train.sh DATASET SEED  (ImageNet: the 50-epoch config)
 source "$(dirname "$0")/../common.sh"
-main b2n_train "$@"
+run_step coop base2new_train "$@"

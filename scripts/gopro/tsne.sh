@@ -5,9 +5,7 @@
 # Embeds with the base-to-new checkpoints of seed SEED (train them first, e.g. with
 # scripts/reproduce/fig3.sh) of the methods in $METHODS (default: "slip cocoop gopro", the
 # paper's panels; zsclip needs no checkpoint). Writes $OUTPUT/figures/tsne_<DATASET>_seed<SEED>.png
-# and the 2-D points beside it (.npz). See tools/tsne.py for the options.
-TRAINER=GOPro
-CFG=${CFG:-vit_b16}
+# and the 2-D points beside it (.npz). See tools/experiments/tsne.py for the options.
 source "$(dirname "$0")/../common.sh"
 
 if [ $# -lt 1 ] || [ $# -gt 2 ]; then
@@ -18,6 +16,6 @@ seed=$1 dataset=${2:-eurosat}
 read -r -a methods <<< "${METHODS:-slip cocoop gopro}"
 backbone=()
 [ -n "${BACKBONE:-}" ] && backbone=(--backbone "$BACKBONE")
-cd "$REPO" && "$PYTHON" tools/tsne.py --output-root "$OUTPUT" --root "$DATA" --dataset "$dataset" \
+cd "$REPO" && "$PYTHON" -m tools.experiments.tsne --output-root "$OUTPUT" --root "$DATA" --dataset "$dataset" \
     --seed "$seed" --shots "$SHOTS" --methods "${methods[@]}" "${backbone[@]}" \
     --out "$OUTPUT/figures/tsne_${dataset}_seed${seed}.png" -- "${COMMON_OPTS[@]}"

@@ -1,7 +1,4 @@
 #!/usr/bin/env bash
 # IVLP, base-to-new: train on the base classes.  Usage: base2new_train.sh DATASET SEED
-TRAINER=IVLP
-CFG=${CFG:-vit_b16_c2_ep5_batch4_2+2ctx}
-LOADEP=5
 source "$(dirname "$0")/../common.sh"
-main b2n_train "$@"
+run_step ivlp base2new_train "$@"

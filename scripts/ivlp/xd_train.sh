@@ -1,7 +1,4 @@
 #!/usr/bin/env bash
 # IVLP, cross-dataset / domain generalisation: train on ImageNet, all classes.  Usage: xd_train.sh SEED
-TRAINER=IVLP
-CFG=${CFG:-vit_b16_c2_ep5_batch4_2+2ctx}
-LOADEP=5
 source "$(dirname "$0")/../common.sh"
-main xd_train "$@"
+run_step ivlp xd_train "$@"

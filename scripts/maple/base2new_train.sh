@@ -1,7 +1,4 @@
 #!/usr/bin/env bash
 # MaPLe, base-to-new: train on the base classes.  Usage: base2new_train.sh DATASET SEED
-TRAINER=MaPLe
-CFG=${CFG:-vit_b16_c2_ep5_batch4_2ctx}
-LOADEP=5
 source "$(dirname "$0")/../common.sh"
-main b2n_train "$@"
+run_step maple base2new_train "$@"

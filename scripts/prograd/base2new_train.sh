@@ -1,8 +1,4 @@
 #!/usr/bin/env bash
-# ProGrad, base-to-new: train on the base classes.  Usage: base2new_train.sh DATASET SEED
-TRAINER=ProGrad
-CFG=${CFG:-vit_b16}
-LOADEP=200
-if [ "$1" = imagenet ]; then CFG=${CFG/%vit_b16/vit_b16_ep50}; LOADEP=50; fi  # ImageNet: 50 epochs (as CoOp)
+# ProGrad, base-to-new: train on the base classes.  Usage: base2new_train.sh DATASET SEED  (ImageNet: the 50-epoch config)
 source "$(dirname "$0")/../common.sh"
-main b2n_train "$@"
+run_step prograd base2new_train "$@"

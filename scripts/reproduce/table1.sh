@@ -5,8 +5,8 @@
 #   METHODS (default: zsclip slip coop cocoop maple stylip gopro; add kgcoop prograd promptsrc for the
 #   modern baselines), DATASETS (default: the 11), SEEDS (default: 1 2 3).
 # Finished runs are skipped, stale ones stop it (see --rerun-stale); run it again to retry failures. Then:
-#   python tools/report.py "${OUTPUT:-output}" --tables table1
-# The job engine and every option: python tools/jobs.py --help
+#   python -m tools.experiments.report "${OUTPUT:-output}" --tables table1
+# The job engine and every option: python -m tools.experiments.jobs --help
 set -euo pipefail
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
-exec "${PYTHON:-python}" "$REPO/tools/jobs.py" table1 "$@"
+PYTHONPATH="$REPO${PYTHONPATH:+:$PYTHONPATH}" exec "${PYTHON:-python}" -m tools.experiments.jobs table1 "$@"

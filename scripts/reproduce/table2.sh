@@ -4,8 +4,8 @@
 # Environment: DATA OUTPUT SHOTS EPOCHS BACKBONE EXTRA_OPTS (as scripts/common.sh) and
 #   METHODS (default: the paper's rows; add kgcoop prograd promptsrc for the modern baselines), DATASETS (default: imagenetv2 imagenet_sketch imagenet_a imagenet_r), SEEDS (default: 1 2 3).
 # Finished runs are skipped, stale ones stop it (see --rerun-stale); run it again to retry failures. Then:
-#   python tools/report.py "${OUTPUT:-output}" --tables dg
-# The job engine and every option: python tools/jobs.py --help
+#   python -m tools.experiments.report "${OUTPUT:-output}" --tables dg
+# The job engine and every option: python -m tools.experiments.jobs --help
 set -euo pipefail
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
-exec "${PYTHON:-python}" "$REPO/tools/jobs.py" table2 "$@"
+PYTHONPATH="$REPO${PYTHONPATH:+:$PYTHONPATH}" exec "${PYTHON:-python}" -m tools.experiments.jobs table2 "$@"

@@ -1,9 +1,6 @@
 #!/usr/bin/env bash
 # VPT: evaluate the ImageNet model on a target dataset (cross-dataset or ImageNet variant).
-# Loads epoch 5, the last of the 5-epoch config (upstream's script asks for epoch 2, which is never saved).
+# Loads the last epoch (upstream's script asks for epoch 2, which is never saved).
 # Usage: xd_test.sh DATASET SEED
-TRAINER=VPT
-CFG=${CFG:-vit_b16_c2_ep5_batch4_4}
-LOADEP=5
 source "$(dirname "$0")/../common.sh"
-main xd_test "$@"
+run_step vpt xd_test "$@"

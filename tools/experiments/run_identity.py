@@ -30,7 +30,7 @@ side knows comes from a code change (a new option with its default), not from th
   read). Such folders count as finished and are reported as unknown.
 
 ``train.py --check-finished ARGS`` answers for one folder (exit 0 done, 1 to run, 3 stale);
-``tools/jobs.py`` and ``tools/report.py`` ask in-process for many runs (``asked_settings``).
+``tools/experiments/jobs.py`` and ``tools/experiments/report.py`` ask in-process for many runs (``asked_settings``).
 """
 from __future__ import annotations
 
@@ -43,14 +43,11 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
-TOOLS = Path(__file__).resolve().parent
-REPO = TOOLS.parent
-if str(TOOLS) not in sys.path:
-    sys.path.append(str(TOOLS))
+from tools.experiments.results import TEST_END_SIGNAL, TRAIN_END_SIGNALS, read_metric
 
-from results import TEST_END_SIGNAL, TRAIN_END_SIGNALS, read_metric  # noqa: E402
+REPO = Path(__file__).resolve().parents[2]
 
 IDENTITY_FILE = "run.json"
 CONFIG_FILE = "config.yaml"
@@ -126,10 +123,20 @@ def select_settings(config: Mapping[str, Any], eval_only: bool, load_epoch: Opti
     return dict(sorted(settings.items()))
 
 
-def settings_of(cfg, eval_only: bool = False, load_epoch: Optional[int] = None, model_dir: str = "") -> Dict[str, Any]:
-    """The settings of a run of config ``cfg`` (the model folder's digest from its run.json)."""
+def settings_of(cfg, eval_only: bool = False, load_epoch: Union[int, str, None] = None,
+                model_dir: str = "") -> Dict[str, Any]:
+    """The settings of a run of config ``cfg`` (the model folder's digest from its run.json).
+
+    ``--load-epoch last`` counts as the config's ``OPTIM.MAX_EPOCH``: the last epoch of the training
+    run these settings make (the scripts give a training run and its evaluations the same config).
+    A run records the epoch it loaded (train.py resolves ``last`` in the model folder first), so
+    runs recorded with ``--load-epoch 50`` and asked with ``last`` are the same run.
+    """
+    from tools.experiments.train_cli import LAST_EPOCH
+
+    epoch = cfg.OPTIM.MAX_EPOCH if load_epoch == LAST_EPOCH else load_epoch
     identity = read_identity(Path(model_dir)) if eval_only and model_dir else None
-    return select_settings(flatten(cfg), eval_only, load_epoch, identity and identity.get("digest"))
+    return select_settings(flatten(cfg), eval_only, epoch, identity and identity.get("digest"))
 
 
 def settings_of_args(cfg, args) -> Dict[str, Any]:
@@ -172,6 +179,23 @@ def describe(diffs: Sequence[Difference], limit: int = 4) -> str:
 # --------------------------------------------------------------------------------------------
 # What a folder holds
 # --------------------------------------------------------------------------------------------
+def recorded_max_epoch(folder: Union[str, Path]) -> Optional[int]:
+    """The ``OPTIM.MAX_EPOCH`` a run folder records: run.json's settings, else config.yaml (None: neither)."""
+    identity = read_identity(Path(folder))
+    if identity is not None and "OPTIM.MAX_EPOCH" in identity["settings"]:
+        return int(identity["settings"]["OPTIM.MAX_EPOCH"])
+    config = Path(folder) / CONFIG_FILE
+    if not config.is_file():
+        return None
+    import yaml
+
+    try:
+        epochs = (yaml.safe_load(config.read_text()) or {}).get("OPTIM", {}).get("MAX_EPOCH")
+    except (OSError, yaml.YAMLError, AttributeError):
+        return None  # a damaged file tells nothing
+    return int(epochs) if epochs is not None else None
+
+
 def read_identity(folder: Path) -> Optional[dict]:
     path = Path(folder) / IDENTITY_FILE
     if not path.is_file():
@@ -331,14 +355,12 @@ def check_folder(cfg, args) -> int:
 def asked_settings(argv: Sequence[str]) -> Dict[str, Any]:
     """The settings ``train.py ARGV`` would run with, built in this process (no data, no model).
 
-    The first call imports train.py and every trainer (seconds); later calls take milliseconds.
+    The first call imports every trainer (seconds); later calls take milliseconds.
     """
-    if str(REPO) not in sys.path:
-        sys.path.insert(0, str(REPO))
-    import train
+    from tools.experiments.train_cli import build_parser, setup_cfg
 
-    args = train.build_parser().parse_args(list(argv))
-    return settings_of_args(train.setup_cfg(args), args)
+    args = build_parser().parse_args(list(argv))
+    return settings_of_args(setup_cfg(args), args)
 
 
 # --------------------------------------------------------------------------------------------

@@ -1,9 +1,9 @@
 #!/usr/bin/env python
 """Average the results of a folder of runs (the CoOp / MaPLe ``parse_test_res.py`` command line).
 
-    python tools/parse_test_res.py output/base2new/train_base/dtd/shots_16/GOPro/vit_b16
-    python tools/parse_test_res.py output/base2new/test_new/dtd/shots_16/GOPro/vit_b16 --test-log
-    python tools/parse_test_res.py output/evaluation/GOPro/vit_b16_xd_16shots --test-log --multi-exp
+    python -m tools.experiments.parse_test_res output/base2new/train_base/dtd/shots_16/GOPro/vit_b16
+    python -m tools.experiments.parse_test_res output/base2new/test_new/dtd/shots_16/GOPro/vit_b16 --test-log
+    python -m tools.experiments.parse_test_res output/evaluation/GOPro/vit_b16_xd_16shots --test-log --multi-exp
 
 ``DIR/<run>/log.txt`` is read for every non-hidden entry ``<run>`` of DIR (usually ``seed1`` ...).
 The value is the last ``* <keyword>: X%`` line at or after the end signal: ``Finish training`` (or
@@ -19,9 +19,7 @@ import sys
 from pathlib import Path
 from typing import Dict, List, Optional
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from results import TEST_END_SIGNAL, TRAIN_END_SIGNALS, ci95, mean, read_metric, std  # noqa: E402
+from tools.experiments.results import TEST_END_SIGNAL, TRAIN_END_SIGNALS, ci95, mean, read_metric, std
 
 
 def subfolders(directory: Path) -> List[Path]:

@@ -3,25 +3,24 @@
 Used by the tests, the demo (``make demo``) and anyone who wants to try the pipeline without
 downloading ViT-B/16 and the benchmarks:
 
-    python tools/kit.py kit/                 # writes kit/tiny-clip.pt and kit/DATA/...
-    export DATA=kit/DATA EXTRA_OPTS="$(python tools/kit.py kit/ --print-opts)"
+    python -m tools.kit.build kit/                 # writes kit/tiny-clip.pt and kit/DATA/...
+    export DATA=kit/DATA EXTRA_OPTS="$(python -m tools.kit.build kit/ --print-opts)"
     bash scripts/gopro/base2new_train.sh oxford_pets 1
 
-``--world`` writes the synthetic world of ``tools/world.py`` instead (a benchmark on which prompt
+``--world`` writes the synthetic world of ``tools/kit/world.py`` instead (a benchmark on which prompt
 learning has something to learn; its dataset is ``oxford_pets``).
 """
 from __future__ import annotations
 
 import argparse
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, List, Tuple
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(REPO), str(REPO / "tools")]
+from tools.experiments.methods import METHODS
+from tools.kit.make_tiny_clip import write_tiny_clip
 
-from make_tiny_clip import write_tiny_clip  # noqa: E402
+REPO = Path(__file__).resolve().parents[2]
 
 IMAGE_SIZE = 32
 TINY_LAYERS = 3  # transformer blocks per tower of the tiny CLIP
@@ -31,18 +30,13 @@ DEMO_DATASET = dict(name="oxford_pets", num_classes=5, train_per_class=20, test_
 ALL_DATASETS = ("oxford_pets", "imagenet", "caltech101", "stanford_cars", "oxford_flowers", "food101",
                 "fgvc_aircraft", "sun397", "dtd", "eurosat", "ucf101",
                 "imagenetv2", "imagenet_sketch", "imagenet_a", "imagenet_r")
-# The paper configs prompt up to 9 or 12 blocks deep; the tiny CLIP has TINY_LAYERS.
-TINY_PROMPT_DEPTHS = ("TRAINER.MAPLE.PROMPT_DEPTH", "TRAINER.IVLP.PROMPT_DEPTH_TEXT",
-                      "TRAINER.IVLP.PROMPT_DEPTH_VISION", "TRAINER.VPT.PROMPT_DEPTH_VISION")
-# PromptSRC's (base-to-new: 9) are set only where its trainer is in this checkout: train.py refuses
-# keys of a config node no trainer defines.
-TINY_PROMPT_DEPTHS_OF = {"promptsrc": ("TRAINER.PROMPTSRC.PROMPT_DEPTH_TEXT", "TRAINER.PROMPTSRC.PROMPT_DEPTH_VISION")}
 
 
 def tiny_prompt_depth_keys() -> List[str]:
-    """The prompt-depth keys to fit to the tiny CLIP: the fixed ones, plus those of optional trainers present."""
-    return [*TINY_PROMPT_DEPTHS, *(key for module, keys in TINY_PROMPT_DEPTHS_OF.items()
-                                   if (REPO / "trainers" / f"{module}.py").is_file() for key in keys)]
+    """The prompt-depth keys to fit to the tiny CLIP (the paper configs prompt 9 or 12 blocks deep):
+    each registry method's ``kit_depth_keys``, for the methods whose trainer is in this checkout
+    (train.py refuses keys of a config node no trainer defines)."""
+    return [key for method in METHODS.values() if method.in_checkout(REPO) for key in method.kit_depth_keys]
 
 
 @dataclass
@@ -68,7 +62,7 @@ class Kit:
 
 def build_kit(root: str | Path, datasets: Iterable[dict] = (DEMO_DATASET,), seed: int = 0) -> Kit:
     """Write the tiny CLIP (once) and the requested fixture datasets (each once)."""
-    from make_fixture_datasets import write_fixture
+    from tools.kit.make_fixture_datasets import write_fixture
 
     kit = Kit(Path(root))
     for spec in datasets:
@@ -86,15 +80,15 @@ def training_pairs(data: Path, config_name: str) -> List[Tuple[str, str]]:
     """(image path, class name) of a dataset's full train split, read by its real dataset class."""
     import random
 
-    import train
+    from tools.experiments import train_cli
     from dassl.data.datasets import build_dataset
 
-    args = train.build_parser().parse_args(["--root", str(data), "--dataset-config-file",
+    args = train_cli.build_parser().parse_args(["--root", str(data), "--dataset-config-file",
                                             str(REPO / "configs" / "datasets" / f"{config_name}.yaml")])
     state = random.getstate()
     random.seed(0)  # the split file a missing one is created with
     try:
-        dataset = build_dataset(train.setup_cfg(args))
+        dataset = build_dataset(train_cli.setup_cfg(args))
     finally:
         random.setstate(state)
     return [(item.impath, item.classname) for item in dataset.train_x]
@@ -108,14 +102,14 @@ def main() -> None:
                         help=f"fixture datasets to write, or 'all' (default: {DEMO_DATASET['name']}); "
                              f"names: {' '.join(ALL_DATASETS)}")
     parser.add_argument("--world", action="store_true",
-                        help="write the synthetic world (tools/world.py) instead of the fixture datasets")
+                        help="write the synthetic world (tools/kit/world.py) instead of the fixture datasets")
     args = parser.parse_args()
     names = ALL_DATASETS if args.datasets == ["all"] else args.datasets
     unknown = sorted(set(names) - set(ALL_DATASETS))
     if unknown:
         parser.error(f"unknown dataset(s) {' '.join(unknown)}; choose from: {' '.join(ALL_DATASETS)} (or all)")
     if args.world:
-        from world import build_world
+        from tools.kit.world import build_world
 
         kit = build_world(args.root)
     else:

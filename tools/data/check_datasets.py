@@ -1,8 +1,8 @@
 #!/usr/bin/env python
 """Check benchmark dataset folders before a long run: what is missing or misplaced, and the fix.
 
-    python tools/check_datasets.py DATA                      # all 15 benchmarks
-    python tools/check_datasets.py DATA oxford_pets imagenet # some (config name, registry name or folder)
+    python -m tools.data.check_datasets DATA                      # all 15 benchmarks
+    python -m tools.data.check_datasets DATA oxford_pets imagenet # some (config name, registry name or folder)
 
 One line per dataset (``OK`` or ``PROBLEM``), then indented details. Exit status 1 when any problem
 is found. Nothing is written: the check runs the loaders' own reading code (``dry_run``) without
@@ -30,11 +30,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
-REPO = Path(__file__).resolve().parent.parent
-if str(REPO) not in sys.path:  # run as a script: the dataset classes are the repository's datasets/ package
-    sys.path.insert(0, str(REPO))
 
-from datasets.facts import CLASS_FOLDERS, COOP_BENCHMARKS, benchmark_class  # noqa: E402
+from datasets.facts import CLASS_FOLDERS, COOP_BENCHMARKS, benchmark_class
 
 
 # --------------------------------------------------------------------------------------------------

@@ -3,7 +3,7 @@
 The file goes through exactly the same loading path as the official OpenAI weights
 (``trainers.clip_backbone.load_clip``), so tests and the demo exercise real code, just fast.
 
-    python tools/make_tiny_clip.py OUT.pt [--format state_dict|jit] [--layers 3] [--seed 0]
+    python -m tools.kit.make_tiny_clip OUT.pt [--format state_dict|jit] [--layers 3] [--seed 0]
 
 Widths are multiples of 64 because ``clip.model.build_model`` derives the number of heads as
 ``width // 64``. The vocabulary keeps CLIP's 49,408 BPE tokens so ``clip.tokenize`` works unchanged.

@@ -1,8 +1,8 @@
 #!/usr/bin/env python
 """Write miniature benchmark datasets in their REAL on-disk layouts (tests, demo, smoke runs).
 
-    python tools/make_fixture_datasets.py ROOT                  # all 15 datasets under ROOT/
-    python tools/make_fixture_datasets.py ROOT oxford_pets eurosat --num-classes 5 --with-split-json
+    python -m tools.kit.make_fixture_datasets ROOT                  # all 15 datasets under ROOT/
+    python -m tools.kit.make_fixture_datasets ROOT oxford_pets eurosat --num-classes 5 --with-split-json
 
 Every tree has the folder names, annotation/split files (incl. MATLAB ``.mat`` files) and file-name
 patterns of the real dataset, a few classes and tiny images, so the real loaders and ``train.py``
@@ -31,7 +31,6 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-import sys
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,11 +39,7 @@ from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 import numpy as np
 from PIL import Image
 
-REPO = Path(__file__).resolve().parent.parent
-if str(REPO) not in sys.path:  # run as a script: the dataset classes are the repository's datasets/ package
-    sys.path.insert(0, str(REPO))
-
-from datasets.facts import benchmark_class  # noqa: E402
+from datasets.facts import benchmark_class
 
 
 # --------------------------------------------------------------------------------------------------

@@ -2,8 +2,8 @@
 """Download the files the CoOp authors publish on Google Drive (split files, class-name files,
 UCF101 mid-frames) into the expected places under DATA/. Needs internet and ``gdown``.
 
-    python tools/download_splits.py DATA                 # everything, for the datasets present
-    python tools/download_splits.py DATA oxford_pets ucf101 --dry-run
+    python -m tools.data.download_splits DATA                 # everything, for the datasets present
+    python -m tools.data.download_splits DATA oxford_pets ucf101 --dry-run
 
 Only the dataset folders that already exist are served (the images come from the original
 sources, see DATASETS.md), unless ``--create`` is given. Existing files are kept unless
@@ -21,8 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, List, Optional, Sequence
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from check_datasets import COOP_BENCHMARKS, benchmarks, resolve  # noqa: E402
+from tools.data.check_datasets import COOP_BENCHMARKS, benchmarks, resolve
 
 
 @dataclass(frozen=True)

@@ -1,9 +1,9 @@
 #!/usr/bin/env python
 """Every table of the paper from an output root, with the paper's numbers beside ours.
 
-    python tools/report.py output/ --markdown report.md --csv report_csv/
+    python -m tools.experiments.report output/ --markdown report.md --csv report_csv/
 
-Walks the tree written by ``scripts/`` (layout: ``tools/results.py``) and prints, in the paper's
+Walks the tree written by ``scripts/`` (layout: ``tools/experiments/layout.py``) and prints, in the paper's
 layout:
 
 * Table 1, base-to-new: base / new / HM per dataset and the average over the 11 datasets;
@@ -25,7 +25,7 @@ Conventions:
 * Δ = ours − paper; an average is compared with the paper only when it covers the paper's datasets;
 * a missing cell reads ``n/a (0/3 seeds)``; a cell from fewer seeds than asked says so
   (``(2/3 seeds)``), and an average lacking a dataset reads ``n/a (10/11 datasets)``;
-* every run's recorded settings (``run.json``, see ``tools/run_identity.py``) are compared with the
+* every run's recorded settings (``run.json``, see ``tools/experiments/run_identity.py``) are compared with the
   paper's, i.e. what the scripts run without ``EPOCHS`` / ``EXTRA_OPTS`` / ``BACKBONE``: a cell from
   other settings gets a footnote mark ``[n]`` listing them (``OPTIM.MAX_EPOCH=2``), an average the
   marks of all its parts; seeds made with different settings are not averaged
@@ -46,13 +46,14 @@ from typing import Dict, FrozenSet, Iterable, List, Optional, Sequence, Set, Tup
 
 from tabulate import tabulate
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO / "tools"))
+from tools.experiments.layout import Layout, Run, ablation_layout, nctx_layout, seed_stats
+from tools.experiments.methods import (ABLATION_ROWS, METHODS, MODERN, NCTX_DEFAULT_POINT, NCTX_LENGTHS,
+                                       REPORTED_METHODS, Method, get_method)
+from tools.experiments.results import B2N_DATASETS, DG_TARGETS, XD_TARGETS, SeedStats, harmonic_mean, mean
+from tools.experiments.run_identity import (MODEL_DIGEST, TrainRun, asked_settings, differences, script_runs,
+                                            stored_settings)
 
-from results import (ABLATION_ROWS, B2N_DATASETS, DG_TARGETS, METHODS, NCTX_DEFAULT_POINT,  # noqa: E402
-                     NCTX_LENGTHS, XD_TARGETS, Layout, Method, SeedStats, ablation_layout, get_method,
-                     Run, harmonic_mean, mean, nctx_layout, seed_stats)
-from run_identity import MODEL_DIGEST, TrainRun, asked_settings, differences, script_runs, stored_settings  # noqa: E402
+REPO = Path(__file__).resolve().parents[2]
 
 PAPER_JSON = REPO / "paper" / "gopro_bmvc2023_results.json"
 REPORTED_JSON = REPO / "paper" / "modern_baselines_reported.json"
@@ -148,7 +149,7 @@ class Provenance:
 class Provenances:
     """Settings of the runs under an output root, against the paper's: what the scripts run there
     with the caller's overrides (``EPOCHS``, ``EXTRA_OPTS``, ``BACKBONE``) unset, listed by the
-    scripts themselves through the job plans of ``tools/jobs.py``."""
+    scripts themselves through the job plans of ``tools/experiments/jobs.py``."""
 
     TABLES = ("table1", "xd", "table2", "table3", "fig2")
 
@@ -159,7 +160,7 @@ class Provenances:
         self._reference: Dict[Path, Optional[TrainRun]] = {}
 
     def paper_environment(self) -> Dict[str, str]:
-        import jobs
+        from tools.experiments import jobs
 
         kept = {k: v for k, v in os.environ.items() if k not in jobs.PASS_THROUGH and k not in (
             "CFG", "METHODS", "DATASETS", "SEEDS", "ROWS", "NCTX", "RERUN_STALE", "PRINT_TRAIN_ARGS")}
@@ -169,7 +170,7 @@ class Provenances:
     def job_of(self, folder: Path):
         """The job (of any table) that writes ``folder`` under the paper's settings, or None."""
         if self._jobs is None:
-            import jobs
+            from tools.experiments import jobs
 
             env = self.paper_environment()
             flags = SimpleNamespace(methods=[m.key for m in self.methods], datasets=list(self.datasets),
@@ -581,7 +582,7 @@ def paper_rows(req: Request) -> Request:
 def modern_baselines(req: Request) -> Optional[Section]:
     """Table 1's layout for the modern baselines and GOPro, "(reported)" beside ours; None when no
     modern baseline is asked for."""
-    methods = tuple(m for m in req.methods if not m.paper_row)
+    methods = tuple(m for m in req.methods if m.group == MODERN)
     if not methods:
         return None
     methods += tuple(m for m in req.methods if m.key == "gopro")
@@ -658,8 +659,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--markdown", type=Path, help="also write the tables to this Markdown file")
     parser.add_argument("--csv", type=Path, help="also write one CSV per table into this folder")
     parser.add_argument("--figures", type=Path, help="folder for fig2_nctx.png (default: OUTPUT_ROOT/figures)")
-    parser.add_argument("--methods", nargs="+", default=list(METHODS),
-                        help=f"rows to show, by script folder or paper name (default: {' '.join(METHODS)})")
+    parser.add_argument("--methods", nargs="+", default=list(REPORTED_METHODS),
+                        help=f"rows to show, by script folder or paper name (default: {' '.join(REPORTED_METHODS)})")
     parser.add_argument("--seeds", nargs="+", type=int, default=[1, 2, 3])
     parser.add_argument("--datasets", nargs="+", help="only these datasets (config names; default: all)")
     parser.add_argument("--tables", nargs="+", choices=TABLES, default=list(TABLES))

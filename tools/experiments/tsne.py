@@ -1,12 +1,12 @@
 #!/usr/bin/env python
 """Figure 3: t-SNE of the visual embeddings of the base-class test images, one panel per method.
 
-    python tools/tsne.py --output-root output --root DATA --dataset eurosat --seed 1 \
+    python -m tools.experiments.tsne --output-root output --root DATA --dataset eurosat --seed 1 \
         --methods slip cocoop gopro --out output/figures/tsne_eurosat_seed1.png
 
 Each method's trainer is built exactly as ``train.py`` builds it (same parser, same config merge,
 ``DATASET.SUBSAMPLE_CLASSES base``), its base-to-new checkpoint of that seed is loaded from the
-output tree (``tools/results.py`` layout; zero-shot CLIP has none), and the base-class test images
+output tree (``tools/experiments/layout.py``; zero-shot CLIP has none), and the base-class test images
 are embedded with ``model.visual_embedding(x)``, the image side of the logits (the
 ``image_features`` of the model's output record, without the text pass; GOPro: normalize(P_v(f_v(x)));
 CoOp: the frozen normalize(f_v(x))), or normalize(f_v(x)) for trainers without one. ``--run LABEL=TRAINER:CONFIG:DIR``
@@ -25,12 +25,10 @@ from typing import List, Optional, Sequence
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parent.parent
-for _path in (REPO, REPO / "tools"):
-    if str(_path) not in sys.path:
-        sys.path.insert(0, str(_path))
+from tools.experiments.layout import Layout
+from tools.experiments.methods import get_method
 
-from results import Layout, get_method  # noqa: E402
+REPO = Path(__file__).resolve().parents[2]
 
 PERPLEXITY = 30
 
@@ -52,10 +50,9 @@ def method_panel(layout: Layout, name: str, dataset: str, seed: int) -> Panel:
     """A registry method's base-to-new checkpoint of ``seed`` (the folder ``base2new_train.sh`` fills)."""
     method = get_method(name)
     cfg = method.cfg("b2n", dataset)
-    # Zero-shot CLIP runs CoOp's config (scripts/zsclip/zeroshot.sh).
-    config_dir = "CoOp" if method.zero_shot else method.trainer
+    # Zero-shot CLIP reads CoOp's config (its registry entry's config_folder).
     model_dir = None if method.zero_shot else layout.b2n_dir("train_base", dataset, method.trainer, cfg, seed)
-    return Panel(method.label, method.trainer, REPO / "configs" / "trainers" / config_dir / f"{cfg}.yaml", model_dir)
+    return Panel(method.label, method.trainer, method.config_path(cfg), model_dir)
 
 
 def custom_panel(spec: str) -> Panel:
@@ -75,7 +72,7 @@ def custom_panel(spec: str) -> Panel:
 # --------------------------------------------------------------------------------------------
 def build_trainer(panel: Panel, args, work_dir: Path):
     """The trainer train.py would build for this run, with the checkpoint of the last epoch loaded."""
-    import train
+    from tools.experiments import train_cli
     from dassl.engine import build_trainer as dassl_build_trainer
     from dassl.utils import set_random_seed
 
@@ -87,7 +84,7 @@ def build_trainer(panel: Panel, args, work_dir: Path):
             "--output-dir", str(work_dir), "--dataset-config-file", str(dataset_config),
             "--config-file", str(panel.config), *(["--backbone", args.backbone] if args.backbone else []),
             "DATASET.NUM_SHOTS", str(args.shots), "DATASET.SUBSAMPLE_CLASSES", "base", *args.opts]
-    cfg = train.setup_cfg(train.build_parser().parse_args(argv))
+    cfg = train_cli.setup_cfg(train_cli.build_parser().parse_args(argv))
     if cfg.SEED >= 0:
         set_random_seed(cfg.SEED)
     trainer = dassl_build_trainer(cfg)

@@ -1,6 +1,6 @@
 """The synthetic world: a benchmark on which prompt learning has something to learn, on a CPU.
 
-The tiny kit (``tools/kit.py``) shows that the pipeline runs; its 3 / 2 base / new classes with
+The tiny kit (``tools/kit/build.py``) shows that the pipeline runs; its 3 / 2 base / new classes with
 10 test images each cannot show that a method *learns*. The world can:
 
 * **Pre-training** (cached; about a CPU-minute, 500 steps): a tiny CLIP learns 8 colours × 4
@@ -15,15 +15,14 @@ The tiny kit (``tools/kit.py``) shows that the pipeline runs; its 3 / 2 base / n
   shapes, new classes the same colours × 2 other shapes: the colour words transfer, the shape
   words are new.
 
-    python tools/kit.py world/ --world          # or: python tools/world.py world/
-    export DATA=world/DATA EXTRA_OPTS="$(python tools/kit.py world/ --world --print-opts)"
+    python -m tools.kit.build world/ --world          # or: python -m tools.kit.world world/
+    export DATA=world/DATA EXTRA_OPTS="$(python -m tools.kit.build world/ --world --print-opts)"
     bash scripts/coop/base2new_train.sh oxford_pets 1
 """
 from __future__ import annotations
 
 import argparse
 import math
-import sys
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import List, Sequence, Tuple
@@ -31,12 +30,11 @@ from typing import List, Sequence, Tuple
 import numpy as np
 import torch
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(REPO), str(REPO / "tools")]
+from tools.kit.build import IMAGE_SIZE, TINY_LAYERS, Kit
+from tools.kit.make_fixture_datasets import write_lines
+from tools.kit.make_tiny_clip import CLIP_MEAN, CLIP_STD, build_tiny_clip, caption_pretrain
 
-from kit import IMAGE_SIZE, TINY_LAYERS, Kit  # noqa: E402
-from make_fixture_datasets import write_lines  # noqa: E402
-from make_tiny_clip import CLIP_MEAN, CLIP_STD, build_tiny_clip, caption_pretrain  # noqa: E402
+REPO = Path(__file__).resolve().parents[2]
 
 # Evenly spaced hues (colour i has hue i / 8); the names only need to be distinct words.
 COLOURS = ("red", "orange", "lime", "green", "cyan", "blue", "purple", "pink")

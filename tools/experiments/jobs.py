@@ -1,10 +1,10 @@
 #!/usr/bin/env python
 """The job engine behind ``scripts/reproduce/*.sh``: every run of a table, in order, on many GPUs.
 
-    python tools/jobs.py table1 --gpus 0,1,2,3          # run locally, one job per GPU
-    python tools/jobs.py table1 --gpus "" --jobs 2      # CPU only, two jobs at a time
-    python tools/jobs.py xd --emit-slurm xd.sbatch      # write a Slurm array script instead
-    python tools/jobs.py table3 --dry-run               # print the job list
+    python -m tools.experiments.jobs table1 --gpus 0,1,2,3          # run locally, one job per GPU
+    python -m tools.experiments.jobs table1 --gpus "" --jobs 2      # CPU only, two jobs at a time
+    python -m tools.experiments.jobs xd --emit-slurm xd.sbatch      # write a Slurm array script instead
+    python -m tools.experiments.jobs table3 --dry-run               # print the job list
 
 A *job* is one invocation of a method script (``scripts/<method>/*.sh``) with its arguments and
 environment; a job that needs another one's output (an evaluation needs its training run) lists it
@@ -20,12 +20,13 @@ as a dependency and starts only after it succeeded. Tables:
 Environment (command-line flags win): ``METHODS``, ``DATASETS``, ``SEEDS`` (space or comma
 separated), ``ROWS`` (table3), ``NCTX`` (fig2); ``DATA``, ``OUTPUT``, ``SHOTS``, ``EPOCHS``,
 ``BACKBONE``, ``XD_SOURCE``, ``EXTRA_OPTS`` and ``PYTHON`` pass through to the scripts (see
-``scripts/common.sh``). ``CFG`` does not: each method's config comes from the registry in
-``tools/results.py``, so that the report finds every run.
+``scripts/common.sh``). ``CFG`` does not: each method's config comes from the registry
+(``tools/experiments/methods.py``), so that the report finds every run. A method without scripts of
+its own runs through ``scripts/run.sh KEY STEP ...``.
 
 A run whose folder holds its final result, made with the settings asked now, is skipped (the
 scripts skip it too). The settings asked come from the scripts themselves (``PRINT_TRAIN_ARGS=1``)
-and train.py's config, built in this process (``tools/run_identity.py``). A folder made with other
+and train.py's config, built in this process (``tools/experiments/run_identity.py``). A folder made with other
 settings is *stale*: ``--dry-run`` shows ``[stale: OPTIM.MAX_EPOCH 2 ≠ 50]``, and nothing runs
 until ``--rerun-stale`` (the scripts move such folders aside to ``<folder>.stale-<time>``) or
 another ``OUTPUT``. Folders from before ``run.json`` are read from the config in their log.
@@ -49,16 +50,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO / "tools"))
+from tools.experiments.layout import Layout, Run, ablation_layout, nctx_layout
+from tools.experiments.methods import ABLATION_ROWS, METHODS, NCTX_POINTS, PAPER_METHODS, Method, get_method
+from tools.experiments.results import B2N_DATASETS, DG_TARGETS, XD_TARGETS
+from tools.experiments.run_identity import FolderState, script_runs
 
-from results import (ABLATION_ROWS, B2N_DATASETS, DG_TARGETS, METHODS, NCTX_POINTS, XD_TARGETS, Layout,  # noqa: E402
-                     Method, Run, ablation_layout, get_method, nctx_layout)
-from results import PAPER_METHODS  # noqa: E402  (the default rows of table1 / xd / table2)
-from run_identity import FolderState, script_runs  # noqa: E402
+REPO = Path(__file__).resolve().parents[2]
 
 # Variables the scripts read (scripts/common.sh); written into Slurm job lists when set.
 PASS_THROUGH = ("DATA", "OUTPUT", "SHOTS", "EPOCHS", "BACKBONE", "XD_SOURCE", "EXTRA_OPTS", "PYTHON", "RERUN_STALE")
+GENERIC_RUNNER = "scripts/run.sh"  # any protocol step of any method of the registry
 FIG3_METHODS = ("slip", "cocoop", "gopro")  # the paper's Figure 3 panels (methods spec 8.7)
 
 
@@ -135,16 +136,28 @@ def script(method: Method, name: str) -> str:
     return f"scripts/{method.key}/{name}.sh"
 
 
+def step(method: Method, name: str, *args: str) -> Tuple[str, Tuple[str, ...]]:
+    """The script and arguments that run step ``name`` of a method: its own ``scripts/<key>/<name>.sh``
+    where it has one (the habitual entry point), else the generic runner (``scripts/run.sh KEY STEP``),
+    so that a method with only its registry entry runs too."""
+    own = script(method, name)
+    if (REPO / own).is_file() or not (REPO / GENERIC_RUNNER).is_file():
+        return own, args
+    return GENERIC_RUNNER, (method.key, name, *args)
+
+
 def missing_scripts(method: Method, names: Sequence[str]) -> List[str]:
     return [script(method, n) for n in names if not (REPO / script(method, n)).is_file()]
 
 
-def usable(plan: Plan, method: Method, names: Sequence[str]) -> bool:
-    """False (and a note in the plan) when the method's scripts are not in this checkout yet."""
+def usable(plan: Plan, method: Method, names: Sequence[str], generic: bool = True) -> bool:
+    """False (and a note in the plan) when neither the method's scripts nor (for protocol steps,
+    ``generic``) the generic runner are in this checkout."""
     missing = missing_scripts(method, names)
-    if missing:
+    runnable = not missing or (generic and (REPO / GENERIC_RUNNER).is_file())
+    if not runnable:
         plan.skipped.append(f"{method.key}: skipped, {', '.join(missing)} not found (method not in this checkout)")
-    return not missing
+    return runnable
 
 
 def method_env(sel: Selection, method: Method, protocol: str, dataset: str = "") -> Tuple[Tuple[str, str], ...]:
@@ -160,13 +173,13 @@ def method_env(sel: Selection, method: Method, protocol: str, dataset: str = "")
 # Tables
 # --------------------------------------------------------------------------------------------
 def zero_shot_job(plan: Plan, method: Method, dataset: str, subsample: str, run: Run) -> Job:
-    return plan.add(Job(f"zsclip/{subsample}/{dataset}", "scripts/zsclip/zeroshot.sh", (dataset, subsample),
+    return plan.add(Job(f"zsclip/{subsample}/{dataset}", *step(method, "zeroshot", dataset, subsample),
                         env=(("CFG", method.b2n_cfg),), run=run))
 
 
 def b2n_train_job(plan: Plan, sel: Selection, method: Method, dataset: str, seed: int) -> Job:
-    return plan.add(Job(f"{method.key}/b2n_train/{dataset}/seed{seed}", script(method, "base2new_train"),
-                        (dataset, str(seed)), method_env(sel, method, "b2n", dataset),
+    return plan.add(Job(f"{method.key}/b2n_train/{dataset}/seed{seed}",
+                        *step(method, "base2new_train", dataset, str(seed)), method_env(sel, method, "b2n", dataset),
                         run=sel.layout.b2n_run(method, "base", dataset, seed)))
 
 
@@ -184,8 +197,8 @@ def table1(sel: Selection) -> Plan:
         for dataset in sel.datasets:
             for seed in sel.seeds:
                 train = b2n_train_job(plan, sel, method, dataset, seed)
-                plan.add(Job(f"{method.key}/b2n_test/{dataset}/seed{seed}", script(method, "base2new_test"),
-                             (dataset, str(seed)), method_env(sel, method, "b2n", dataset), deps=(train.id,),
+                plan.add(Job(f"{method.key}/b2n_test/{dataset}/seed{seed}",
+                             *step(method, "base2new_test", dataset, str(seed)), method_env(sel, method, "b2n", dataset), deps=(train.id,),
                              run=sel.layout.b2n_run(method, "new", dataset, seed)))
     return plan
 
@@ -205,11 +218,11 @@ def transfer(sel: Selection, table: str) -> Plan:
             continue
         env = method_env(sel, method, "xd")
         for seed in sel.seeds:
-            train = plan.add(Job(f"{method.key}/xd_train/seed{seed}", script(method, "xd_train"), (str(seed),), env,
+            train = plan.add(Job(f"{method.key}/xd_train/seed{seed}", *step(method, "xd_train", str(seed)), env,
                                  run=sel.layout.xd_run(method, source, seed)))
             for dataset in targets:
-                plan.add(Job(f"{method.key}/xd_test/{dataset}/seed{seed}", script(method, "xd_test"),
-                             (dataset, str(seed)), env, deps=(train.id,), run=sel.layout.xd_run(method, dataset, seed)))
+                plan.add(Job(f"{method.key}/xd_test/{dataset}/seed{seed}",
+                             *step(method, "xd_test", dataset, str(seed)), env, deps=(train.id,), run=sel.layout.xd_run(method, dataset, seed)))
     return plan
 
 
@@ -224,8 +237,8 @@ def gopro_sweep(name: str, script_name: str, settings: Sequence[str], layout_of,
         layout = layout_of(sel.layout, setting)
         for dataset in sel.datasets:
             for seed in sel.seeds:
-                plan.add(Job(f"gopro/{script_name}/{setting}/{dataset}/seed{seed}", script(gopro, script_name),
-                             (setting, dataset, str(seed)), method_env(sel, gopro, "b2n", dataset),
+                plan.add(Job(f"gopro/{script_name}/{setting}/{dataset}/seed{seed}",
+                             *step(gopro, script_name, setting, dataset, str(seed)), method_env(sel, gopro, "b2n", dataset),
                              run=layout.b2n_run(gopro, "new", dataset, seed),
                              also=(layout.b2n_run(gopro, "base", dataset, seed),)))
     return plan
@@ -242,7 +255,7 @@ def fig2(sel: Selection) -> Plan:
 def fig3(sel: Selection) -> Plan:
     """Base-to-new training of each method, then one t-SNE plot per dataset and seed that needs them all."""
     plan = Plan("fig3")
-    if not usable(plan, METHODS["gopro"], ["tsne"]):
+    if not usable(plan, METHODS["gopro"], ["tsne"], generic=False):
         return plan
     for dataset in sel.datasets:
         for seed in sel.seeds:
@@ -292,7 +305,7 @@ def combined_state(job: Job, folders: Sequence[Tuple[Path, FolderState]]) -> Fol
     own = next((state for folder, state in folders if folder == job.run.log.parent), None)
     if own is None:
         raise RuntimeError(f"{job.script} {' '.join(job.args)} does not write {job.run.log.parent}: "
-                           "keep tools/results.py Layout in step with scripts/common.sh")
+                           "the scripts must write where tools/experiments/layout.py says")
     diffs = tuple(dict.fromkeys(d for _, state in folders for d in state.differences))
     return FolderState(own.finished, own.known, diffs)
 
@@ -530,7 +543,7 @@ def slurm_script(table: str, list_file: Path, log_dir: Path, count: int, stages:
              for s in range(1, stages)]
     lines = [
         "#!/usr/bin/env bash", *header,
-        f"# Generated by tools/jobs.py {table}. One array task per chain of dependent runs (a training",
+        f"# Generated by tools/experiments/jobs.py {table}. One array task per chain of dependent runs (a training",
         f"# run, then its evaluations), listed in {list_file} (columns: stage, job ids, command).",
         "# Submit: sbatch <this file>. Finished runs are skipped, so resubmitting retries only what failed.",
         *(["# Later stages need earlier ones (N + 1 = their chain count in the list):", *later] if later else []),
@@ -612,7 +625,7 @@ def script_environment(environ: Mapping[str, str]) -> Dict[str, str]:
     """The callers' environment for the scripts: absolute DATA/OUTPUT, this interpreter, no CFG."""
     env = dict(environ)
     if env.pop("CFG", None):
-        print("Note: CFG is ignored here (each method's config comes from tools/results.py).", file=sys.stderr)
+        print("Note: CFG is ignored here (each method's config comes from tools/experiments/methods.py).", file=sys.stderr)
     env["OUTPUT"] = str(Path(env.get("OUTPUT") or REPO / "output").resolve())
     env["DATA"] = str(Path(env.get("DATA") or REPO / "DATA").resolve())
     env.setdefault("PYTHON", sys.executable)

@@ -1,0 +1,1 @@
+"""Preparing the real benchmark datasets: checking a tree, fetching the split files."""
