@@ -80,7 +80,7 @@ def test_missing_dataset_folder_is_an_error_and_not_created(tmp_path):
         load("oxford_pets", tmp_path)
     message = str(err.value)
     assert str(tmp_path / "oxford_pets") in message and "DATASETS.md" in message
-    assert "check_datasets.py" in message
+    assert "python -m tools.data.check_datasets" in message
     assert list(tmp_path.iterdir()) == []
 
 
