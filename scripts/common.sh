@@ -61,15 +61,6 @@ expect_args() {  # expect_args COUNT|MIN-MAX "$#" USAGE: stop with the usage lin
     fi
 }
 
-check_dataset() {  # check_dataset NAME: stop unless configs/datasets/NAME.yaml exists
-    if [ ! -f "$REPO/configs/datasets/$1.yaml" ]; then
-        local known
-        known=$(cd "$REPO/configs/datasets" && ls -- *.yaml | sed 's/\.yaml$//' | tr '\n' ' ')
-        echo "Unknown dataset '$1' (no configs/datasets/$1.yaml). Known: $known" >&2
-        exit 2
-    fi
-}
-
 check_folder() {  # check_folder DIR TRAIN_PY_ARGS...: 0 = DIR holds this run, finished; 1 = run it
     local dir=$1; shift
     local state rc=0
@@ -108,27 +99,9 @@ run_train_py() {  # run_train_py OUTDIR [train.py args...]: run train.py unless 
     (cd "$REPO" && "$PYTHON" train.py "${args[@]}")
 }
 
-step_usage() {  # step_usage STEP: its argument count and names (tools/experiments/method_runs.py)
-    case $1 in
-        base2new_train | base2new_test | xd_test) echo "2 DATASET SEED" ;;
-        xd_train) echo "1 SEED" ;;
-        zeroshot) echo "1-2 DATASET [all|base|new]" ;;
-        *) echo "3 SETTING DATASET SEED" ;;  # a sweep
-    esac
-}
-
-run_step() {  # run_step METHOD STEP ARGS...: check the arguments, then make the step's train.py runs
-    local method=$1 step=$2; shift 2
-    local usage i runs
-    usage=$(step_usage "$step")
-    expect_args "${usage%% *}" $# "${usage#* }"
-    local names
-    read -r -a names <<< "${usage#* }"  # the dataset argument is checked here, before any Python starts
-    for i in "${!names[@]}"; do
-        if [ "${names[i]}" = DATASET ]; then check_dataset "${@:i+1:1}"; fi
-    done
-    if [ "$step" = xd_train ]; then check_dataset "$XD_SOURCE"; fi
-    runs=$(cd "$REPO" && "$PYTHON" -m tools.experiments.method_runs --data "$DATA" --output "$OUTPUT" \
-        --shots "$SHOTS" --xd-source "$XD_SOURCE" --cfg "${CFG:-}" "$method" "$step" "$@") || exit $?
+run_step() {  # run_step METHOD STEP ARGS...: the step's train.py runs (method_runs checks the arguments first)
+    local runs
+    runs=$(cd "$REPO" && "$PYTHON" -m tools.experiments.method_runs --script "$(basename "$0")" --data "$DATA" \
+        --output "$OUTPUT" --shots "$SHOTS" --xd-source "$XD_SOURCE" --cfg "${CFG:-}" "$@") || exit $?
     eval "$runs"  # run_train_py FOLDER ARGS..., one line per run, every word quoted by Python
 }

@@ -7,28 +7,18 @@ from __future__ import annotations
 
 from typing import Sequence
 
-import torch
 import torch.nn as nn
 
 from dassl.engine import TRAINER_REGISTRY
 
 from .clip_backbone import ClipBackbone
-from .models import StaticPromptCLIP
-from .prompts import PromptLearner, TextEncoding, coop_context, encode_class_prompts
+from .models import LearnedContextCLIP
+from .prompts import PromptLearner, TextEncoding, coop_context
 from .trainer_base import ClipPromptTrainer, add_coop_keys
 
 
 def extend_cfg(cfg) -> None:
     add_coop_keys(cfg)
-
-
-class CoOpCLIP(StaticPromptCLIP):
-    """Frozen CLIP + ``PromptLearner``: one text pass of C prompts per step, independent of the
-    batch; evaluation encodes them once."""
-
-    def text_features(self) -> torch.Tensor:
-        learner = self.learnable
-        return encode_class_prompts(self.backbone, learner, learner.assemble(), self.text_encoding)   # [C, E]
 
 
 @TRAINER_REGISTRY.register()
@@ -42,4 +32,4 @@ class CoOp(ClipPromptTrainer):
         print(f'Initial context: "{template}" ({ctx.shape[-2]} vectors{", class-specific" if options.CSC else ""})')
         learner = PromptLearner(backbone, classnames, ctx, template, options.CLASS_TOKEN_POSITION,
                                 truncate=options.TRUNCATE_TEXT)
-        return CoOpCLIP(backbone, learner, TextEncoding.from_options(options))
+        return LearnedContextCLIP(backbone, learner, TextEncoding.from_options(options))

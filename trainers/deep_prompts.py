@@ -181,6 +181,11 @@ class DeepPromptTrainer(ClipPromptTrainer):
         self.rng_before_clip = torch.get_rng_state()
         super().build_model()
 
+    def vl_prompts(self, backbone: ClipBackbone, classnames: Sequence[str]) -> "VLPrompts":
+        """Independent prompts in both towers from this trainer's options (``build_vl_prompts``)."""
+        return build_vl_prompts(backbone, classnames, self.options, self.CFG_NODE, self.rng_before_clip,
+                                type(self).__name__)
+
 
 # --------------------------------------------------------------------------------------------
 # Modules (upstream key names)

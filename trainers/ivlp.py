@@ -22,7 +22,7 @@ import torch.nn as nn
 from dassl.engine import TRAINER_REGISTRY
 
 from .clip_backbone import ClipBackbone
-from .deep_prompts import DeepPromptTrainer, IndependentVLCLIP, build_vl_prompts
+from .deep_prompts import DeepPromptTrainer, IndependentVLCLIP
 from .prompts import TextEncoding
 from .trainer_base import add_prompt_keys
 
@@ -39,6 +39,5 @@ class IVLP(DeepPromptTrainer):
     MODEL_NAME = "VLPromptLearner"
 
     def build_clip_model(self, backbone: ClipBackbone, classnames: Sequence[str]) -> nn.Module:
-        options = self.options
-        prompts = build_vl_prompts(backbone, classnames, options, self.CFG_NODE, self.rng_before_clip, "IVLP")
-        return IndependentVLCLIP(backbone, prompts, TextEncoding.from_options(options))
+        prompts = self.vl_prompts(backbone, classnames)
+        return IndependentVLCLIP(backbone, prompts, TextEncoding.from_options(self.options))

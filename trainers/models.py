@@ -9,6 +9,8 @@ Outputs only a loss needs (e.g. a frozen teacher's) are fields of a subclass, fi
   optimised and checkpointed);
 * ``StaticPromptCLIP``: class prompts that do not depend on the image (CoOp, MaPLe, IVLP, ...),
   encoded once per evaluation (``TextFeatureCache``);
+* ``LearnedContextCLIP``: CoOp's model, class prompts around the learned context of a
+  ``PromptLearner`` (CoOp, KgCoOp, ProGrad);
 * ``FixedTextCLIP``: class features encoded once at build time (VPT, SLIP-style, zero-shot CLIP);
 * ``InstancePromptCLIP``: prompts conditioned on each image (CoCoOp, StyLIP, GOPro), run in groups
   of images so that one text-tower call stays bounded;
@@ -27,7 +29,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .clip_backbone import ClipBackbone
-from .prompts import TextEncoding
+from .prompts import TextEncoding, encode_class_prompts
 
 
 # --------------------------------------------------------------------------------------------
@@ -184,6 +186,15 @@ class StaticPromptCLIP(TextFeatureCache, PromptedCLIP):
     def forward(self, image: torch.Tensor) -> ModelOutput:
         image_features, text_features = self.visual_embedding(image), self.cached(self.text_features)
         return ModelOutput(clip_logits(self.backbone, image_features, text_features), image_features, text_features)
+
+
+class LearnedContextCLIP(StaticPromptCLIP):
+    """Frozen CLIP + a ``PromptLearner`` (``learnable``): logits = 100 · f̂(x) · ŵᵀ with
+    ŵ = normalize(f_t(SOS ‖ ctx ‖ <class> . EOT)), one text pass of C prompts per step."""
+
+    def text_features(self) -> torch.Tensor:
+        learner = self.learnable
+        return encode_class_prompts(self.backbone, learner, learner.assemble(), self.text_encoding)   # [C, E]
 
 
 class FixedTextCLIP(PromptedCLIP):

@@ -108,7 +108,7 @@ def mean_over_processes(grads: Sequence[torch.Tensor]) -> Sequence[torch.Tensor]
 class ProGradLoss(nn.Module):
     """ProGrad's two objectives from one forward: L_ce, the loss whose gradient the update follows
     (logged as "loss"), and L_kd, whose gradient only decides what of it is removed
-    (``ProGrad.step_along_projection``). Returns (L_ce, {"loss_kd": L_kd})."""
+    (``ProGrad.update``). Returns (L_ce, {"loss_kd": L_kd})."""
 
     def __init__(self, temperature: float):
         super().__init__()
@@ -158,19 +158,11 @@ class ProGrad(ClipPromptTrainer):
     def build_criterion(self) -> ProGradLoss:
         return ProGradLoss(self.temperature)
 
-    def forward_backward(self, batch):
-        inputs, label = self.model_inputs(batch)
-        output = self.model(*inputs)
-        loss_ce, terms = self.criterion(output, label)
-        self.detect_anomaly(loss_ce + terms["loss_kd"])
-        self.step_along_projection(loss_ce, terms["loss_kd"])
-        if (self.batch_idx + 1) == self.num_batches:
-            self.update_lr()
-        return self.summarize(loss_ce, terms, output, label)
-
-    def step_along_projection(self, loss_ce: torch.Tensor, loss_kd: torch.Tensor) -> None:
+    def update(self, loss_ce: torch.Tensor, terms: Dict[str, torch.Tensor]) -> None:
         """ProGrad's update rule: the optimizer steps on g = g_ce without its component against
         g_kd (``project_conflicting``), each gradient averaged over processes first."""
+        loss_kd = terms["loss_kd"]
+        self.detect_anomaly(loss_ce + loss_kd)
         self.model_zero_grad()
         params = [p for p in self.model.learnable.parameters() if p.requires_grad]
         g_kd = mean_over_processes(torch.autograd.grad(loss_kd, params, retain_graph=True))

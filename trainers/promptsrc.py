@@ -38,7 +38,7 @@ import torch.nn.functional as F
 from dassl.engine import TRAINER_REGISTRY
 
 from .clip_backbone import ClipBackbone
-from .deep_prompts import DeepPromptTrainer, IndependentVLCLIP, VLPrompts, build_vl_prompts, replay_clip_init
+from .deep_prompts import DeepPromptTrainer, IndependentVLCLIP, VLPrompts, replay_clip_init
 from .models import ModelOutput, class_level, clip_logits, extend_output
 from .prompts import TextEncoding
 from .templates import PROMPTSRC_TEMPLATES, encode_templates
@@ -169,9 +169,8 @@ class PromptSRC(DeepPromptTrainer):
     MODEL_NAME = "VLPromptLearner"
 
     def build_clip_model(self, backbone: ClipBackbone, classnames: Sequence[str]) -> nn.Module:
-        options = self.options
-        prompts = build_vl_prompts(backbone, classnames, options, self.CFG_NODE, self.rng_before_clip, "PromptSRC")
-        return PromptSRCCLIP(backbone, prompts, classnames, TextEncoding.from_options(options))
+        return PromptSRCCLIP(backbone, self.vl_prompts(backbone, classnames), classnames,
+                             TextEncoding.from_options(self.options))
 
     def build_criterion(self) -> SelfRegulatingLoss:
         return SelfRegulatingLoss(self.options.TEXT_LOSS_WEIGHT, self.options.IMAGE_LOSS_WEIGHT)

@@ -8,6 +8,7 @@
       inputs, label = self.model_inputs(batch)     # the images (and views) the model needs
       output = self.model(*inputs)                 # a ModelOutput (trainers/models.py)
       loss, terms = self.criterion(output, label)  # the method's loss module
+      self.update(loss, terms)                     # an optimizer step (or a method's own rule)
 
 Only the Dassl API that upstream Dassl also has is used here, so every trainer built on this runs
 on upstream Dassl.pytorch unchanged.
@@ -180,10 +181,15 @@ class ClipPromptTrainer(TrainerX):
         image, label = self.parse_batch_train(batch)
         return (image,), label
 
-    def compute_loss(self, batch) -> Tuple[torch.Tensor, Dict[str, float]]:
+    def forward_loss(self, batch) -> Tuple[torch.Tensor, Dict[str, torch.Tensor], ModelOutput, torch.Tensor]:
+        """(loss, its terms, the model's output, labels) of a training batch."""
         inputs, label = self.model_inputs(batch)
         output = self.model(*inputs)
         loss, terms = self.criterion(output, label)
+        return loss, terms, output, label
+
+    def compute_loss(self, batch) -> Tuple[torch.Tensor, Dict[str, float]]:
+        loss, terms, output, label = self.forward_loss(batch)
         return loss, self.summarize(loss, terms, output, label)
 
     @staticmethod
@@ -194,11 +200,15 @@ class ClipPromptTrainer(TrainerX):
                 "acc": compute_accuracy(output.logits, label)[0].item()}
 
     def forward_backward(self, batch):
-        loss, summary = self.compute_loss(batch)
-        self.model_backward_and_update(loss)
+        loss, terms, output, label = self.forward_loss(batch)
+        self.update(loss, terms)
         if (self.batch_idx + 1) == self.num_batches:
             self.update_lr()
-        return summary
+        return self.summarize(loss, terms, output, label)
+
+    def update(self, loss: torch.Tensor, terms: Dict[str, torch.Tensor]) -> None:
+        """One optimizer step from the loss (a method with its own update rule overrides this)."""
+        self.model_backward_and_update(loss)
 
     # ---- evaluation ----------------------------------------------------------------------
     def model_inference(self, input, *args, **kwargs):

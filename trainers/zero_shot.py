@@ -13,8 +13,8 @@ from typing import Mapping, Optional, Sequence
 import torch
 
 from .clip_backbone import ClipBackbone
-from .models import ModelOutput, StaticPromptCLIP, class_level, clip_logits, extend_output
-from .prompts import PromptLearner, TextEncoding, encode_class_prompts
+from .models import LearnedContextCLIP, ModelOutput, class_level, clip_logits, extend_output
+from .prompts import PromptLearner, TextEncoding
 from .templates import DEFAULT_TEMPLATE, encode_templates
 
 
@@ -55,7 +55,7 @@ class GuidedOutput(ModelOutput):
     teacher_text_features: Optional[torch.Tensor] = class_level()
 
 
-class GuidedPromptCLIP(StaticPromptCLIP):
+class GuidedPromptCLIP(LearnedContextCLIP):
     """CoOp's prompts (``learnable``: a ``PromptLearner``) beside a zero-shot ``teacher`` that
     guides training only: evaluation is CoOp's, 100 · f̂(x) · ŵᵀ, and never encodes the teacher."""
 
@@ -63,10 +63,6 @@ class GuidedPromptCLIP(StaticPromptCLIP):
                  text_encoding: TextEncoding = TextEncoding()):
         super().__init__(backbone, learner, text_encoding)
         self.teacher = teacher
-
-    def text_features(self) -> torch.Tensor:
-        learner = self.learnable
-        return encode_class_prompts(self.backbone, learner, learner.assemble(), self.text_encoding)   # ŵ [C, E]
 
     def forward(self, image: torch.Tensor) -> GuidedOutput:
         output = extend_output(super().forward(image), GuidedOutput)

@@ -13,5 +13,4 @@
 #
 # The rows are defined in tools/experiments/methods.py (ABLATION); zero-weight branches are not computed.
 source "$(dirname "$0")/../common.sh"
-expect_args 3 $# "ROW DATASET SEED   (ROW: ce ce_con ce_sem_x1 ce_sem_x2 ce_sem_x1x2 all)"
 run_step gopro ablation "$@"

@@ -7,5 +7,4 @@
 #
 # The points are defined in tools/experiments/methods.py (nctx_options, NCTX_POINTS).
 source "$(dirname "$0")/../common.sh"
-expect_args 3 $# "M DATASET SEED   (M: a positive number of tokens, or 'init')"
 run_step gopro nctx "$@"

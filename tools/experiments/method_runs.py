@@ -16,7 +16,9 @@ skips a finished run and deals with a stale one). Steps:
     SWEEP SETTING DATASET SEED     a setting of one of the method's sweeps (GOPro: ablation ROW,
                                    nctx M): base-to-new training, then its test
 
-A step the method does not have, or a bad setting, exits with status 2 and the reason on stderr.
+Wrong arguments (their number, an unknown dataset, a step the method does not have, a bad setting)
+exit with status 2 and the reason on stderr, before anything runs; ``--script`` names the script in
+the usage line.
 """
 from __future__ import annotations
 
@@ -31,7 +33,13 @@ from tools.experiments.layout import Layout, sweep_layout
 from tools.experiments.methods import REPO, Method, get_method
 
 LOAD_LAST = ("--load-epoch", "last")  # evaluations load the final epoch of their training run
-STEPS = ("base2new_train", "base2new_test", "xd_train", "xd_test", "zeroshot")
+STEP_USAGE = {"base2new_train": "DATASET SEED", "base2new_test": "DATASET SEED", "xd_train": "SEED",
+              "xd_test": "DATASET SEED", "zeroshot": "DATASET [all|base|new]"}
+STEPS = tuple(STEP_USAGE)
+
+
+class UsageError(ValueError):
+    """Arguments that do not fit a step; the message is the step's usage."""
 
 
 @dataclass(frozen=True)
@@ -57,7 +65,12 @@ class TrainRun:
 
 
 def dataset_config(dataset: str) -> str:
-    return str(REPO / "configs" / "datasets" / f"{dataset}.yaml")
+    """configs/datasets/<dataset>.yaml; ValueError naming the known datasets when there is none."""
+    path = REPO / "configs" / "datasets" / f"{dataset}.yaml"
+    if not path.is_file():
+        known = " ".join(sorted(p.stem for p in path.parent.glob("*.yaml")))
+        raise ValueError(f"Unknown dataset '{dataset}' (no configs/datasets/{dataset}.yaml). Known: {known}")
+    return str(path)
 
 
 def run_args(method: Method, ctx: Context, cfg: str, dataset: str, seed: Optional[int]) -> List[str]:
@@ -109,27 +122,33 @@ def step_runs(method: Method, step: str, args: Sequence[str], ctx: Context) -> L
     """The runs of ``STEP ARGS`` (module docstring); ValueError for a step or argument that does not fit."""
     sweep = method.sweep(step)
     if sweep is not None:
-        setting, dataset, seed = expect(args, 3, f"{sweep.argument} DATASET SEED")
+        setting, dataset, seed = expect(args, sweep.usage)
+        dataset_config(dataset)
         layout = sweep_layout(ctx.layout, sweep, setting)
         options = sweep.options(setting)  # validates the setting
         return base2new(method, Context(ctx.data, layout, ctx.cfg), dataset, seed_of(seed), ("train", "test"), options)
     if (step == "zeroshot") != method.zero_shot or step not in STEPS:
         steps = ["zeroshot"] if method.zero_shot else [*STEPS[:-1], *(s.name for s in method.sweeps)]
         raise ValueError(f"{method.key} has no step {step!r}: use one of {' '.join(steps)}")
-    if step == "zeroshot":
-        return zeroshot(method, ctx, *expect(args, (1, 2), "DATASET [all|base|new]"))
+    args = expect(args, STEP_USAGE[step])
     if step == "xd_train":
-        return xd_train(method, ctx, seed_of(*expect(args, 1, "SEED")))
-    dataset, seed = expect(args, 2, "DATASET SEED")
+        dataset_config(ctx.layout.xd_source)
+        return xd_train(method, ctx, seed_of(*args))
+    dataset_config(args[0])
+    if step == "zeroshot":
+        return zeroshot(method, ctx, *args)
+    dataset, seed = args
     if step == "xd_test":
         return xd_test(method, ctx, dataset, seed_of(seed))
     return base2new(method, ctx, dataset, seed_of(seed), ("train",) if step == "base2new_train" else ("test",))
 
 
-def expect(args: Sequence[str], count, usage: str) -> Sequence[str]:
-    low, high = count if isinstance(count, tuple) else (count, count)
-    if not low <= len(args) <= high:
-        raise ValueError(f"expected {usage}, got {' '.join(args) or 'nothing'}")
+def expect(args: Sequence[str], usage: str) -> Sequence[str]:
+    """``args`` if their number fits ``usage`` ("DATASET [all|base|new]": 1 or 2), else UsageError."""
+    words = usage.split("   ")[0].split()
+    required = [w for w in words if not w.startswith("[")]
+    if not len(required) <= len(args) <= len(words):
+        raise UsageError(usage)
     return args
 
 
@@ -148,6 +167,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--shots", type=int, default=16, help="images per class (SHOTS)")
     parser.add_argument("--xd-source", default="imagenet", help="cross-dataset source (XD_SOURCE)")
     parser.add_argument("--cfg", default="", help="config name replacing the method's default (CFG)")
+    parser.add_argument("--script", default="method_runs", help="the script named in usage lines")
     parser.add_argument("method", help="a key of the registry (tools/experiments/methods.py), e.g. gopro")
     parser.add_argument("step")
     parser.add_argument("args", nargs="*")
@@ -159,6 +179,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         ctx = Context(args.data, Layout(args.output, args.shots, args.xd_source), args.cfg)
         runs = step_runs(get_method(args.method), args.step, args.args, ctx)
+    except UsageError as exc:
+        print(f"Usage: {args.script} {exc}", file=sys.stderr)
+        return 2
     except (KeyError, ValueError) as exc:
         print(exc.args[0], file=sys.stderr)
         return 2

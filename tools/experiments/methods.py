@@ -40,6 +40,11 @@ class Sweep:
     default: str
     options: Callable[[str], Tuple[str, ...]]     # setting -> train.py KEY VALUE pairs (ValueError: no such setting)
     folder: Callable[[str], str]                  # setting -> its folder under <OUTPUT>/<name>/
+    hint: str = ""                                # the settings, for a usage line
+
+    @property
+    def usage(self) -> str:
+        return f"{self.argument} DATASET SEED" + (f"   ({self.argument}: {self.hint})" if self.hint else "")
 
 
 @dataclass(frozen=True)
@@ -140,8 +145,10 @@ def nctx_options(point: str) -> Tuple[str, ...]:
 
 
 GOPRO_SWEEPS = (
-    Sweep("ablation", "ROW", tuple(ABLATION), "all", ablation_options, folder=lambda row: row),
-    Sweep("nctx", "M", NCTX_POINTS, NCTX_DEFAULT_POINT, nctx_options, folder=lambda m: f"m{m}"),
+    Sweep("ablation", "ROW", tuple(ABLATION), "all", ablation_options, folder=lambda row: row,
+          hint=" ".join(ABLATION)),
+    Sweep("nctx", "M", NCTX_POINTS, NCTX_DEFAULT_POINT, nctx_options, folder=lambda m: f"m{m}",
+          hint="a positive number of tokens, or 'init'"),
 )
 
 # --------------------------------------------------------------------------------------------
