@@ -12,7 +12,7 @@ from conftest import build_cfg, make_trainer
 from test_baselines import one_batch, write_upstream_checkpoint
 from test_modern_baselines import run_base2new_scripts
 from trainers.kgcoop import INIT_PHRASE, KgCoOp, KgCoOpLoss, knowledge_guidance_loss
-from trainers.zero_shot import GuidedOutput, ZeroShotClassifier
+from trainers.teachers import GuidedOutput, ZeroShotClassifier
 
 CONFIG = "vit_b16_ep100_ctxv1"
 

@@ -85,15 +85,3 @@ def test_trainers_and_datasets_import_only_what_upstream_dassl_has():
     assert not {name: bad for name, bad in offenders.items() if bad}, (
         "trainers/ and datasets/ must run on upstream Dassl: import only its public names "
         "(put project helpers in trainers/, e.g. trainers/distributed.py)")
-
-
-def test_nothing_imports_the_old_prompting_module():
-    """``trainers/prompting.py`` only re-exports old names for code outside this repository: the
-    repository itself imports prompts, models and trainer_base."""
-    repo = TRAINERS.parent
-    files = [p for folder in ("trainers", "tests", "bench", "tools") for p in (repo / folder).rglob("*.py")]
-    files.append(repo / "train.py")
-    assert len(files) > 20 and TRAINERS / "coop.py" in files  # the rule below is not vacuous
-    importers = sorted(str(p.relative_to(repo)) for p in files
-                       if p != TRAINERS / "prompting.py" and "prompting" in trainer_modules_imported(p))
-    assert importers == [], "import from trainers/prompts.py, models.py or trainer_base.py instead"

@@ -22,9 +22,9 @@ import torch.nn as nn
 from dassl.engine import TRAINER_REGISTRY
 
 from .clip_backbone import ClipBackbone
-from .deep_prompts import DeepPromptTrainer, IndependentVLCLIP
+from .deep_prompts import IndependentVLCLIP
 from .prompts import TextEncoding
-from .trainer_base import add_prompt_keys
+from .trainer_base import DeepPromptTrainer, add_prompt_keys
 
 
 def extend_cfg(cfg) -> None:

@@ -44,7 +44,7 @@ from .clip_backbone import ClipBackbone
 from .prompts import PromptLearner, TextEncoding, coop_context, init_context
 from .templates import CUSTOM_TEMPLATES
 from .trainer_base import ClipPromptTrainer, add_coop_keys
-from .zero_shot import GuidedOutput, GuidedPromptCLIP, ZeroShotClassifier, template_of
+from .teachers import GuidedOutput, GuidedPromptCLIP, ZeroShotClassifier, template_of
 
 INIT_PHRASE = "a photo of a"
 # The teacher's template per dataset: the CoOp templates, but a full sentence for DTD.

@@ -28,10 +28,11 @@ import torch.nn.functional as F
 from dassl.engine import TRAINER_REGISTRY
 
 from .clip_backbone import ClipBackbone
-from .deep_prompts import check_depth, init_leading_context, random_prompts
+from .deep_prompts import check_depth, init_leading_context
 from .models import StaticPromptCLIP
 from .prompts import PromptLearner, TextEncoding, encode_class_prompts
 from .trainer_base import ClipPromptTrainer, add_prompt_keys
+from .upstream_init import random_prompts
 
 
 def extend_cfg(cfg) -> None:

@@ -50,7 +50,7 @@ from .distributed import all_reduce_mean_
 from .prompts import CLASS_TOKEN_POSITIONS, PromptLearner, TextEncoding, coop_context
 from .templates import CUSTOM_TEMPLATES
 from .trainer_base import ClipPromptTrainer, add_coop_keys
-from .zero_shot import GuidedOutput, GuidedPromptCLIP, ZeroShotClassifier, template_of
+from .teachers import GuidedOutput, GuidedPromptCLIP, ZeroShotClassifier, template_of
 
 # The teacher's template per dataset (also the context init): the category phrase comes first.
 TEACHER_TEMPLATES = {

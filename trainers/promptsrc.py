@@ -38,11 +38,12 @@ import torch.nn.functional as F
 from dassl.engine import TRAINER_REGISTRY
 
 from .clip_backbone import ClipBackbone
-from .deep_prompts import DeepPromptTrainer, IndependentVLCLIP, VLPrompts, replay_clip_init
+from .deep_prompts import IndependentVLCLIP, VLPrompts
 from .models import ModelOutput, class_level, clip_logits, extend_output
 from .prompts import TextEncoding
 from .templates import PROMPTSRC_TEMPLATES, encode_templates
-from .trainer_base import add_prompt_keys
+from .trainer_base import DeepPromptTrainer, add_prompt_keys
+from .upstream_init import replay_clip_init
 
 GPA_MODEL_NAME = "GPA"
 

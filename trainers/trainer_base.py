@@ -19,7 +19,7 @@ import contextlib
 import os
 import os.path as osp
 import sys
-from typing import Dict, List, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
@@ -32,6 +32,7 @@ from dassl.optim import build_lr_scheduler, build_optimizer
 from dassl.utils import load_checkpoint
 
 from .clip_backbone import PRECISIONS, ClipBackbone, build_backbone
+from .deep_prompts import VLPrompts, build_vl_prompts
 from .losses import ClassificationLoss
 from .models import ModelOutput, TextFeatureCache
 
@@ -289,3 +290,18 @@ def adapt_state_dict(state_dict: Dict[str, torch.Tensor], module: nn.Module, pat
             f"It was trained with another backbone or prompt configuration (N_CTX, CSC, depth).")
     return kept
 
+
+class DeepPromptTrainer(ClipPromptTrainer):
+    """A ``ClipPromptTrainer`` that remembers the generator state CLIP was built from
+    (``rng_before_clip``), which ``draw_prompts_in_upstream_order`` replays."""
+
+    rng_before_clip: Optional[torch.Tensor] = None
+
+    def build_model(self):
+        self.rng_before_clip = torch.get_rng_state()
+        super().build_model()
+
+    def vl_prompts(self, backbone: ClipBackbone, classnames: Sequence[str]) -> VLPrompts:
+        """Independent prompts in both towers from this trainer's options (``build_vl_prompts``)."""
+        return build_vl_prompts(backbone, classnames, self.options, self.CFG_NODE, self.rng_before_clip,
+                                type(self).__name__)

@@ -7,7 +7,7 @@ only, fixed hand-crafted text.
 
 The registered module ``prompt_learner`` holds only the prompts, named as in upstream's whole-model
 checkpoints (``image_encoder.VPT``, ``image_encoder.transformer.resblocks.<j>.VPT_shallow``), and
-starts from upstream's values for the same seed (drawn in upstream's order, ``trainers/deep_prompts.py``).
+starts from upstream's values for the same seed (drawn in upstream's order, ``trainers/upstream_init.py``).
 ``CTX_INIT`` is kept for config compatibility; the text template is fixed, as upstream.
 """
 from __future__ import annotations
@@ -21,10 +21,11 @@ from yacs.config import CfgNode as CN
 from dassl.engine import TRAINER_REGISTRY
 
 from .clip_backbone import ClipBackbone
-from .deep_prompts import (DeepPromptTower, DeepPromptTrainer, check_depth, draw_prompts_in_upstream_order,
-                           prompted_image_embedding)
+from .deep_prompts import DeepPromptTower, check_depth, prompted_image_embedding
 from .models import FixedTextCLIP
 from .templates import encode_templates
+from .trainer_base import DeepPromptTrainer
+from .upstream_init import draw_prompts_in_upstream_order
 
 TEXT_TEMPLATE = "a photo of a {}."
 

@@ -113,7 +113,7 @@ def test_the_old_draw_order_would_differ(kit, tmp_path):
 def test_the_replay_draws_exactly_what_building_clip_draws(kit):
     """``replay_clip_init`` against the real CLIP constructor (the clip package's build_model)."""
     from trainers.clip_backbone import load_clip
-    from trainers.deep_prompts import replay_clip_init
+    from trainers.upstream_init import replay_clip_init
 
     clip_model = load_clip("ViT-B/16", str(kit.clip_path))
     torch.manual_seed(SEED)
