@@ -7,7 +7,7 @@
         --output-dir output/... DATASET.NUM_SHOTS 16 DATASET.SUBSAMPLE_CLASSES base
 
 The arguments and the config they build (merge order, plugin discovery, ``--load-epoch last``)
-live in ``tools/experiments/train_cli.py``; this file runs them: output folder, log, seed, run
+live in ``tools/experiments/cli.py``; this file runs them: output folder, log, seed, run
 record, then training or evaluation. Under ``torchrun`` the process group is set up from the
 environment (see README, "Multi-GPU").
 """
@@ -18,13 +18,14 @@ import sys
 import time
 from typing import List
 
-from tools.experiments.train_cli import build_parser, resolve_load_epoch, setup_cfg  # (first: it quiets pkg_resources)
+from runs.cli import build_parser, setup_cfg  # (first: it quiets pkg_resources)
 
 import torch  # noqa: E402
 
 from dassl.engine import build_trainer  # noqa: E402
 from dassl.utils import collect_env_info, set_random_seed, setup_logger  # noqa: E402
-from tools.experiments import run_identity  # noqa: E402  (what a run records: config.yaml, run.json)
+from runs import identity as run_identity  # noqa: E402  (what a run records: config.yaml, run.json)
+from runs.records import resolve_load_epoch  # noqa: E402
 
 
 def prepare_output_dir(path: str) -> None:

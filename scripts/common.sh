@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Shared by scripts/run.sh and scripts/<method>/*.sh: `run_step METHOD STEP ARGS...` runs one protocol
-# step of a method of the registry (tools/experiments/methods.py). Which train.py runs a step makes,
-# and where their folders are, comes from Python (tools/experiments/method_runs.py, layout.py);
+# step of a method of the registry (runs/methods.py). Which train.py runs a step makes,
+# and where their folders are, comes from Python (runs/steps.py, layout.py);
 # this file adds the caller's options, skips finished runs and deals with stale ones.
 #
 # Environment overrides (defaults = the paper's setting):
@@ -18,9 +18,9 @@
 #   RERUN_STALE 1: a folder holding a run with other settings is moved aside (to
 #               <folder>.stale-<time>) and the run starts afresh; unset: the script stops and names them
 #   PRINT_TRAIN_ARGS  1: print each run's train.py arguments (a count, then the arguments, each
-#               NUL-terminated) instead of running anything; tools/experiments/jobs.py reads them
+#               NUL-terminated) instead of running anything; runs/jobs.py reads them
 # A run is skipped when its folder holds its final result made with the same settings (train.py
-# --check-finished, see tools/experiments/run_identity.py); an unfinished one resumes.
+# --check-finished, see runs/identity.py); an unfinished one resumes.
 set -euo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -101,7 +101,7 @@ run_train_py() {  # run_train_py OUTDIR [train.py args...]: run train.py unless 
 
 run_step() {  # run_step METHOD STEP ARGS...: the step's train.py runs (method_runs checks the arguments first)
     local runs
-    runs=$(cd "$REPO" && "$PYTHON" -m tools.experiments.method_runs --script "$(basename "$0")" --data "$DATA" \
+    runs=$(cd "$REPO" && "$PYTHON" -m runs.steps --script "$(basename "$0")" --data "$DATA" \
         --output "$OUTPUT" --shots "$SHOTS" --xd-source "$XD_SOURCE" --cfg "${CFG:-}" "$@") || exit $?
     eval "$runs"  # run_train_py FOLDER ARGS..., one line per run, every word quoted by Python
 }

@@ -12,8 +12,9 @@ import torch.nn.functional as F
 from yacs.config import CfgNode
 
 from conftest import REPO, accuracies, make_trainer, run_script
-from tools.experiments import run_identity
-from tools.experiments.train_cli import build_parser, resolve_load_epoch, setup_cfg
+from runs import identity as run_identity
+from runs.cli import build_parser, setup_cfg
+from runs.records import resolve_load_epoch
 from numerics import assert_close, assert_differs
 from trainers.losses import simclr_loss
 from trainers.prompts import encode_class_prompts

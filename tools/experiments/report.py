@@ -3,7 +3,7 @@
 
     python -m tools.experiments.report output/ --markdown report.md --csv report_csv/
 
-Walks the tree written by ``scripts/`` (layout: ``tools/experiments/layout.py``) and prints, in the paper's
+Walks the tree written by ``scripts/`` (layout: ``runs/layout.py``) and prints, in the paper's
 layout:
 
 * Table 1, base-to-new: base / new / HM per dataset and the average over the 11 datasets;
@@ -25,7 +25,7 @@ Conventions:
 * Δ = ours − paper; an average is compared with the paper only when it covers the paper's datasets;
 * a missing cell reads ``n/a (0/3 seeds)``; a cell from fewer seeds than asked says so
   (``(2/3 seeds)``), and an average lacking a dataset reads ``n/a (10/11 datasets)``;
-* every run's recorded settings (``run.json``, see ``tools/experiments/run_identity.py``) are compared with the
+* every run's recorded settings (``run.json``, see ``runs/identity.py``) are compared with the
   paper's, i.e. what the scripts run without ``EPOCHS`` / ``EXTRA_OPTS`` / ``BACKBONE``: a cell from
   other settings gets a footnote mark ``[n]`` listing them (``OPTIM.MAX_EPOCH=2``), an average the
   marks of all its parts; seeds made with different settings are not averaged
@@ -46,11 +46,11 @@ from typing import Dict, FrozenSet, Iterable, List, Optional, Sequence, Set, Tup
 
 from tabulate import tabulate
 
-from tools.experiments.layout import Layout, Run, ablation_layout, nctx_layout, seed_stats
-from tools.experiments.methods import (ABLATION_ROWS, METHODS, MODERN, NCTX_DEFAULT_POINT, NCTX_LENGTHS,
+from runs.layout import Layout, Run, ablation_layout, nctx_layout, seed_stats
+from runs.methods import (ABLATION_ROWS, METHODS, MODERN, NCTX_DEFAULT_POINT, NCTX_LENGTHS,
                                        REPORTED_METHODS, Method, get_method)
-from tools.experiments.results import B2N_DATASETS, DG_TARGETS, XD_TARGETS, SeedStats, harmonic_mean, mean
-from tools.experiments.run_identity import (MODEL_DIGEST, TrainRun, asked_settings, differences, script_runs,
+from runs.results import B2N_DATASETS, DG_TARGETS, XD_TARGETS, SeedStats, harmonic_mean, mean
+from runs.identity import (MODEL_DIGEST, TrainRun, asked_settings, differences, script_runs,
                                             stored_settings)
 
 REPO = Path(__file__).resolve().parents[2]
@@ -149,7 +149,7 @@ class Provenance:
 class Provenances:
     """Settings of the runs under an output root, against the paper's: what the scripts run there
     with the caller's overrides (``EPOCHS``, ``EXTRA_OPTS``, ``BACKBONE``) unset, listed by the
-    scripts themselves through the job plans of ``tools/experiments/jobs.py``."""
+    scripts themselves through the job plans of ``runs/jobs.py``."""
 
     TABLES = ("table1", "xd", "table2", "table3", "fig2")
 
@@ -160,7 +160,7 @@ class Provenances:
         self._reference: Dict[Path, Optional[TrainRun]] = {}
 
     def paper_environment(self) -> Dict[str, str]:
-        from tools.experiments import jobs
+        from runs import jobs
 
         kept = {k: v for k, v in os.environ.items() if k not in jobs.PASS_THROUGH and k not in (
             "CFG", "METHODS", "DATASETS", "SEEDS", "ROWS", "NCTX", "RERUN_STALE", "PRINT_TRAIN_ARGS")}
@@ -170,7 +170,7 @@ class Provenances:
     def job_of(self, folder: Path):
         """The job (of any table) that writes ``folder`` under the paper's settings, or None."""
         if self._jobs is None:
-            from tools.experiments import jobs
+            from runs import jobs
 
             env = self.paper_environment()
             flags = SimpleNamespace(methods=[m.key for m in self.methods], datasets=list(self.datasets),

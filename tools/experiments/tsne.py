@@ -6,7 +6,7 @@
 
 Each method's trainer is built exactly as ``train.py`` builds it (same parser, same config merge,
 ``DATASET.SUBSAMPLE_CLASSES base``), its base-to-new checkpoint of that seed is loaded from the
-output tree (``tools/experiments/layout.py``; zero-shot CLIP has none), and the base-class test images
+output tree (``runs/layout.py``; zero-shot CLIP has none), and the base-class test images
 are embedded with ``model.visual_embedding(x)``, the image side of the logits (the
 ``image_features`` of the model's output record, without the text pass; GOPro: normalize(P_v(f_v(x)));
 CoOp: the frozen normalize(f_v(x))), or normalize(f_v(x)) for trainers without one. ``--run LABEL=TRAINER:CONFIG:DIR``
@@ -25,8 +25,9 @@ from typing import List, Optional, Sequence
 
 import numpy as np
 
-from tools.experiments.layout import Layout
-from tools.experiments.methods import get_method
+from runs.layout import Layout
+from runs.methods import get_method
+from runs.records import last_epoch
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -72,7 +73,7 @@ def custom_panel(spec: str) -> Panel:
 # --------------------------------------------------------------------------------------------
 def build_trainer(panel: Panel, args, work_dir: Path):
     """The trainer train.py would build for this run, with the checkpoint of the last epoch loaded."""
-    from tools.experiments import train_cli
+    from runs import cli
     from dassl.engine import build_trainer as dassl_build_trainer
     from dassl.utils import set_random_seed
 
@@ -84,7 +85,7 @@ def build_trainer(panel: Panel, args, work_dir: Path):
             "--output-dir", str(work_dir), "--dataset-config-file", str(dataset_config),
             "--config-file", str(panel.config), *(["--backbone", args.backbone] if args.backbone else []),
             "DATASET.NUM_SHOTS", str(args.shots), "DATASET.SUBSAMPLE_CLASSES", "base", *args.opts]
-    cfg = train_cli.setup_cfg(train_cli.build_parser().parse_args(argv))
+    cfg = cli.setup_cfg(cli.build_parser().parse_args(argv))
     if cfg.SEED >= 0:
         set_random_seed(cfg.SEED)
     trainer = dassl_build_trainer(cfg)
@@ -92,7 +93,7 @@ def build_trainer(panel: Panel, args, work_dir: Path):
         if not panel.model_dir.is_dir():
             raise SystemExit(f"No checkpoint folder {panel.model_dir} for {panel.label}: train it first "
                              f"(scripts/reproduce/fig3.sh, or the method's base2new_train.sh {args.dataset} {args.seed}).")
-        trainer.load_model(str(panel.model_dir), epoch=args.epoch or cfg.OPTIM.MAX_EPOCH)
+        trainer.load_model(str(panel.model_dir), epoch=args.epoch or last_epoch(str(panel.model_dir)))
     return trainer
 
 
@@ -185,7 +186,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--shots", type=int, default=16)
     parser.add_argument("--methods", nargs="*", default=[], help="registry methods (e.g. slip cocoop gopro zsclip)")
     parser.add_argument("--run", action="append", default=[], help="extra panel LABEL=TRAINER:CONFIG:MODEL_DIR")
-    parser.add_argument("--epoch", type=int, help="checkpoint epoch (default: the config's MAX_EPOCH)")
+    parser.add_argument("--epoch", type=int, help="checkpoint epoch (default: the last epoch of each training run, as --load-epoch last)")
     parser.add_argument("--backbone", default="", help="MODEL.BACKBONE.NAME override")
     parser.add_argument("--max-images", type=int, default=0, help="embed at most this many images (0: all)")
     parser.add_argument("--out", type=Path, help="PNG path (default: OUTPUT/figures/tsne_<dataset>_seed<seed>.png)")

@@ -1,8 +1,8 @@
-"""Run identity (tools.experiments.run_identity): train.py records the settings of every run, tells whether a
+"""Run identity (runs.identity): train.py records the settings of every run, tells whether a
 folder holds the run asked for, and the scripts and the job runner skip only runs made with the
 settings asked; a folder made with other settings is shown and never skipped silently.
 
-The in-process cases build configs with the real train.py (``train_cli.setup_cfg``) and run the real
+The in-process cases build configs with the real train.py (``cli.setup_cfg``) and run the real
 ``train.main`` on the tiny kit; the script cases run the real scripts.
 """
 from __future__ import annotations
@@ -17,9 +17,9 @@ import pytest
 from conftest import REPO, build_cfg
 from test_bad_input import COOP_CFG, ONE_EPOCH, args, train_main  # noqa: F401 (train_main: a fixture)
 
-from tools.experiments import jobs
-from tools.experiments import run_identity
-from tools.experiments.run_identity import EVAL_ONLY, LOAD_EPOCH, MODEL_DIGEST
+from runs import jobs
+from runs import identity as run_identity
+from runs.identity import EVAL_ONLY, LOAD_EPOCH, MODEL_DIGEST
 
 
 def settings(kit, tmp_path, *opts, trainer="GOPro", config="vit_b16", out="out"):
@@ -58,11 +58,11 @@ def test_settings_hold_what_changes_results_and_leave_out_paths_speed_knobs_and_
 def test_the_config_printed_into_a_log_gives_the_same_settings(kit, tmp_path, capsys):
     """Folders from before run.json are read from the arguments and config train.py prints."""
     import train
-    from tools.experiments import train_cli
+    from runs import cli
 
     argv = args(kit, tmp_path / "run", "CoOp", COOP_CFG, *ONE_EPOCH, flags=("--eval-only", "--load-epoch", "3"))
-    parsed = train_cli.build_parser().parse_args([str(a) for a in argv])
-    cfg = train_cli.setup_cfg(parsed)
+    parsed = cli.build_parser().parse_args([str(a) for a in argv])
+    cfg = cli.setup_cfg(parsed)
     train.print_banner("Arguments")
     for key in sorted(vars(parsed)):
         print(f"{key}: {getattr(parsed, key)}")
@@ -127,12 +127,12 @@ def test_training_refuses_a_folder_of_other_settings_and_evaluations_name_their_
 def record_runs(job: jobs.Job, env: dict) -> None:
     """Make the job's folders as a finished run of ``env``'s settings would leave them: the real
     run.json of the real config, and a log with the final result."""
-    from tools.experiments import train_cli
+    from runs import cli
 
     for run in run_identity.script_runs(job.command(), {**env, **dict(job.env)}):
-        parsed = train_cli.build_parser().parse_args(list(run.argv))
+        parsed = cli.build_parser().parse_args(list(run.argv))
         run.folder.mkdir(parents=True)
-        run_identity.record(train_cli.setup_cfg(parsed), parsed)
+        run_identity.record(cli.setup_cfg(parsed), parsed)
         end = "=> result" if run.eval_only else "Finish training\n=> result"
         (run.folder / "log.txt").write_text(f"{end}\n* accuracy: 50.0%\n")
 
@@ -166,8 +166,8 @@ def footnote(text: str, cell: str) -> str:
 
 def test_the_report_marks_numbers_from_other_settings_and_never_averages_mixed_seeds(tmp_path):
     from tools.experiments import report
-    from tools.experiments.layout import Layout
-    from tools.experiments.methods import METHODS
+    from runs.layout import Layout
+    from runs.methods import METHODS
     from test_report import row_of
 
     overrides = ("EPOCHS", "EXTRA_OPTS", "BACKBONE", "SHOTS", "CFG", "METHODS", "DATASETS", "SEEDS")

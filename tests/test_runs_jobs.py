@@ -1,4 +1,4 @@
-"""tools/experiments/jobs.py and scripts/reproduce/*.sh: job lists, dependency order, GPU slots, skipping,
+"""runs/jobs.py and scripts/reproduce/*.sh: job lists, dependency order, GPU slots, skipping,
 Slurm emission; scripts/gopro/{ablation,nctx}.sh options and trees.
 
 The real scripts run with ``PYTHON`` pointing at a fake interpreter that records its arguments and
@@ -18,18 +18,18 @@ import pytest
 
 from conftest import REPO
 
-from tools.experiments import jobs
+from runs import jobs
 from tools.experiments import report
-from tools.experiments.layout import Layout, Run, ablation_layout, nctx_layout
-from tools.experiments.methods import METHODS
-from tools.experiments.results import TRAIN_END_SIGNALS, harmonic_mean
+from runs.layout import Layout, Run, ablation_layout, nctx_layout
+from runs.methods import METHODS
+from runs.results import TRAIN_END_SIGNALS, harmonic_mean
 from test_report import row_of
 
 FAKE_PYTHON = f"""#!{sys.executable}
 # Stands in for `python train.py ...` / `python -m tools.experiments.tsne ...` in the scripts.
 import json, os, sys, time
 args = sys.argv[1:]
-if args[:2] == ["-m", "tools.experiments.method_runs"]:  # the scripts ask which runs to make: the real one answers
+if args[:2] == ["-m", "runs.steps"]:  # the scripts ask which runs to make: the real one answers
     os.execv(sys.executable, [sys.executable, *args])
 if args[:2] == ["train.py", "--check-finished"]:  # no run.json here: finished = the log has its result
     log = os.path.join(args[args.index("--output-dir") + 1], "log.txt")
@@ -106,9 +106,9 @@ def fake(tmp_path):
 
 
 def run_jobs(*args, env: dict, check: bool = True) -> subprocess.CompletedProcess:
-    """``python -m tools.experiments.jobs ...``: the engine itself runs on this interpreter, the scripts on the fake."""
+    """``python -m runs.jobs ...``: the engine itself runs on this interpreter, the scripts on the fake."""
     clean = {k: v for k, v in os.environ.items() if k not in ("METHODS", "DATASETS", "SEEDS", "CFG", "EPOCHS")}
-    proc = subprocess.run([sys.executable, "-m", "tools.experiments.jobs", *args], cwd=REPO, capture_output=True,
+    proc = subprocess.run([sys.executable, "-m", "runs.jobs", *args], cwd=REPO, capture_output=True,
                           text=True, env={**clean, **env}, timeout=300)
     if check:
         assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -271,7 +271,7 @@ def test_a_signal_to_the_runner_stops_every_job_and_its_children(fake, tmp_path,
     env = {**fake.env, "METHODS": "gopro", "DATASETS": "dtd oxford_pets", "SEEDS": "1", "FAKE_SLEEP": "600",
            "FAKE_PIDS": str(pids)}
     clean = {k: v for k, v in os.environ.items() if k not in ("METHODS", "DATASETS", "SEEDS", "CFG", "EPOCHS")}
-    runner = subprocess.Popen([sys.executable, "-m", "tools.experiments.jobs", "table1", "--gpus", "", "--jobs", "2"],
+    runner = subprocess.Popen([sys.executable, "-m", "runs.jobs", "table1", "--gpus", "", "--jobs", "2"],
                               cwd=REPO, env={**clean, **env}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                               text=True)
     try:

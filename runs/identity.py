@@ -30,7 +30,7 @@ side knows comes from a code change (a new option with its default), not from th
   read). Such folders count as finished and are reported as unknown.
 
 ``train.py --check-finished ARGS`` answers for one folder (exit 0 done, 1 to run, 3 stale);
-``tools/experiments/jobs.py`` and ``tools/experiments/report.py`` ask in-process for many runs (``asked_settings``).
+``runs/jobs.py`` and ``tools/experiments/report.py`` ask in-process for many runs (``asked_settings``).
 """
 from __future__ import annotations
 
@@ -45,13 +45,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
-from tools.experiments.results import TEST_END_SIGNAL, TRAIN_END_SIGNALS, read_metric
+from runs.cli import build_parser, setup_cfg
+from runs.records import CONFIG_FILE, IDENTITY_FILE, LAST_EPOCH, LOG_FILE, read_identity
+from runs.results import TEST_END_SIGNAL, TRAIN_END_SIGNALS, read_metric
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
 
-IDENTITY_FILE = "run.json"
-CONFIG_FILE = "config.yaml"
-LOG_FILE = "log.txt"
 
 # Config keys that do not change results (see the module docstring for the rule).
 IGNORED_KEYS = frozenset({
@@ -132,8 +131,6 @@ def settings_of(cfg, eval_only: bool = False, load_epoch: Union[int, str, None] 
     A run records the epoch it loaded (train.py resolves ``last`` in the model folder first), so
     runs recorded with ``--load-epoch 50`` and asked with ``last`` are the same run.
     """
-    from tools.experiments.train_cli import LAST_EPOCH
-
     epoch = cfg.OPTIM.MAX_EPOCH if load_epoch == LAST_EPOCH else load_epoch
     identity = read_identity(Path(model_dir)) if eval_only and model_dir else None
     return select_settings(flatten(cfg), eval_only, epoch, identity and identity.get("digest"))
@@ -179,34 +176,6 @@ def describe(diffs: Sequence[Difference], limit: int = 4) -> str:
 # --------------------------------------------------------------------------------------------
 # What a folder holds
 # --------------------------------------------------------------------------------------------
-def recorded_max_epoch(folder: Union[str, Path]) -> Optional[int]:
-    """The ``OPTIM.MAX_EPOCH`` a run folder records: run.json's settings, else config.yaml (None: neither)."""
-    identity = read_identity(Path(folder))
-    if identity is not None and "OPTIM.MAX_EPOCH" in identity["settings"]:
-        return int(identity["settings"]["OPTIM.MAX_EPOCH"])
-    config = Path(folder) / CONFIG_FILE
-    if not config.is_file():
-        return None
-    import yaml
-
-    try:
-        epochs = (yaml.safe_load(config.read_text()) or {}).get("OPTIM", {}).get("MAX_EPOCH")
-    except (OSError, yaml.YAMLError, AttributeError):
-        return None  # a damaged file tells nothing
-    return int(epochs) if epochs is not None else None
-
-
-def read_identity(folder: Path) -> Optional[dict]:
-    path = Path(folder) / IDENTITY_FILE
-    if not path.is_file():
-        return None
-    try:
-        identity = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None  # a damaged file tells nothing: treated like a folder without one
-    return identity if isinstance(identity.get("settings"), dict) else None
-
-
 def _literal(text: str) -> Any:
     try:
         return ast.literal_eval(text)
@@ -357,8 +326,6 @@ def asked_settings(argv: Sequence[str]) -> Dict[str, Any]:
 
     The first call imports every trainer (seconds); later calls take milliseconds.
     """
-    from tools.experiments.train_cli import build_parser, setup_cfg
-
     args = build_parser().parse_args(list(argv))
     return settings_of_args(setup_cfg(args), args)
 

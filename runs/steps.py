@@ -1,7 +1,7 @@
 """What a method script runs: the train.py runs of one protocol step, from the method registry
 (``methods.py``) and the output layout (``layout.py``) alone.
 
-    python -m tools.experiments.method_runs --data DATA --output OUTPUT [--shots 16]
+    python -m runs.steps --data DATA --output OUTPUT [--shots 16]
         [--xd-source imagenet] [--cfg CFG] METHOD STEP ARGS...
 
 prints one shell command per run, ``run_train_py FOLDER TRAIN_PY_ARGS...`` (every word quoted),
@@ -29,8 +29,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import List, Optional, Sequence, Tuple
 
-from tools.experiments.layout import Layout, sweep_layout
-from tools.experiments.methods import REPO, Method, get_method
+from runs.layout import Layout, sweep_layout
+from runs.methods import REPO, Method, get_method
 
 LOAD_LAST = ("--load-epoch", "last")  # evaluations load the final epoch of their training run
 STEP_USAGE = {"base2new_train": "DATASET SEED", "base2new_test": "DATASET SEED", "xd_train": "SEED",
@@ -167,8 +167,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--shots", type=int, default=16, help="images per class (SHOTS)")
     parser.add_argument("--xd-source", default="imagenet", help="cross-dataset source (XD_SOURCE)")
     parser.add_argument("--cfg", default="", help="config name replacing the method's default (CFG)")
-    parser.add_argument("--script", default="method_runs", help="the script named in usage lines")
-    parser.add_argument("method", help="a key of the registry (tools/experiments/methods.py), e.g. gopro")
+    parser.add_argument("--script", default="steps", help="the script named in usage lines")
+    parser.add_argument("method", help="a key of the registry (runs/methods.py), e.g. gopro")
     parser.add_argument("step")
     parser.add_argument("args", nargs="*")
     return parser

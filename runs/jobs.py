@@ -1,10 +1,10 @@
 #!/usr/bin/env python
 """The job engine behind ``scripts/reproduce/*.sh``: every run of a table, in order, on many GPUs.
 
-    python -m tools.experiments.jobs table1 --gpus 0,1,2,3          # run locally, one job per GPU
-    python -m tools.experiments.jobs table1 --gpus "" --jobs 2      # CPU only, two jobs at a time
-    python -m tools.experiments.jobs xd --emit-slurm xd.sbatch      # write a Slurm array script instead
-    python -m tools.experiments.jobs table3 --dry-run               # print the job list
+    python -m runs.jobs table1 --gpus 0,1,2,3          # run locally, one job per GPU
+    python -m runs.jobs table1 --gpus "" --jobs 2      # CPU only, two jobs at a time
+    python -m runs.jobs xd --emit-slurm xd.sbatch      # write a Slurm array script instead
+    python -m runs.jobs table3 --dry-run               # print the job list
 
 A *job* is one invocation of a method script (``scripts/<method>/*.sh``) with its arguments and
 environment; a job that needs another one's output (an evaluation needs its training run) lists it
@@ -21,12 +21,12 @@ Environment (command-line flags win): ``METHODS``, ``DATASETS``, ``SEEDS`` (spac
 separated), ``ROWS`` (table3), ``NCTX`` (fig2); ``DATA``, ``OUTPUT``, ``SHOTS``, ``EPOCHS``,
 ``BACKBONE``, ``XD_SOURCE``, ``EXTRA_OPTS`` and ``PYTHON`` pass through to the scripts (see
 ``scripts/common.sh``). ``CFG`` does not: each method's config comes from the registry
-(``tools/experiments/methods.py``), so that the report finds every run. A method without scripts of
+(``runs/methods.py``), so that the report finds every run. A method without scripts of
 its own runs through ``scripts/run.sh KEY STEP ...``.
 
 A run whose folder holds its final result, made with the settings asked now, is skipped (the
 scripts skip it too). The settings asked come from the scripts themselves (``PRINT_TRAIN_ARGS=1``)
-and train.py's config, built in this process (``tools/experiments/run_identity.py``). A folder made with other
+and train.py's config, built in this process (``runs/identity.py``). A folder made with other
 settings is *stale*: ``--dry-run`` shows ``[stale: OPTIM.MAX_EPOCH 2 ≠ 50]``, and nothing runs
 until ``--rerun-stale`` (the scripts move such folders aside to ``<folder>.stale-<time>``) or
 another ``OUTPUT``. Folders from before ``run.json`` are read from the config in their log.
@@ -50,12 +50,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
-from tools.experiments.layout import Layout, Run, ablation_layout, nctx_layout
-from tools.experiments.methods import ABLATION_ROWS, METHODS, NCTX_POINTS, PAPER_METHODS, Method, get_method
-from tools.experiments.results import B2N_DATASETS, DG_TARGETS, XD_TARGETS
-from tools.experiments.run_identity import FolderState, script_runs
+from runs.layout import Layout, Run, ablation_layout, nctx_layout
+from runs.methods import ABLATION_ROWS, METHODS, NCTX_POINTS, PAPER_METHODS, Method, get_method
+from runs.results import B2N_DATASETS, DG_TARGETS, XD_TARGETS
+from runs.identity import FolderState, script_runs
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
 
 # Variables the scripts read (scripts/common.sh); written into Slurm job lists when set.
 PASS_THROUGH = ("DATA", "OUTPUT", "SHOTS", "EPOCHS", "BACKBONE", "XD_SOURCE", "EXTRA_OPTS", "PYTHON", "RERUN_STALE")
@@ -160,13 +160,9 @@ def usable(plan: Plan, method: Method, names: Sequence[str], generic: bool = Tru
     return runnable
 
 
-def method_env(sel: Selection, method: Method, protocol: str, dataset: str = "") -> Tuple[Tuple[str, str], ...]:
-    """CFG from the registry, and the epochs of a per-dataset config unless the caller set EPOCHS."""
-    env = {"CFG": method.cfg(protocol, dataset)}
-    epochs = method.epochs(protocol, dataset)
-    if epochs is not None and not sel.user_env.get("EPOCHS"):
-        env["EPOCHS"] = str(epochs)
-    return tuple(env.items())
+def cfg_env(method: Method, protocol: str, dataset: str = "") -> Tuple[Tuple[str, str], ...]:
+    """The job's CFG: the registry's config for this protocol and dataset."""
+    return (("CFG", method.cfg(protocol, dataset)),)
 
 
 # --------------------------------------------------------------------------------------------
@@ -179,7 +175,7 @@ def zero_shot_job(plan: Plan, method: Method, dataset: str, subsample: str, run:
 
 def b2n_train_job(plan: Plan, sel: Selection, method: Method, dataset: str, seed: int) -> Job:
     return plan.add(Job(f"{method.key}/b2n_train/{dataset}/seed{seed}",
-                        *step(method, "base2new_train", dataset, str(seed)), method_env(sel, method, "b2n", dataset),
+                        *step(method, "base2new_train", dataset, str(seed)), cfg_env(method, "b2n", dataset),
                         run=sel.layout.b2n_run(method, "base", dataset, seed)))
 
 
@@ -198,7 +194,7 @@ def table1(sel: Selection) -> Plan:
             for seed in sel.seeds:
                 train = b2n_train_job(plan, sel, method, dataset, seed)
                 plan.add(Job(f"{method.key}/b2n_test/{dataset}/seed{seed}",
-                             *step(method, "base2new_test", dataset, str(seed)), method_env(sel, method, "b2n", dataset), deps=(train.id,),
+                             *step(method, "base2new_test", dataset, str(seed)), cfg_env(method, "b2n", dataset), deps=(train.id,),
                              run=sel.layout.b2n_run(method, "new", dataset, seed)))
     return plan
 
@@ -216,7 +212,7 @@ def transfer(sel: Selection, table: str) -> Plan:
             continue
         if not usable(plan, method, ["xd_train", "xd_test"]):
             continue
-        env = method_env(sel, method, "xd")
+        env = cfg_env(method, "xd")
         for seed in sel.seeds:
             train = plan.add(Job(f"{method.key}/xd_train/seed{seed}", *step(method, "xd_train", str(seed)), env,
                                  run=sel.layout.xd_run(method, source, seed)))
@@ -238,7 +234,7 @@ def gopro_sweep(name: str, script_name: str, settings: Sequence[str], layout_of,
         for dataset in sel.datasets:
             for seed in sel.seeds:
                 plan.add(Job(f"gopro/{script_name}/{setting}/{dataset}/seed{seed}",
-                             *step(gopro, script_name, setting, dataset, str(seed)), method_env(sel, gopro, "b2n", dataset),
+                             *step(gopro, script_name, setting, dataset, str(seed)), cfg_env(gopro, "b2n", dataset),
                              run=layout.b2n_run(gopro, "new", dataset, seed),
                              also=(layout.b2n_run(gopro, "base", dataset, seed),)))
     return plan
@@ -305,7 +301,7 @@ def combined_state(job: Job, folders: Sequence[Tuple[Path, FolderState]]) -> Fol
     own = next((state for folder, state in folders if folder == job.run.log.parent), None)
     if own is None:
         raise RuntimeError(f"{job.script} {' '.join(job.args)} does not write {job.run.log.parent}: "
-                           "the scripts must write where tools/experiments/layout.py says")
+                           "the scripts must write where runs/layout.py says")
     diffs = tuple(dict.fromkeys(d for _, state in folders for d in state.differences))
     return FolderState(own.finished, own.known, diffs)
 
@@ -543,7 +539,7 @@ def slurm_script(table: str, list_file: Path, log_dir: Path, count: int, stages:
              for s in range(1, stages)]
     lines = [
         "#!/usr/bin/env bash", *header,
-        f"# Generated by tools/experiments/jobs.py {table}. One array task per chain of dependent runs (a training",
+        f"# Generated by runs/jobs.py {table}. One array task per chain of dependent runs (a training",
         f"# run, then its evaluations), listed in {list_file} (columns: stage, job ids, command).",
         "# Submit: sbatch <this file>. Finished runs are skipped, so resubmitting retries only what failed.",
         *(["# Later stages need earlier ones (N + 1 = their chain count in the list):", *later] if later else []),
@@ -625,7 +621,7 @@ def script_environment(environ: Mapping[str, str]) -> Dict[str, str]:
     """The callers' environment for the scripts: absolute DATA/OUTPUT, this interpreter, no CFG."""
     env = dict(environ)
     if env.pop("CFG", None):
-        print("Note: CFG is ignored here (each method's config comes from tools/experiments/methods.py).", file=sys.stderr)
+        print("Note: CFG is ignored here (each method's config comes from runs/methods.py).", file=sys.stderr)
     env["OUTPUT"] = str(Path(env.get("OUTPUT") or REPO / "output").resolve())
     env["DATA"] = str(Path(env.get("DATA") or REPO / "DATA").resolve())
     env.setdefault("PYTHON", sys.executable)
