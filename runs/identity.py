@@ -38,7 +38,6 @@ import ast
 import hashlib
 import json
 import re
-import subprocess
 import sys
 import time
 from dataclasses import dataclass
@@ -49,7 +48,6 @@ from runs.cli import build_parser, setup_cfg
 from runs.records import CONFIG_FILE, IDENTITY_FILE, LAST_EPOCH, LOG_FILE, read_identity
 from runs.results import TEST_END_SIGNAL, TRAIN_END_SIGNALS, read_metric
 
-REPO = Path(__file__).resolve().parents[1]
 
 
 # Config keys that do not change results (see the module docstring for the rule).
@@ -328,46 +326,3 @@ def asked_settings(argv: Sequence[str]) -> Dict[str, Any]:
     """
     args = build_parser().parse_args(list(argv))
     return settings_of_args(setup_cfg(args), args)
-
-
-# --------------------------------------------------------------------------------------------
-# The scripts' side: which train.py runs a method script would start
-# --------------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class TrainRun:
-    """One ``train.py`` invocation a script would make: its arguments and output folder."""
-
-    argv: Tuple[str, ...]
-
-    @property
-    def folder(self) -> Path:
-        return Path(self.argv[self.argv.index("--output-dir") + 1])
-
-    @property
-    def eval_only(self) -> bool:
-        return "--eval-only" in self.argv
-
-    def state(self) -> FolderState:
-        return folder_state(self.folder, end_signals(self.eval_only), lambda: asked_settings(self.argv))
-
-
-def parse_printed_runs(data: bytes) -> List[TrainRun]:
-    """Records of ``PRINT_TRAIN_ARGS=1`` (scripts/common.sh): a count, then that many arguments."""
-    fields = data.decode().split("\0")[:-1]
-    runs, i = [], 0
-    while i < len(fields):
-        count = int(fields[i])
-        runs.append(TrainRun(tuple(fields[i + 1:i + 1 + count])))
-        i += 1 + count
-    return runs
-
-
-def script_runs(command: Sequence[str], env: Mapping[str, str], cwd: Path = REPO) -> List[TrainRun]:
-    """The train.py runs of a script invocation (e.g. ``bash scripts/gopro/ablation.sh ce dtd 1``) under
-    ``env``, from the script itself (nothing runs), so that no second copy of its logic is needed."""
-    proc = subprocess.run(list(command), cwd=cwd, env={**env, "PRINT_TRAIN_ARGS": "1"}, capture_output=True,
-                          timeout=120)
-    if proc.returncode != 0:
-        raise RuntimeError(f"{' '.join(command)} failed while listing its runs (rc {proc.returncode}): "
-                           f"{proc.stderr.decode(errors='replace').strip()}")
-    return parse_printed_runs(proc.stdout)

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from yacs.config import CfgNode
 
 from conftest import REPO, accuracies, make_trainer, run_script
-from runs import identity as run_identity
+from runs import identity as run_identity, steps
 from runs.cli import build_parser, setup_cfg
 from runs.records import resolve_load_epoch
 from numerics import assert_close, assert_differs
@@ -379,7 +379,7 @@ def script_setting(folder: str, name: str, output: Path, dataset: str = "dtd", *
     script itself, PRINT_TRAIN_ARGS), with its arguments."""
     clean = {k: v for k, v in os.environ.items() if k not in ("CFG", "EPOCHS", "SHOTS", "XD_SOURCE", "BACKBONE")}
     args = ("1",) if name == "xd_train" else (dataset, "1")
-    run, = run_identity.script_runs(["bash", f"scripts/{folder}/{name}.sh", *args],
+    run, = steps.command_runs(["bash", f"scripts/{folder}/{name}.sh", *args],
                                     {**clean, "OUTPUT": str(output), "PYTHON": sys.executable, **env})
     argv = list(run.argv)
     value = lambda flag: argv[argv.index(flag) + 1] if flag in argv else None  # noqa: E731

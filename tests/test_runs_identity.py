@@ -17,7 +17,7 @@ import pytest
 from conftest import REPO, build_cfg
 from test_bad_input import COOP_CFG, ONE_EPOCH, args, train_main  # noqa: F401 (train_main: a fixture)
 
-from runs import jobs
+from runs import jobs, plans, steps
 from runs import identity as run_identity
 from runs.identity import EVAL_ONLY, LOAD_EPOCH, MODEL_DIGEST
 
@@ -124,12 +124,12 @@ def test_training_refuses_a_folder_of_other_settings_and_evaluations_name_their_
 # --------------------------------------------------------------------------------------------
 # The job runner
 # --------------------------------------------------------------------------------------------
-def record_runs(job: jobs.Job, env: dict) -> None:
+def record_runs(job: plans.Job, env: dict) -> None:
     """Make the job's folders as a finished run of ``env``'s settings would leave them: the real
     run.json of the real config, and a log with the final result."""
     from runs import cli
 
-    for run in run_identity.script_runs(job.command(), {**env, **dict(job.env)}):
+    for run in steps.command_runs(job.command(), {**env, **dict(job.env)}):
         parsed = cli.build_parser().parse_args(list(run.argv))
         run.folder.mkdir(parents=True)
         run_identity.record(cli.setup_cfg(parsed), parsed)
@@ -143,7 +143,7 @@ def test_the_runner_skips_only_runs_made_with_the_settings_asked(kit, tmp_path, 
     for key, value in {**base, "EPOCHS": "1"}.items():
         monkeypatch.setenv(key, value)
     env = jobs.script_environment(os.environ)
-    plan = jobs.TABLES["table1"].build(jobs.build_selection("table1", jobs.build_parser().parse_args(["table1"]), env))
+    plan = plans.TABLES["table1"].build(plans.build_selection("table1", jobs.build_parser().parse_args(["table1"]), env))
     record_runs(plan.jobs[0], env)  # the training run, made with EPOCHS=1
     states = jobs.job_states(plan.jobs, env)
     assert [states[j.id].label for j in plan.jobs] == ["done", "todo"]
@@ -175,7 +175,7 @@ def test_the_report_marks_numbers_from_other_settings_and_never_averages_mixed_s
                                      "OUTPUT": str(tmp_path), "PYTHON": sys.executable})
     flags = jobs.build_parser().parse_args(["table1", "--methods", "coop", "gopro", "--datasets", "dtd",
                                             "--seeds", "1", "2"])
-    plan = jobs.table1(jobs.build_selection("table1", flags, paper))
+    plan = plans.table1(plans.build_selection("table1", flags, paper))
     for job in plan.jobs:  # CoOp: both seeds with 2 epochs; GOPro: seed 1 with 2 epochs, seed 2 as the paper
         record_runs(job, {**paper, "EPOCHS": "2"} if "coop" in job.id or "seed1" in job.id else paper)
     request = report.Request(Layout(tmp_path), report.Paper.load(), (METHODS["coop"], METHODS["gopro"]), (1, 2),
@@ -202,7 +202,7 @@ def script(name: str, *argv: str, env: dict) -> subprocess.CompletedProcess:
 def test_quoted_extra_opts_reach_the_config_whole(kit, tmp_path):
     env = {**os.environ, "OUTPUT": str(tmp_path), "DATA": str(kit.data),
            "EXTRA_OPTS": " ".join(kit.opts()) + " TRAINER.GOPRO.CTX_INIT 'a blurry photo of a'"}
-    train_run, = run_identity.script_runs(["bash", "scripts/gopro/base2new_train.sh", "dtd", "1"], env)
+    train_run, = steps.command_runs(["bash", "scripts/gopro/base2new_train.sh", "dtd", "1"], env)
     assert run_identity.asked_settings(train_run.argv)["TRAINER.GOPRO.CTX_INIT"] == "a blurry photo of a"
 
 

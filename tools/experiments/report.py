@@ -48,10 +48,11 @@ from tabulate import tabulate
 
 from runs.layout import Layout, Run, ablation_layout, nctx_layout, seed_stats
 from runs.methods import (ABLATION_ROWS, METHODS, MODERN, NCTX_DEFAULT_POINT, NCTX_LENGTHS,
-                                       REPORTED_METHODS, Method, get_method)
+                         REPORTED_METHODS, Method, get_method)
 from runs.results import B2N_DATASETS, DG_TARGETS, XD_TARGETS, SeedStats, harmonic_mean, mean
-from runs.identity import (MODEL_DIGEST, TrainRun, asked_settings, differences, script_runs,
-                                            stored_settings)
+from runs.identity import MODEL_DIGEST, asked_settings, differences, stored_settings
+from runs.plans import PASS_THROUGH, TABLES as PLANS, build_selection
+from runs.steps import TrainRun, command_runs
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -149,7 +150,7 @@ class Provenance:
 class Provenances:
     """Settings of the runs under an output root, against the paper's: what the scripts run there
     with the caller's overrides (``EPOCHS``, ``EXTRA_OPTS``, ``BACKBONE``) unset, listed by the
-    scripts themselves through the job plans of ``runs/jobs.py``."""
+    scripts' steps through the job plans of ``runs/plans.py``."""
 
     TABLES = ("table1", "xd", "table2", "table3", "fig2")
 
@@ -160,24 +161,20 @@ class Provenances:
         self._reference: Dict[Path, Optional[TrainRun]] = {}
 
     def paper_environment(self) -> Dict[str, str]:
-        from runs import jobs
-
-        kept = {k: v for k, v in os.environ.items() if k not in jobs.PASS_THROUGH and k not in (
-            "CFG", "METHODS", "DATASETS", "SEEDS", "ROWS", "NCTX", "RERUN_STALE", "PRINT_TRAIN_ARGS")}
+        kept = {k: v for k, v in os.environ.items() if k not in PASS_THROUGH and k not in (
+            "CFG", "METHODS", "DATASETS", "SEEDS", "ROWS", "NCTX", "RERUN_STALE")}
         return {**kept, "OUTPUT": str(self.layout.root), "SHOTS": str(self.layout.shots),
                 "XD_SOURCE": self.layout.xd_source, "DATA": str(REPO / "DATA"), "PYTHON": sys.executable}
 
     def job_of(self, folder: Path):
         """The job (of any table) that writes ``folder`` under the paper's settings, or None."""
         if self._jobs is None:
-            from runs import jobs
-
             env = self.paper_environment()
             flags = SimpleNamespace(methods=[m.key for m in self.methods], datasets=list(self.datasets),
                                     seeds=[str(s) for s in self.seeds])
             self._jobs = {}
             for table in self.TABLES:
-                plan = jobs.TABLES[table].build(jobs.build_selection(table, flags, env))
+                plan = PLANS[table].build(build_selection(table, flags, env))
                 self._jobs.update({job.run.log.parent: job for job in plan.jobs if job.run is not None})
         return self._jobs.get(folder)
 
@@ -185,7 +182,7 @@ class Provenances:
         """The train.py run the paper's settings make in ``folder`` (None: no script writes there)."""
         if folder not in self._reference:
             job = self.job_of(folder)
-            runs = script_runs(job.command(), {**self.paper_environment(), **dict(job.env)}) if job else []
+            runs = command_runs(job.command(), {**self.paper_environment(), **dict(job.env)}) if job else []
             self._reference.update({run.folder: run for run in runs})
             self._reference.setdefault(folder, None)
         return self._reference[folder]

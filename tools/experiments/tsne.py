@@ -17,6 +17,7 @@ The 2-D points are saved beside the PNG (``.npz``) to re-plot without recomputin
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import tempfile
 from dataclasses import dataclass
@@ -28,6 +29,7 @@ import numpy as np
 from runs.layout import Layout
 from runs.methods import get_method
 from runs.records import last_epoch
+from runs.steps import Caller
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -180,7 +182,7 @@ def plot_panels(panels: Sequence[tuple], classnames: Sequence[str], path: Path, 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--output-root", type=Path, default=REPO / "output", help="OUTPUT of the training runs")
-    parser.add_argument("--root", type=Path, required=True, help="dataset root (DATA)")
+    parser.add_argument("--root", type=Path, help="dataset root (DATA; required unless --scripts-environment)")
     parser.add_argument("--dataset", default="eurosat", help="dataset config name (default: eurosat)")
     parser.add_argument("--seed", type=int, default=1, help="run seed, and t-SNE random_state")
     parser.add_argument("--shots", type=int, default=16)
@@ -190,13 +192,32 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--backbone", default="", help="MODEL.BACKBONE.NAME override")
     parser.add_argument("--max-images", type=int, default=0, help="embed at most this many images (0: all)")
     parser.add_argument("--out", type=Path, help="PNG path (default: OUTPUT/figures/tsne_<dataset>_seed<seed>.png)")
+    parser.add_argument("--scripts-environment", action="store_true",
+                        help="take OUTPUT, DATA, SHOTS, BACKBONE, EPOCHS and EXTRA_OPTS from the environment, as the "
+                             "method scripts do (scripts/common.sh); they replace --output-root, --root, --shots and "
+                             "--backbone and come after the trailing options")
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="train.py KEY VALUE options (after --)")
     return parser
+
+
+def take_scripts_environment(args, environ) -> None:
+    """The method scripts' options (runs.steps.Caller) in place of the command line's."""
+    try:
+        caller = Caller.from_environ(environ)
+    except ValueError as exc:
+        raise SystemExit(exc.args[0])
+    args.output_root, args.root, args.shots, args.backbone = caller.output, Path(caller.data), caller.shots, caller.backbone
+    epochs = ["OPTIM.MAX_EPOCH", caller.epochs] if caller.epochs else []
+    args.opts = [*args.opts, *epochs, *caller.extra_opts]
 
 
 def main(argv: Optional[List[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     args.opts = args.opts[1:] if args.opts[:1] == ["--"] else args.opts
+    if args.scripts_environment:
+        take_scripts_environment(args, os.environ)
+    if args.root is None:
+        raise SystemExit("Pass --root DATA (the dataset root), or --scripts-environment with DATA set.")
     layout = Layout(args.output_root.resolve(), args.shots)
     try:
         panels = [method_panel(layout, m, args.dataset, args.seed) for m in args.methods]
