@@ -284,12 +284,9 @@ def output_folder(output_dir: str) -> Path:
     return path.parent if path.suffix in (".txt", ".log") else path
 
 
-def record(cfg, args, main_process: bool = True) -> None:
-    """Write config.yaml and run.json into OUTPUT_DIR (called by train.py once the config is final).
-
-    Training into a folder that holds a run with other settings would mix the two (it resumes
-    from that run's checkpoints): that stops here with the differences and the fix.
-    """
+def check_record(cfg, args) -> Dict[str, Any]:
+    """The run's settings; ValueError when training would go into a folder holding a run with
+    other settings: it would resume from that run's checkpoints and mix the two."""
     folder = output_folder(cfg.OUTPUT_DIR)
     settings = settings_of_args(cfg, args)
     stored = stored_settings(folder)
@@ -299,6 +296,16 @@ def record(cfg, args, main_process: bool = True) -> None:
             f"{folder} holds a run with other settings ({describe(diffs)}; from its {stored.source}): training "
             f"there would resume and mix the two. Pass another --output-dir, or move the folder aside "
             f"(the scripts do this with RERUN_STALE=1).")
+    return settings
+
+
+def record(cfg, args, main_process: bool = True) -> None:
+    """Write config.yaml and run.json into OUTPUT_DIR (called by train.py once the config is final).
+
+    Stops first where ``check_record`` does.
+    """
+    folder = output_folder(cfg.OUTPUT_DIR)
+    settings = check_record(cfg, args)
     if not main_process:
         return
     from dassl.utils.torchtools import atomic_write  # train.py's process: the repository is importable

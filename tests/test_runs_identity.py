@@ -98,6 +98,44 @@ def test_train_py_records_an_evaluation_and_checks_a_folder_against_the_settings
     assert check(train_main, new_classes) == run_identity.EXIT_STALE
 
 
+@pytest.mark.parametrize("record, why", [
+    ("[]", "not a record of train.py"),
+    ('{"settings": {"OPTIM.MAX_EPOCH": "fifty", "TRAINER.NAME": "CoOp"}}', "OPTIM.MAX_EPOCH is 'fifty'"),
+])
+def test_a_malformed_run_json_counts_as_no_record_and_is_named(kit, tmp_path, train_main, capsys, record, why):
+    from runs.records import last_epoch
+
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "run.json").write_text(record)
+    argv = args(kit, out, "ZeroshotCLIP", COOP_CFG, flags=("--eval-only",))
+    if record == "[]":  # not an object: the folder counts as one without a record
+        assert check(train_main, argv) == run_identity.EXIT_TODO
+    with pytest.raises(FileNotFoundError, match="no training run to take the last epoch of"):
+        last_epoch(str(out))  # --load-epoch last: nothing recorded, no checkpoints
+    assert f"ignoring {out / 'run.json'}: {why}" in capsys.readouterr().err
+
+
+def test_a_run_clears_temp_files_a_killed_write_left_in_its_folder(kit, tmp_path, train_main):
+    out = tmp_path / "zero-shot"
+    out.mkdir()
+    leftover = out / ".run.json.0badc0de.tmp"  # what a kill while run.json was written leaves
+    leftover.write_text("{")
+    train_main(*args(kit, out, "ZeroshotCLIP", COOP_CFG, flags=("--eval-only",)))
+    assert not leftover.exists() and (out / "run.json").is_file()
+
+
+def test_a_run_that_fails_before_it_starts_leaves_nothing_that_looks_like_a_run(kit, tmp_path, train_main):
+    out, no_model = tmp_path / "eval", tmp_path / "no-model"
+    no_model.mkdir()
+    with pytest.raises(Exception):
+        train_main(*args(kit, out, "CoOp", COOP_CFG, *ONE_EPOCH,
+                         flags=("--eval-only", "--model-dir", no_model, "--load-epoch", "1")))
+    left = sorted(p.name for p in out.iterdir())
+    assert not {"run.json", "config.yaml", "log.txt"} & set(left), left
+    assert any(name.startswith("log.txt-failed-") for name in left), left  # the failure's log, set aside
+
+
 @pytest.mark.slow
 def test_training_refuses_a_folder_of_other_settings_and_evaluations_name_their_model(kit, tmp_path, train_main):
     out = tmp_path / "train"
