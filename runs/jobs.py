@@ -30,7 +30,8 @@ and train.py's config, built in this process (``runs/identity.py``). A folder ma
 settings is *stale*: ``--dry-run`` shows ``[stale: OPTIM.MAX_EPOCH 2 ≠ 50]``, and nothing runs
 until ``--rerun-stale`` (the scripts move such folders aside to ``<folder>.stale-<time>``) or
 another ``OUTPUT``. Folders from before ``run.json`` are read from the config in their log.
-SIGINT / SIGTERM stop the running jobs (their whole process groups) before the runner exits.
+SIGINT / SIGTERM stop the running jobs (their whole process groups) before the runner exits; on
+Linux the jobs also die with a runner killed outright (SIGKILL: ``runs/children.py``).
 A method whose scripts are not in this checkout is reported and skipped. With ``--emit-slurm FILE`` nothing
 runs: FILE is an array script with one task per chain of dependent jobs (a training run and its
 evaluations) and ``FILE.jobs`` lists the chains; ``sbatch FILE`` submits them.
@@ -49,6 +50,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
+from runs.children import die_with_parent
 from runs.identity import FolderState
 from runs.plans import PASS_THROUGH, TABLES, Job, Plan, build_selection, split_list
 from runs.steps import command_runs
@@ -183,9 +185,11 @@ def start(job: Job, slot: Slot, env: Mapping[str, str], log_dir: Path) -> Tuple[
     handle = log.open("w")
     handle.write(f"# {job.shell(dict(slot.env))}\n")
     handle.flush()
-    # Its own process group, so that a signal reaches the script and the train.py it started.
+    # Its own process group, so that a signal reaches the script and the train.py it started; and
+    # it dies with the runner, even one killed with SIGKILL (runs/children.py).
     proc = subprocess.Popen(job.command(), cwd=REPO, stdout=handle, stderr=subprocess.STDOUT,
-                            env={**env, **dict(job.env), **dict(slot.env)}, start_new_session=True)
+                            env={**env, **dict(job.env), **dict(slot.env)}, start_new_session=True,
+                            preexec_fn=die_with_parent())
     handle.close()  # the child holds its own descriptor
     return proc, log
 

@@ -40,6 +40,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import List, Mapping, Optional, Sequence, Tuple
 
+from runs.children import die_with_parent
 from runs.identity import FolderState, asked_settings, end_signals, folder_state
 from runs.layout import Layout, sweep_layout
 from runs.methods import REPO, Method, get_method
@@ -311,7 +312,7 @@ def run_step(runs: Sequence[TrainRun], caller: Caller) -> int:
     for run in runs:
         if finished_or_cleared(run, caller):
             continue
-        code = subprocess.run([caller.python, "train.py", *run.argv], cwd=REPO).returncode
+        code = subprocess.run([caller.python, "train.py", *run.argv], cwd=REPO, preexec_fn=die_with_parent()).returncode
         if code:
             return code
     return 0

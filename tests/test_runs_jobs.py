@@ -294,6 +294,30 @@ def test_a_signal_to_the_runner_stops_every_job_and_its_children(fake, tmp_path,
             os.kill(pid, signal.SIGKILL)
 
 
+def test_the_jobs_die_with_a_runner_killed_outright(fake, tmp_path):
+    """SIGKILL gives the runner no chance to stop its jobs (each in its own session): the kernel's
+    parent-death signal does, for the job's script and the train.py it started."""
+    pids = tmp_path / "pids.jsonl"
+    env = {**fake.env, "METHODS": "gopro", "DATASETS": "dtd", "SEEDS": "1", "FAKE_SLEEP": "600", "FAKE_PIDS": str(pids)}
+    clean = {k: v for k, v in os.environ.items() if k not in ("METHODS", "DATASETS", "SEEDS", "CFG", "EPOCHS")}
+    runner = subprocess.Popen([sys.executable, "-m", "runs.jobs", "table1", "--gpus", ""], cwd=REPO,
+                              env={**clean, **env}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    tree = set()
+    try:
+        wait_until(lambda: pids.exists() and pids.read_text().strip(), what="the job to start")
+        call = json.loads(pids.read_text().splitlines()[0])
+        tree = {call["pid"], call["parent"]}  # train.py and the step that started it
+        assert all(alive(p) for p in tree)
+        runner.kill()
+        runner.wait(timeout=60)
+        wait_until(lambda: not any(alive(p) for p in tree), what=f"the job's processes {sorted(tree)} to end")
+    finally:  # on failure, leave no sleeping fake behind
+        if runner.poll() is None:
+            runner.kill()
+        for pid in filter(alive, tree):
+            os.kill(pid, signal.SIGKILL)
+
+
 def test_a_zero_exit_without_the_final_result_counts_as_a_failure(tmp_path):
     script = tmp_path / "half.sh"
     script.write_text(f"mkdir -p {tmp_path}/run && echo 'epoch [1/50]' > {tmp_path}/run/log.txt\n")
