@@ -7,7 +7,7 @@
         --output-dir output/... DATASET.NUM_SHOTS 16 DATASET.SUBSAMPLE_CLASSES base
 
 The arguments and the config they build (merge order, plugin discovery, ``--load-epoch last``)
-live in ``tools/experiments/cli.py``; this file runs them: output folder, log, seed, run
+live in ``runs/cli.py``; this file runs them: output folder, log, seed, run
 record, then training or evaluation. Under ``torchrun`` the process group is set up from the
 environment (see README, "Multi-GPU").
 """

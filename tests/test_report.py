@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -255,6 +256,21 @@ def test_figure2_without_runs_writes_no_plot(layout, tmp_path):
 # --------------------------------------------------------------------------------------------
 # Files and command line
 # --------------------------------------------------------------------------------------------
+def test_a_setting_has_one_footnote_number_in_the_dataset_rows_and_the_average_row():
+    from tools.experiments.report import Block, Provenance, Section, to_markdown
+
+    epochs, size = "OPTIM.MAX_EPOCH=2", "INPUT.SIZE=[32, 32]"
+    rows = [["DTD", "60.00" + Provenance(frozenset({epochs})).mark()],
+            ["EuroSAT", "70.00" + Provenance(frozenset({epochs, size})).mark()],
+            ["Average", "65.00" + Provenance.union([Provenance(frozenset({epochs})),
+                                                   Provenance(frozenset({epochs, size}))]).mark()]]
+    text = to_markdown([Section("t", "T", [Block("", ["row", "ours"], rows)])], "# report")
+    number = {setting: n for n, setting in re.findall(r"^\* \[(\d+)\] (.+)$", text, re.M)}
+    assert set(number) == {epochs, size}, text  # one footnote per setting
+    both = "".join(f"[{number[s]}]" for s in sorted((epochs, size)))
+    assert f"60.00 [{number[epochs]}]" in text and f"70.00 {both}" in text and f"65.00 {both}" in text
+
+
 def test_markdown_and_csv_files(layout, tmp_path):
     b2n_logs(layout, GOPRO, "dtd", 1, 80.0, 60.0)
     md, csv_dir = tmp_path / "r" / "report.md", tmp_path / "csv"

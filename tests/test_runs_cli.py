@@ -1,4 +1,4 @@
-"""tools/experiments/cli.py: ``--load-epoch last`` where the training run records no config
+"""runs/cli.py and runs/records.py: ``--load-epoch last`` where the training run records no config
 (upstream folders, runs from before run.json): the newest complete, not resume-only, checkpoint."""
 from __future__ import annotations
 

@@ -117,7 +117,7 @@ class Paper:
 # --------------------------------------------------------------------------------------------
 # Which settings our numbers come from
 # --------------------------------------------------------------------------------------------
-FOOTNOTE = re.compile(r"⟦(.+?)⟧")  # a cell's settings until to_markdown numbers them
+FOOTNOTE = re.compile(r"⟦(.+?)⟧")  # one setting of a cell until to_markdown numbers it
 SEED_KEYS = ("SEED", MODEL_DIGEST)  # what rightly differs between the seeds of one cell
 
 
@@ -139,7 +139,9 @@ class Provenance:
         return merged
 
     def mark(self) -> str:
-        return f" ⟦{', '.join(sorted(self.deviations))}⟧" if self.deviations else ""
+        """One ``⟦setting⟧`` per deviation: numbered one by one, so that a setting has the same
+        footnote number in every row (an average's mark is the union of its datasets' marks)."""
+        return " " + "".join(f"⟦{d}⟧" for d in sorted(self.deviations)) if self.deviations else ""
 
     def describe(self) -> str:
         """The CSV ``settings`` column."""
@@ -600,7 +602,7 @@ def modern_baselines(req: Request) -> Optional[Section]:
 # --------------------------------------------------------------------------------------------
 def to_markdown(sections: Sequence[Section], header: str) -> str:
     parts = [header]
-    footnotes: Dict[str, int] = {}  # settings → footnote number, in order of appearance
+    footnotes: Dict[str, int] = {}  # setting → footnote number, in order of appearance
 
     def number(match: re.Match) -> str:
         return f"[{footnotes.setdefault(match.group(1), len(footnotes) + 1)}]"
