@@ -13,7 +13,7 @@ from yacs.config import CfgNode
 from runs import jobs, plans
 from tools.kit import build as kit_module
 from conftest import REPO, accuracies, run_script
-from runs.methods import METHODS, MODERN_BASELINES, PAPER_METHODS
+from runs.methods import METHODS, MODERN, MODERN_BASELINES, OTHER, PAPER, PAPER_METHODS, VARIANT, Method
 from runs.results import B2N_DATASETS, harmonic_mean
 from test_baselines import last_epoch_after, script_setting
 from test_report import b2n_logs, layout, make_report, row_of  # noqa: F401 (layout: fixture)
@@ -21,7 +21,6 @@ from test_report import b2n_logs, layout, make_report, row_of  # noqa: F401 (lay
 REPORTED = json.loads((REPO / "paper" / "modern_baselines_reported.json").read_text())["base2new_average"]["rows"]
 MODERN_TITLE = "Modern baselines: base-to-new, ours beside each method's reported numbers"
 # PromptSRC's config names (modern-baselines spec §2.5); its trainer and configs come with PromptSRC.
-PROMPTSRC_CONFIGS = ("vit_b16_c2_ep20_batch4_4+4ctx", "vit_b16_c2_ep20_batch4_4+4ctx_cross_datasets")
 
 
 def run_base2new_scripts(kit, output, folder: str, trainer: str, cfg: str):
@@ -39,12 +38,27 @@ def run_base2new_scripts(kit, output, folder: str, trainer: str, cfg: str):
 
 
 # ---- registry, scripts, reproduce commands --------------------------------------------------------
-def test_registry_lists_the_modern_baselines_after_the_paper_rows():
-    assert MODERN_BASELINES == ("kgcoop", "prograd", "promptsrc")
-    assert PAPER_METHODS == ("zsclip", "slip", "coop", "cocoop", "maple", "stylip", "gopro")
-    assert [METHODS[k].trainer for k in MODERN_BASELINES] == ["KgCoOp", "ProGrad", "PromptSRC"]
-    assert (METHODS["promptsrc"].b2n_cfg, METHODS["promptsrc"].xd_cfg) == PROMPTSRC_CONFIGS
-    assert METHODS["prograd"].cfg("b2n", "imagenet") == "vit_b16_ep50"
+def test_every_registry_entry_is_runnable_and_its_group_matches_the_numbers_it_is_compared_with():
+    """Properties, not a frozen list: entries are added by others (and a new one is no paper row)."""
+    paper = json.loads((REPO / "paper" / "gopro_bmvc2023_results.json").read_text())["base2new"]["methods"]
+    reported = json.loads((REPO / "paper" / "modern_baselines_reported.json").read_text())["base2new_average"]["rows"]
+    assert len({m.label for m in METHODS.values()}) == len(METHODS)  # the report's rows are told apart by label
+    for key, method in METHODS.items():
+        assert method.key == key and re.fullmatch(r"[a-z][a-z0-9_]*", key), key
+        assert method.in_checkout(), f"{key}: no trainer file"
+        configs = {method.b2n_cfg, method.xd_cfg, *method.b2n_dataset_cfg.values()}
+        assert all(method.config_path(c).is_file() for c in configs), (key, configs)
+        assert method.group in (PAPER, MODERN, VARIANT, OTHER), (key, method.group)
+        assert (method.label in paper) == (method.group == PAPER) == method.paper_row, key
+        assert method.group != MODERN or method.label in reported, key  # a modern baseline has reported numbers
+    assert PAPER_METHODS == tuple(k for k, m in METHODS.items() if m.group == PAPER)
+    assert MODERN_BASELINES == tuple(k for k, m in METHODS.items() if m.group == MODERN)
+    assert METHODS["prograd"].cfg("b2n", "imagenet") == "vit_b16_ep50"  # a per-dataset config
+
+
+def test_a_new_registry_entry_is_no_paper_row_unless_it_says_so():
+    new = Method("mine", "Mine", "CoOp", "vit_b16_ctxv1", "vit_b16_ep50_ctxv1")
+    assert new.group == OTHER and not new.paper_row
 
 
 @pytest.mark.parametrize("key", MODERN_BASELINES)
