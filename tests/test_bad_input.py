@@ -283,7 +283,7 @@ def test_scripts_skip_a_finished_run_and_resume_an_unfinished_one(tmp_path):
     ("cocoop/xd_test.sh", ["oxfordpets", "1"], "Known: caltech101 dtd eurosat"),
 ])
 def test_scripts_refuse_wrong_arguments_before_running_anything(tmp_path, script, args, message):
-    env = dict(os.environ, OUTPUT=str(tmp_path), PYTHON=sys.executable)  # checked by method_runs; no train.py run
+    env = dict(os.environ, OUTPUT=str(tmp_path), PYTHON=sys.executable)  # checked by runs.steps; no train.py run
     done = subprocess.run(["bash", str(REPO / "scripts" / script), *args], env=env, capture_output=True, text=True)
     assert done.returncode == 2 and message in done.stderr, done.stderr
     assert not any(tmp_path.iterdir())

@@ -376,7 +376,7 @@ SCRIPT_FOLDERS = {"cocoop": "CoCoOp", "maple": "MaPLe", "stylip": "StyLIP", "sli
 
 def script_setting(folder: str, name: str, output: Path, dataset: str = "dtd", **env: str) -> dict:
     """TRAINER, CFG and --load-epoch of the train.py run a thin method script makes (listed by the
-    script itself, PRINT_TRAIN_ARGS), with its arguments."""
+    step, runs.steps.command_runs), with its arguments."""
     clean = {k: v for k, v in os.environ.items() if k not in ("CFG", "EPOCHS", "SHOTS", "XD_SOURCE", "BACKBONE")}
     args = ("1",) if name == "xd_train" else (dataset, "1")
     run, = steps.command_runs(["bash", f"scripts/{folder}/{name}.sh", *args],
