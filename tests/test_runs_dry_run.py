@@ -1,5 +1,5 @@
 """The ``--dry-run`` job list of every reproduce command is the one the checkout printed before the
-run machinery moved into ``runs/`` (tests/data/dry_run/<table>.txt, made with the environment below
+run machinery moved into ``runs/`` (tests/data/dry_run/<table>.txt, made at commit e9886ba with the environment below
 on an empty OUTPUT): the move and the scripts' move to Python change no job, argument or order."""
 from __future__ import annotations
 
