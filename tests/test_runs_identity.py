@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -197,9 +198,10 @@ def test_the_runner_skips_only_runs_made_with_the_settings_asked(kit, tmp_path, 
 # The report
 # --------------------------------------------------------------------------------------------
 def footnote(text: str, cell: str) -> str:
-    """The settings listed by the footnote a report cell ends with (``... [2]``)."""
-    mark = cell.rsplit(" ", 1)[1]
-    return next(line.split(" ", 2)[2] for line in text.splitlines() if line.startswith(f"* {mark} "))
+    """The settings listed by the footnotes a report cell ends with (``... [1][2]``: one per setting)."""
+    marks = re.findall(r"\[\d+\]", cell.rsplit(" ", 1)[1])
+    listed = dict(line[2:].split(" ", 1) for line in text.splitlines() if re.match(r"\* \[\d+\] ", line))
+    return ", ".join(listed[mark] for mark in marks)
 
 
 def test_the_report_marks_numbers_from_other_settings_and_never_averages_mixed_seeds(tmp_path):
