@@ -177,9 +177,10 @@ def release(device: torch.device) -> None:
 
 def fit_prompt_depths(node, arch: str) -> None:
     """Deep prompts of a config (``PROMPT_DEPTH*`` keys, 9 or 12 in the paper configs) through at
-    most all blocks of a smaller CLIP, whichever trainer the keys belong to."""
+    most all blocks of a smaller CLIP, whichever trainer the keys belong to; TCP's class-aware
+    tokens (``TKE_BLOCK``, 9) at its last block at the latest."""
     layers = min(bp.ARCHS[arch]["vision_layers"], bp.ARCHS[arch]["transformer_layers"])
-    for key in [k for k in node if k.startswith("PROMPT_DEPTH")]:
+    for key in [k for k in node if k.startswith("PROMPT_DEPTH") or k == "TKE_BLOCK"]:
         node[key] = min(node[key], layers)
 
 

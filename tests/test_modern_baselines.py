@@ -40,9 +40,9 @@ def run_base2new_scripts(kit, output, folder: str, trainer: str, cfg: str):
 
 # ---- registry, scripts, reproduce commands --------------------------------------------------------
 def test_registry_lists_the_modern_baselines_after_the_paper_rows():
-    assert MODERN_BASELINES == ("kgcoop", "prograd", "promptsrc")
+    assert MODERN_BASELINES == ("kgcoop", "prograd", "promptsrc", "tcp")
     assert PAPER_METHODS == ("zsclip", "slip", "coop", "cocoop", "maple", "stylip", "gopro")
-    assert [METHODS[k].trainer for k in MODERN_BASELINES] == ["KgCoOp", "ProGrad", "PromptSRC"]
+    assert [METHODS[k].trainer for k in MODERN_BASELINES] == ["KgCoOp", "ProGrad", "PromptSRC", "TCP"]
     assert (METHODS["promptsrc"].b2n_cfg, METHODS["promptsrc"].xd_cfg) == PROMPTSRC_CONFIGS
     assert METHODS["prograd"].cfg("b2n", "imagenet") == "vit_b16_ep50" and METHODS["prograd"].epochs("b2n", "imagenet") == 50
 
@@ -67,7 +67,7 @@ def test_scripts_match_the_registry_and_load_the_last_epoch(key, tmp_path):
 def test_reproduce_defaults_stay_the_paper_rows_and_methods_adds_the_modern_ones(tmp_path):
     for table in ("table1", "xd", "table2"):
         assert jobs.TABLES[table].methods == PAPER_METHODS
-    env = {"METHODS": "kgcoop prograd promptsrc", "DATASETS": "imagenet", "SEEDS": "1", "OUTPUT": str(tmp_path)}
+    env = {"METHODS": " ".join(MODERN_BASELINES), "DATASETS": "imagenet", "SEEDS": "1", "OUTPUT": str(tmp_path)}
     args = jobs.build_parser().parse_args(["table1"])
     plan = jobs.TABLES["table1"].build(jobs.build_selection("table1", args, env))
     assert {job.script for job in plan.jobs} == {f"scripts/{k}/base2new_{p}.sh" for k in MODERN_BASELINES
