@@ -89,6 +89,7 @@ METHODS = {
     "ProGrad": ("ProGrad", "vit_b16", []),
     "PromptSRC": ("PromptSRC", "vit_b16_c2_ep20_batch4_4+4ctx", []),
     "TCP": ("TCP", "vit_b16_ep100_ctxv1", []),
+    "MMRL": ("MMRL", "vit_b16", []),
     "GOPro official-style": ("GOPro", official_gopro.CONFIG, official_gopro.OPTS),
 }
 OFFICIAL_STYLE = "GOPro official-style"

@@ -24,7 +24,7 @@ MODERN_TITLE = "Modern baselines: base-to-new, ours beside each method's reporte
 PROMPTSRC_CONFIGS = ("vit_b16_c2_ep20_batch4_4+4ctx", "vit_b16_c2_ep20_batch4_4+4ctx_cross_datasets")
 
 
-def run_base2new_scripts(kit, output, folder: str, trainer: str, cfg: str):
+def run_base2new_scripts(kit, output, folder: str, trainer: str, cfg: str, model_name: str = "prompt_learner"):
     """``scripts/<folder>/base2new_{train,test}.sh oxford_pets 1`` on the kit for one epoch: the two
     logs, each checked to hold one final result (the new-class one over the kit's 2 new classes)."""
     env = {"DATA": str(kit.data), "OUTPUT": str(output), "EPOCHS": "1", "EXTRA_OPTS": " ".join(kit.opts())}
@@ -34,15 +34,15 @@ def run_base2new_scripts(kit, output, folder: str, trainer: str, cfg: str):
     base = (output / "base2new/train_base" / run / "log.txt").read_text()
     new = (output / "base2new/test_new" / run / "log.txt").read_text()
     assert len(accuracies(base)) == 1 and len(accuracies(new)) == 1 and "# classes  2" in new
-    assert (output / "base2new/train_base" / run / "prompt_learner/model.pth.tar-1").is_file()
+    assert (output / "base2new/train_base" / run / model_name / "model.pth.tar-1").is_file()
     return base, new
 
 
 # ---- registry, scripts, reproduce commands --------------------------------------------------------
 def test_registry_lists_the_modern_baselines_after_the_paper_rows():
-    assert MODERN_BASELINES == ("kgcoop", "prograd", "promptsrc", "tcp")
+    assert MODERN_BASELINES == ("kgcoop", "prograd", "promptsrc", "tcp", "mmrl")
     assert PAPER_METHODS == ("zsclip", "slip", "coop", "cocoop", "maple", "stylip", "gopro")
-    assert [METHODS[k].trainer for k in MODERN_BASELINES] == ["KgCoOp", "ProGrad", "PromptSRC", "TCP"]
+    assert [METHODS[k].trainer for k in MODERN_BASELINES] == ["KgCoOp", "ProGrad", "PromptSRC", "TCP", "MMRL"]
     assert (METHODS["promptsrc"].b2n_cfg, METHODS["promptsrc"].xd_cfg) == PROMPTSRC_CONFIGS
     assert METHODS["prograd"].cfg("b2n", "imagenet") == "vit_b16_ep50" and METHODS["prograd"].epochs("b2n", "imagenet") == 50
 

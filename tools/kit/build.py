@@ -39,6 +39,12 @@ def tiny_prompt_depth_keys() -> List[str]:
     return [key for method in METHODS.values() if method.in_checkout(REPO) for key in method.kit_depth_keys]
 
 
+def tiny_method_opts() -> List[str]:
+    """The other ``KEY VALUE`` pairs the registry methods in this checkout need on the tiny CLIP
+    (``kit_opts``, e.g. MMRL's representation-token blocks)."""
+    return [x for method in METHODS.values() if method.in_checkout(REPO) for x in method.kit_opts]
+
+
 @dataclass
 class Kit:
     root: Path
@@ -53,11 +59,12 @@ class Kit:
 
     def opts(self, workers: int = 0) -> List[str]:
         """train.py ``KEY VALUE`` options that point a paper config at the kit (deep prompts of
-        MaPLe, IVLP, VPT and PromptSRC reach through all the tiny CLIP's blocks instead of 9 or 12)."""
+        MaPLe, IVLP, VPT and PromptSRC reach through all the tiny CLIP's blocks instead of 9 or 12,
+        TCP's class-aware tokens enter its last block, MMRL's representation tokens its upper two)."""
         depths = [x for key in tiny_prompt_depth_keys() for x in (key, str(TINY_LAYERS))]
         return ["MODEL.BACKBONE.PATH", str(self.clip_path), "INPUT.SIZE", f"({IMAGE_SIZE},{IMAGE_SIZE})",
                 "DATALOADER.NUM_WORKERS", str(workers), "DATALOADER.TEST.BATCH_SIZE", "50",
-                "TRAIN.PRINT_FREQ", "5", "USE_CUDA", "False", *depths]
+                "TRAIN.PRINT_FREQ", "5", "USE_CUDA", "False", *depths, *tiny_method_opts()]
 
 
 def build_kit(root: str | Path, datasets: Iterable[dict] = (DEMO_DATASET,), seed: int = 0) -> Kit:
