@@ -229,7 +229,7 @@ def measure(trainer, run: dict, num_classes: int, precision: Precision) -> dict:
     generator = torch.Generator().manual_seed(0)
     result = {}
     if trainer.get_model_names():
-        batch = bp.synthetic_batch(num_classes, resolution, generator)
+        batch = bp.synthetic_batch(num_classes, resolution, generator, trainer.cfg.DATALOADER.K_TRANSFORMS)
         trainer.set_model_mode("train")
         trainer.batch_idx, trainer.num_batches = 0, 10**9  # never the last batch: no LR update
 

@@ -40,9 +40,9 @@ def run_base2new_scripts(kit, output, folder: str, trainer: str, cfg: str, model
 
 # ---- registry, scripts, reproduce commands --------------------------------------------------------
 def test_registry_lists_the_modern_baselines_after_the_paper_rows():
-    assert MODERN_BASELINES == ("kgcoop", "prograd", "promptsrc", "tcp", "mmrl")
+    assert MODERN_BASELINES == ("kgcoop", "prograd", "promptsrc", "tcp", "mmrl", "coprompt")
     assert PAPER_METHODS == ("zsclip", "slip", "coop", "cocoop", "maple", "stylip", "gopro")
-    assert [METHODS[k].trainer for k in MODERN_BASELINES] == ["KgCoOp", "ProGrad", "PromptSRC", "TCP", "MMRL"]
+    assert [METHODS[k].trainer for k in MODERN_BASELINES] == ["KgCoOp", "ProGrad", "PromptSRC", "TCP", "MMRL", "CoPrompt"]
     assert (METHODS["promptsrc"].b2n_cfg, METHODS["promptsrc"].xd_cfg) == PROMPTSRC_CONFIGS
     assert METHODS["prograd"].cfg("b2n", "imagenet") == "vit_b16_ep50" and METHODS["prograd"].epochs("b2n", "imagenet") == 50
 

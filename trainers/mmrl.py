@@ -59,7 +59,6 @@ from typing import Dict, Optional, Sequence, Tuple
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from yacs.config import CfgNode as CN
 
 from dassl.engine import TRAINER_REGISTRY
 
@@ -209,18 +208,7 @@ class MMRL(ClipPromptTrainer):
     CFG_NODE = "MMRL"
     MODEL_NAME = "MultiModalRepresentationLearner"
     CHOICES = {"TASK": TASKS}
-
-    @classmethod
-    def method_options(cls, cfg) -> CN:
-        """The node, with upstream's per-dataset REG_WEIGHT / REP_DIM where DATASET_OPTIONS says so."""
-        options = super().method_options(cfg)
-        if not options.DATASET_OPTIONS:
-            return options
-        options = options.clone()
-        options.defrost()
-        options.update(DATASET_OPTIONS.get(cfg.DATASET.NAME, {}))
-        options.freeze()
-        return options
+    PER_DATASET_OPTIONS = DATASET_OPTIONS
 
     def build_clip_model(self, backbone: ClipBackbone, classnames: Sequence[str]) -> nn.Module:
         options, dataset = self.options, self.cfg.DATASET

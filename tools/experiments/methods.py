@@ -69,6 +69,7 @@ class Method:
     kit_depth_keys: Tuple[str, ...] = ()          # prompt depths the kit lowers to the tiny CLIP's blocks
     kit_opts: Tuple[str, ...] = ()                # other KEY VALUE pairs that fit the paper configs to the kit
     fewshot_cfg: str = ""                         # config of the few-shot protocol ("" = not defined)
+    tags: Tuple[str, ...] = ()                    # regime shown in the report ("LLM text", ...; empty = inductive prompt learner)
     sweeps: Tuple[Sweep, ...] = ()
 
     @property
@@ -164,6 +165,9 @@ PROMPTSRC_DEPTHS = ("TRAINER.PROMPTSRC.PROMPT_DEPTH_TEXT", "TRAINER.PROMPTSRC.PR
 TCP_BLOCKS = ("TRAINER.TCP.TKE_BLOCK",)  # the kit's value, 3, is its last text block
 # MMRL's representation tokens in the upper blocks (upstream: 6..12 of 12; the kit: 2..3 of 3).
 MMRL_KIT_LAYERS = ("TRAINER.MMRL.REP_LAYERS", "[2,3]")
+# CoPrompt's per-dataset table asks for depth 12, more than the kit's 3 blocks: the kit runs the config values.
+COPROMPT_DEPTHS = ("TRAINER.CoPrompt.PROMPT_DEPTH",)
+COPROMPT_KIT_OPTS = ("TRAINER.CoPrompt.DATASET_OPTIONS", "False")
 
 # Paper row order (Tables 1 and 2), then MaPLe's variants, then the modern baselines (not in the
 # GOPro paper; modern-baselines spec), which the reproduce commands run when METHODS names them.
@@ -189,6 +193,9 @@ METHODS: Dict[str, Method] = {m.key: m for m in (
     Method("tcp", "TCP", "TCP", "vit_b16_ep100_ctxv1", "vit_b16_ep100_ctxv1", group=MODERN, kit_depth_keys=TCP_BLOCKS),
     Method("mmrl", "MMRL", "MMRL", "vit_b16", "vit_b16_cross_datasets", b2n_dataset_cfg={"imagenet": "vit_b16_imagenet"},
            group=MODERN, kit_opts=MMRL_KIT_LAYERS, fewshot_cfg="vit_b16_few_shot"),
+    Method("coprompt", "CoPrompt", "CoPrompt", "coprompt", "coprompt_cross_datasets",
+           b2n_dataset_cfg={"food101": "coprompt_food101"}, group=MODERN, kit_depth_keys=COPROMPT_DEPTHS,
+           kit_opts=COPROMPT_KIT_OPTS, tags=("LLM text",)),
 )}
 PAPER_METHODS = tuple(key for key, m in METHODS.items() if m.group == PAPER)
 MODERN_BASELINES = tuple(key for key, m in METHODS.items() if m.group == MODERN)

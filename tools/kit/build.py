@@ -77,14 +77,15 @@ def build_kit(root: str | Path, datasets: Iterable[dict] = (DEMO_DATASET,), seed
         name = spec.pop("name")
         if not (kit.data / name).exists():
             write_fixture(name, kit.data, image_size=IMAGE_SIZE, seed=seed, **spec)
+        write_class_descriptions(kit.data, name)
     if not kit.clip_path.exists():
         write_tiny_clip(kit.clip_path, seed=seed, layers=TINY_LAYERS, image_resolution=IMAGE_SIZE,
                         pretrain_on=[s for spec in datasets for s in training_pairs(kit.data, spec["name"])])
     return kit
 
 
-def training_pairs(data: Path, config_name: str) -> List[Tuple[str, str]]:
-    """(image path, class name) of a dataset's full train split, read by its real dataset class."""
+def read_dataset(data: Path, config_name: str):
+    """(a kit dataset read by its real dataset class, its registry name)."""
     import random
 
     from tools.experiments import train_cli
@@ -92,13 +93,37 @@ def training_pairs(data: Path, config_name: str) -> List[Tuple[str, str]]:
 
     args = train_cli.build_parser().parse_args(["--root", str(data), "--dataset-config-file",
                                             str(REPO / "configs" / "datasets" / f"{config_name}.yaml")])
+    cfg = train_cli.setup_cfg(args)
     state = random.getstate()
     random.seed(0)  # the split file a missing one is created with
     try:
-        dataset = build_dataset(train_cli.setup_cfg(args))
+        dataset = build_dataset(cfg)
     finally:
         random.setstate(state)
-    return [(item.impath, item.classname) for item in dataset.train_x]
+    return dataset, cfg.DATASET.NAME
+
+
+def training_pairs(data: Path, config_name: str) -> List[Tuple[str, str]]:
+    """(image path, class name) of a dataset's full train split, read by its real dataset class."""
+    return [(item.impath, item.classname) for item in read_dataset(data, config_name)[0].train_x]
+
+
+# Stand-ins for an LLM's class descriptions (CoPrompt), {} = the class name; the same count per class.
+DESCRIPTION_TEMPLATES = ("A photo of a {}.", "A close-up photo of a {}, with its typical shape and colour.",
+                         "A {} seen in its usual surroundings.")
+
+
+def write_class_descriptions(data: Path, config_name: str) -> Path:
+    """The dataset's descriptions file in upstream CoPrompt's format, where CoPrompt looks by default
+    (``<DATA>/gpt_file/<name>_prompt.json``), written once."""
+    from trainers.descriptions import default_path, write_descriptions
+
+    dataset, dataset_name = read_dataset(data, config_name)
+    path = Path(default_path(str(data), dataset_name))
+    if not path.exists():
+        names = [name.replace("_", " ") for name in dataset.classnames]
+        write_descriptions(str(path), {name: [t.format(name) for t in DESCRIPTION_TEMPLATES] for name in names})
+    return path
 
 
 def main() -> None:
