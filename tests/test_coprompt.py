@@ -11,10 +11,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from conftest import REPO, accuracies, build_cfg, make_trainer, run_train
+from conftest import build_cfg, make_trainer
 from numerics import assert_close
 from test_baselines import one_batch, write_upstream_checkpoint
-from test_modern_baselines import run_base2new_scripts
+from test_modern_baselines import evaluate_upstream_checkpoint, parameters_a_step_changes, run_base2new_scripts
 from tools.experiments.methods import METHODS
 from tools.kit.build import DESCRIPTION_TEMPLATES
 from trainers.coprompt import CoPrompt, ConsistencyLoss, ConsistencyOutput
@@ -136,14 +136,7 @@ def test_upstreams_per_dataset_table_applies_unless_switched_off(kit, tmp_path):
 
 def test_only_prompts_and_adapters_learn_and_clip_stays_frozen(kit, tmp_path):
     trainer = make_trainer(kit, tmp_path, "CoPrompt", CONFIG)
-    learner = trainer.model.learnable
-    clip_before = {k: v.clone() for k, v in trainer.backbone.state_dict().items()}
-    trainer.set_model_mode("train")
-    trainer.batch_idx, trainer.num_batches = 0, 2
-    trainer.forward_backward(one_batch(trainer))
-    assert sorted(k for k, _ in learner.named_parameters()) == sorted(UPSTREAM_SHAPES)
-    assert [k for k, p in learner.named_parameters() if p.grad is None] == []
-    assert all(torch.equal(v, clip_before[k]) for k, v in trainer.backbone.state_dict().items())
+    assert parameters_a_step_changes(trainer) == sorted(UPSTREAM_SHAPES)
 
 
 # ---- checkpoints ----------------------------------------------------------------------------------
@@ -175,15 +168,7 @@ def test_upstream_checkpoint_loads_its_learnable_tensors(trainer, tmp_path):
 
 
 def test_upstream_checkpoint_evaluates_with_eval_only_and_model_dir(kit, tmp_path):
-    write_upstream_checkpoint(tmp_path / "upstream", NAME, 8, upstream_state())
-    out = tmp_path / "eval"
-    run_train("--root", str(kit.data), "--seed", "1", "--trainer", "CoPrompt",
-              "--dataset-config-file", str(REPO / "configs/datasets/oxford_pets.yaml"),
-              "--config-file", str(REPO / f"configs/trainers/CoPrompt/{CONFIG}.yaml"),
-              "--output-dir", str(out), "--model-dir", str(tmp_path / "upstream"), "--load-epoch", "8",
-              "--eval-only", *kit.opts(), "DATASET.NUM_SHOTS", "16", "DATASET.SUBSAMPLE_CLASSES", "new")
-    log = (out / "log.txt").read_text()
-    assert f"{NAME}/model.pth.tar-8" in log and len(accuracies(log)) == 1 and "# classes  2" in log
+    evaluate_upstream_checkpoint(kit, tmp_path, "CoPrompt", CONFIG, NAME, 8, upstream_state())
 
 
 # ---- registry and scripts -------------------------------------------------------------------------

@@ -10,10 +10,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from conftest import REPO, accuracies, build_cfg, make_trainer, run_train
+from conftest import build_cfg, make_trainer
 from numerics import assert_close, assert_differs
 from test_baselines import one_batch, write_upstream_checkpoint
-from test_modern_baselines import run_base2new_scripts
+from test_modern_baselines import evaluate_upstream_checkpoint, parameters_a_step_changes, run_base2new_scripts
 from tools.experiments.methods import METHODS
 from trainers.mmrl import MMRL, RepresentationLoss, RepresentationOutput, fuses_at_test
 
@@ -156,15 +156,7 @@ def test_bad_representation_layers_and_task_are_refused(kit, tmp_path):
 
 def test_only_the_representation_learner_learns_and_clip_stays_frozen(kit, tmp_path):
     trainer = make_trainer(kit, tmp_path, "MMRL", CONFIG)
-    learner = trainer.model.learnable
-    clip_before = {k: v.clone() for k, v in trainer.backbone.state_dict().items()}
-    before = {k: v.detach().clone() for k, v in learner.named_parameters()}
-    trainer.set_model_mode("train")
-    trainer.batch_idx, trainer.num_batches = 0, 2
-    trainer.forward_backward(one_batch(trainer))
-    assert sorted(before) == sorted(UPSTREAM_SHAPES)
-    assert all(not torch.equal(v, before[k]) for k, v in learner.named_parameters())
-    assert all(torch.equal(v, clip_before[k]) for k, v in trainer.backbone.state_dict().items())
+    assert parameters_a_step_changes(trainer) == sorted(UPSTREAM_SHAPES)
     assert type(trainer.optim).__name__ == "AdamW"
 
 
@@ -195,16 +187,8 @@ def test_upstream_checkpoint_loads_its_learnable_tensors(trainer, tmp_path):
 
 
 def test_upstream_checkpoint_evaluates_with_eval_only_and_model_dir(kit, tmp_path):
-    write_upstream_checkpoint(tmp_path / "upstream", NAME, 10, upstream_state())
-    out = tmp_path / "eval"
-    run_train("--root", str(kit.data), "--seed", "1", "--trainer", "MMRL",
-              "--dataset-config-file", str(REPO / "configs/datasets/oxford_pets.yaml"),
-              "--config-file", str(REPO / f"configs/trainers/MMRL/{CONFIG}.yaml"),
-              "--output-dir", str(out), "--model-dir", str(tmp_path / "upstream"), "--load-epoch", "10",
-              "--eval-only", *kit.opts(), "DATASET.NUM_SHOTS", "16", "DATASET.SUBSAMPLE_CLASSES", "new")
-    log = (out / "log.txt").read_text()
-    assert f"{NAME}/model.pth.tar-10" in log and "evaluation scores with s (class token)" in log
-    assert len(accuracies(log)) == 1 and "# classes  2" in log
+    log = evaluate_upstream_checkpoint(kit, tmp_path, "MMRL", CONFIG, NAME, 10, upstream_state())
+    assert "evaluation scores with s (class token)" in log
 
 
 # ---- registry and scripts -------------------------------------------------------------------------

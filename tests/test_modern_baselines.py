@@ -12,10 +12,10 @@ from yacs.config import CfgNode
 
 from tools.experiments import jobs
 from tools.kit import build as kit_module
-from conftest import REPO, accuracies, run_script
+from conftest import REPO, accuracies, run_script, run_train
 from tools.experiments.methods import METHODS, MODERN_BASELINES, PAPER_METHODS
 from tools.experiments.results import B2N_DATASETS, harmonic_mean
-from test_baselines import last_epoch_after, script_setting
+from test_baselines import last_epoch_after, script_setting, write_upstream_checkpoint
 from test_report import b2n_logs, layout, make_report, row_of  # noqa: F401 (layout: fixture)
 
 REPORTED = json.loads((REPO / "paper" / "modern_baselines_reported.json").read_text())["base2new_average"]["rows"]
@@ -36,6 +36,36 @@ def run_base2new_scripts(kit, output, folder: str, trainer: str, cfg: str, model
     assert len(accuracies(base)) == 1 and len(accuracies(new)) == 1 and "# classes  2" in new
     assert (output / "base2new/train_base" / run / model_name / "model.pth.tar-1").is_file()
     return base, new
+
+
+def evaluate_upstream_checkpoint(kit, tmp_path, trainer: str, cfg: str, model_name: str, epoch: int, state: dict) -> str:
+    """``state`` written in upstream's layout (``<model_name>/model.pth.tar-<epoch>``) and evaluated on
+    the kit's new classes by ``train.py --eval-only --model-dir``: its log, checked to load that file
+    and to hold one result over the 2 new classes."""
+    write_upstream_checkpoint(tmp_path / "upstream", model_name, epoch, state)
+    out = tmp_path / "eval"
+    run_train("--root", str(kit.data), "--seed", "1", "--trainer", trainer,
+              "--dataset-config-file", str(REPO / "configs/datasets/oxford_pets.yaml"),
+              "--config-file", str(REPO / "configs" / "trainers" / trainer / f"{cfg}.yaml"),
+              "--output-dir", str(out), "--model-dir", str(tmp_path / "upstream"), "--load-epoch", str(epoch),
+              "--eval-only", *kit.opts(), "DATASET.NUM_SHOTS", "16", "DATASET.SUBSAMPLE_CLASSES", "new")
+    log = (out / "log.txt").read_text()
+    assert f"{model_name}/model.pth.tar-{epoch}" in log and len(accuracies(log)) == 1 and "# classes  2" in log
+    return log
+
+
+def parameters_a_step_changes(trainer) -> list:
+    """One training step: the names of the learnable parameters it changed (frozen CLIP checked untouched)."""
+    import torch
+
+    learner = trainer.model.learnable
+    clip_before = {k: v.clone() for k, v in trainer.backbone.state_dict().items()}
+    before = {k: v.detach().clone() for k, v in learner.named_parameters()}
+    trainer.set_model_mode("train")
+    trainer.batch_idx, trainer.num_batches = 0, 2
+    trainer.forward_backward(next(iter(trainer.train_loader_x)))
+    assert all(torch.equal(v, clip_before[k]) for k, v in trainer.backbone.state_dict().items())
+    return sorted(k for k, v in learner.named_parameters() if not torch.equal(v, before[k]))
 
 
 # ---- registry, scripts, reproduce commands --------------------------------------------------------

@@ -7,10 +7,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from conftest import REPO, accuracies, make_trainer, run_train
+from conftest import make_trainer
 from numerics import assert_close, assert_differs
 from test_baselines import one_batch, write_upstream_checkpoint
-from test_modern_baselines import run_base2new_scripts
+from test_modern_baselines import evaluate_upstream_checkpoint, parameters_a_step_changes, run_base2new_scripts
 from tools.experiments.methods import METHODS
 from trainers.tcp import CLASS_PHRASES, TCP, class_phrases
 
@@ -54,6 +54,14 @@ def test_class_aware_tokens_enter_the_text_tower_before_the_configured_block(tra
         learner = model.learnable
         plain = F.normalize(model.backbone.encode_text(learner.assemble(), learner.eot), dim=-1)
     assert_differs(ours, plain, what="class-aware tokens change the class features")
+
+
+def test_per_class_tokens_cannot_share_a_prompt_prefix(trainer):
+    """Per-sequence deep prompts change the positions a shared prefix would reuse: refused."""
+    model, learner = trainer.model, trainer.model.learnable
+    with torch.no_grad(), pytest.raises(ValueError, match="per-sequence ones change the prefix"):
+        model.backbone.encode_text(learner.assemble(), learner.eot, deep_prompts=model.deep_prompts(),
+                                   shared_prefix=5, group_size=learner.n_cls)
 
 
 def test_tke_maps_each_class_feature_to_its_own_tokens(trainer):
@@ -112,15 +120,7 @@ def test_only_context_and_tke_learn_with_adam_eps_1e_3(kit, tmp_path):
     trainer = make_trainer(kit, tmp_path, "TCP", CONFIG)
     assert {g["eps"] for g in trainer.optim.param_groups} == {1e-3}
     assert type(trainer.optim).__name__ == "Adam"
-    learner = trainer.model.learnable
-    clip_before = {k: v.clone() for k, v in trainer.backbone.state_dict().items()}
-    before = {k: v.detach().clone() for k, v in learner.named_parameters()}
-    trainer.set_model_mode("train")
-    trainer.batch_idx, trainer.num_batches = 0, 2
-    trainer.forward_backward(one_batch(trainer))
-    assert sorted(before) == sorted(k for k in UPSTREAM_SHAPES if not k.startswith("token_"))
-    assert all(not torch.equal(v, before[k]) for k, v in learner.named_parameters())
-    assert all(torch.equal(v, clip_before[k]) for k, v in trainer.backbone.state_dict().items())
+    assert parameters_a_step_changes(trainer) == sorted(k for k in UPSTREAM_SHAPES if not k.startswith("token_"))
 
 
 # ---- checkpoints ----------------------------------------------------------------------------------
@@ -139,18 +139,7 @@ def upstream_state(n_cls: int = 3) -> dict:
 
 
 def test_upstream_checkpoint_evaluates_with_eval_only_and_model_dir(kit, tmp_path):
-    """train.py --eval-only --model-dir on a folder in upstream's layout (prompt_learner/model.pth.tar-50)."""
-    state = upstream_state()
-    write_upstream_checkpoint(tmp_path / "upstream", "prompt_learner", 50, state)
-    out = tmp_path / "eval"
-    proc = run_train("--root", str(kit.data), "--seed", "1", "--trainer", "TCP",
-                     "--dataset-config-file", str(REPO / "configs/datasets/oxford_pets.yaml"),
-                     "--config-file", str(REPO / f"configs/trainers/TCP/{CONFIG}.yaml"),
-                     "--output-dir", str(out), "--model-dir", str(tmp_path / "upstream"), "--load-epoch", "50",
-                     "--eval-only", *kit.opts(), "DATASET.NUM_SHOTS", "16", "DATASET.SUBSAMPLE_CLASSES", "new")
-    log = (out / "log.txt").read_text()
-    assert "prompt_learner/model.pth.tar-50" in log and "(epoch=50)" in log
-    assert len(accuracies(log)) == 1 and "# classes  2" in log, proc.stdout[-2000:]
+    evaluate_upstream_checkpoint(kit, tmp_path, "TCP", CONFIG, "prompt_learner", 50, upstream_state())
 
 
 def test_upstream_checkpoint_loads_its_tensors_and_keeps_this_runs_classes(trainer, tmp_path):

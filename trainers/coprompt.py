@@ -54,7 +54,7 @@ import torch.nn.functional as F
 from dassl.engine import TRAINER_REGISTRY
 
 from .clip_backbone import ClipBackbone
-from .deep_prompts import MaPLeCLIP, MultiModalPromptLearner, check_depth, init_leading_context
+from .deep_prompts import MaPLeCLIP, MultiModalPromptLearner, build_maple_learner
 from .descriptions import default_path, read_descriptions
 from .losses import knowledge_guidance_loss
 from .models import ModelOutput, class_level, clip_logits
@@ -181,12 +181,9 @@ class CoPrompt(ClipPromptTrainer):
         options = self.options
         path = self.descriptions_path()
         descriptions = read_descriptions(path, classnames, "TRAINER.CoPrompt.DESCRIPTIONS")
-        check_depth(options.PROMPT_DEPTH, backbone, "TRAINER.CoPrompt.PROMPT_DEPTH")
-        ctx, template = init_leading_context(backbone, options.N_CTX, options.CTX_INIT)
-        print(f'CoPrompt: template "{template}", {ctx.shape[0]} context vectors, prompt depth {options.PROMPT_DEPTH}, '
+        learner, template = build_maple_learner(backbone, classnames, options, self.CFG_NODE)
+        print(f'CoPrompt: template "{template}", {learner.n_ctx} context vectors, prompt depth {options.PROMPT_DEPTH}, '
               f"W = {options.W} ({options.DISTILL}), {len(descriptions[0])} descriptions per class from {path}")
-        learner = MultiModalPromptLearner(backbone, classnames, ctx, template, options.PROMPT_DEPTH,
-                                          truncate=options.TRUNCATE_TEXT)
         return CoPromptCLIP(backbone, CoPromptModules(learner, backbone.embed_dim), descriptions,
                             TextEncoding.from_options(options))
 

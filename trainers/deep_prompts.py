@@ -201,3 +201,14 @@ class MaPLeCLIP(StaticPromptCLIP):
         shallow, deep = self.learnable.prompt_learner.vision_prompts()
         features = self.backbone.encode_image(image, shallow_prompts=shallow, deep_prompts=deep).features
         return F.normalize(features, dim=-1)
+
+
+def build_maple_learner(backbone: ClipBackbone, classnames: Sequence[str], options: CN, node: str
+                        ) -> Tuple[MultiModalPromptLearner, str]:
+    """MaPLe's prompt learner from ``TRAINER.<node>`` (N_CTX, CTX_INIT, PROMPT_DEPTH, TRUNCATE_TEXT),
+    and the template its context starts from."""
+    check_depth(options.PROMPT_DEPTH, backbone, f"TRAINER.{node}.PROMPT_DEPTH")
+    ctx, template = init_leading_context(backbone, options.N_CTX, options.CTX_INIT)
+    learner = MultiModalPromptLearner(backbone, classnames, ctx, template, options.PROMPT_DEPTH,
+                                      truncate=options.TRUNCATE_TEXT)
+    return learner, template

@@ -25,7 +25,7 @@ import torch.nn as nn
 from dassl.engine import TRAINER_REGISTRY
 
 from .clip_backbone import ClipBackbone
-from .deep_prompts import MaPLeCLIP, MultiModalPromptLearner, MultiModalPrompts, check_depth, init_leading_context
+from .deep_prompts import MaPLeCLIP, MultiModalPrompts, build_maple_learner
 from .prompts import TextEncoding
 from .trainer_base import ClipPromptTrainer, add_prompt_keys
 
@@ -41,10 +41,7 @@ class MaPLe(ClipPromptTrainer):
 
     def build_clip_model(self, backbone: ClipBackbone, classnames: Sequence[str]) -> nn.Module:
         options = self.options
-        check_depth(options.PROMPT_DEPTH, backbone, "TRAINER.MAPLE.PROMPT_DEPTH")
-        ctx, template = init_leading_context(backbone, options.N_CTX, options.CTX_INIT)
+        learner, template = build_maple_learner(backbone, classnames, options, self.CFG_NODE)
         print(f'MaPLe design: multi-modal prompt learning; initial template: "{template}", '
-              f"{ctx.shape[0]} context vectors, prompt depth {options.PROMPT_DEPTH}")
-        learner = MultiModalPromptLearner(backbone, classnames, ctx, template, options.PROMPT_DEPTH,
-                                          truncate=options.TRUNCATE_TEXT)
+              f"{learner.n_ctx} context vectors, prompt depth {options.PROMPT_DEPTH}")
         return MaPLeCLIP(backbone, MultiModalPrompts(learner), TextEncoding.from_options(options))
