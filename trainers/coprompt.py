@@ -37,6 +37,9 @@ Where and why we depart from upstream:
   features are the same up to rounding.
 * The description index is drawn from torch's generator (upstream: Python's ``random``), so the same
   seed draws other indices.
+* Any ViT backbone: the adapters' width is the backbone's embedding (upstream: 512) and the prompts'
+  widths its towers' (upstream: 512 / 768, ViT-B/16 only); learnable tensors stay fp32 under fp16
+  towers (the shared precision policy; upstream casts the adapters to fp16).
 * Cross-dataset / DG (no upstream recipe): ``coprompt_cross_datasets`` trains ImageNet with the
   table's ImageNet values (N_CTX 4, depth 12, W 8) written in the config and the table off, so every
   target is evaluated with the shapes the model was trained with.

@@ -8,7 +8,7 @@ Adding a method is its trainer file (``trainers/<module>.py``), its configs
   ``base2new_test``, ``xd_train SEED``, ``xd_test``; see ``tools/experiments/method_runs.py``);
 * the reproduce commands schedule it (``METHODS="... KEY" bash scripts/reproduce/table1.sh``);
 * the report finds its runs (``tools/experiments/layout.py``) and labels its row;
-* the kit fits its deep prompts to the tiny CLIP (``kit_depth_keys``).
+* the kit fits its deep prompts to the tiny CLIP (``kit_depth_keys``, and any other ``kit_opts``).
 
 ``scripts/<key>/*.sh``, where a method has them, are its habitual entry points: thin calls of the
 same steps, with no setting of their own. The epoch an evaluation loads is not written anywhere:
