@@ -50,8 +50,8 @@ def test_the_kit_writes_descriptions_in_upstreams_format_where_coprompt_looks(ki
 def test_a_missing_descriptions_file_is_one_error_naming_where_to_put_it(kit, tmp_path):
     missing = tmp_path / "nowhere.json"
     with pytest.raises(FileNotFoundError, match=rf"No class descriptions at {missing}\..*put the dataset's file there "
-                                                r".*or set TRAINER\.CoPrompt\.DESCRIPTIONS"):
-        make_trainer(kit, tmp_path / "run", "CoPrompt", CONFIG, "TRAINER.CoPrompt.DESCRIPTIONS", str(missing))
+                                                r".*or set TRAINER\.COPROMPT\.DESCRIPTIONS"):
+        make_trainer(kit, tmp_path / "run", "CoPrompt", CONFIG, "TRAINER.COPROMPT.DESCRIPTIONS", str(missing))
 
 
 def test_incomplete_or_uneven_descriptions_are_refused(tmp_path):
@@ -127,7 +127,7 @@ def test_one_image_per_sample_is_refused_with_advice(kit, tmp_path):
 
 
 def test_upstreams_per_dataset_table_applies_unless_switched_off(kit, tmp_path):
-    cfg = build_cfg(kit, tmp_path, "CoPrompt", CONFIG, "TRAINER.CoPrompt.DATASET_OPTIONS", "True")
+    cfg = build_cfg(kit, tmp_path, "CoPrompt", CONFIG, "TRAINER.COPROMPT.DATASET_OPTIONS", "True")
     options = CoPrompt.method_options(cfg)
     assert (options.PROMPT_DEPTH, options.N_CTX, options.W) == (12, 2, 0.1)  # OxfordPets
     cfg = build_cfg(kit, tmp_path, "CoPrompt", CONFIG)  # the kit switches the table off (depth 12 > 3 blocks)

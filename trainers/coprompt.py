@@ -14,8 +14,8 @@ LLM-written class descriptions (``trainers/descriptions.py``), with one index r 
 all classes; v̂^clip is frozen CLIP's normalised feature of a second augmented view of the image
 (``DATALOADER.K_TRANSFORMS 2``, RandAugment). Evaluation uses s on the test image alone.
 
-Upstream interface kept: trainer ``CoPrompt``, node ``TRAINER.CoPrompt`` (N_CTX, CTX_INIT, PREC,
-PROMPT_DEPTH), the registered name ``MultiModalPromptLearner`` with upstream's keys
+Upstream interface kept: trainer ``CoPrompt``, its node's keys (N_CTX, CTX_INIT, PREC, PROMPT_DEPTH),
+the registered name ``MultiModalPromptLearner`` with upstream's keys
 (``prompt_learner.{ctx, proj.*, compound_prompts_text.<j>, compound_prompt_projections.<j>.*}``,
 ``adapter_{image,text}.fc.{0,2}.weight``), the descriptions files ``gpt_file/<name>_prompt.json``
 in upstream's format, the config ``coprompt`` and upstream's per-dataset table (its
@@ -23,6 +23,8 @@ in upstream's format, the config ``coprompt`` and upstream's per-dataset table (
 
 Where and why we depart from upstream:
 
+* The node is ``TRAINER.COPROMPT`` (upstream: ``TRAINER.CoPrompt``): config keys here are upper case,
+  which the reading of configs printed into old logs (``run_identity``) relies on.
 * ``W`` and ``DISTILL`` live in the method's node (upstream: ``TRAINER.W``, ``TRAINER.DISTILL``), so a
   run's identity sees them; the per-dataset table applies when ``DATASET_OPTIONS`` is True (upstream
   applies it always, after the command line). The kit sets it False, as its 3-block CLIP cannot
@@ -82,7 +84,7 @@ PER_DATASET = {
 
 
 def extend_cfg(cfg) -> None:
-    add_prompt_keys(cfg, "CoPrompt", N_CTX=2, CTX_INIT="a photo of a", PREC="fp16", PROMPT_DEPTH=9, W=8.0,
+    add_prompt_keys(cfg, "COPROMPT", N_CTX=2, CTX_INIT="a photo of a", PREC="fp16", PROMPT_DEPTH=9, W=8.0,
                     DISTILL="cosine", DESCRIPTIONS="", DATASET_OPTIONS=True)
 
 
@@ -172,7 +174,7 @@ class ConsistencyLoss(nn.Module):
 
 @TRAINER_REGISTRY.register()
 class CoPrompt(ClipPromptTrainer):
-    CFG_NODE = "CoPrompt"
+    CFG_NODE = "COPROMPT"
     MODEL_NAME = "MultiModalPromptLearner"
     CHOICES = {"DISTILL": ("cosine", "mse")}
     PER_DATASET_OPTIONS = PER_DATASET
@@ -183,7 +185,7 @@ class CoPrompt(ClipPromptTrainer):
     def build_clip_model(self, backbone: ClipBackbone, classnames: Sequence[str]) -> nn.Module:
         options = self.options
         path = self.descriptions_path()
-        descriptions = read_descriptions(path, classnames, "TRAINER.CoPrompt.DESCRIPTIONS")
+        descriptions = read_descriptions(path, classnames, "TRAINER.COPROMPT.DESCRIPTIONS")
         learner, template = build_maple_learner(backbone, classnames, options, self.CFG_NODE)
         print(f'CoPrompt: template "{template}", {learner.n_ctx} context vectors, prompt depth {options.PROMPT_DEPTH}, '
               f"W = {options.W} ({options.DISTILL}), {len(descriptions[0])} descriptions per class from {path}")

@@ -166,8 +166,8 @@ TCP_BLOCKS = ("TRAINER.TCP.TKE_BLOCK",)  # the kit's value, 3, is its last text 
 # MMRL's representation tokens in the upper blocks (upstream: 6..12 of 12; the kit: 2..3 of 3).
 MMRL_KIT_LAYERS = ("TRAINER.MMRL.REP_LAYERS", "[2,3]")
 # CoPrompt's per-dataset table asks for depth 12, more than the kit's 3 blocks: the kit runs the config values.
-COPROMPT_DEPTHS = ("TRAINER.CoPrompt.PROMPT_DEPTH",)
-COPROMPT_KIT_OPTS = ("TRAINER.CoPrompt.DATASET_OPTIONS", "False")
+COPROMPT_DEPTHS = ("TRAINER.COPROMPT.PROMPT_DEPTH",)
+COPROMPT_KIT_OPTS = ("TRAINER.COPROMPT.DATASET_OPTIONS", "False")
 
 # Paper row order (Tables 1 and 2), then MaPLe's variants, then the modern baselines (not in the
 # GOPro paper; modern-baselines spec), which the reproduce commands run when METHODS names them.
