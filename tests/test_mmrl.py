@@ -8,13 +8,14 @@ import math
 
 import pytest
 import torch
+import yaml
 import torch.nn.functional as F
 
 from conftest import build_cfg, make_trainer
 from numerics import assert_close, assert_differs
 from test_baselines import one_batch, write_upstream_checkpoint
 from test_modern_baselines import evaluate_upstream_checkpoint, parameters_a_step_changes, run_base2new_scripts
-from tools.experiments.methods import METHODS
+from runs.methods import METHODS
 from trainers.mmrl import MMRL, RepresentationLoss, RepresentationOutput, fuses_at_test
 
 CONFIG = "vit_b16"
@@ -196,7 +197,8 @@ def test_registry_entry_has_upstreams_configs():
     method = METHODS["mmrl"]
     assert (method.trainer, method.b2n_cfg, method.xd_cfg, method.fewshot_cfg) == (
         "MMRL", "vit_b16", "vit_b16_cross_datasets", "vit_b16_few_shot")
-    assert method.cfg("b2n", "imagenet") == "vit_b16_imagenet" and method.epochs("b2n", "imagenet") == 5
+    assert method.cfg("b2n", "imagenet") == "vit_b16_imagenet"
+    assert yaml.safe_load(method.config_path("vit_b16_imagenet").read_text())["OPTIM"]["MAX_EPOCH"] == 5
     for cfg in ("vit_b16", "vit_b16_imagenet", "vit_b16_cross_datasets", "vit_b16_few_shot"):
         assert method.config_path(cfg).is_file()
 

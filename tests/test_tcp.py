@@ -11,7 +11,7 @@ from conftest import make_trainer
 from numerics import assert_close, assert_differs
 from test_baselines import one_batch, write_upstream_checkpoint
 from test_modern_baselines import evaluate_upstream_checkpoint, parameters_a_step_changes, run_base2new_scripts
-from tools.experiments.methods import METHODS
+from runs.methods import METHODS
 from trainers.tcp import CLASS_PHRASES, TCP, class_phrases
 
 CONFIG = "vit_b16_ep100_ctxv1"
