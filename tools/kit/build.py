@@ -85,7 +85,7 @@ def build_kit(root: str | Path, datasets: Iterable[dict] = (DEMO_DATASET,), seed
 
 
 def read_dataset(data: Path, config_name: str):
-    """(a kit dataset read by its real dataset class, its registry name)."""
+    """A kit dataset read by its real dataset class."""
     import random
 
     from runs import cli
@@ -100,12 +100,12 @@ def read_dataset(data: Path, config_name: str):
         dataset = build_dataset(cfg)
     finally:
         random.setstate(state)
-    return dataset, cfg.DATASET.NAME
+    return dataset
 
 
 def training_pairs(data: Path, config_name: str) -> List[Tuple[str, str]]:
     """(image path, class name) of a dataset's full train split, read by its real dataset class."""
-    return [(item.impath, item.classname) for item in read_dataset(data, config_name)[0].train_x]
+    return [(item.impath, item.classname) for item in read_dataset(data, config_name).train_x]
 
 
 # Stand-ins for an LLM's class descriptions (CoPrompt), {} = the class name; the same count per class.
@@ -116,12 +116,14 @@ DESCRIPTION_TEMPLATES = ("A photo of a {}.", "A close-up photo of a {}, with its
 def write_class_descriptions(data: Path, config_name: str) -> Path:
     """The dataset's descriptions file in upstream CoPrompt's format, where CoPrompt looks by default
     (``<DATA>/gpt_file/<name>_prompt.json``), written once."""
+    import yaml
+
     from trainers.descriptions import default_path, write_descriptions
 
-    dataset, dataset_name = read_dataset(data, config_name)
-    path = Path(default_path(str(data), dataset_name))
-    if not path.exists():
-        names = [name.replace("_", " ") for name in dataset.classnames]
+    config = yaml.safe_load((REPO / "configs" / "datasets" / f"{config_name}.yaml").read_text())
+    path = Path(default_path(str(data), config["DATASET"]["NAME"]))
+    if not path.exists():  # the class names come from the dataset itself (its split)
+        names = [name.replace("_", " ") for name in read_dataset(data, config_name).classnames]
         write_descriptions(str(path), {name: [t.format(name) for t in DESCRIPTION_TEMPLATES] for name in names})
     return path
 
