@@ -185,7 +185,7 @@ def build_world(root: str | Path, spec: WorldSpec = WorldSpec()) -> Kit:
     if not (dataset / "annotations" / "test.txt").exists():
         write_downstream(dataset, spec)
     if not world.clip_path.exists():
-        world.root.mkdir(parents=True, exist_ok=True)
+        world.clip_dir.mkdir(parents=True, exist_ok=True)
         partial = world.clip_path.with_suffix(".partial")
         torch.save(pretrain(spec).state_dict(), partial)
         partial.replace(world.clip_path)
