@@ -85,9 +85,10 @@ def build_kit(root: str | Path, datasets: Iterable[dict] = (DEMO_DATASET,), seed
         name = spec.pop("name")
         if not (kit.data / name).exists():
             write_fixture(name, kit.data, image_size=IMAGE_SIZE, seed=seed, **spec)
-    pairs = [s for spec in datasets for s in training_pairs(kit.data, spec["name"])]
-    for path, dims in ((kit.clip_path, {}), (kit.wide_clip_path, TINY_WIDE)):
-        if not path.exists():
+    missing = [(path, dims) for path, dims in ((kit.clip_path, {}), (kit.wide_clip_path, TINY_WIDE)) if not path.exists()]
+    if missing:
+        pairs = [s for spec in datasets for s in training_pairs(kit.data, spec["name"])]
+        for path, dims in missing:
             write_tiny_clip(path, seed=seed, layers=TINY_LAYERS, image_resolution=IMAGE_SIZE, pretrain_on=pairs, **dims)
     return kit
 
