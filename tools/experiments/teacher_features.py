@@ -2,13 +2,14 @@
 its dataset, its image-tower prompts, its backbone and the digest of its run.json, into
 ``<RUN>/teacher_features.pt`` (``trainers/promptkd.py``, ``TeacherRecord``).
 
-    python -m tools.experiments.teacher_features RUN [--load-epoch N|last]
+    python -m tools.experiments.teacher_features RUN [--load-epoch N|last] [--if-outdated]
 
 The teacher is rebuilt from the run's own ``config.yaml`` with ``DATASET.SUBSAMPLE_CLASSES all``
 (a base-to-new teacher was trained on the base classes; the student needs every class), and its
 checkpoint of the last epoch (or ``--load-epoch N``) is loaded. Any trainer whose class prompts do
 not depend on the image works as a teacher (``model.text_features()``: PromptSRC, IVLP, CoOp ...);
 its ``image_encoder.*`` prompts, where it has them, prompt the teacher's image tower.
+``--if-outdated`` exports only when the file is missing or was exported from another run (digest).
 """
 from __future__ import annotations
 
@@ -78,12 +79,24 @@ def export(run: Union[str, Path], load_epoch: Union[int, str] = train_cli.LAST_E
     return path
 
 
+def is_current(run: Union[str, Path]) -> bool:
+    """Whether ``<run>/teacher_features.pt`` was exported from the run the folder holds now."""
+    from trainers.promptkd import TEACHER_FILE, TeacherRecord
+
+    path, identity = Path(run) / TEACHER_FILE, read_identity(Path(run))
+    return path.is_file() and identity is not None and TeacherRecord.load(str(path)).digest == identity["digest"]
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
     parser.add_argument("run", help="the teacher's training run folder")
     parser.add_argument("--load-epoch", type=train_cli.epoch_argument, default=train_cli.LAST_EPOCH, metavar="N|last")
+    parser.add_argument("--if-outdated", action="store_true", help="skip a run whose export is current")
     args = parser.parse_args(argv)
+    if args.if_outdated and is_current(args.run):
+        print(f"Teacher features of {args.run} are current (skip)")
+        return 0
     try:
         export(args.run, args.load_epoch)
     except (FileNotFoundError, ValueError) as exc:
