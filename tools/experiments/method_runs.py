@@ -16,6 +16,12 @@ skips a finished run and deals with a stale one). Steps:
     SWEEP SETTING DATASET SEED     a setting of one of the method's sweeps (GOPro: ablation ROW,
                                    nctx M): base-to-new training, then its test
 
+A distilled method (a registry ``teacher``: PromptKD) also has ``teacher_train DATASET SEED`` (the
+teacher method's base-to-new training with the teacher's config) and ``teacher_export DATASET SEED``
+(``export_teacher FOLDER``: its features, ``tools/experiments/teacher_features.py``); its
+``base2new_train`` runs both first (each skipped when done) and every run of it receives the
+teacher's folder. It has no cross-dataset steps yet (the teacher's features cover its own dataset).
+
 Wrong arguments (their number, an unknown dataset, a step the method does not have, a bad setting)
 exit with status 2 and the reason on stderr, before anything runs; ``--script`` names the script in
 the usage line.
@@ -64,6 +70,16 @@ class TrainRun:
         return shlex.join(["run_train_py", str(self.folder), *self.args])
 
 
+@dataclass(frozen=True)
+class ExportRun:
+    """The export of a teacher run's features into its folder (skipped when current)."""
+
+    folder: Path
+
+    def command(self) -> str:
+        return shlex.join(["export_teacher", str(self.folder)])
+
+
 def dataset_config(dataset: str) -> str:
     """configs/datasets/<dataset>.yaml; ValueError naming the known datasets when there is none."""
     path = REPO / "configs" / "datasets" / f"{dataset}.yaml"
@@ -97,6 +113,32 @@ def base2new(method: Method, ctx: Context, dataset: str, seed: int, phases: Sequ
     return runs
 
 
+TEACHER_STEPS = ("teacher_train", "teacher_export")
+
+
+def teacher_of(method: Method) -> Method:
+    return get_method(method.teacher.method)
+
+
+def teacher_folder(method: Method, ctx: Context, dataset: str, seed: int) -> Path:
+    return ctx.layout.b2n_dir("train_base", dataset, teacher_of(method).trainer, method.teacher.cfg, seed)
+
+
+def distilled_base2new(method: Method, ctx: Context, dataset: str, seed: int, step: str) -> list:
+    """A distilled method's base-to-new steps: its teacher's training and export, then its own runs,
+    which get the teacher's folder (``method.teacher.option``)."""
+    teacher = teacher_folder(method, ctx, dataset, seed)
+    train_teacher = base2new(teacher_of(method), Context(ctx.data, ctx.layout, method.teacher.cfg), dataset, seed,
+                             ("train",))
+    if step == "teacher_train":
+        return train_teacher
+    if step == "teacher_export":
+        return [ExportRun(teacher)]
+    own = base2new(method, ctx, dataset, seed, ("train",) if step == "base2new_train" else ("test",),
+                   (method.teacher.option, str(teacher)))
+    return [*train_teacher, ExportRun(teacher), *own] if step == "base2new_train" else own
+
+
 def xd_train(method: Method, ctx: Context, seed: int) -> List[TrainRun]:
     cfg, source = method.cfg("xd", asked=ctx.cfg), ctx.layout.xd_source
     return [TrainRun(ctx.layout.xd_source_dir(method.trainer, cfg, seed),
@@ -127,6 +169,13 @@ def step_runs(method: Method, step: str, args: Sequence[str], ctx: Context) -> L
         layout = sweep_layout(ctx.layout, sweep, setting)
         options = sweep.options(setting)  # validates the setting
         return base2new(method, Context(ctx.data, layout, ctx.cfg), dataset, seed_of(seed), ("train", "test"), options)
+    if method.teacher is not None:
+        if step not in ("base2new_train", "base2new_test", *TEACHER_STEPS):
+            raise ValueError(f"{method.key} has no step {step!r}: use one of base2new_train base2new_test "
+                             f"{' '.join(TEACHER_STEPS)} (cross-dataset runs need a teacher exported for each target)")
+        dataset, seed = expect(args, "DATASET SEED")
+        dataset_config(dataset)
+        return distilled_base2new(method, ctx, dataset, seed_of(seed), step)
     if (step == "zeroshot") != method.zero_shot or step not in STEPS:
         steps = ["zeroshot"] if method.zero_shot else [*STEPS[:-1], *(s.name for s in method.sweeps)]
         raise ValueError(f"{method.key} has no step {step!r}: use one of {' '.join(steps)}")

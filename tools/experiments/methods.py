@@ -48,6 +48,17 @@ class Sweep:
 
 
 @dataclass(frozen=True)
+class Teacher:
+    """A distillation teacher made by another method of the registry: its base-to-new training run
+    (``method`` with config ``cfg``, same dataset and seed) and its exported features, whose folder
+    the student's runs receive in config key ``option``."""
+
+    method: str
+    cfg: str
+    option: str
+
+
+@dataclass(frozen=True)
 class Method:
     """One method and how the scripts run it.
 
@@ -68,6 +79,8 @@ class Method:
     module: str = ""                              # trainers/<module or key>.py
     kit_depth_keys: Tuple[str, ...] = ()          # prompt depths the kit lowers to the tiny CLIP's blocks
     sweeps: Tuple[Sweep, ...] = ()
+    teacher: Optional[Teacher] = None             # a distilled method's teacher (PromptKD)
+    tags: Tuple[str, ...] = ()                    # regime shown in the report (empty = inductive prompt learner)
 
     @property
     def paper_row(self) -> bool:
@@ -159,6 +172,9 @@ MAPLE_DEPTHS = ("TRAINER.MAPLE.PROMPT_DEPTH",)
 IVLP_DEPTHS = ("TRAINER.IVLP.PROMPT_DEPTH_TEXT", "TRAINER.IVLP.PROMPT_DEPTH_VISION")
 VPT_DEPTHS = ("TRAINER.VPT.PROMPT_DEPTH_VISION",)
 PROMPTSRC_DEPTHS = ("TRAINER.PROMPTSRC.PROMPT_DEPTH_TEXT", "TRAINER.PROMPTSRC.PROMPT_DEPTH_VISION")
+PROMPTKD_DEPTHS = ("TRAINER.PROMPTKD.PROMPT_DEPTH_TEXT", "TRAINER.PROMPTKD.PROMPT_DEPTH_VISION")
+# PromptKD: upstream's KD_WEIGHT is 200 on these datasets (1000 elsewhere).
+PROMPTKD_KD200 = {d: "vit_b16_c2_ep20_batch8_4+4ctx_kd200" for d in ("fgvc_aircraft", "oxford_flowers", "dtd")}
 
 # Paper row order (Tables 1 and 2), then MaPLe's variants, then the modern baselines (not in the
 # GOPro paper; modern-baselines spec), which the reproduce commands run when METHODS names them.
@@ -181,6 +197,10 @@ METHODS: Dict[str, Method] = {m.key: m for m in (
            b2n_dataset_cfg={"imagenet": "vit_b16_ep50"}, group=MODERN),
     Method("promptsrc", "PromptSRC", "PromptSRC", "vit_b16_c2_ep20_batch4_4+4ctx",
            "vit_b16_c2_ep20_batch4_4+4ctx_cross_datasets", group=MODERN, kit_depth_keys=PROMPTSRC_DEPTHS),
+    Method("promptkd", "PromptKD", "PromptKD", "vit_b16_c2_ep20_batch8_4+4ctx",
+           "vit_b16_c2_ep20_batch8_4+4ctx_cross_datasets", b2n_dataset_cfg=PROMPTKD_KD200, group=VARIANT,
+           kit_depth_keys=PROMPTKD_DEPTHS, tags=("transductive", "teacher ViT-L/14"),
+           teacher=Teacher("promptsrc", "vit_l14_c2_ep20_batch8_4+4ctx", "TRAINER.PROMPTKD.TEACHER_RUN")),
 )}
 PAPER_METHODS = tuple(key for key, m in METHODS.items() if m.group == PAPER)
 MODERN_BASELINES = tuple(key for key, m in METHODS.items() if m.group == MODERN)
