@@ -51,6 +51,32 @@ def labels_of(loader) -> set:
     return {int(y) for batch in loader for y in batch["label"]}
 
 
+# ---- configs -----------------------------------------------------------------------------------
+@pytest.mark.parametrize("config, depth, kd_weight", [
+    (B2N, 9, 1000.0), (f"{B2N}_kd200", 9, 200.0), ("vit_b16_c2_ep20_batch8_4+4ctx_cross_datasets", 3, 1000.0)])
+def test_shipped_configs_have_upstreams_hyper_parameters(kit, tmp_path, config, depth, kd_weight):
+    cfg = build_cfg(kit, tmp_path, "PromptKD", config)
+    node = cfg.TRAINER.PROMPTKD
+    assert (cfg.OPTIM.LR, cfg.OPTIM.MAX_EPOCH, cfg.DATALOADER.TRAIN_X.BATCH_SIZE) == (0.005, 20, 8)
+    assert (node.N_CTX_TEXT, node.N_CTX_VISION, node.CTX_INIT, node.PREC) == (4, 4, "a photo of a", "fp16")
+    assert (node.TEACHER_NAME, node.PROJECT_LAYER, node.CE_WEIGHT, node.KD_WEIGHT, node.TEMPERATURE) == (
+        "ViT-L/14", 2, 0.0, kd_weight, 1.0)
+    with open(REPO / "configs/trainers/PromptKD" / f"{config}.yaml") as f:  # the depth before the kit lowers it
+        assert f"PROMPT_DEPTH_VISION: {depth}" in f.read()
+    teacher = build_cfg(kit, tmp_path, "PromptSRC", TEACHER_CFG)
+    assert (teacher.MODEL.BACKBONE.NAME, teacher.OPTIM.LR, teacher.DATALOADER.TRAIN_X.BATCH_SIZE) == ("ViT-L/14", 0.005, 8)
+
+
+def test_the_registry_runs_upstreams_kd_weight_per_dataset_and_marks_the_regime():
+    from tools.experiments.methods import METHODS
+
+    method = METHODS["promptkd"]
+    assert {d: method.cfg("b2n", d) for d in ("dtd", "fgvc_aircraft", "oxford_flowers", "eurosat")} == {
+        "dtd": f"{B2N}_kd200", "fgvc_aircraft": f"{B2N}_kd200", "oxford_flowers": f"{B2N}_kd200", "eurosat": B2N}
+    assert method.tags == ("transductive", "teacher ViT-L/14")
+    assert (method.teacher.method, method.teacher.cfg) == ("promptsrc", TEACHER_CFG)
+
+
 # ---- the loss -------------------------------------------------------------------------------
 def test_the_distillation_loss_equals_a_hand_computation():
     from trainers.promptkd import DistillationLoss, DistilledOutput
