@@ -45,8 +45,10 @@ Where we depart from upstream, and why:
   fp16); both towers follow ``PREC`` as every trainer here (upstream: the teacher always fp16).
 * ``CE_WEIGHT`` and ``PROJECT_LAYER`` are upstream keys its code never reads; here any other value
   than upstream's (0 and 2) is refused rather than silently ignored.
-* Initial values: the same seed draws upstream's student prompts and projector (the teacher CLIP's
-  construction is replayed in between, as upstream builds it there).
+* Initial values: the student's prompts and projector are drawn in upstream's order (the student
+  CLIP with prompts in both towers, the teacher CLIP, then the projector; CLIP constructions are
+  replayed as for IVLP), so the same seed should give upstream's initial values. Unlike IVLP's, this
+  has not been compared with an upstream run.
 """
 from __future__ import annotations
 
@@ -270,6 +272,7 @@ class PromptKD(DeepPromptTrainer):
         cfg.defrost()
         cfg.DATASET.SUBSAMPLE_CLASSES = "all"
         cfg.freeze()
+        print("PromptKD distils on the training images of all classes, unlabeled (transductive):")
         return DataManager(cfg, custom_tfm_train=self.train_transforms()).train_loader_x
 
     def build_clip_model(self, backbone: ClipBackbone, classnames: Sequence[str]) -> nn.Module:
