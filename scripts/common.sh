@@ -99,11 +99,6 @@ run_train_py() {  # run_train_py OUTDIR [train.py args...]: run train.py unless 
     (cd "$REPO" && "$PYTHON" train.py "${args[@]}")
 }
 
-export_teacher() {  # export_teacher RUN: a teacher run's features for its students, unless current
-    [ -n "${PRINT_TRAIN_ARGS:-}" ] && return 0
-    (cd "$REPO" && "$PYTHON" -m tools.experiments.teacher_features --if-outdated "$1")
-}
-
 run_step() {  # run_step METHOD STEP ARGS...: the step's train.py runs (method_runs checks the arguments first)
     local runs
     runs=$(cd "$REPO" && "$PYTHON" -m tools.experiments.method_runs --script "$(basename "$0")" --data "$DATA" \

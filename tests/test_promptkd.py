@@ -26,15 +26,15 @@ BASE, NEW = ["DATASET.SUBSAMPLE_CLASSES", "base"], ["DATASET.SUBSAMPLE_CLASSES",
 @pytest.fixture(scope="module")
 def teacher_run(kit, tmp_path_factory) -> Path:
     """A PromptSRC teacher at the kit's ViT-L/14 (the wider tiny CLIP), one epoch on the base
-    classes, its features exported."""
-    from tools.experiments.teacher_features import export
+    classes, its features exported by the command line."""
+    from tools.experiments import teacher_features
 
     folder = tmp_path_factory.mktemp("teacher") / "run"
     run_train("--root", str(kit.data), "--seed", "1", "--trainer", "PromptSRC",
               "--dataset-config-file", str(REPO / "configs/datasets/oxford_pets.yaml"),
               "--config-file", str(REPO / "configs/trainers/PromptSRC" / f"{TEACHER_CFG}.yaml"),
               "--output-dir", str(folder), *kit.opts(), "DATASET.NUM_SHOTS", "16", "OPTIM.MAX_EPOCH", "1", *BASE)
-    export(folder)
+    assert teacher_features.main([str(folder)]) == 0
     return folder
 
 
@@ -209,20 +209,45 @@ def test_an_upstream_student_checkpoint_evaluates_here(kit, teacher_run, tmp_pat
 
 # ---- the teacher record and the run identity --------------------------------------------------
 def test_a_bad_teacher_run_is_one_clear_error(kit, teacher_run, tmp_path):
-    from trainers.promptkd import TEACHER_FILE, read_teacher
+    from trainers.promptkd import teacher_record
 
+    cfg = build_cfg(kit, tmp_path, "PromptKD", B2N)
     with pytest.raises(ValueError, match="TEACHER_RUN is empty.*teacher_train.sh"):
-        read_teacher("", "ViT-L/14")
-    with pytest.raises(FileNotFoundError, match=f"No {TEACHER_FILE} in .*tools.experiments.teacher_features"):
-        read_teacher(str(tmp_path), "ViT-L/14")
+        teacher_record(cfg, "", "ViT-L/14")
+    with pytest.raises(FileNotFoundError, match="does not exist: train the teacher first"):
+        teacher_record(cfg, str(tmp_path / "nowhere"), "ViT-L/14")
+    with pytest.raises(FileNotFoundError, match="not a run folder of train.py"):
+        teacher_record(cfg, str(tmp_path), "ViT-L/14")
     with pytest.raises(ValueError, match="uses backbone ViT-L/14, but TRAINER.PROMPTKD.TEACHER_NAME is ViT-B/16"):
-        read_teacher(str(teacher_run), "ViT-B/16")
-    redone = tmp_path / "redone"
-    shutil.copytree(teacher_run, redone)
-    identity = json.loads((redone / "run.json").read_text())
-    (redone / "run.json").write_text(json.dumps(dict(identity, digest="0123456789ab")))
-    with pytest.raises(ValueError, match="0123456789ab: export again"):
-        read_teacher(str(redone), "ViT-L/14")
+        teacher_record(cfg, str(teacher_run), "ViT-B/16")
+
+
+def test_a_student_exports_a_missing_or_outdated_teacher_record_itself(kit, teacher_run, tmp_path):
+    """The same record as the command line's, and the random generators untouched by the export."""
+    import random
+
+    from trainers.promptkd import TEACHER_FILE, TeacherRecord, teacher_record
+
+    exported = TeacherRecord.load(str(teacher_run / TEACHER_FILE))
+    copy = tmp_path / "teacher"
+    shutil.copytree(teacher_run, copy)
+    (copy / TEACHER_FILE).unlink()
+    torch.manual_seed(7)
+    random.seed(7)
+    expected_draws = (torch.rand(3), random.random())
+    torch.manual_seed(7)
+    random.seed(7)
+    record = teacher_record(build_cfg(kit, tmp_path, "PromptKD", B2N), str(copy), "ViT-L/14")
+    draws = (torch.rand(3), random.random())
+    assert torch.equal(draws[0], expected_draws[0]) and draws[1] == expected_draws[1]
+    assert (copy / TEACHER_FILE).is_file() and record.classnames == exported.classnames
+    assert torch.equal(record.text_features, exported.text_features)
+    assert record.image_prompts.keys() == exported.image_prompts.keys()
+    assert all(torch.equal(record.image_prompts[k], exported.image_prompts[k]) for k in exported.image_prompts)
+    identity = json.loads((copy / "run.json").read_text())
+    (copy / "run.json").write_text(json.dumps(dict(identity, digest="0123456789ab")))  # the run was redone
+    assert teacher_record(build_cfg(kit, tmp_path, "PromptKD", B2N), str(copy), "ViT-L/14").digest == "0123456789ab"
+    assert TeacherRecord.load(str(copy / TEACHER_FILE)).digest == "0123456789ab"
 
 
 def test_the_teachers_digest_not_its_path_is_part_of_the_students_identity(kit, teacher_run, tmp_path):

@@ -25,8 +25,9 @@ def test_teacher_and_student_from_the_scripts(kit, tmp_path):
     run_script("promptkd/teacher_export.sh", DATASET, SEED, env=env)
     assert (teacher / "teacher_features.pt").is_file()
 
+    assert "are current (skip)" in run_script("promptkd/teacher_export.sh", DATASET, SEED, env=env).stdout
     out = run_script("promptkd/base2new_train.sh", DATASET, SEED, env=env).stdout
-    assert f"Results exist at {teacher}" in out and "are current (skip)" in out   # the teacher is reused
+    assert f"Results exist at {teacher}" in out and "Exporting teacher" not in out   # the teacher is reused
     assert "loss_kd" in out and len(accuracies(out)) == 1
     identity = json.loads((trained / "run.json").read_text())
     teacher_digest = json.loads((teacher / "run.json").read_text())["digest"]

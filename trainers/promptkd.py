@@ -14,10 +14,13 @@ The student trains on the UNLABELED training images of all classes, base and new
 labels are never read. At test time its logits use the teacher's text features of the evaluated
 classes (base or new), picked by class name.
 
-The teacher comes from a run of this toolkit (``TRAINER.PROMPTKD.TEACHER_RUN``: its output folder):
-``python -m tools.experiments.teacher_features RUN`` writes ``teacher_features.pt`` there (the text
-features of all classes, the teacher's image prompts, its backbone and the digest of its run.json),
-which is all the student reads besides the teacher's CLIP weights.
+The teacher comes from a run of this toolkit (``TRAINER.PROMPTKD.TEACHER_RUN``: its output folder).
+Its export, ``teacher_features.pt`` in that folder (the text features of all classes, the teacher's
+image prompts, its backbone and the digest of its run.json), is all the student reads besides the
+teacher's CLIP weights. ``python -m tools.experiments.teacher_features RUN`` writes it; a student
+whose teacher has none, or one exported from an earlier run in that folder, writes it first
+(``export_teacher``: the teacher run's own trainer, rebuilt from its config.yaml for all classes,
+with its last checkpoint; the random generators are left as they were).
 
 Interfaces as upstream (zhengli97/PromptKD): trainer ``PromptKD``, node ``TRAINER.PROMPTKD`` with its
 keys, registered module ``VLPromptLearner`` with upstream's keys (``image_encoder.VPT``,
@@ -52,17 +55,22 @@ Where we depart from upstream, and why:
 """
 from __future__ import annotations
 
+import contextlib
+import gc
 import json
+import os
 import os.path as osp
+import random
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
+import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 from dassl.data import DataManager
-from dassl.engine import TRAINER_REGISTRY
+from dassl.engine import TRAINER_REGISTRY, build_trainer
 
 from .clip_backbone import ClipBackbone, load_clip
 from .deep_prompts import DeepPromptTower, check_depth
@@ -99,7 +107,10 @@ class TeacherRecord:
     epoch: int                             # the checkpoint epoch exported
 
     def save(self, path: str) -> None:
-        torch.save(dict(vars(self)), path)
+        """Written whole or not at all (a temporary file, then a rename)."""
+        partial = f"{path}.partial"
+        torch.save(dict(vars(self)), partial)
+        os.replace(partial, path)
 
     @classmethod
     def load(cls, path: str) -> "TeacherRecord":
@@ -125,22 +136,77 @@ def run_digest(folder: str) -> Optional[str]:
         return json.load(f).get("digest")
 
 
-def read_teacher(folder: str, expected_backbone: str) -> TeacherRecord:
-    """The teacher record of run ``folder``, checked: it exists, it belongs to the run as it is now,
-    and the teacher's backbone is the configured ``TEACHER_NAME``."""
+@contextlib.contextmanager
+def random_state_kept() -> Iterator[None]:
+    """Run a block without moving torch's, NumPy's or Python's generators (an export inside a
+    student's build must not change the student's initial values or data order)."""
+    python, numpy = random.getstate(), np.random.get_state()
+    with torch.random.fork_rng(devices=[]):
+        yield
+    random.setstate(python)
+    np.random.set_state(numpy)
+
+
+def export_teacher(template, folder: str, epoch: Optional[int] = None) -> TeacherRecord:
+    """Build the trainer of teacher run ``folder`` from its config.yaml (merged into ``template``, a
+    config with every key, e.g. the student's) for ALL classes, load its checkpoint of ``epoch``
+    (default: its last, ``OPTIM.MAX_EPOCH``) and write its record; returns it."""
+    digest = run_digest(folder)
+    if digest is None or not osp.isfile(osp.join(folder, "config.yaml")):
+        raise FileNotFoundError(f"{folder} is not a run folder of train.py (no run.json and config.yaml): give the "
+                                f"output folder of the teacher's training run.")
+    cfg = template.clone()
+    cfg.defrost()
+    cfg.merge_from_file(osp.join(folder, "config.yaml"))
+    cfg.DATASET.SUBSAMPLE_CLASSES = "all"
+    cfg.freeze()
+    epoch = cfg.OPTIM.MAX_EPOCH if epoch is None else epoch
+    print(f"Exporting teacher {folder} ({cfg.TRAINER.NAME}, {cfg.MODEL.BACKBONE.NAME}, epoch {epoch}), all classes")
+    with random_state_kept():
+        trainer = build_trainer(cfg)
+        model = trainer.model
+        if not hasattr(model, "text_features"):
+            raise ValueError(f"Trainer {cfg.TRAINER.NAME} has image-conditioned class prompts (no text_features()): "
+                             f"a teacher needs one set of class features (PromptSRC, IVLP, CoOp ...).")
+        trainer.load_model(folder, epoch)
+        trainer.set_model_mode("eval")
+        with torch.no_grad():
+            text_features = model.text_features().float().cpu()
+    node = cfg.TRAINER.get(getattr(trainer, "CFG_NODE", ""), {})
+    record = TeacherRecord(
+        text_features=text_features, classnames=list(trainer.dm.dataset.classnames),
+        image_prompts={k: v.detach().float().cpu() for k, v in model.learnable.state_dict().items()
+                       if k.startswith(IMAGE_PROMPTS)},
+        prompt_shapes={tower: [int(node.get(f"N_CTX_{key}", 0)), int(node.get(f"PROMPT_DEPTH_{key}", 0))]
+                       for tower, key in (("vision", "VISION"), ("text", "TEXT"))},
+        backbone=cfg.MODEL.BACKBONE.NAME, backbone_path=osp.abspath(cfg.MODEL.BACKBONE.PATH) if
+        cfg.MODEL.BACKBONE.PATH else "", run=osp.abspath(folder), digest=digest, epoch=int(epoch))
+    del trainer, model
+    gc.collect()
+    record.save(osp.join(folder, TEACHER_FILE))
+    print(f"Teacher features of {len(record.classnames)} classes -> {osp.join(folder, TEACHER_FILE)}")
+    return record
+
+
+def is_current(folder: str) -> bool:
+    """Whether ``folder`` holds a record exported from the run it holds now (run.json's digest)."""
+    path = osp.join(folder, TEACHER_FILE)
+    return osp.isfile(path) and TeacherRecord.load(path).digest == run_digest(folder)
+
+
+def teacher_record(template, folder: str, expected_backbone: str) -> TeacherRecord:
+    """The teacher record of run ``folder`` (exported first where missing or outdated), checked:
+    the teacher's backbone is the configured ``TEACHER_NAME``."""
     if not folder:
         raise ValueError("TRAINER.PROMPTKD.TEACHER_RUN is empty: set it to the output folder of a teacher run "
-                         "(scripts/promptkd/teacher_train.sh) whose features were exported "
-                         "(scripts/promptkd/teacher_export.sh).")
-    path = osp.join(folder, TEACHER_FILE)
-    if not osp.isfile(path):
-        raise FileNotFoundError(f"No {TEACHER_FILE} in TRAINER.PROMPTKD.TEACHER_RUN={folder!r}: export the "
-                                f"teacher's features first: python -m tools.experiments.teacher_features {folder}")
-    record = TeacherRecord.load(path)
-    current = run_digest(folder)
-    if current != record.digest:
-        raise ValueError(f"{path} was exported from a run with digest {record.digest}, but {folder} now holds run "
-                         f"{current}: export again (python -m tools.experiments.teacher_features {folder}).")
+                         "(scripts/promptkd/teacher_train.sh).")
+    if not osp.isdir(folder):
+        raise FileNotFoundError(f"TRAINER.PROMPTKD.TEACHER_RUN={folder!r} does not exist: train the teacher first "
+                                f"(scripts/promptkd/teacher_train.sh DATASET SEED).")
+    if is_current(folder):
+        record = TeacherRecord.load(osp.join(folder, TEACHER_FILE))
+    else:
+        record = export_teacher(template, folder)
     if record.backbone != expected_backbone:
         raise ValueError(f"The teacher run {folder} uses backbone {record.backbone}, but TRAINER.PROMPTKD."
                          f"TEACHER_NAME is {expected_backbone}: point TEACHER_RUN at a {expected_backbone} "
@@ -277,7 +343,7 @@ class PromptKD(DeepPromptTrainer):
 
     def build_clip_model(self, backbone: ClipBackbone, classnames: Sequence[str]) -> nn.Module:
         options = self.options
-        record = read_teacher(options.TEACHER_RUN, options.TEACHER_NAME)
+        record = teacher_record(self.cfg, options.TEACHER_RUN, options.TEACHER_NAME)
         check_depth(options.PROMPT_DEPTH_VISION, backbone, "TRAINER.PROMPTKD.PROMPT_DEPTH_VISION")
         # Upstream builds, in this order: the student's CLIP (prompts in both towers, the text ones
         # unused), the teacher's CLIP, then the projector. Same draws here, same seed, same values.

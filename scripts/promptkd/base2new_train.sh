@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
 # PromptKD, base-to-new: distil the student on unlabeled training images of all classes (the teacher is
-# trained and exported first where it is not yet).  Usage: base2new_train.sh DATASET SEED
+# trained first where it is not yet, its features exported where missing).  Usage: base2new_train.sh DATASET SEED
 source "$(dirname "$0")/../common.sh"
 run_step promptkd base2new_train "$@"

@@ -17,10 +17,10 @@ skips a finished run and deals with a stale one). Steps:
                                    nctx M): base-to-new training, then its test
 
 A distilled method (a registry ``teacher``: PromptKD) also has ``teacher_train DATASET SEED`` (the
-teacher method's base-to-new training with the teacher's config) and ``teacher_export DATASET SEED``
-(``export_teacher FOLDER``: its features, ``tools/experiments/teacher_features.py``); its
-``base2new_train`` runs both first (each skipped when done) and every run of it receives the
-teacher's folder. It has no cross-dataset steps yet (the teacher's features cover its own dataset).
+teacher method's base-to-new training with the teacher's config, same dataset and seed); its
+``base2new_train`` runs it first (skipped when done), and its runs receive the teacher's folder (the
+student exports the teacher's features there where they are missing). It has no cross-dataset
+steps yet (the teacher's features cover its own dataset).
 
 Wrong arguments (their number, an unknown dataset, a step the method does not have, a bad setting)
 exit with status 2 and the reason on stderr, before anything runs; ``--script`` names the script in
@@ -70,16 +70,6 @@ class TrainRun:
         return shlex.join(["run_train_py", str(self.folder), *self.args])
 
 
-@dataclass(frozen=True)
-class ExportRun:
-    """The export of a teacher run's features into its folder (skipped when current)."""
-
-    folder: Path
-
-    def command(self) -> str:
-        return shlex.join(["export_teacher", str(self.folder)])
-
-
 def dataset_config(dataset: str) -> str:
     """configs/datasets/<dataset>.yaml; ValueError naming the known datasets when there is none."""
     path = REPO / "configs" / "datasets" / f"{dataset}.yaml"
@@ -113,7 +103,7 @@ def base2new(method: Method, ctx: Context, dataset: str, seed: int, phases: Sequ
     return runs
 
 
-TEACHER_STEPS = ("teacher_train", "teacher_export")
+TEACHER_STEP = "teacher_train"
 
 
 def teacher_of(method: Method) -> Method:
@@ -124,19 +114,16 @@ def teacher_folder(method: Method, ctx: Context, dataset: str, seed: int) -> Pat
     return ctx.layout.b2n_dir("train_base", dataset, teacher_of(method).trainer, method.teacher.cfg, seed)
 
 
-def distilled_base2new(method: Method, ctx: Context, dataset: str, seed: int, step: str) -> list:
-    """A distilled method's base-to-new steps: its teacher's training and export, then its own runs,
-    which get the teacher's folder (``method.teacher.option``)."""
-    teacher = teacher_folder(method, ctx, dataset, seed)
+def distilled_base2new(method: Method, ctx: Context, dataset: str, seed: int, step: str) -> List[TrainRun]:
+    """A distilled method's base-to-new steps: its teacher's training, then its own runs, which get
+    the teacher's folder (``method.teacher.option``)."""
     train_teacher = base2new(teacher_of(method), Context(ctx.data, ctx.layout, method.teacher.cfg), dataset, seed,
                              ("train",))
-    if step == "teacher_train":
+    if step == TEACHER_STEP:
         return train_teacher
-    if step == "teacher_export":
-        return [ExportRun(teacher)]
     own = base2new(method, ctx, dataset, seed, ("train",) if step == "base2new_train" else ("test",),
-                   (method.teacher.option, str(teacher)))
-    return [*train_teacher, ExportRun(teacher), *own] if step == "base2new_train" else own
+                   (method.teacher.option, str(teacher_folder(method, ctx, dataset, seed))))
+    return [*train_teacher, *own] if step == "base2new_train" else own
 
 
 def xd_train(method: Method, ctx: Context, seed: int) -> List[TrainRun]:
@@ -170,9 +157,9 @@ def step_runs(method: Method, step: str, args: Sequence[str], ctx: Context) -> L
         options = sweep.options(setting)  # validates the setting
         return base2new(method, Context(ctx.data, layout, ctx.cfg), dataset, seed_of(seed), ("train", "test"), options)
     if method.teacher is not None:
-        if step not in ("base2new_train", "base2new_test", *TEACHER_STEPS):
+        if step not in ("base2new_train", "base2new_test", TEACHER_STEP):
             raise ValueError(f"{method.key} has no step {step!r}: use one of base2new_train base2new_test "
-                             f"{' '.join(TEACHER_STEPS)} (cross-dataset runs need a teacher exported for each target)")
+                             f"{TEACHER_STEP} (cross-dataset runs need a teacher exported for each target)")
         dataset, seed = expect(args, "DATASET SEED")
         dataset_config(dataset)
         return distilled_base2new(method, ctx, dataset, seed_of(seed), step)
