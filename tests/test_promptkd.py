@@ -68,13 +68,31 @@ def test_shipped_configs_have_upstreams_hyper_parameters(kit, tmp_path, config, 
 
 
 def test_the_registry_runs_upstreams_kd_weight_per_dataset_and_marks_the_regime():
-    from tools.experiments.methods import METHODS
+    from runs.methods import METHODS
 
     method = METHODS["promptkd"]
     assert {d: method.cfg("b2n", d) for d in ("dtd", "fgvc_aircraft", "oxford_flowers", "eurosat")} == {
         "dtd": f"{B2N}_kd200", "fgvc_aircraft": f"{B2N}_kd200", "oxford_flowers": f"{B2N}_kd200", "eurosat": B2N}
     assert method.tags == ("transductive", "teacher ViT-L/14")
     assert (method.teacher.method, method.teacher.cfg) == ("promptsrc", TEACHER_CFG)
+
+
+def test_the_steps_train_the_teacher_first_and_hand_its_folder_to_the_student(tmp_path):
+    from runs import steps
+
+    env = {"OUTPUT": str(tmp_path), "DATA": "D"}
+    teacher, student = steps.command_runs(["bash", "scripts/promptkd/base2new_train.sh", "dtd", "1"], env)
+    (test,) = steps.command_runs(["bash", "scripts/promptkd/base2new_test.sh", "dtd", "1"], env)
+    (alone,) = steps.command_runs(["bash", "scripts/promptkd/teacher_train.sh", "dtd", "1"], env)
+    assert teacher == alone and teacher.folder == tmp_path / "base2new/train_base/dtd/shots_16/PromptSRC" / TEACHER_CFG / "seed1"
+    value = lambda run, flag: run.argv[run.argv.index(flag) + 1]  # noqa: E731
+    assert (value(teacher, "--trainer"), value(teacher, "DATASET.SUBSAMPLE_CLASSES")) == ("PromptSRC", "base")
+    for run in (student, test):
+        assert value(run, "--trainer") == "PromptKD" and value(run, "TRAINER.PROMPTKD.TEACHER_RUN") == str(teacher.folder)
+    assert Path(value(student, "--config-file")).stem == f"{B2N}_kd200"  # DTD: upstream's KD_WEIGHT 200
+    assert value(test, "--model-dir") == str(student.folder) and value(test, "DATASET.SUBSAMPLE_CLASSES") == "new"
+    with pytest.raises(RuntimeError, match="no step 'xd_train'.*teacher exported for each target"):
+        steps.command_runs(["bash", "scripts/run.sh", "promptkd", "xd_train", "1"], env)
 
 
 # ---- the loss -------------------------------------------------------------------------------
@@ -251,7 +269,7 @@ def test_a_student_exports_a_missing_or_outdated_teacher_record_itself(kit, teac
 
 
 def test_the_teachers_digest_not_its_path_is_part_of_the_students_identity(kit, teacher_run, tmp_path):
-    from tools.experiments.run_identity import differences, settings_of
+    from runs.identity import differences, settings_of
 
     key = "TRAINER.PROMPTKD.TEACHER_RUN"
     teacher_digest = json.loads((teacher_run / "run.json").read_text())["digest"]

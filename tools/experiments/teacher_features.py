@@ -17,10 +17,9 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from pathlib import Path
 from typing import Optional, Sequence
 
-from tools.experiments import train_cli  # first: it quiets pkg_resources
+from runs import cli  # first: it quiets pkg_resources
 
 
 def template_config():
@@ -28,22 +27,21 @@ def template_config():
     from dassl.config import get_cfg_default
 
     cfg = get_cfg_default()
-    train_cli.extend_cfg(cfg, train_cli.import_plugins())
+    cli.extend_cfg(cfg, cli.import_plugins())
     return cfg
 
 
 def teacher_folder_of(method_key: str, dataset: str, seed: str) -> str:
-    """The teacher run of a distilled method's base-to-new run, as the scripts lay it out."""
-    from tools.experiments.method_runs import Context, teacher_folder, seed_of
-    from tools.experiments.layout import Layout
-    from tools.experiments.methods import get_method
+    """The teacher run of a distilled method's base-to-new run, where the scripts put it (their
+    environment: OUTPUT, SHOTS ...)."""
+    from runs.methods import get_method
+    from runs.steps import Caller, dataset_config, seed_of, teacher_folder
 
     method = get_method(method_key)
     if method.teacher is None:
         raise ValueError(f"{method.key} has no teacher (registry entry without 'teacher').")
-    layout = Layout(Path(os.environ.get("OUTPUT") or "output"), int(os.environ.get("SHOTS") or 16),
-                    os.environ.get("XD_SOURCE") or "imagenet")
-    return str(teacher_folder(method, Context(os.environ.get("DATA", ""), layout), dataset, seed_of(seed)))
+    dataset_config(dataset)
+    return str(teacher_folder(method, Caller.from_environ(os.environ).context, dataset, seed_of(seed)))
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
