@@ -141,10 +141,12 @@ def random_state_kept() -> Iterator[None]:
     """Run a block without moving torch's, NumPy's or Python's generators (an export inside a
     student's build must not change the student's initial values or data order)."""
     python, numpy = random.getstate(), np.random.get_state()
-    with torch.random.fork_rng(devices=[]):
-        yield
-    random.setstate(python)
-    np.random.set_state(numpy)
+    try:
+        with torch.random.fork_rng(devices=[]):
+            yield
+    finally:
+        random.setstate(python)
+        np.random.set_state(numpy)
 
 
 def export_teacher(template, folder: str, epoch: Optional[int] = None) -> TeacherRecord:
