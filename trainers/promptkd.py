@@ -46,6 +46,8 @@ Where we depart from upstream, and why:
   classes' test images; we evaluate the last epoch, as every method here.
 * **Precision**: the projector and the losses run in fp32 (upstream casts the projector's convs to
   fp16); both towers follow ``PREC`` as every trainer here (upstream: the teacher always fp16).
+* ``TRAINER.PROMPTKD.TEACHER_RUN`` is ours: upstream's own train.py does not define it, so this
+  trainer runs under our train.py only (upstream's trainer file needs its patched CLIP package anyway).
 * ``CE_WEIGHT`` and ``PROJECT_LAYER`` are upstream keys its code never reads; here any other value
   than upstream's (0 and 2) is refused rather than silently ignored.
 * Initial values: the student's prompts and projector are drawn in upstream's order (the student
