@@ -203,6 +203,8 @@ def build_trainer(run: dict, trainer: str, num_classes: int, precision: Precisio
     node = method_node(cfg, trainer)  # (None: the trainer has no options, zero-shot CLIP)
     if node is not None:
         fit_prompt_depths(node, run["arch"])
+        if "TEACHER_RUN" in node:  # a distilled student (PromptKD)
+            node.TEACHER_RUN = stand_in_teacher(run, num_classes, node.TEACHER_NAME)
         if "PREC" in node:
             node.PREC = precision.prec
         if checkpoint_text:
@@ -210,6 +212,26 @@ def build_trainer(run: dict, trainer: str, num_classes: int, precision: Precisio
     cfg.freeze()
     set_random_seed(cfg.SEED)
     return dassl_build_trainer(cfg)
+
+
+def stand_in_teacher(run: dict, num_classes: int, name: str) -> str:
+    """A teacher run folder for a distilled student: what the export writes (random text features
+    of the C classes, no image prompts) with the benchmark's CLIP as the teacher's, so the student's
+    step is measured with a teacher image tower of the student's size (a ViT-L/14 costs more)."""
+    from trainers.promptkd import TEACHER_FILE, TeacherRecord
+
+    folder = osp.join(run["work_dir"], f"teacher_C{num_classes}")
+    if osp.isfile(osp.join(folder, TEACHER_FILE)):
+        return folder
+    os.makedirs(folder, exist_ok=True)
+    with open(osp.join(run["roots"][str(num_classes)], "classnames.txt")) as f:
+        names = [line.strip() for line in f if line.strip()]
+    features = torch.randn(len(names), bp.ARCHS[run["arch"]]["embed_dim"], generator=torch.Generator().manual_seed(0))
+    with open(osp.join(folder, "run.json"), "w") as f:
+        json.dump({"digest": "stand-in", "settings": {}}, f)
+    TeacherRecord(torch.nn.functional.normalize(features, dim=-1), names, {}, {"vision": [0, 0], "text": [0, 0]},
+                  name, run["clip_path"], folder, "stand-in", 0).save(osp.join(folder, TEACHER_FILE))
+    return folder
 
 
 def is_per_image(trainer) -> bool:

@@ -17,7 +17,10 @@
   declares none, to stay on the safe side);
 
 plus three run arguments: ``--eval-only``, ``--load-epoch`` and, for an evaluation, the digest of
-the model folder it loads (so an evaluation goes stale when its training run is redone).
+the model folder it loads (so an evaluation goes stale when its training run is redone). Likewise a
+trainer key naming another run's folder, ``TRAINER.<NODE>.<X>_RUN`` (PromptKD's ``TEACHER_RUN``),
+counts by that run's digest (``<key> digest``), not by its path; run.json also records such a run
+under ``references`` (folder, digest, backbone).
 
 Two settings are **the same** when every key both of them have holds the same value: a key only one
 side knows comes from a code change (a new option with its default), not from the run. A folder is
@@ -59,6 +62,9 @@ IGNORED_KEYS = frozenset({
 IGNORED_TRAINER_KEYS = frozenset({"TRUNCATE_TEXT", "TEXT_CHUNK", "CHECKPOINT_TEXT"})
 # Run arguments that change results (they are not config keys).
 EVAL_ONLY, LOAD_EPOCH, MODEL_DIGEST = "--eval-only", "--load-epoch", "--model-dir digest"
+
+# A trainer key holding the output folder of another run (e.g. a distillation teacher).
+RUN_REFERENCE = re.compile(r"TRAINER\.[A-Z0-9_]+\.[A-Z0-9_]*_RUN")
 
 # Exit status of ``train.py --check-finished``.
 EXIT_DONE, EXIT_TODO, EXIT_STALE = 0, 1, 3
@@ -131,7 +137,23 @@ def settings_of(cfg, eval_only: bool = False, load_epoch: Union[int, str, None] 
     """
     epoch = cfg.OPTIM.MAX_EPOCH if load_epoch == LAST_EPOCH else load_epoch
     identity = read_identity(Path(model_dir)) if eval_only and model_dir else None
-    return select_settings(flatten(cfg), eval_only, epoch, identity and identity.get("digest"))
+    config = flatten(cfg)
+    for key, reference in referenced_runs(config).items():  # a run it builds on counts by its digest
+        del config[key]
+        config[f"{key} digest"] = reference["digest"]
+    return select_settings(config, eval_only, epoch, identity and identity.get("digest"))
+
+
+def referenced_runs(config: Mapping[str, Any]) -> Dict[str, Dict[str, Any]]:
+    """``{key: {"folder", "digest", "backbone"}}`` for the keys of a flat config that name another
+    run's folder (``RUN_REFERENCE``); digest and backbone are None where the folder has no run.json."""
+    references = {}
+    for key, folder in config.items():
+        if RUN_REFERENCE.fullmatch(key) and folder:
+            identity = read_identity(Path(folder)) or {}
+            references[key] = {"folder": str(folder), "digest": identity.get("digest"),
+                               "backbone": identity.get("settings", {}).get("MODEL.BACKBONE.NAME")}
+    return references
 
 
 def settings_of_args(cfg, args) -> Dict[str, Any]:
@@ -312,6 +334,9 @@ def record(cfg, args, main_process: bool = True) -> None:
 
     identity = {"digest": digest_of(settings), "settings": settings, "command": sys.argv,
                 "written": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    references = referenced_runs(flatten(cfg))
+    if references:
+        identity["references"] = references
     for name, text in ((CONFIG_FILE, cfg.dump()), (IDENTITY_FILE, json.dumps(identity, indent=1) + "\n")):
         atomic_write(str(folder / name), lambda f, text=text: f.write(text), mode="w")
 

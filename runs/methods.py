@@ -49,6 +49,17 @@ class Sweep:
 
 
 @dataclass(frozen=True)
+class Teacher:
+    """A distillation teacher made by another method of the registry: its base-to-new training run
+    (``method`` with config ``cfg``, same dataset and seed) and its exported features, whose folder
+    the student's runs receive in config key ``option``."""
+
+    method: str
+    cfg: str
+    option: str
+
+
+@dataclass(frozen=True)
 class Method:
     """One method and how the scripts run it.
 
@@ -72,6 +83,7 @@ class Method:
     fewshot_cfg: str = ""                         # config of the few-shot protocol ("" = not defined)
     tags: Tuple[str, ...] = ()                    # regime shown in the report ("LLM text", ...; empty = inductive prompt learner)
     sweeps: Tuple[Sweep, ...] = ()
+    teacher: Optional[Teacher] = None             # a distilled method's teacher (PromptKD)
 
     @property
     def paper_row(self) -> bool:
@@ -160,6 +172,9 @@ MMRL_KIT_LAYERS = ("TRAINER.MMRL.REP_LAYERS", "[2,3]")
 # CoPrompt's per-dataset table asks for depth 12, more than the kit's 3 blocks: the kit runs the config values.
 COPROMPT_DEPTHS = ("TRAINER.COPROMPT.PROMPT_DEPTH",)
 COPROMPT_KIT_OPTS = ("TRAINER.COPROMPT.DATASET_OPTIONS", "False")
+PROMPTKD_DEPTHS = ("TRAINER.PROMPTKD.PROMPT_DEPTH_TEXT", "TRAINER.PROMPTKD.PROMPT_DEPTH_VISION")
+# PromptKD: upstream's KD_WEIGHT is 200 on these datasets (1000 elsewhere).
+PROMPTKD_KD200 = {d: "vit_b16_c2_ep20_batch8_4+4ctx_kd200" for d in ("fgvc_aircraft", "oxford_flowers", "dtd")}
 
 # Paper row order (Tables 1 and 2), then MaPLe's variants, then the modern baselines (not in the
 # GOPro paper; modern-baselines spec), which the reproduce commands run when METHODS names them.
@@ -188,6 +203,10 @@ METHODS: Dict[str, Method] = {m.key: m for m in (
     Method("coprompt", "CoPrompt", "CoPrompt", "coprompt", "coprompt_cross_datasets",
            b2n_dataset_cfg={"food101": "coprompt_food101"}, group=MODERN, kit_depth_keys=COPROMPT_DEPTHS,
            kit_opts=COPROMPT_KIT_OPTS, tags=("LLM text",)),
+    Method("promptkd", "PromptKD", "PromptKD", "vit_b16_c2_ep20_batch8_4+4ctx",
+           "vit_b16_c2_ep20_batch8_4+4ctx_cross_datasets", b2n_dataset_cfg=PROMPTKD_KD200, group=MODERN,
+           kit_depth_keys=PROMPTKD_DEPTHS, tags=("transductive", "teacher ViT-L/14"),
+           teacher=Teacher("promptsrc", "vit_l14_c2_ep20_batch8_4+4ctx", "TRAINER.PROMPTKD.TEACHER_RUN")),
 )}
 PAPER_METHODS = tuple(key for key, m in METHODS.items() if m.group == PAPER)
 MODERN_BASELINES = tuple(key for key, m in METHODS.items() if m.group == MODERN)

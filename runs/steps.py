@@ -14,6 +14,12 @@ Steps (the runs come from the method registry, ``runs/methods.py``, and the outp
     SWEEP SETTING DATASET SEED     a setting of one of the method's sweeps (GOPro: ablation ROW,
                                    nctx M): base-to-new training, then its test
 
+A distilled method (a registry ``teacher``: PromptKD) also has ``teacher_train DATASET SEED`` (the
+teacher method's base-to-new training with the teacher's config, same dataset and seed); its
+``base2new_train`` runs it first (skipped when done), and its runs receive the teacher's folder (the
+student exports the teacher's features there where they are missing). It has no cross-dataset
+steps yet (the teacher's features cover its own dataset).
+
 The caller's options come from the environment (``Caller.from_environ``; see scripts/common.sh):
 DATA, OUTPUT, SHOTS, XD_SOURCE, CFG, EPOCHS (``OPTIM.MAX_EPOCH``), BACKBONE (``--backbone``),
 EXTRA_OPTS (``KEY VALUE`` pairs split like a shell command line) and RERUN_STALE. Each run is
@@ -178,6 +184,30 @@ def base2new(method: Method, ctx: Context, dataset: str, seed: int, phases: Sequ
     return runs
 
 
+TEACHER_STEP = "teacher_train"
+
+
+def teacher_of(method: Method) -> Method:
+    return get_method(method.teacher.method)
+
+
+def teacher_folder(method: Method, ctx: Context, dataset: str, seed: int) -> Path:
+    """Where a distilled method's teacher run for ``dataset`` / ``seed`` lives."""
+    return ctx.layout.b2n_dir("train_base", dataset, teacher_of(method).trainer, method.teacher.cfg, seed)
+
+
+def distilled_base2new(method: Method, ctx: Context, dataset: str, seed: int, step: str) -> List[StepRun]:
+    """A distilled method's base-to-new steps: its teacher's training, then its own runs, which get
+    the teacher's folder (``method.teacher.option``)."""
+    train_teacher = base2new(teacher_of(method), Context(ctx.data, ctx.layout, method.teacher.cfg), dataset, seed,
+                             ("train",))
+    if step == TEACHER_STEP:
+        return train_teacher
+    own = base2new(method, ctx, dataset, seed, ("train",) if step == "base2new_train" else ("test",),
+                   (method.teacher.option, str(teacher_folder(method, ctx, dataset, seed))))
+    return [*train_teacher, *own] if step == "base2new_train" else own
+
+
 def xd_train(method: Method, ctx: Context, seed: int) -> List[StepRun]:
     cfg, source = method.cfg("xd", asked=ctx.cfg), ctx.layout.xd_source
     return [(ctx.layout.xd_source_dir(method.trainer, cfg, seed),
@@ -208,6 +238,13 @@ def step_runs(method: Method, step: str, args: Sequence[str], ctx: Context) -> L
         layout = sweep_layout(ctx.layout, sweep, setting)
         options = sweep.options(setting)  # validates the setting
         return base2new(method, Context(ctx.data, layout, ctx.cfg), dataset, seed_of(seed), ("train", "test"), options)
+    if method.teacher is not None:
+        if step not in ("base2new_train", "base2new_test", TEACHER_STEP):
+            raise ValueError(f"{method.key} has no step {step!r}: use one of base2new_train base2new_test "
+                             f"{TEACHER_STEP} (cross-dataset runs need a teacher exported for each target)")
+        dataset, seed = expect(args, "DATASET SEED")
+        dataset_config(dataset)
+        return distilled_base2new(method, ctx, dataset, seed_of(seed), step)
     if (step == "zeroshot") != method.zero_shot or step not in STEPS:
         steps = ["zeroshot"] if method.zero_shot else [*STEPS[:-1], *(s.name for s in method.sweeps)]
         raise ValueError(f"{method.key} has no step {step!r}: use one of {' '.join(steps)}")

@@ -1,7 +1,7 @@
 """The frozen CLIP backbone every trainer shares.
 
 Loading: ``MODEL.BACKBONE.NAME`` (RN50 ... ViT-L/14@336px) resolves to a local file first
-(``MODEL.BACKBONE.PATH``, then ``$CLIP_WEIGHTS_DIR/<file>``, then ``~/.cache/clip/<file>``) and
+(``MODEL.BACKBONE.PATH``, a file or a folder holding ``<official file name>``, then ``$CLIP_WEIGHTS_DIR/<file>``, then ``~/.cache/clip/<file>``) and
 downloads through the CLIP package only when no local copy exists. JIT archives and plain state
 dicts both load; offline with no file gives one error saying which file to put where.
 
@@ -55,6 +55,8 @@ def resolve_checkpoint(name: str, path: str = "") -> str:
     """Find the weights of backbone ``name`` on disk, downloading them only when none exist."""
     if path:
         path = os.path.expanduser(path)
+        if os.path.isdir(path):  # a folder of weights files named like the official ones (the kit's)
+            return weights_in_folder(path, name)
         if not os.path.isfile(path):
             raise FileNotFoundError(f"MODEL.BACKBONE.PATH={path!r} does not exist or is not a file.")
         return path
@@ -76,6 +78,19 @@ def resolve_checkpoint(name: str, path: str = "") -> str:
             f"{exc}). Put the file {filename} (from {clip.clip._MODELS[name]}) into "
             f"${WEIGHTS_DIR_ENV} or {DEFAULT_CACHE}, or set MODEL.BACKBONE.PATH to its path."
         ) from exc
+
+
+def weights_in_folder(folder: str, name: str) -> str:
+    """The file of backbone ``name`` in ``folder`` (e.g. ``ViT-L-14.pt`` for ViT-L/14), so that one
+    MODEL.BACKBONE.PATH serves runs of several backbones."""
+    filename = checkpoint_filename(name) if name in clip.clip._MODELS else ""
+    path = os.path.join(folder, filename)
+    if not filename or not os.path.isfile(path):
+        present = ", ".join(sorted(f for f in os.listdir(folder) if f.endswith(".pt"))) or "none"
+        raise FileNotFoundError(
+            f"MODEL.BACKBONE.PATH={folder!r} is a folder without the weights of {name!r} (MODEL.BACKBONE.NAME): "
+            f"expected {filename or 'an official backbone name'} there; it holds {present}.")
+    return path
 
 
 def unsafe_file_message(path: str, exc: Exception) -> str:

@@ -186,7 +186,7 @@ def build_world(root: str | Path, spec: WorldSpec = WorldSpec()) -> Kit:
         write_downstream(dataset, spec)
     write_class_descriptions(world.data, DATASET)  # CoPrompt's stand-in LLM descriptions
     if not world.clip_path.exists():
-        world.root.mkdir(parents=True, exist_ok=True)
+        world.clip_dir.mkdir(parents=True, exist_ok=True)
         partial = world.clip_path.with_suffix(".partial")
         torch.save(pretrain(spec).state_dict(), partial)
         partial.replace(world.clip_path)
