@@ -31,8 +31,10 @@ import numpy as np
 import torch
 
 from tools.kit.build import IMAGE_SIZE, TINY_LAYERS, Kit, write_class_descriptions
-from tools.kit.make_fixture_datasets import write_lines
-from tools.kit.make_tiny_clip import CLIP_MEAN, CLIP_STD, build_tiny_clip, caption_pretrain
+from datasets.facts import benchmark_class
+from runs.methods import METHODS, REPORTED_METHODS
+from tools.kit.make_fixture_datasets import IMAGENET_CLASSES, write_lines
+from tools.kit.make_tiny_clip import CLIP_MEAN, CLIP_STD, TINY_WIDE, build_tiny_clip, caption_pretrain
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -45,6 +47,35 @@ DATASET = "oxford_pets"  # the layout (and dataset config) the world is written 
 # Downstream classes: base = the first half of the labels (OxfordPets convention).
 DOWNSTREAM_COLOURS = COLOURS[:5]
 BASE_SHAPES, NEW_SHAPES = ("circle", "square"), ("triangle", "ring")
+
+
+@dataclass(frozen=True)
+class Domain:
+    """How a split's images look beyond colour and shape: the world's source and its shifted targets.
+    The defaults are the pre-training and downstream look (render draws the same random numbers for
+    them as before domains existed, so a written world does not change)."""
+    light: float = 1.0          # -1 cool, 0 daylight, 1 warm (times WorldSpec.shift)
+    fill: str = "solid"         # "solid", "sketch" (pale tint, dark edge) or "stripes" (a rendition)
+    background: str = "grey"    # "grey", "pale" (paper) or "clutter" (a random colour, a rival hue)
+    noise: float = 0.04         # pixel noise std
+    scale: float = 1.0          # times WorldSpec.object_scale
+
+    def __post_init__(self):
+        if self.fill not in ("solid", "sketch", "stripes"):
+            raise ValueError(f"unknown fill {self.fill!r}; choose solid, sketch or stripes")
+        if self.background not in ("grey", "pale", "clutter"):
+            raise ValueError(f"unknown background {self.background!r}; choose grey, pale or clutter")
+
+
+SOURCE = Domain()
+# The DG targets, each a shift the source (warm light, solid shapes on grey) never shows, each
+# harder than the source for zero-shot CLIP and above chance (bench/WORLD.md has the measurements).
+TARGETS = {
+    "imagenetv2": Domain(light=1.1, scale=0.8, noise=0.06),                  # a re-collection: warmer lamp, smaller
+    "imagenet_sketch": Domain(fill="sketch", background="pale", scale=0.7),  # pencil on paper
+    "imagenet_a": Domain(background="clutter", noise=0.1),                   # a rival hue behind, more noise
+    "imagenet_r": Domain(fill="stripes", scale=0.7),                         # striped renditions
+}
 
 
 @dataclass(frozen=True)
@@ -86,20 +117,42 @@ def hsv_to_rgb(h: np.ndarray, s: np.ndarray, v: np.ndarray) -> np.ndarray:
 
 
 def render(colour: np.ndarray, shape: np.ndarray, light: np.ndarray, spec: WorldSpec, rng: np.random.Generator,
-           size: int = IMAGE_SIZE) -> np.ndarray:
+           size: int = IMAGE_SIZE, domain: Domain = SOURCE) -> np.ndarray:
     """uint8 images [B, size, size, 3] of shapes of the given colour indices under the given light
-    (-1, 0, 1): random position, size, saturation, brightness, grey background and pixel noise."""
+    (-1, 0, 1): random position, size, saturation, brightness, background and pixel noise; the
+    domain's fill, background and noise (its light is the caller's to pass)."""
     n = len(colour)
     hue = (colour + light * spec.shift + rng.uniform(-spec.hue_jitter, spec.hue_jitter, n)) / len(COLOURS)
-    rgb = hsv_to_rgb(hue % 1.0, rng.uniform(0.65, 1.0, n), rng.uniform(0.7, 1.0, n))
+    rgb = hsv_to_rgb(hue % 1.0, rng.uniform(0.65, 1.0, n), rng.uniform(0.7, 1.0, n))[:, None, None, :]
     grid = (np.arange(size) + 0.5) / size * 2 - 1
-    centre = rng.uniform(-0.8, 0.8, (2, n, 1, 1)) * (0.9 - spec.object_scale)
-    scale = rng.uniform(-0.1, 0.1, (n, 1, 1)) + spec.object_scale
+    object_scale = spec.object_scale * domain.scale
+    centre = rng.uniform(-0.8, 0.8, (2, n, 1, 1)) * (0.9 - object_scale)
+    scale = rng.uniform(-0.1, 0.1, (n, 1, 1)) + object_scale
     u, v = (grid[None, None, :] - centre[0]) / scale, (grid[None, :, None] - centre[1]) / scale
-    mask = shape_masks(u, v)[shape, np.arange(n)][..., None]
-    background = rng.uniform(0.15, 0.6, (n, 1, 1, 1))
-    pixels = np.where(mask, rgb[:, None, None, :], background) + rng.normal(0, 0.04, (n, size, size, 3))
+    mask = shape_masks(u, v)[shape, np.arange(n)]
+    if domain.fill == "sketch":  # a pale tint inside a dark pencil edge (a bare edge would turn circles into rings)
+        inside = shape_masks(u / 0.8, v / 0.8)[shape, np.arange(n)]
+        rgb = np.where(inside[..., None], tint(rgb), 0.1)
+    elif domain.fill == "stripes":  # every other diagonal band paler
+        rgb = np.where((np.floor((u + v) * 2.5) % 2 == 0)[..., None], rgb, tint(rgb))
+    pixels = np.where(mask[..., None], rgb, background(domain, n, spec, rng))
+    pixels = pixels + rng.normal(0, domain.noise, (n, size, size, 3))
     return (np.clip(pixels, 0, 1) * 255).round().astype(np.uint8)
+
+
+def tint(rgb: np.ndarray) -> np.ndarray:
+    """The colour half-way to white."""
+    return 0.5 * rgb + 0.45
+
+
+def background(domain: Domain, n: int, spec: WorldSpec, rng: np.random.Generator) -> np.ndarray:
+    """Per-image background colours [n, 1, 1, 1 or 3]."""
+    if domain.background == "grey":
+        return rng.uniform(0.15, 0.6, (n, 1, 1, 1))
+    if domain.background == "pale":
+        return rng.uniform(0.75, 0.95, (n, 1, 1, 1))
+    # clutter: any hue, darker and greyer than the objects
+    return hsv_to_rgb(rng.uniform(0, 1, n), rng.uniform(0.3, 0.5, n), rng.uniform(0.3, 0.5, n))[:, None, None, :]
 
 
 def to_tensor(images: np.ndarray) -> torch.Tensor:
@@ -131,8 +184,9 @@ def caption_tokens(concepts: Sequence[Tuple[int, int, int, str]]) -> torch.Tenso
     return torch.stack([clip.tokenize([text(t, c[3]) for c in concepts]) for t in TEMPLATES])
 
 
-def pretrain(spec: WorldSpec, batch_size: int = 64):
-    """A tiny CLIP pre-trained on the world's captioned images (fp16 weights, eval mode)."""
+def pretrain(spec: WorldSpec, batch_size: int = 64, **dims: int):
+    """A tiny CLIP pre-trained on the world's captioned images (fp16 weights, eval mode); ``dims``
+    widen it (``TINY_WIDE``: the stand-in for a distillation teacher's ViT-L/14)."""
     concepts = captions(spec)
     table = np.array([c[:3] for c in concepts])
     rng = np.random.default_rng(spec.seed)
@@ -143,7 +197,7 @@ def pretrain(spec: WorldSpec, batch_size: int = 64):
         colour, shape, light = table[index].T
         return to_tensor(render(colour, shape, light, spec, rng)), torch.from_numpy(index)
 
-    model = build_tiny_clip(seed=spec.seed, layers=TINY_LAYERS, image_resolution=IMAGE_SIZE)
+    model = build_tiny_clip(seed=spec.seed, layers=TINY_LAYERS, image_resolution=IMAGE_SIZE, **dims)
     return caption_pretrain(model, batch, caption_tokens(concepts), spec.steps, spec.lr, warmup=50,
                             truncate=True)
 
@@ -178,28 +232,117 @@ def write_downstream(folder: Path, spec: WorldSpec) -> None:
         write_lines(folder / "annotations" / f"{split}.txt", split_lines)
 
 
-def build_world(root: str | Path, spec: WorldSpec = WorldSpec()) -> Kit:
-    """Write (once) the pre-trained tiny CLIP and the downstream dataset under ``root``."""
+# --------------------------------------------------------------------------------------------------
+# Domain shift: the source in the ImageNet layout, the targets in those of ImageNet-V2/-Sketch/-A/-R
+
+
+def dg_wnids() -> List[str]:
+    """The wnid of each downstream class (same label order): the first classes of the ImageNet-1k
+    list that ImageNet-A and ImageNet-R both hold, so that every target can show every class,
+    after line N-1 (lines 0..N-1 are the classes' ImageNetV2 folders, see dg_classnames)."""
+    both = set(benchmark_class("imagenet_a").imagenet_wnids) & set(benchmark_class("imagenet_r").imagenet_wnids)
+    count = len(downstream_classes())
+    return [wnid for wnid, _ in IMAGENET_CLASSES[count:] if wnid in both][:count]
+
+
+def class_name(colour: int, shape: int) -> str:
+    return f"{COLOURS[colour]} {SHAPES[shape]}"
+
+
+def dg_classnames() -> List[str]:
+    """The world's classnames.txt: the 1000 lines of the kit's ImageNet list with the world's classes
+    named twice, at their wnids (ImageNet, -Sketch, -A, -R) and at lines 0..N-1. ImageNetV2 labels
+    an image by its folder number = line, and Dassl's class list is the labels present, so the
+    world's V2 classes must be labels 0..N-1 (real V2 holds all 1000 classes and needs no such trick)."""
+    names = [name for _, name in IMAGENET_CLASSES]
+    wnids = [wnid for wnid, _ in IMAGENET_CLASSES]
+    for label, (wnid, (colour, shape)) in enumerate(zip(dg_wnids(), downstream_classes())):
+        names[label] = names[wnids.index(wnid)] = class_name(colour, shape)
+    return [f"{wnid} {name}" for wnid, name in zip(wnids, names)]
+
+
+def dg_folders(dataset: str) -> Tuple[Path, str, str]:
+    """(image folder inside the dataset folder, dataset folder, file name pattern) of the real layouts."""
+    return {"imagenet": (Path("images") / "{split}", "imagenet", "{n}.JPEG"),
+            "imagenetv2": (Path("imagenetv2-matched-frequency-format-val"), "imagenetv2", "{n}.jpeg"),
+            "imagenet_sketch": (Path("images"), "imagenet-sketch", "sketch_{n}.JPEG"),
+            "imagenet_a": (Path("imagenet-a"), "imagenet-adversarial", "{n}.jpg"),
+            "imagenet_r": (Path("imagenet-r"), "imagenet-rendition", "art_{n}.jpg")}[dataset]
+
+
+def write_dg_dataset(data: Path, dataset: str, splits: Sequence[Tuple[str, int]], domain: Domain,
+                     spec: WorldSpec, seed: int) -> None:
+    """One dataset of the DG protocol: ``per_class`` images of every class per (split, per_class),
+    one folder per class (V2: its label; the others: its wnid), classnames.txt, README.txt where
+    the release has one."""
+    from PIL import Image
+
+    image_dir, folder, pattern = dg_folders(dataset)
+    root = data / folder
+    rng = np.random.default_rng([spec.seed, seed])
+    for split, per_class in splits:
+        for label, ((colour, shape), wnid) in enumerate(zip(downstream_classes(), dg_wnids())):
+            images = render(np.full(per_class, colour), np.full(per_class, shape),
+                            np.full(per_class, domain.light), spec, rng, domain=domain)
+            class_dir = root / str(image_dir).format(split=split) / (str(label) if dataset == "imagenetv2" else wnid)
+            class_dir.mkdir(parents=True, exist_ok=True)
+            for n, pixels in enumerate(images, start=1):
+                Image.fromarray(pixels).save(class_dir / pattern.format(n=n), quality=95)
+    if dataset == "imagenetv2":  # the loader needs every numbered folder
+        for label in range(len(IMAGENET_CLASSES)):
+            (root / str(image_dir) / str(label)).mkdir(parents=True, exist_ok=True)
+    if dataset in ("imagenet_a", "imagenet_r"):
+        write_lines(root / str(image_dir) / "README.txt", [f"{dataset}: the synthetic world's stand-in"])
+    write_lines(root / "classnames.txt", dg_classnames())
+
+
+def write_domain_shift(data: Path, spec: WorldSpec) -> None:
+    """The DG protocol's four targets and its source (ImageNet layout, the downstream look), the
+    source last: build_world takes its classnames.txt for a complete set."""
+    for seed, (dataset, domain) in enumerate(TARGETS.items(), start=3):
+        write_dg_dataset(data, dataset, [("", spec.test_per_class)], domain, spec, seed)
+    write_dg_dataset(data, "imagenet", [("train", spec.trainval_per_class), ("val", spec.test_per_class)],
+                     SOURCE, spec, seed=2)
+
+
+def build_world(root: str | Path, spec: WorldSpec = WorldSpec(), teacher: bool = True) -> Kit:
+    """Write (once) the pre-trained tiny CLIP, the downstream dataset and the DG source and targets
+    under ``root``; with ``teacher``, also the wider tiny CLIP a distillation teacher runs on."""
     world = Kit(Path(root))
     dataset = world.data / DATASET
     if not (dataset / "annotations" / "test.txt").exists():
         write_downstream(dataset, spec)
+    if not (world.data / "imagenet" / "classnames.txt").exists():  # written last: its presence = complete
+        write_domain_shift(world.data, spec)
     write_class_descriptions(world.data, DATASET)  # CoPrompt's stand-in LLM descriptions
-    if not world.clip_path.exists():
-        world.clip_dir.mkdir(parents=True, exist_ok=True)
-        partial = world.clip_path.with_suffix(".partial")
-        torch.save(pretrain(spec).state_dict(), partial)
-        partial.replace(world.clip_path)
+    for path, dims in ((world.clip_path, {}), (world.wide_clip_path, TINY_WIDE))[:2 if teacher else 1]:
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            partial = path.with_suffix(".partial")
+            torch.save(pretrain(spec, **dims).state_dict(), partial)
+            partial.replace(path)
     return world
+
+
+def world_methods() -> List[str]:
+    """The rows of ``make world``: zero-shot CLIP and every method of the registry that trains, has
+    its trainer in this checkout and a row in the report (the paper's and the modern baselines;
+    MaPLe's variants are in no table)."""
+    return [key for key in REPORTED_METHODS if METHODS[key].in_checkout()]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("root", help="world folder (written once, then reused)")
     parser.add_argument("--print-opts", action="store_true", help="only print the train.py options")
+    parser.add_argument("--print-methods", action="store_true",
+                        help="only print the registry keys make world runs (writes nothing)")
     for field in fields(WorldSpec):  # a different spec needs a fresh root: a written world is reused
         parser.add_argument(f"--{field.name.replace('_', '-')}", type=type(field.default), default=field.default)
     args = parser.parse_args()
+    if args.print_methods:
+        print(" ".join(world_methods()))
+        return
     spec = WorldSpec(**{field.name: getattr(args, field.name) for field in fields(WorldSpec)})
     world = build_world(args.root, spec)
     if args.print_opts:
