@@ -16,7 +16,8 @@ WORLD=$(realpath -m "${WORLD:-world_output}")
 SEEDS=${WORLD_SEEDS:-1 2 3 4 5 6 7 8 9}
 DG_TARGETS="imagenetv2 imagenet_sketch imagenet_a imagenet_r"
 
-# setting -> TRAINER.GOPRO options that differ from our defaults (trainers/gopro.py)
+# setting -> TRAINER.GOPRO options that differ from our defaults (trainers/gopro.py), quoted as in
+# EXTRA_OPTS (a shell command line: a list value keeps its quotes)
 declare -A SETTINGS=(
   [default]=""
   [no_ce]="W_CE 0.0"
@@ -26,8 +27,8 @@ declare -A SETTINGS=(
   [rho_shared_by_views]="RHO_PER_VIEW False"
   [rho_not_tokenwise]="RHO_TOKENWISE False"
   [rho_init_zeros]="RHO_INIT zeros"
-  [sem_without_moco]="SEM_VIEWS ['augmix']"
-  [sem_without_augmix]="SEM_VIEWS ['moco']"
+  [sem_without_moco]="SEM_VIEWS \"['augmix']\""
+  [sem_without_augmix]="SEM_VIEWS \"['moco']\""
   [con_head_without_bn]="CON_HEAD_BN False"
 )
 ORDER="default no_ce no_sem no_con pv_out_of_logits rho_shared_by_views rho_not_tokenwise rho_init_zeros
