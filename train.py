@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 import sys
 import time
-from typing import List
+from typing import List, Optional
 
 from tools.experiments.train_cli import build_parser, resolve_load_epoch, setup_cfg  # (first: it quiets pkg_resources)
 
@@ -27,11 +27,12 @@ from dassl.utils import collect_env_info, set_random_seed, setup_logger  # noqa:
 from tools.experiments import run_identity  # noqa: E402  (what a run records: config.yaml, run.json)
 
 
-def prepare_output_dir(path: str) -> None:
+def prepare_output_dir(path: str) -> Optional[str]:
     """Create OUTPUT_DIR and check that a file can be written there, so that an unusable folder
     fails at once with the fix instead of as a raw OSError in the logger or at the first
     checkpoint (which would cost a training epoch). Then lock it for this run: a second run on
-    the same folder stops here, naming the holder (dassl/utils/output_lock.py)."""
+    the same folder stops here, naming the holder (dassl/utils/output_lock.py). Returns the
+    warning to log when the lock of a killed run was taken over."""
     import tempfile
 
     from dassl.utils.output_lock import lock_output_dir
@@ -47,7 +48,7 @@ def prepare_output_dir(path: str) -> None:
             f"Cannot write to the output directory {path!r} ({type(exc).__name__}: {exc.strerror or exc}). "
             "Pass a writable --output-dir (is a file in the way, or the disk full or read-only?)."
         ) from exc
-    lock_output_dir(path)
+    return lock_output_dir(path)
 
 
 def rotate_previous_log(output_dir: str) -> None:
@@ -111,12 +112,15 @@ def run(args) -> None:
     if cfg.SEED >= 0:
         print(f"Setting fixed seed: {cfg.SEED}")
         set_random_seed(cfg.SEED)
-    prepare_output_dir(cfg.OUTPUT_DIR)
+    takeover = prepare_output_dir(cfg.OUTPUT_DIR)
     from dassl.utils.distributed import is_main_process
+    from dassl.utils.tools import log_warning
 
     run_identity.record(cfg, args, main_process=is_main_process())
     rotate_previous_log(cfg.OUTPUT_DIR)
     setup_logger(cfg.OUTPUT_DIR)
+    if takeover:
+        log_warning(takeover)
     if torch.cuda.is_available() and cfg.USE_CUDA:
         torch.backends.cudnn.benchmark = True
 
