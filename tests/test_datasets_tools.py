@@ -335,7 +335,8 @@ def test_check_decodes_every_image_and_lists_the_unreadable_ones(tmp_path, capsy
     not_an_image.write_bytes(b"<html>403 Forbidden</html>")
     assert check_datasets.main([str(tmp_path), "oxford_pets", "--workers", "2"]) == 1
     out = capsys.readouterr().out
-    assert f"2 of {len(images)} images cannot be decoded" in out and "download or extract them again" in out
+    assert f"oxford_pets      {tmp_path / 'oxford_pets'}: 2 problem(s)\n" in out  # one per bad image
+    assert f"fix: 2 of {len(images)} images cannot be decoded: download or extract them again" in out
     assert f"unreadable: {truncated} (OSError: image file is truncated" in out
     assert f"unreadable: {not_an_image} (UnidentifiedImageError" in out
     assert check_datasets.main([str(tmp_path), "oxford_pets", "--fast"]) == 0  # layout and splits only

@@ -388,6 +388,13 @@ def _weights_only_load(fpath: str, map_location: Any, **kwargs: Any) -> Any:
             return torch.load(fpath, map_location=map_location, weights_only=True, **kwargs)
 
 
+def _refused_callable(error: Exception) -> str:
+    """The callable torch's weights-only unpickler refused to call, as a clause (torch's message
+    names it as ``GLOBAL module.name``), or nothing when the message does not name one."""
+    found = re.search(r"GLOBAL ([\w.]+)", str(error))
+    return f" (the Python callable {found.group(1)}, which unpickling would call)" if found else ""
+
+
 def load_checkpoint(fpath: str) -> Any:
     """Load a checkpoint with ``torch.load(weights_only=True)`` onto GPU if available else CPU.
 
@@ -412,11 +419,12 @@ def load_checkpoint(fpath: str) -> Any:
         return checkpoint
     except pickle.UnpicklingError as e:
         print(f'Unable to load checkpoint from "{fpath}"')
+        # Not torch's text, nor chained: it advises weights_only=False, i.e. running the file's code.
         raise pickle.UnpicklingError(
-            f'Checkpoint "{fpath}" contains objects that are not allowed by the weights-only loader '
-            f"({e}). It was not unpickled. Re-save it from plain tensors/state_dicts, or load it "
-            "yourself with torch.load(weights_only=False) only if you trust its source."
-        ) from e
+            f'Checkpoint "{fpath}" holds objects other than tensors and plain data{_refused_callable(e)}, so it '
+            "was not loaded and nothing in it ran. Use a checkpoint written by this code or by upstream Dassl, "
+            "or re-save trusted weights as plain tensors: torch.save({'state_dict': model.state_dict()}, path)."
+        ) from None
     except Exception:
         print(f'Unable to load checkpoint from "{fpath}"')
         raise
