@@ -19,7 +19,7 @@ from tools.data import download_splits
 from tools.kit import make_fixture_datasets as mfd
 from tools.data.check_datasets import COOP_BENCHMARKS, benchmarks, check_dataset
 
-# Datasets spec 1.2 / 5: config file -> (registry name, dataset_dir).
+# DATASETS.md: config file -> (registry name, dataset_dir).
 SPEC_TABLE = {
     "imagenet": ("ImageNet", "imagenet"), "caltech101": ("Caltech101", "caltech-101"),
     "oxford_pets": ("OxfordPets", "oxford_pets"), "stanford_cars": ("StanfordCars", "stanford_cars"),
@@ -32,7 +32,7 @@ SPEC_TABLE = {
 
 
 # --------------------------------------------------------------------------------------------------
-# The tables agree with the spec and with each other
+# The tables agree with DATASETS.md and with each other
 
 
 @pytest.mark.parametrize("key", SPEC_TABLE)
@@ -69,7 +69,7 @@ def test_upstream_compatible_static_helpers():
     assert callable(dtd.read_and_split_data) and callable(imagenet.read_classnames)
 
 
-PUBLISHED_IDS = {  # datasets spec, section 2
+PUBLISHED_IDS = {  # the Google Drive ids CoOp's DATASETS.md publishes
     ("imagenet", "classnames.txt"): "1-61f_ol79pViBFDG_IDlUQSwoLcn2XXF",
     ("caltech101", "split_zhou_Caltech101.json"): "1hyarUivQE36mY6jSomru6Fjd-JzwcCzN",
     ("oxford_pets", "split_zhou_OxfordPets.json"): "1501r8Ber4nNKvmlFVQZ8SeUHTcdTTEqs",

@@ -22,7 +22,7 @@ Upstream interface kept: ``TRAINER.COOP`` (N_CTX, CTX_INIT, CSC, CLASS_TOKEN_POS
 ``LOSS.{NAME, T, LAMBDA}``; registered name ``prompt_learner`` with ``ctx``, ``token_prefix``,
 ``token_suffix``.
 
-Choices where upstream leaves one (modern-baselines spec §3):
+Choices where upstream leaves one:
 
 * ``LOSS.NAME`` must be "prograd" (upstream raises otherwise); "" (our ``train.py`` default, kept
   for GOPro's command lines) means "prograd" too. A client without a ``LOSS`` node gets τ = λ = 1.
