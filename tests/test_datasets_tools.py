@@ -52,6 +52,28 @@ def test_exactly_the_15_dataset_configs():
     assert sorted(p.stem for p in (REPO / "configs" / "datasets").glob("*.yaml")) == sorted(SPEC_TABLE)
 
 
+# Multi-source domain generalisation: one config per (dataset, held-out domain) in configs/datasets/dg/.
+DG_CONFIG_PREFIXES = {"pacs": "PACS", "vlcs": "VLCS", "office_home_dg": "OfficeHomeDG", "domainnet": "DomainNet",
+                      "mini_domainnet": "miniDomainNet"}
+
+
+def test_a_leave_one_domain_out_config_for_every_domain_of_every_dg_dataset():
+    from dassl.config import get_cfg_default
+    from dassl.data.datasets import DATASET_REGISTRY
+
+    expected = {}
+    for prefix, registry in DG_CONFIG_PREFIXES.items():
+        domains = DATASET_REGISTRY.get(registry).domains
+        expected.update({f"{prefix}_{target}": (registry, [d for d in domains if d != target], [target])
+                         for target in domains})
+    found = {}
+    for path in sorted((REPO / "configs" / "datasets" / "dg").glob("*.yaml")):
+        cfg = get_cfg_default()
+        cfg.merge_from_file(str(path))
+        found[path.stem] = (cfg.DATASET.NAME, list(cfg.DATASET.SOURCE_DOMAINS), list(cfg.DATASET.TARGET_DOMAINS))
+    assert found == expected and len(found) == 22
+
+
 def test_the_kit_offers_every_benchmark_and_refuses_unknown_names(tmp_path):
     from tools.kit import build as kit
 
