@@ -216,10 +216,8 @@ def set_rng_state(state: Dict[str, Any]) -> None:
         if len(states) == torch.cuda.device_count():
             torch.cuda.set_rng_state_all(states)
         else:
-            warnings.warn(
-                f"Checkpoint has CUDA RNG states for {len(states)} devices but {torch.cuda.device_count()} "
-                "are visible; CUDA RNG states not restored"
-            )
+            log_warning(f"Checkpoint has CUDA RNG states for {len(states)} devices but {torch.cuda.device_count()} "
+                        "are visible; CUDA RNG states not restored")
 
 
 # --------------------------------------------------------------------------------------------
