@@ -60,7 +60,7 @@ REPO = Path(__file__).resolve().parents[2]
 # Variables the scripts read (scripts/common.sh); written into Slurm job lists when set.
 PASS_THROUGH = ("DATA", "OUTPUT", "SHOTS", "EPOCHS", "BACKBONE", "XD_SOURCE", "EXTRA_OPTS", "PYTHON", "RERUN_STALE")
 GENERIC_RUNNER = "scripts/run.sh"  # any protocol step of any method of the registry
-FIG3_METHODS = ("slip", "cocoop", "gopro")  # the paper's Figure 3 panels (methods spec 8.7)
+FIG3_METHODS = ("slip", "cocoop", "gopro")  # the paper's Figure 3 panels
 
 
 # --------------------------------------------------------------------------------------------
