@@ -28,7 +28,6 @@ import torch.nn as nn
 from tqdm import tqdm
 
 from ..evaluation import build_evaluator
-from ..utils.tools import log_warning
 from ..utils import (
     AverageMeter,
     MetricMeter,
@@ -58,6 +57,7 @@ from ..utils.torchtools import (
     resume_candidates,
 )
 from ..utils.output_lock import holds_output_dir
+from ..utils.tools import log_warning
 
 # Marks an epoch checkpoint that only exists so that a killed run can resume (it is deleted once a
 # newer one is complete); upstream Dassl ignores the key.
