@@ -65,8 +65,8 @@ class Method:
 
     ``key`` names it on every command line (``scripts/<key>/``, ``METHODS``); ``label`` is the
     paper's row name (the key of the paper JSON). ``b2n_dataset_cfg`` maps a dataset to the config
-    its base-to-new runs use instead of ``b2n_cfg`` (CoOp trains ImageNet for 50 epochs, not 200:
-    methods spec 9).
+    its base-to-new runs use instead of ``b2n_cfg`` (CoOp trains ImageNet for 50 epochs, not 200,
+    as CoOp's own ImageNet recipe).
     """
 
     key: str
@@ -116,7 +116,7 @@ class Method:
 
 
 # --------------------------------------------------------------------------------------------
-# GOPro's sweeps (methods spec 8.7)
+# GOPro's sweeps (the paper's Table 3 and Figure 2)
 # --------------------------------------------------------------------------------------------
 # Table 3: each row's paper label and loss switches (TRAINER.GOPRO.<KEY> VALUE). Zero-weight
 # branches are not computed (trainers/gopro.py).
@@ -177,7 +177,7 @@ PROMPTKD_DEPTHS = ("TRAINER.PROMPTKD.PROMPT_DEPTH_TEXT", "TRAINER.PROMPTKD.PROMP
 PROMPTKD_KD200 = {d: "vit_b16_c2_ep20_batch8_4+4ctx_kd200" for d in ("fgvc_aircraft", "oxford_flowers", "dtd")}
 
 # Paper row order (Tables 1 and 2), then MaPLe's variants, then the modern baselines (not in the
-# GOPro paper; modern-baselines spec), which the reproduce commands run when METHODS names them.
+# GOPro paper: KgCoOp, ProGrad, PromptSRC), which the reproduce commands run when METHODS names them.
 METHODS: Dict[str, Method] = {m.key: m for m in (
     Method("zsclip", "CLIP", "ZeroshotCLIP", "vit_b16", "vit_b16", config_folder="CoOp", group=PAPER),
     Method("slip", "SLIP", "SLIP", "vit_b16", "vit_b16_xd", group=PAPER),

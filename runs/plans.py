@@ -23,7 +23,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 # Variables the scripts read (scripts/common.sh); written into Slurm job lists when set.
 PASS_THROUGH = ("DATA", "OUTPUT", "SHOTS", "EPOCHS", "BACKBONE", "XD_SOURCE", "EXTRA_OPTS", "PYTHON", "RERUN_STALE")
-FIG3_METHODS = ("slip", "cocoop", "gopro")  # the paper's Figure 3 panels (methods spec 8.7)
+FIG3_METHODS = ("slip", "cocoop", "gopro")  # the paper's Figure 3 panels
 
 
 # --------------------------------------------------------------------------------------------

@@ -100,7 +100,7 @@ class SeedStats:
 
 
 # --------------------------------------------------------------------------------------------
-# Datasets of each protocol (methods spec 1.4), by config name (configs/datasets/<name>.yaml)
+# Datasets of each protocol (the paper's Tables 1 and 2), by config name (configs/datasets/<name>.yaml)
 # --------------------------------------------------------------------------------------------
 B2N_DATASETS = ("imagenet", "caltech101", "oxford_pets", "stanford_cars", "oxford_flowers", "food101",
                 "fgvc_aircraft", "sun397", "dtd", "eurosat", "ucf101")

@@ -36,7 +36,7 @@ def test_no_method_file_imports_another_method():
         "method files must import shared modules only (move the shared part to e.g. trainers/components.py)")
 
 
-# The public names of upstream Dassl 0.6.3 (shared/specs/dassl-api.md, sections 0 and 7). Trainer
+# The public names of upstream Dassl 0.6.3 (its ``__init__.py`` files and its trainer, data and config modules). Trainer
 # and dataset files must run on upstream Dassl too, so they may import these and nothing else
 # (this engine's extras, e.g. dassl.utils.distributed, would break them there).
 UPSTREAM_DASSL = {

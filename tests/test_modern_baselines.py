@@ -20,7 +20,6 @@ from test_report import b2n_logs, layout, make_report, row_of  # noqa: F401 (lay
 
 REPORTED = json.loads((REPO / "paper" / "modern_baselines_reported.json").read_text())["base2new_average"]["rows"]
 MODERN_TITLE = "Modern baselines: base-to-new, ours beside each method's reported numbers"
-# PromptSRC's config names (modern-baselines spec §2.5); its trainer and configs come with PromptSRC.
 
 
 def run_base2new_scripts(kit, output, folder: str, trainer: str, cfg: str, model_name: str = "prompt_learner"):

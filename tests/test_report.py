@@ -104,7 +104,7 @@ def test_methods_resolve_by_folder_label_or_trainer_and_unknown_names_say_what_e
     assert get_method("GOPro") is get_method("gopro") is GOPRO and get_method("ZeroshotCLIP") is ZSCLIP
     with pytest.raises(KeyError, match="choose from zsclip slip coop"):
         get_method("clipper")
-    # CoOp trains ImageNet base-to-new with the 50-epoch config (methods spec 9).
+    # CoOp trains ImageNet base-to-new with the 50-epoch config (CoOp's ImageNet recipe).
     assert COOP.cfg("b2n", "imagenet") == "vit_b16_ep50_ctxv1"
     assert COOP.cfg("b2n", "dtd") == "vit_b16_ctxv1"
 

@@ -1,6 +1,7 @@
 """The real ``train.py`` on the tiny kit: ZS-CLIP and CoOp end to end, eval-only, CLI errors."""
 from __future__ import annotations
 
+import json
 import os
 import re
 
@@ -243,3 +244,23 @@ def test_the_readme_method_runs_its_protocol_from_one_file_configs_and_a_registr
     test = (runs / "test_new/oxford_pets/shots_16/SmoothCoOp/vit_b16/seed1/log.txt").read_text()
     assert "Finish training" in train and len(accuracies(train)) == 1
     assert "model.pth.tar-2" in test and "# classes  2" in test and len(accuracies(test)) == 1
+
+
+def test_leave_one_domain_out_run_on_pacs(kit, tmp_path):
+    """Multi-source DG: train on three PACS domains, test on the held-out one (configs/datasets/dg/)."""
+    from dg_fixtures import write_pacs
+
+    data = tmp_path / "DATA"
+    write_pacs(data, domains=("art_painting", "cartoon", "photo", "sketch"))
+    out = tmp_path / "coop_pacs_sketch"
+    run_train("--root", str(data), "--seed", "1", "--trainer", "CoOp",
+              "--dataset-config-file", str(REPO / "configs/datasets/dg/pacs_sketch.yaml"),
+              "--config-file", str(REPO / "configs/trainers/CoOp/vit_b16_ep50_ctxv1.yaml"), "--output-dir", str(out),
+              *kit.opts(), "OPTIM.MAX_EPOCH", "1")
+    log = (out / "log.txt").read_text()
+    assert "Source     ('art_painting', 'cartoon', 'photo')\nTarget     ('sketch',)" in log
+    assert "# train_x  9\n" in log  # one train-list image per class and source domain
+    assert "* total: 6\n" in log and len(accuracies(log)) == 1  # sketch's train + crossval lists, minus the bad entry
+    assert sorted(os.listdir(out / "prompt_learner")) == ["checkpoint", "model.pth.tar-1"]
+    settings = json.loads((out / "run.json").read_text())["settings"]
+    assert (settings["DATASET.NAME"], settings["DATASET.TARGET_DOMAINS"]) == ("PACS", ["sketch"])

@@ -1,6 +1,6 @@
 """Deep prompts of the MaPLe repository's family (IVLP, VPT, PromptSRC; MaPLe's context rule).
 
-Independent vision-language prompts (methods spec §5.3, modern-baselines spec §2.1), with
+Independent vision-language prompts (IVLP, as in the MaPLe repository's ``trainers/independentVL.py``), with
 n_t / n_v tokens and depths J_t / J_v:
 
     text:   [SOS] ctx_1..ctx_{n_t} <rest of CTX_INIT> <class> . [EOT]; before text block

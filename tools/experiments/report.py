@@ -21,7 +21,7 @@ Conventions:
 * every number of ours is the mean over seeds (± population std, as ``parse_test_res.py``);
   zero-shot CLIP has no seed;
 * an HM is the HM of the two means; an average over datasets takes the mean of the per-dataset
-  means of base and of new, and its HM is the HM of those two means (methods spec 1.4);
+  means of base and of new, and its HM is the HM of those two means (as CoCoOp's and the GOPro paper's averages);
 * Δ = ours − paper; an average is compared with the paper only when it covers the paper's datasets;
 * a missing cell reads ``n/a (0/3 seeds)``; a cell from fewer seeds than asked says so
   (``(2/3 seeds)``), and an average lacking a dataset reads ``n/a (10/11 datasets)``;
@@ -335,7 +335,7 @@ def b2n_cells(result: B2NResult, paper: Tuple[Optional[float], ...]) -> List[Cel
 
 
 def b2n_average(results: Sequence[B2NResult], paper: Tuple[Optional[float], ...], comparable: bool) -> List[Cell]:
-    """Mean of the per-dataset base means, of the new means, and the HM of the two (spec 1.4)."""
+    """Mean of the per-dataset base means, of the new means, and the HM of the two (see the module docstring)."""
     found = [r for r in results if r.available]
     source = Provenance.union(r.source for r in results)
     if len(found) < len(results) or not results:
@@ -492,7 +492,7 @@ def ablation(req: Request) -> Section:
                      triple(by_reading["B"], "paper"), triple(by_reading["B"], "delta")])
         section.records += [c.record(row=row, column="average", metric=k) for k, c in zip(METRICS, cells)]
     section.blocks.append(Block("", headers, rows))
-    section.notes.append("The paper's Table 3 layout is uncertain (methods spec 10.4): reading A puts each triple "
+    section.notes.append("The paper's Table 3 layout is uncertain: reading A puts each triple "
                          "after its label, reading B one label earlier. Row 'all' is GOPro's Table 1 run.")
     if not comparable:
         section.notes.append(f"Averages over the {len(datasets)} listed datasets: no Δ against the paper's 11.")
