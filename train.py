@@ -79,8 +79,14 @@ def set_aside_failed_log(output_dir: str) -> None:
     """Rename the log of a run that failed before it started to ``log.txt-failed-<time>``: kept for
     reading, but no longer the folder's ``log.txt`` (which the run-identity check reads)."""
     path = os.path.join(output_dir, "log.txt")
-    if os.path.isfile(path):
-        os.replace(path, f"{path}-failed-{time.strftime('%Y-%m-%d-%H-%M-%S')}")
+    if not os.path.isfile(path):
+        return
+    target = f"{path}-failed-{time.strftime('%Y-%m-%d-%H-%M-%S')}"
+    os.replace(path, target)
+    logger = sys.stdout
+    if getattr(getattr(logger, "file", None), "name", None) == path:  # dassl's Logger: keep teeing, under the new name
+        logger.file.close()
+        logger.file = open(target, "a")
 
 
 def check_registered(name: str, registry, key: str) -> None:

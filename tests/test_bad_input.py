@@ -164,8 +164,11 @@ def test_a_fatal_error_ends_the_console_with_one_line_and_keeps_the_traceback_in
                      check=False)
     assert proc.returncode == 1 and "** Config **" in proc.stdout  # found while building the model
     assert proc.stderr.splitlines()[-1].startswith(f"Error: {junk} is not a safe CLIP weights file")
-    assert "Traceback" not in proc.stderr and f"(traceback: in {out / 'log.txt'}, or rerun with" in proc.stderr
-    assert "Traceback (most recent call last)" in (out / "log.txt").read_text()
+    # A run that failed before it started keeps its log aside (log.txt-failed-<time>), named in the message.
+    [failed_log] = out.glob("log.txt-failed-*")
+    assert not (out / "log.txt").exists()
+    assert "Traceback" not in proc.stderr and f"(traceback: in {failed_log}, or rerun with" in proc.stderr
+    assert "Traceback (most recent call last)" in failed_log.read_text()
 
 
 @pytest.mark.parametrize("error, line", [
