@@ -1,0 +1,226 @@
+"""DePT as a plug-in (trainers/dept.py, trainers/plugins.py): its loss terms against hand arithmetic,
+the composed model of six base methods against the base model plus the head computed by hand, new
+classes unchanged, upstream's whole-model checkpoints, our own folders, run identity, bad input."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from conftest import build_cfg, make_trainer
+from numerics import assert_close
+from test_baselines import images, one_batch, write_upstream_checkpoint
+from trainers.dept import DecoupledHead, DePTLoss, linear_probe_loss
+from trainers.losses import ClassificationLoss
+from trainers.models import ModelOutput
+
+# base trainer -> its DePT config (configs/trainers/DePT/)
+DEPT_CONFIGS = {
+    "CoOp": "coop_vit_b16_ep10_bs4_lr35",
+    "CoCoOp": "cocoop_vit_b16_c4_ep10_batch1_ctxv1",
+    "KgCoOp": "kgcoop_vit_b16_ep10_ctxv1_bs4_lr35",
+    "MaPLe": "maple_vit_b16_c2_ep10_batch4_2ctx",
+    "PromptSRC": "promptsrc_vit_b16_c2_ep20_batch4_4+4ctx",
+    "GOPro": "gopro_vit_b16",
+}
+
+
+def dept_trainer(kit, folder, base: str, *opts: str, subsample: str = "base"):
+    return make_trainer(kit, folder, base, DEPT_CONFIGS[base], "DATASET.SUBSAMPLE_CLASSES", subsample, *opts,
+                        config_folder="DePT")
+
+
+def randomise(module: nn.Module, seed: int = 0) -> None:
+    """Non-trivial values for every parameter (cwT starts as the identity, which would hide it)."""
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in module.parameters():
+            p.copy_(torch.randn(p.shape, generator=generator))
+
+
+def hand_probe(head: DecoupledHead, x: torch.Tensor, which: str) -> torch.Tensor:
+    """W (γ ⊙ x + β) + b written out per row and class, as a reference."""
+    film = head.film_lp_img if which == "image" else head.film_lp_text
+    W, b = head.linear_probe_proj.weight.double(), head.linear_probe_proj.bias.double()
+    gamma, beta = film.scale.double(), film.bias.double()
+    x = x.double()
+    return torch.stack([torch.stack([sum(W[c, e] * (gamma[e] * row[e] + beta[e]) for e in range(x.shape[1])) + b[c]
+                                     for c in range(W.shape[0])]) for row in x])
+
+
+def hand_cross_entropy(logits: torch.Tensor, label: torch.Tensor) -> float:
+    rows = [math.log(sum(math.exp(v) for v in row.tolist())) - row[y].item() for row, y in zip(logits, label)]
+    return sum(rows) / len(rows)
+
+
+# ---- the loss terms ---------------------------------------------------------------------------
+def test_linear_probe_loss_is_the_cross_entropy_of_the_label_text_and_image_rows():
+    head = DecoupledHead(3, 2)
+    randomise(head)
+    image = torch.tensor([[1.0, 0.0, 2.0], [0.5, -1.0, 0.0]])
+    text = torch.tensor([[0.0, 1.0, 0.0], [1.0, 1.0, -1.0]])       # [C, E]
+    label = torch.tensor([1, 0])
+    rows = torch.cat([hand_probe(head, text[label], "text"), hand_probe(head, image, "image")])
+    expected = hand_cross_entropy(rows, torch.cat([label, label]))
+    assert linear_probe_loss(head, image, text, label).item() == pytest.approx(expected, rel=1e-5)
+    # per-image class features [B, C, E]: the row of each image's own label
+    per_image = torch.stack([text, text.flip(0)])
+    rows = torch.cat([hand_probe(head, torch.stack([per_image[0, 1], per_image[1, 0]]), "text"),
+                      hand_probe(head, image, "image")])
+    expected = hand_cross_entropy(rows, torch.cat([label, label]))
+    assert linear_probe_loss(head, image, per_image, label).item() == pytest.approx(expected, rel=1e-5)
+
+
+class CrossEntropyPlusConstant(nn.Module):
+    """A base loss with a term beside its cross-entropy (like KgCoOp's W · L_kg)."""
+
+    def forward(self, output, label):
+        ce = F.cross_entropy(output.logits, label)
+        return ce + 0.25, {"loss_ce": ce, "extra": torch.tensor(0.25)}
+
+
+def test_dept_loss_turns_the_base_cross_entropy_into_its_fusion_and_keeps_the_other_terms():
+    head = DecoupledHead(2, 2)
+    randomise(head, seed=3)
+    output = ModelOutput(logits=torch.tensor([[2.0, 0.0], [0.0, 1.0]]), image_features=torch.tensor([[1.0, 0.0], [0.0, 1.0]]),
+                         text_features=torch.tensor([[1.0, 1.0], [-1.0, 0.5]]))
+    label = torch.tensor([0, 0])
+    loss, terms = DePTLoss(CrossEntropyPlusConstant(), head, 0.7)(output, label)
+    ce = (math.log(1 + math.exp(-2.0)) + math.log(1 + math.exp(1.0))) / 2
+    rows = torch.cat([hand_probe(head, output.text_features[label], "text"), hand_probe(head, output.image_features, "image")])
+    lp = hand_cross_entropy(rows, torch.cat([label, label]))
+    assert terms["loss_lp"].item() == pytest.approx(lp, rel=1e-5)
+    assert terms["extra"].item() == 0.25
+    assert loss.item() == pytest.approx(0.3 * ce + 0.7 * lp + 0.25, rel=1e-5)
+    # the plain prompt learners' loss: (1 - w) CE + w L_lp exactly
+    loss, _ = DePTLoss(ClassificationLoss(), head, 0.7)(output, label)
+    assert loss.item() == pytest.approx(0.3 * ce + 0.7 * lp, rel=1e-5)
+
+
+# ---- composed with six base methods -----------------------------------------------------------
+@pytest.mark.parametrize("base", list(DEPT_CONFIGS))
+def test_composed_model_is_the_base_model_plus_the_head_computed_by_hand(kit, tmp_path, base):
+    composed = dept_trainer(kit, tmp_path / "dept", base)
+    plain = dept_trainer(kit, tmp_path / "plain", base, "TRAINER.PLUGINS", "[]")
+    assert composed.get_model_names()[:2] == [plain.get_model_names()[0], "DePT"]
+    head = composed.model.plugin
+    randomise(head)
+    x = images(2)
+    composed.set_model_mode("eval")
+    plain.set_model_mode("eval")
+    with torch.no_grad():
+        base_out, ours = plain.model(x), composed.model(x)
+        assert torch.equal(composed.model.base(x).logits, base_out.logits)   # the base model is untouched
+        expected = 0.3 * base_out.logits.double() + 0.7 * hand_probe(head, base_out.image_features, "image")
+    assert_close(ours.logits, expected.float(), what=f"{base}+DePT fused logits", scale=expected.abs().max().item())
+    assert torch.equal(composed.model_inference(x), ours.logits)
+
+    # a training step: the base loss with its cross-entropy fused with the head's (hand arithmetic)
+    composed.set_model_mode("train")
+    torch.manual_seed(0)
+    inputs, label = composed.model_inputs(one_batch(composed))
+    output = composed.model(*inputs)
+    loss, terms = composed.criterion(output, label)
+    base_loss, _ = composed.criterion.base(output, label)
+    text = output.text_features[label] if output.text_features.dim() == 2 else output.text_features[torch.arange(len(label)), label]
+    rows = torch.cat([hand_probe(head, text.detach(), "text"), hand_probe(head, output.image_features.detach(), "image")])
+    lp = hand_cross_entropy(rows, torch.cat([label, label]))
+    ce = hand_cross_entropy(output.logits.detach().double(), label)
+    assert terms["loss_lp"].item() == pytest.approx(lp, rel=1e-4)
+    assert loss.item() == pytest.approx(base_loss.item() - 0.7 * ce + 0.7 * lp, rel=1e-4, abs=1e-5)
+    loss.backward()
+    assert head.linear_probe_proj.weight.grad.abs().sum() > 0 and head.film_lp_text.scale.grad.abs().sum() > 0
+
+
+def test_head_learns_at_its_multiple_of_the_learning_rate_on_the_same_schedule(kit, tmp_path):
+    trainer = dept_trainer(kit, tmp_path, "KgCoOp")
+    base_lr = trainer._optims["prompt_learner"].param_groups[0]["initial_lr"]
+    assert base_lr == pytest.approx(0.0035)
+    assert trainer._optims["DePT"].param_groups[0]["initial_lr"] == pytest.approx(0.0035 * 6.5)
+    assert trainer.options.W == 2.0   # upstream's KgCoOp+DePT weight
+    assert {type(s) for s in (trainer._scheds["DePT"], trainer._scheds["prompt_learner"])} == {type(trainer._scheds["DePT"])}
+
+
+def test_new_classes_use_the_base_logits_alone(kit, tmp_path):
+    composed = dept_trainer(kit, tmp_path / "dept", "CoOp", subsample="new")
+    plain = dept_trainer(kit, tmp_path / "plain", "CoOp", "TRAINER.PLUGINS", "[]", subsample="new")
+    assert composed.model.plugin.linear_probe_proj is None
+    composed.set_model_mode("eval")
+    plain.set_model_mode("eval")
+    with torch.no_grad():
+        assert torch.equal(composed.model(images(2)).logits, plain.model(images(2)).logits)
+
+
+def test_without_fusion_base_classes_use_the_head_alone(kit, tmp_path):
+    trainer = dept_trainer(kit, tmp_path, "CoOp", "TRAINER.DEPT.TEST_TIME_FUSION", "False")
+    randomise(trainer.model.plugin)
+    trainer.set_model_mode("eval")
+    with torch.no_grad():
+        out = trainer.model.base(images(2))
+        expected = hand_probe(trainer.model.plugin, out.image_features, "image")
+        assert_close(trainer.model(images(2)).logits, expected.float(), what="head logits",
+                     scale=expected.abs().max().item())
+
+
+# ---- checkpoints ------------------------------------------------------------------------------
+UPSTREAM_FROZEN = {"image_encoder.conv1.weight": torch.zeros(64, 3, 8, 8), "logit_scale": torch.tensor(4.6),
+                   "text_encoder.positional_embedding": torch.zeros(77, 64)}
+
+
+@pytest.mark.parametrize("base, folder", [("CoOp", "PromptLearner"), ("MaPLe", "MultiModalPromptLearner")])
+def test_upstream_whole_model_checkpoint_evaluates(kit, tmp_path, base, folder):
+    """Upstream's ExtrasLinearProbe<Base> saves the whole CustomCLIP in one file: the prompt
+    learner under ``prompt_learner.``, cwT and the head under their names, frozen CLIP beside."""
+    trainer = dept_trainer(kit, tmp_path / "run", base)
+    generator = torch.Generator().manual_seed(5)
+    head = {f"{k}": torch.randn(v.shape, generator=generator) for k, v in trainer.model.plugin.state_dict().items()}
+    learner = trainer.model.learnable.state_dict()
+    prefix = "prompt_learner." if base == "CoOp" else ""
+    prompts = {prefix + k: torch.randn(v.shape, generator=generator) for k, v in learner.items()}
+    write_upstream_checkpoint(tmp_path / "upstream", folder, 10, {**prompts, **head, **UPSTREAM_FROZEN})
+    trainer.load_model(str(tmp_path / "upstream"), epoch=10)
+    for key, value in head.items():
+        assert torch.equal(trainer.model.plugin.state_dict()[key], value), key
+    for key, value in trainer.model.learnable.state_dict().items():
+        if key.split(".")[-1] not in ("token_prefix", "token_suffix"):
+            assert torch.equal(value, prompts[prefix + key]), key
+
+
+def test_own_folders_round_trip_and_new_classes_load_cwt_without_the_head(kit, tmp_path):
+    trainer = dept_trainer(kit, tmp_path / "train", "CoOp")
+    randomise(trainer.model.plugin)
+    trainer.save_model(0, str(tmp_path / "train"))
+    assert sorted(p.name for p in (tmp_path / "train").iterdir() if p.is_dir()) == ["DePT", "prompt_learner"]
+    new = dept_trainer(kit, tmp_path / "new", "CoOp", subsample="new")
+    new.load_model(str(tmp_path / "train"), epoch=1)
+    assert torch.equal(new.model.plugin.film_lp_img.scale, trainer.model.plugin.film_lp_img.scale)
+    assert torch.equal(new.model.learnable.ctx, trainer.model.learnable.ctx)
+    plain_run = dept_trainer(kit, tmp_path / "plain", "CoOp", "TRAINER.PLUGINS", "[]")
+    plain_run.save_model(0, str(tmp_path / "plain"))
+    with pytest.raises(FileNotFoundError, match="TRAINER.PLUGINS"):
+        new.load_model(str(tmp_path / "plain"), epoch=1)
+
+
+# ---- config, run identity, bad input ----------------------------------------------------------
+def test_run_identity_counts_the_plugin_node_and_the_plugin_list(kit, tmp_path):
+    from tools.experiments.run_identity import settings_of
+
+    settings = settings_of(build_cfg(kit, tmp_path, "KgCoOp", DEPT_CONFIGS["KgCoOp"], config_folder="DePT"))
+    assert settings["TRAINER.PLUGINS"] == ["DePT"] and settings["TRAINER.DEPT.WEIGHT"] == 0.7
+    assert "TRAINER.COCOOP.N_CTX" not in settings and "TRAINER.DEPT.LR_MULT" in settings
+    plain = settings_of(build_cfg(kit, tmp_path, "KgCoOp", "vit_b16_ep100_ctxv1"))
+    assert not any(k.startswith("TRAINER.DEPT.") for k in plain)
+
+
+def test_unknown_plugin_is_named_with_the_known_ones(kit, tmp_path):
+    with pytest.raises(ValueError, match=r"unknown plug-ins \['DEPT'\].*'DePT'"):
+        make_trainer(kit, tmp_path, "CoOp", "vit_b16_ctxv1", "TRAINER.PLUGINS", "['DEPT']")
+
+
+def test_training_where_the_head_has_no_label_space_stops_with_advice(kit, tmp_path):
+    trainer = dept_trainer(kit, tmp_path, "CoOp", subsample="all")
+    with pytest.raises(ValueError, match="SUBSAMPLE_CLASSES base"):
+        trainer.before_train()
