@@ -16,6 +16,7 @@ it is the last one of the training run (``train.py --load-epoch last``).
 """
 from __future__ import annotations
 
+import dataclasses
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -68,6 +69,16 @@ class Method:
     module: str = ""                              # trainers/<module or key>.py
     kit_depth_keys: Tuple[str, ...] = ()          # prompt depths the kit lowers to the tiny CLIP's blocks
     sweeps: Tuple[Sweep, ...] = ()
+    plugins: Tuple[str, ...] = ()                 # plug-ins composed with the trainer (its configs' TRAINER.PLUGINS)
+    tags: Tuple[str, ...] = ()                    # regime shown in the report: "training-free", "fine-tuned",
+                                                  # "transductive", "teacher ViT-L/14", "LLM text", "plug-in" ...
+                                                  # (empty = inductive prompt learner)
+
+    @property
+    def folder(self) -> str:
+        """The trainer folder of its runs: the trainer, joined by ``_`` with its plug-ins
+        (``PromptSRC_DePT``), so a composed method never shares the base method's folders."""
+        return "_".join((self.trainer, *self.plugins))
 
     @property
     def paper_row(self) -> bool:
@@ -101,8 +112,9 @@ class Method:
         return int(yaml.safe_load(self.config_path(self.b2n_dataset_cfg[dataset]).read_text())["OPTIM"]["MAX_EPOCH"])
 
     def in_checkout(self, repo: Path = REPO) -> bool:
-        """Whether this checkout has the method's trainer file."""
-        return (repo / "trainers" / f"{self.module or self.key}.py").is_file()
+        """Whether this checkout has the method's trainer file (and its plug-ins' files)."""
+        files = [self.module or self.key, *(plugin.lower() for plugin in self.plugins)]
+        return all((repo / "trainers" / f"{name}.py").is_file() for name in files)
 
     def sweep(self, name: str) -> Optional[Sweep]:
         return next((s for s in self.sweeps if s.name == name), None)
@@ -160,6 +172,16 @@ IVLP_DEPTHS = ("TRAINER.IVLP.PROMPT_DEPTH_TEXT", "TRAINER.IVLP.PROMPT_DEPTH_VISI
 VPT_DEPTHS = ("TRAINER.VPT.PROMPT_DEPTH_VISION",)
 PROMPTSRC_DEPTHS = ("TRAINER.PROMPTSRC.PROMPT_DEPTH_TEXT", "TRAINER.PROMPTSRC.PROMPT_DEPTH_VISION")
 
+def plugged(base: Method, plugin: str, cfg: str) -> Method:
+    """``base`` composed with ``plugin`` (a method of its own: key ``<base>+<plugin>``, row
+    ``<Base>+<Plugin>``, trainer folder ``<Trainer>_<Plugin>``), trained and evaluated with
+    ``configs/trainers/<plugin>/<cfg>.yaml`` in both protocols (it sets TRAINER.PLUGINS)."""
+    return dataclasses.replace(base, key=f"{base.key}+{plugin.lower()}", label=f"{base.label}+{plugin}", b2n_cfg=cfg,
+                               xd_cfg=cfg, b2n_dataset_cfg={}, group=MODERN, config_folder=plugin,
+                               module=base.module or base.key, sweeps=(), plugins=(*base.plugins, plugin),
+                               tags=(*base.tags, "plug-in"))
+
+
 # Paper row order (Tables 1 and 2), then MaPLe's variants, then the modern baselines (not in the
 # GOPro paper; modern-baselines spec), which the reproduce commands run when METHODS names them.
 METHODS: Dict[str, Method] = {m.key: m for m in (
@@ -182,6 +204,11 @@ METHODS: Dict[str, Method] = {m.key: m for m in (
     Method("promptsrc", "PromptSRC", "PromptSRC", "vit_b16_c2_ep20_batch4_4+4ctx",
            "vit_b16_c2_ep20_batch4_4+4ctx_cross_datasets", group=MODERN, kit_depth_keys=PROMPTSRC_DEPTHS),
 )}
+# DePT (trainers/dept.py) on the base methods of its paper and ours; configs/trainers/DePT/<base>_<upstream cfg>.
+DEPT_CONFIGS = {"coop": "coop_vit_b16_ep10_bs4_lr35", "cocoop": "cocoop_vit_b16_c4_ep10_batch1_ctxv1",
+                "kgcoop": "kgcoop_vit_b16_ep10_ctxv1_bs4_lr35", "maple": "maple_vit_b16_c2_ep10_batch4_2ctx",
+                "promptsrc": "promptsrc_vit_b16_c2_ep20_batch4_4+4ctx", "gopro": "gopro_vit_b16"}
+METHODS.update({m.key: m for m in (plugged(METHODS[base], "DePT", cfg) for base, cfg in DEPT_CONFIGS.items())})
 PAPER_METHODS = tuple(key for key, m in METHODS.items() if m.group == PAPER)
 MODERN_BASELINES = tuple(key for key, m in METHODS.items() if m.group == MODERN)
 REPORTED_METHODS = PAPER_METHODS + MODERN_BASELINES  # the rows the report can show
