@@ -224,3 +224,47 @@ def test_training_where_the_head_has_no_label_space_stops_with_advice(kit, tmp_p
     trainer = dept_trainer(kit, tmp_path, "CoOp", subsample="all")
     with pytest.raises(ValueError, match="SUBSAMPLE_CLASSES base"):
         trainer.before_train()
+
+
+# ---- registry and the reproduce command ------------------------------------------------------
+COMPOSED = ("coop+dept", "cocoop+dept", "kgcoop+dept", "maple+dept", "promptsrc+dept", "gopro+dept")
+
+
+@pytest.mark.parametrize("key", COMPOSED)
+def test_composed_methods_are_registered_with_their_own_folder_and_configs(key):
+    import yaml
+
+    from tools.experiments.methods import METHODS, MODERN
+
+    method, base = METHODS[key], METHODS[key.split("+")[0]]
+    assert (method.trainer, method.plugins, method.group) == (base.trainer, ("DePT",), MODERN)
+    assert method.folder == f"{base.trainer}_DePT" and method.label == f"{base.label}+DePT"
+    assert "plug-in" in method.tags and method.kit_depth_keys == base.kit_depth_keys and method.in_checkout()
+    config = yaml.safe_load(method.config_path(method.b2n_cfg).read_text())
+    assert config["TRAINER"]["PLUGINS"] == list(method.plugins)   # the config composes what the registry says
+    assert method.xd_cfg == method.b2n_cfg                         # upstream runs both protocols with one config
+
+
+@pytest.mark.slow
+def test_table1_with_three_composed_methods_on_the_kit_fills_their_rows(kit, tmp_path):
+    import re
+    import sys
+
+    from conftest import run_script
+    from test_report import make_report, row_of
+
+    output = tmp_path / "output"
+    env = {"DATA": str(kit.data), "OUTPUT": str(output), "EXTRA_OPTS": " ".join(kit.opts()), "EPOCHS": "1",
+           "METHODS": "kgcoop+dept promptsrc+dept gopro+dept", "DATASETS": "oxford_pets", "SEEDS": "1",
+           "PYTHON": sys.executable}
+    proc = run_script("reproduce/table1.sh", "--gpus", "", "--jobs", "2", env=env, timeout=1800)
+    assert "6 run(s) done" in proc.stdout and "0 failed" in proc.stdout, proc.stdout
+    runs = output / "base2new" / "train_base" / "oxford_pets" / "shots_16"
+    for folder, model in (("KgCoOp_DePT", "prompt_learner"), ("PromptSRC_DePT", "VLPromptLearner"), ("GOPro_DePT", "gopro")):
+        seed = next((runs / folder).glob("*/seed1"))
+        assert (seed / model / "model.pth.tar-1").is_file() and (seed / "DePT" / "model.pth.tar-1").is_file()
+    text = make_report(output, "--tables", "modern", "--methods", "kgcoop+dept", "promptsrc+dept", "gopro+dept",
+                       "--seeds", "1", "--datasets", "oxford_pets")
+    for label in ("KgCoOp+DePT", "PromptSRC+DePT", "GOPro+DePT"):
+        pets = row_of(text, "OxfordPets", label)
+        assert all(re.fullmatch(r"[\d.]+ \[\d+\]", cell) for cell in (pets[1], pets[4])), pets
