@@ -268,3 +268,48 @@ def test_table1_with_three_composed_methods_on_the_kit_fills_their_rows(kit, tmp
     for label in ("KgCoOp+DePT", "PromptSRC+DePT", "GOPro+DePT"):
         pets = row_of(text, "OxfordPets", label)
         assert all(re.fullmatch(r"[\d.]+ \[\d+\]", cell) for cell in (pets[1], pets[4])), pets
+
+
+@pytest.mark.slow
+def test_the_readme_plugin_runs_its_protocol_from_one_file_configs_and_a_registry_line(kit, tmp_path):
+    """README "Adding a plug-in", done for real in a copy of the repository: the plug-in file, its
+    CoOp config and one registry line; then scripts/run.sh trains CoOp+Temperature base-to-new on
+    the kit (the plug-in's term in the log, its own folder and checkpoint) and evaluates the last
+    epoch on the new classes, with no other edit anywhere."""
+    import os
+    import re
+    import shutil
+    import subprocess
+    import sys
+
+    from conftest import REPO, accuracies
+
+    repo = tmp_path / "repo"
+    for name in ("dassl", "datasets", "trainers", "configs", "tools", "scripts"):
+        shutil.copytree(REPO / name, repo / name, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(REPO / "train.py", repo / "train.py")
+    guide = (REPO / "README.md").read_text().split("#### Adding a plug-in", 1)[1].split("\n### ", 1)[0]
+    code = re.search(r"```python\n# trainers/temperature.py\n(.*?)```", guide, re.S).group(1)
+    config = re.search(r"```yaml\n# configs/trainers/Temperature/coop_vit_b16.yaml\n(.*?)```", guide, re.S).group(1)
+    line = re.search(r"```python\n(COMPOSED \+= .*?\n)```", guide, re.S).group(1)
+    (repo / "trainers" / "temperature.py").write_text(code)
+    (repo / "configs" / "trainers" / "Temperature").mkdir()
+    (repo / "configs" / "trainers" / "Temperature" / "coop_vit_b16.yaml").write_text(config)
+    registry = repo / "tools" / "experiments" / "methods.py"
+    source = registry.read_text()
+    marker = "\nMETHODS.update({m.key: m for m in COMPOSED})"
+    assert source.count(marker) == 1
+    registry.write_text(source.replace(marker, "\n" + line.rstrip("\n") + marker))
+
+    env = {**os.environ, "PYTHON": sys.executable, "DATA": str(kit.data), "OUTPUT": str(tmp_path / "out"),
+           "EPOCHS": "2", "EXTRA_OPTS": " ".join(kit.opts())}
+    for step in ("base2new_train", "base2new_test"):
+        proc = subprocess.run(["bash", "scripts/run.sh", "coop+temperature", step, "oxford_pets", "1"], cwd=repo,
+                              env=env, capture_output=True, text=True, timeout=900)
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    runs = tmp_path / "out" / "base2new"
+    trained = runs / "train_base/oxford_pets/shots_16/CoOp_Temperature/coop_vit_b16/seed1"
+    train, test = (trained / "log.txt").read_text(), (runs / "test_new/oxford_pets/shots_16/CoOp_Temperature/coop_vit_b16/seed1/log.txt").read_text()
+    assert "Finish training" in train and "entropy" in train and len(accuracies(train)) == 1
+    assert (trained / "Temperature" / "model.pth.tar-2").is_file() and (trained / "prompt_learner" / "model.pth.tar-2").is_file()
+    assert "Temperature/model.pth.tar-2" in test and "# classes  2" in test and len(accuracies(test)) == 1

@@ -204,12 +204,14 @@ METHODS: Dict[str, Method] = {m.key: m for m in (
     Method("promptsrc", "PromptSRC", "PromptSRC", "vit_b16_c2_ep20_batch4_4+4ctx",
            "vit_b16_c2_ep20_batch4_4+4ctx_cross_datasets", group=MODERN, kit_depth_keys=PROMPTSRC_DEPTHS),
 )}
+PAPER_METHODS = tuple(key for key, m in METHODS.items() if m.group == PAPER)
 # DePT (trainers/dept.py) on the base methods of its paper and ours; configs/trainers/DePT/<base>_<upstream cfg>.
 DEPT_CONFIGS = {"coop": "coop_vit_b16_ep10_bs4_lr35", "cocoop": "cocoop_vit_b16_c4_ep10_batch1_ctxv1",
                 "kgcoop": "kgcoop_vit_b16_ep10_ctxv1_bs4_lr35", "maple": "maple_vit_b16_c2_ep10_batch4_2ctx",
                 "promptsrc": "promptsrc_vit_b16_c2_ep20_batch4_4+4ctx", "gopro": "gopro_vit_b16"}
-METHODS.update({m.key: m for m in (plugged(METHODS[base], "DePT", cfg) for base, cfg in DEPT_CONFIGS.items())})
-PAPER_METHODS = tuple(key for key, m in METHODS.items() if m.group == PAPER)
+# Composed methods: a base method of the registry with plug-ins (trainers/plugins.py), rows of their own.
+COMPOSED = tuple(plugged(METHODS[base], "DePT", cfg) for base, cfg in DEPT_CONFIGS.items())
+METHODS.update({m.key: m for m in COMPOSED})
 MODERN_BASELINES = tuple(key for key, m in METHODS.items() if m.group == MODERN)
 REPORTED_METHODS = PAPER_METHODS + MODERN_BASELINES  # the rows the report can show
 
