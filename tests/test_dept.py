@@ -226,6 +226,19 @@ def test_training_where_the_head_has_no_label_space_stops_with_advice(kit, tmp_p
         trainer.before_train()
 
 
+def test_report_rows_carry_regime_and_the_source_of_the_reported_number():
+    from tools.experiments.methods import METHODS
+    from tools.experiments.report import Paper, Reported, regime
+
+    assert regime(METHODS["promptsrc+dept"]) == "plug-in" and regime(METHODS["promptsrc"]) == "inductive"
+    assert regime(METHODS["zsclip"]) == "training-free"
+    reported = Reported.load(Paper.load())
+    assert reported.b2n("PromptSRC+DePT", "average") == (85.19, 76.17, 80.43)
+    assert reported.b2n_source("PromptSRC+DePT", "average").startswith("DePT paper")
+    assert reported.b2n_source("KgCoOp", "average") == "htyao89/KgCoOp readme.md"   # the commit left out
+    assert reported.b2n_source("KgCoOp+DePT", "average") == "–"                      # nothing recorded yet
+
+
 # ---- registry and the reproduce command ------------------------------------------------------
 COMPOSED = ("coop+dept", "cocoop+dept", "kgcoop+dept", "maple+dept", "promptsrc+dept", "gopro+dept")
 
@@ -268,6 +281,9 @@ def test_table1_with_three_composed_methods_on_the_kit_fills_their_rows(kit, tmp
     for label in ("KgCoOp+DePT", "PromptSRC+DePT", "GOPro+DePT"):
         pets = row_of(text, "OxfordPets", label)
         assert all(re.fullmatch(r"[\d.]+ \[\d+\]", cell) for cell in (pets[1], pets[4])), pets
+        assert pets[-2] == "plug-in"   # the regime column
+    average = row_of(text, "Average over the 1 listed datasets", "PromptSRC+DePT")
+    assert average[2] == "85.19" and average[-1].startswith("DePT paper")
 
 
 @pytest.mark.slow
