@@ -4,15 +4,23 @@ classes unchanged, upstream's whole-model checkpoints, our own folders, run iden
 from __future__ import annotations
 
 import math
+import re
+import sys
 
 import pytest
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+import yaml
 
-from conftest import build_cfg, make_trainer
+from conftest import (accuracies, build_cfg, copy_of_repository, follow_readme_guide, make_trainer, readme_guide,
+                      run_base2new_steps, run_script)
 from numerics import assert_close
 from test_baselines import images, one_batch, write_upstream_checkpoint
+from test_report import make_report, row_of
+from tools.experiments.methods import METHODS, MODERN
+from tools.experiments.report import Paper, Reported, regime
+from tools.experiments.run_identity import settings_of
 from trainers.dept import DecoupledHead, DePTLoss, linear_probe_loss
 from trainers.losses import ClassificationLoss
 from trainers.models import ModelOutput
@@ -206,8 +214,6 @@ def test_own_folders_round_trip_and_new_classes_load_cwt_without_the_head(kit, t
 
 # ---- config, run identity, bad input ----------------------------------------------------------
 def test_run_identity_counts_the_plugin_node_and_the_plugin_list(kit, tmp_path):
-    from tools.experiments.run_identity import settings_of
-
     settings = settings_of(build_cfg(kit, tmp_path, "KgCoOp", DEPT_CONFIGS["KgCoOp"], config_folder="DePT"))
     assert settings["TRAINER.PLUGINS"] == ["DePT"] and settings["TRAINER.DEPT.WEIGHT"] == 0.7
     assert "TRAINER.COCOOP.N_CTX" not in settings and "TRAINER.DEPT.LR_MULT" in settings
@@ -227,9 +233,6 @@ def test_training_where_the_head_has_no_label_space_stops_with_advice(kit, tmp_p
 
 
 def test_report_rows_carry_regime_and_the_source_of_the_reported_number():
-    from tools.experiments.methods import METHODS
-    from tools.experiments.report import Paper, Reported, regime
-
     assert regime(METHODS["promptsrc+dept"]) == "plug-in" and regime(METHODS["promptsrc"]) == "inductive"
     assert regime(METHODS["zsclip"]) == "training-free"
     reported = Reported.load(Paper.load())
@@ -245,10 +248,6 @@ COMPOSED = ("coop+dept", "cocoop+dept", "kgcoop+dept", "maple+dept", "promptsrc+
 
 @pytest.mark.parametrize("key", COMPOSED)
 def test_composed_methods_are_registered_with_their_own_folder_and_configs(key):
-    import yaml
-
-    from tools.experiments.methods import METHODS, MODERN
-
     method, base = METHODS[key], METHODS[key.split("+")[0]]
     assert (method.trainer, method.plugins, method.group) == (base.trainer, ("DePT",), MODERN)
     assert method.folder == f"{base.trainer}_DePT" and method.label == f"{base.label}+DePT"
@@ -260,12 +259,6 @@ def test_composed_methods_are_registered_with_their_own_folder_and_configs(key):
 
 @pytest.mark.slow
 def test_table1_with_three_composed_methods_on_the_kit_fills_their_rows(kit, tmp_path):
-    import re
-    import sys
-
-    from conftest import run_script
-    from test_report import make_report, row_of
-
     output = tmp_path / "output"
     env = {"DATA": str(kit.data), "OUTPUT": str(output), "EXTRA_OPTS": " ".join(kit.opts()), "EPOCHS": "1",
            "METHODS": "kgcoop+dept promptsrc+dept gopro+dept", "DATASETS": "oxford_pets", "SEEDS": "1",
@@ -292,37 +285,12 @@ def test_the_readme_plugin_runs_its_protocol_from_one_file_configs_and_a_registr
     CoOp config and one registry line; then scripts/run.sh trains CoOp+Temperature base-to-new on
     the kit (the plug-in's term in the log, its own folder and checkpoint) and evaluates the last
     epoch on the new classes, with no other edit anywhere."""
-    import os
-    import re
-    import shutil
-    import subprocess
-    import sys
-
-    from conftest import REPO, accuracies
-
-    repo = tmp_path / "repo"
-    for name in ("dassl", "datasets", "trainers", "configs", "tools", "scripts"):
-        shutil.copytree(REPO / name, repo / name, ignore=shutil.ignore_patterns("__pycache__"))
-    shutil.copy(REPO / "train.py", repo / "train.py")
-    guide = (REPO / "README.md").read_text().split("#### Adding a plug-in", 1)[1].split("\n### ", 1)[0]
-    code = re.search(r"```python\n# trainers/temperature.py\n(.*?)```", guide, re.S).group(1)
-    config = re.search(r"```yaml\n# configs/trainers/Temperature/coop_vit_b16.yaml\n(.*?)```", guide, re.S).group(1)
-    line = re.search(r"```python\n(COMPOSED \+= .*?\n)```", guide, re.S).group(1)
-    (repo / "trainers" / "temperature.py").write_text(code)
-    (repo / "configs" / "trainers" / "Temperature").mkdir()
-    (repo / "configs" / "trainers" / "Temperature" / "coop_vit_b16.yaml").write_text(config)
-    registry = repo / "tools" / "experiments" / "methods.py"
-    source = registry.read_text()
-    marker = "\nMETHODS.update({m.key: m for m in COMPOSED})"
-    assert source.count(marker) == 1
-    registry.write_text(source.replace(marker, "\n" + line.rstrip("\n") + marker))
-
-    env = {**os.environ, "PYTHON": sys.executable, "DATA": str(kit.data), "OUTPUT": str(tmp_path / "out"),
-           "EPOCHS": "2", "EXTRA_OPTS": " ".join(kit.opts())}
-    for step in ("base2new_train", "base2new_test"):
-        proc = subprocess.run(["bash", "scripts/run.sh", "coop+temperature", step, "oxford_pets", "1"], cwd=repo,
-                              env=env, capture_output=True, text=True, timeout=900)
-        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    repo = copy_of_repository(tmp_path / "repo")
+    follow_readme_guide(repo, readme_guide("#### Adding a plug-in"),
+                        ["trainers/temperature.py", "configs/trainers/Temperature/coop_vit_b16.yaml"],
+                        r"```python\n(COMPOSED \+= .*?\n)```", "\nMETHODS.update({m.key: m for m in COMPOSED})")
+    run_base2new_steps(repo, "coop+temperature", {"DATA": str(kit.data), "OUTPUT": str(tmp_path / "out"),
+                                                  "EPOCHS": "2", "EXTRA_OPTS": " ".join(kit.opts())})
     runs = tmp_path / "out" / "base2new"
     trained = runs / "train_base/oxford_pets/shots_16/CoOp_Temperature/coop_vit_b16/seed1"
     train, test = (trained / "log.txt").read_text(), (runs / "test_new/oxford_pets/shots_16/CoOp_Temperature/coop_vit_b16/seed1/log.txt").read_text()
