@@ -114,6 +114,7 @@ def test_composed_model_is_the_base_model_plus_the_head_computed_by_hand(kit, tm
     composed = dept_trainer(kit, tmp_path / "dept", base)
     plain = dept_trainer(kit, tmp_path / "plain", base, "TRAINER.PLUGINS", "[]")
     assert composed.get_model_names()[:2] == [plain.get_model_names()[0], "DePT"]
+    assert composed.model.learnable is composed.model.base.learnable   # what the base trainer optimises
     head = composed.model.plugin
     randomise(head)
     x = images(2)
@@ -141,6 +142,13 @@ def test_composed_model_is_the_base_model_plus_the_head_computed_by_hand(kit, tm
     assert loss.item() == pytest.approx(base_loss.item() - 0.7 * ce + 0.7 * lp, rel=1e-4, abs=1e-5)
     loss.backward()
     assert head.linear_probe_proj.weight.grad.abs().sum() > 0 and head.film_lp_text.scale.grad.abs().sum() > 0
+
+
+def test_base_trainer_code_sees_its_own_model_attributes_through_the_composition(kit, tmp_path):
+    trainer = dept_trainer(kit, tmp_path, "GOPro")
+    assert trainer.model.pv_in_logits is trainer.model.base.pv_in_logits is True   # read by GOPro's checkpoint mapping
+    with pytest.raises(AttributeError):
+        trainer.model.no_such_attribute
 
 
 def test_head_learns_at_its_multiple_of_the_learning_rate_on_the_same_schedule(kit, tmp_path):

@@ -16,8 +16,9 @@ are its own config node ``TRAINER.<CFG_NODE>`` (defaults from the plug-in module
 which run identity counts together with ``TRAINER.PLUGINS``.
 
 ``PluggedCLIP`` is the base class of a composed model: ``forward`` runs the base model and lets
-the plug-in change its output (``extend``); ``learnable``, ``learning`` and ``caching`` are the
-base model's, so a base trainer's own code (GOPro's, PromptSRC's GPA) keeps working on its part.
+the plug-in change its output (``extend``); any other attribute (``learnable``, ``learning``,
+``caching``, ...) is the base model's, so a base trainer's own code (GOPro's, PromptSRC's GPA)
+keeps working on its part.
 
 Writing a plug-in: subclass ``Plugin``, register it with ``@register_plugin``, give it an
 ``extend_cfg(cfg)`` for its node; see the README's "Adding a method" for a worked example.
@@ -25,6 +26,7 @@ Writing a plug-in: subclass ``Plugin``, register it with ``@register_plugin``, g
 from __future__ import annotations
 
 import contextlib
+import sys
 from typing import Callable, Dict, List, Optional, Sequence, Tuple, Type
 
 import torch
@@ -96,8 +98,6 @@ class Plugin:
     CFG_NODE = ""
 
     def __init__(self, cfg, base_model_name: str, classnames: Sequence[str]):
-        import sys
-
         self.cfg = cfg
         self.base_model_name = base_model_name
         self.classnames = list(classnames)
@@ -130,29 +130,23 @@ class Plugin:
 class PluggedCLIP(nn.Module):
     """A base model (``base``) with a plug-in's module (``plugin``) around it.
 
-    ``forward`` runs the base model with the same arguments and returns ``extend(output)``. The
-    base model's ``learnable``, ``learning`` and text-feature ``caching`` are this model's."""
+    ``forward`` runs the base model with the same arguments and returns ``extend(output)``. Every
+    other attribute is the base model's (``learnable``, ``learning``, ``backbone``, its text-feature
+    ``caching``, a method's own such as GOPro's ``pv_in_logits``), so a base trainer's own code
+    works on the composed model unchanged."""
 
     def __init__(self, base: nn.Module, plugin: nn.Module):
         super().__init__()
         self.base = base
         self.plugin = plugin
 
-    @property
-    def learnable(self) -> nn.Module:
-        return self.base.learnable
-
-    @property
-    def learning(self) -> bool:
-        return self.base.learning
-
-    @property
-    def backbone(self):
-        return self.base.backbone
-
-    def caching(self):
-        """The base model's text-feature cache for one evaluation (or nothing, if it has none)."""
-        return text_feature_caching(self.base)
+    def __getattr__(self, name: str):
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            if name in ("base", "plugin"):
+                raise
+            return getattr(self._modules["base"], name)
 
     def extend(self, output):
         raise NotImplementedError

@@ -2,7 +2,8 @@
 
 * ``add_prompt_keys`` / ``add_coop_keys`` / ``check_choices``: a method's ``TRAINER.<NODE>``;
 * ``ClipPromptTrainer``: the ``TrainerX`` plumbing (backbone, precision policy, optimizer
-  registration, upstream-compatible checkpoint loading) and one training step that reads like the
+  registration, the plug-ins of ``TRAINER.PLUGINS`` composed around the model and loss
+  (``trainers/plugins.py``), upstream-compatible checkpoint loading) and one training step that reads like the
   paper's: views → model → loss::
 
       inputs, label = self.model_inputs(batch)     # the images (and views) the model needs
@@ -246,7 +247,9 @@ class ClipPromptTrainer(TrainerX):
         The class-name buffers ``token_prefix``/``token_suffix`` are dropped (the evaluation label
         space may differ from training, e.g. new classes), as upstream does; frozen CLIP weights in
         upstream files are ignored. Anything else must match by name and shape, and a mismatch is
-        reported by name instead of a raw state-dict traceback.
+        reported by name instead of a raw state-dict traceback. A plug-in's module loads from its
+        own folder, or from an upstream file that holds the whole composed model (``split_upstream``,
+        found under the plug-in's ``upstream_folder()``).
         """
         if not directory:
             print("Note that load_model() is skipped as no pretrained model is given (ignore this if it's done on purpose)")
