@@ -234,6 +234,18 @@ def test_unknown_plugin_is_named_with_the_known_ones(kit, tmp_path):
         make_trainer(kit, tmp_path, "CoOp", "vit_b16_ctxv1", "TRAINER.PLUGINS", "['DEPT']")
 
 
+@pytest.mark.parametrize("dataset, subsample, applies", [
+    ("OxfordPets", "base", True), ("OxfordPets", "new", False), ("OxfordPets", "all", False),   # B2N; XD target
+    ("ImageNet", "all", True), ("ImageNetV2", "all", True), ("ImageNetSketch", "all", True),    # ImageNet's 1000 classes
+    ("ImageNetA", "all", False), ("ImageNetR", "all", False)])                                  # 200 of them: not sliced here
+def test_the_head_applies_where_the_label_space_is_the_one_it_was_trained_on(dataset, subsample, applies):
+    from yacs.config import CfgNode as CN
+
+    from trainers.dept import head_applies
+
+    assert head_applies(CN({"DATASET": CN({"NAME": dataset, "SUBSAMPLE_CLASSES": subsample})})) is applies
+
+
 def test_training_where_the_head_has_no_label_space_stops_with_advice(kit, tmp_path):
     trainer = dept_trainer(kit, tmp_path, "CoOp", subsample="all")
     with pytest.raises(ValueError, match="SUBSAMPLE_CLASSES base"):
