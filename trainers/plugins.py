@@ -91,8 +91,9 @@ def plugins_of(cfg, base_model_name: str, classnames: Sequence[str]) -> List["Pl
 
 class Plugin:
     """One plug-in instance for one run. Subclasses set ``NAME`` (its ``TRAINER.PLUGINS`` name, its
-    checkpoint folder) and ``CFG_NODE``, build ``self.module`` in ``__init__`` and implement
-    ``compose``."""
+    checkpoint folder) and ``CFG_NODE``, and implement ``compose``, which also sets ``self.module``
+    (built there, where the base model and so its feature size are known). ``self.options`` is the
+    plug-in's node with its module's defaults."""
 
     NAME = ""
     CFG_NODE = ""
