@@ -246,6 +246,13 @@ def test_the_head_applies_where_the_label_space_is_the_one_it_was_trained_on(dat
     assert head_applies(CN({"DATASET": CN({"NAME": dataset, "SUBSAMPLE_CLASSES": subsample})})) is applies
 
 
+def test_a_method_with_its_own_update_rule_refuses_a_plugin(kit, tmp_path):
+    trainer = make_trainer(kit, tmp_path, "ProGrad", "vit_b16", "TRAINER.PLUGINS", "['DePT']",
+                           "DATASET.SUBSAMPLE_CLASSES", "base")
+    with pytest.raises(ValueError, match="ProGrad has its own update rule"):
+        trainer.before_train()
+
+
 def test_training_where_the_head_has_no_label_space_stops_with_advice(kit, tmp_path):
     trainer = dept_trainer(kit, tmp_path, "CoOp", subsample="all")
     with pytest.raises(ValueError, match="SUBSAMPLE_CLASSES base"):

@@ -176,7 +176,12 @@ class ClipPromptTrainer(TrainerX):
         self.register_model(plugin.NAME, plugin.module, optim, build_lr_scheduler(optim, optim_cfg))
 
     def before_train(self):
-        for plugin in getattr(self, "plugins", ()):
+        plugins = getattr(self, "plugins", ())
+        if plugins and type(self).update is not ClipPromptTrainer.update:
+            # A method's own update rule (ProGrad's projected gradient) steps its prompts only.
+            raise ValueError(f"{type(self).__name__} has its own update rule, which does not train plug-in "
+                             f"parameters: it cannot be composed with TRAINER.PLUGINS {[p.NAME for p in plugins]}.")
+        for plugin in plugins:
             plugin.check_training()
         super().before_train()
 
