@@ -57,15 +57,15 @@ def build_cfg(kit: Kit, output_dir: Path, trainer: str, config: str, *opts: str,
               config_folder: str = ""):
     """The frozen config ``train.py`` would build for a paper config pointed at the kit
     (``configs/trainers/<config_folder or trainer>/<config>.yaml``)."""
-    from tools.experiments import train_cli
+    from runs import cli
 
-    args = train_cli.build_parser().parse_args([
+    args = cli.build_parser().parse_args([
         "--root", str(kit.data), "--seed", "1", "--trainer", trainer, "--output-dir", str(output_dir),
         "--dataset-config-file", str(REPO / "configs" / "datasets" / f"{dataset}.yaml"),
         "--config-file", str(REPO / "configs" / "trainers" / (config_folder or trainer) / f"{config}.yaml"),
         *kit.opts(), "DATASET.NUM_SHOTS", "16", *opts,
     ])
-    return train_cli.setup_cfg(args)
+    return cli.setup_cfg(args)
 
 
 def make_trainer(kit: Kit, output_dir: Path, trainer: str, config: str, *opts: str, dataset: str = "oxford_pets",
@@ -88,7 +88,7 @@ def copy_of_repository(repo: Path) -> Path:
     """A copy of the code (no tests, no outputs) to edit as a README guide says."""
     import shutil
 
-    for name in ("dassl", "datasets", "trainers", "configs", "tools", "scripts"):
+    for name in ("dassl", "datasets", "trainers", "configs", "tools", "runs", "scripts"):
         shutil.copytree(REPO / name, repo / name, ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copy(REPO / "train.py", repo / "train.py")
     return repo
@@ -114,7 +114,7 @@ def follow_readme_guide(repo: Path, guide: str, files: List[str], entry_pattern:
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text(body)
     entry = re.search(entry_pattern, guide, re.S).group(1)
-    registry = repo / "tools" / "experiments" / "methods.py"
+    registry = repo / "runs" / "methods.py"
     source = registry.read_text()
     assert source.count(marker) == 1, f"the registry has no single {marker!r}"
     registry.write_text(source.replace(marker, "\n" + entry.rstrip("\n") + marker))

@@ -18,9 +18,9 @@ from conftest import (accuracies, build_cfg, copy_of_repository, follow_readme_g
 from numerics import assert_close
 from test_baselines import images, one_batch, write_upstream_checkpoint
 from test_report import make_report, row_of
-from tools.experiments.methods import METHODS, MODERN
+from runs.methods import METHODS, MODERN
 from tools.experiments.report import Paper, Reported, regime
-from tools.experiments.run_identity import settings_of
+from runs.identity import settings_of
 from trainers.dept import DecoupledHead, DePTLoss, linear_probe_loss
 from trainers.losses import ClassificationLoss
 from trainers.models import ModelOutput

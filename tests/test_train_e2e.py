@@ -91,7 +91,7 @@ def test_a_dataset_file_dropped_into_a_copy_of_the_repo_trains_without_editing_t
     from tools.kit.make_fixture_datasets import Params, write_image
 
     repo = tmp_path / "repo"
-    for name in ("dassl", "datasets", "trainers", "configs", "tools"):
+    for name in ("dassl", "datasets", "trainers", "configs", "tools", "runs"):
         shutil.copytree(REPO / name, repo / name, ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copy(REPO / "train.py", repo / "train.py")
     section = (REPO / "DATASETS.md").read_text().split("## Adding a new dataset", 1)[1]
@@ -184,7 +184,7 @@ def test_an_upstream_style_trainer_folder_runs_with_our_train_py(kit, tmp_path):
     import sys
 
     repo = tmp_path / "repo"
-    for name in ("dassl", "datasets", "configs", "tools"):
+    for name in ("dassl", "datasets", "configs", "tools", "runs"):
         shutil.copytree(REPO / name, repo / name, ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copy(REPO / "train.py", repo / "train.py")
     (repo / "trainers").mkdir()
