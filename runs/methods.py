@@ -16,6 +16,7 @@ it is the last one of the training run (``train.py --load-epoch last``).
 """
 from __future__ import annotations
 
+import dataclasses
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -81,9 +82,18 @@ class Method:
     kit_depth_keys: Tuple[str, ...] = ()          # prompt depths the kit lowers to the tiny CLIP's blocks
     kit_opts: Tuple[str, ...] = ()                # other KEY VALUE pairs that fit the paper configs to the kit
     fewshot_cfg: str = ""                         # config of the few-shot protocol ("" = not defined)
-    tags: Tuple[str, ...] = ()                    # regime shown in the report ("LLM text", ...; empty = inductive prompt learner)
     sweeps: Tuple[Sweep, ...] = ()
     teacher: Optional[Teacher] = None             # a distilled method's teacher (PromptKD)
+    plugins: Tuple[str, ...] = ()                 # plug-ins composed with the trainer (its configs' TRAINER.PLUGINS)
+    tags: Tuple[str, ...] = ()                    # regime shown in the report: "training-free", "fine-tuned",
+                                                  # "transductive", "teacher ViT-L/14", "LLM text", "plug-in" ...
+                                                  # (empty = inductive prompt learner)
+
+    @property
+    def folder(self) -> str:
+        """The trainer folder of its runs: the trainer, joined by ``_`` with its plug-ins
+        (``PromptSRC_DePT``), so a composed method never shares the base method's folders."""
+        return "_".join((self.trainer, *self.plugins))
 
     @property
     def paper_row(self) -> bool:
@@ -108,8 +118,9 @@ class Method:
         return REPO / "configs" / "trainers" / (self.config_folder or self.trainer) / f"{cfg}.yaml"
 
     def in_checkout(self, repo: Path = REPO) -> bool:
-        """Whether this checkout has the method's trainer file."""
-        return (repo / "trainers" / f"{self.module or self.key}.py").is_file()
+        """Whether this checkout has the method's trainer file (and its plug-ins' files)."""
+        files = [self.module or self.key, *(plugin.lower() for plugin in self.plugins)]
+        return all((repo / "trainers" / f"{name}.py").is_file() for name in files)
 
     def sweep(self, name: str) -> Optional[Sweep]:
         return next((s for s in self.sweeps if s.name == name), None)
@@ -176,6 +187,16 @@ PROMPTKD_DEPTHS = ("TRAINER.PROMPTKD.PROMPT_DEPTH_TEXT", "TRAINER.PROMPTKD.PROMP
 # PromptKD: upstream's KD_WEIGHT is 200 on these datasets (1000 elsewhere).
 PROMPTKD_KD200 = {d: "vit_b16_c2_ep20_batch8_4+4ctx_kd200" for d in ("fgvc_aircraft", "oxford_flowers", "dtd")}
 
+def plugged(base: Method, plugin: str, cfg: str) -> Method:
+    """``base`` composed with ``plugin`` (a method of its own: key ``<base>+<plugin>``, row
+    ``<Base>+<Plugin>``, trainer folder ``<Trainer>_<Plugin>``), trained and evaluated with
+    ``configs/trainers/<plugin>/<cfg>.yaml`` in both protocols (it sets TRAINER.PLUGINS)."""
+    return dataclasses.replace(base, key=f"{base.key}+{plugin.lower()}", label=f"{base.label}+{plugin}", b2n_cfg=cfg,
+                               xd_cfg=cfg, b2n_dataset_cfg={}, group=MODERN, config_folder=plugin,
+                               module=base.module or base.key, sweeps=(), plugins=(*base.plugins, plugin),
+                               tags=(*base.tags, "plug-in"))
+
+
 # Paper row order (Tables 1 and 2), then MaPLe's variants, then the modern baselines (not in the
 # GOPro paper: KgCoOp, ProGrad, PromptSRC), which the reproduce commands run when METHODS names them.
 METHODS: Dict[str, Method] = {m.key: m for m in (
@@ -209,6 +230,13 @@ METHODS: Dict[str, Method] = {m.key: m for m in (
            teacher=Teacher("promptsrc", "vit_l14_c2_ep20_batch8_4+4ctx", "TRAINER.PROMPTKD.TEACHER_RUN")),
 )}
 PAPER_METHODS = tuple(key for key, m in METHODS.items() if m.group == PAPER)
+# DePT (trainers/dept.py) on the base methods of its paper and ours; configs/trainers/DePT/<base>_<upstream cfg>.
+DEPT_CONFIGS = {"coop": "coop_vit_b16_ep10_bs4_lr35", "cocoop": "cocoop_vit_b16_c4_ep10_batch1_ctxv1",
+                "kgcoop": "kgcoop_vit_b16_ep10_ctxv1_bs4_lr35", "maple": "maple_vit_b16_c2_ep10_batch4_2ctx",
+                "promptsrc": "promptsrc_vit_b16_c2_ep20_batch4_4+4ctx", "gopro": "gopro_vit_b16"}
+# Composed methods: a base method of the registry with plug-ins (trainers/plugins.py), rows of their own.
+COMPOSED = tuple(plugged(METHODS[base], "DePT", cfg) for base, cfg in DEPT_CONFIGS.items())
+METHODS.update({m.key: m for m in COMPOSED})
 MODERN_BASELINES = tuple(key for key, m in METHODS.items() if m.group == MODERN)
 REPORTED_METHODS = PAPER_METHODS + MODERN_BASELINES  # the rows the report can show
 

@@ -171,14 +171,14 @@ def base2new(method: Method, ctx: Context, dataset: str, seed: int, phases: Sequ
              options: Sequence[str] = ()) -> List[StepRun]:
     """Training on the base classes (phase "train") and/or the new-class test of its last epoch ("test")."""
     cfg = method.cfg("b2n", dataset, ctx.cfg)
-    trained = ctx.layout.b2n_dir("train_base", dataset, method.trainer, cfg, seed)
+    trained = ctx.layout.b2n_dir("train_base", dataset, method.folder, cfg, seed)
     shots = ("DATASET.NUM_SHOTS", ctx.shots)
     runs = []
     if "train" in phases:
         runs.append((trained, (*run_args(method, ctx, cfg, dataset, seed), *shots,
                                        "DATASET.SUBSAMPLE_CLASSES", "base", *options)))
     if "test" in phases:
-        tested = ctx.layout.b2n_dir("test_new", dataset, method.trainer, cfg, seed)
+        tested = ctx.layout.b2n_dir("test_new", dataset, method.folder, cfg, seed)
         runs.append((tested, (*run_args(method, ctx, cfg, dataset, seed), "--model-dir", str(trained),
                                       *LOAD_LAST, "--eval-only", *shots, "DATASET.SUBSAMPLE_CLASSES", "new", *options)))
     return runs
@@ -210,15 +210,15 @@ def distilled_base2new(method: Method, ctx: Context, dataset: str, seed: int, st
 
 def xd_train(method: Method, ctx: Context, seed: int) -> List[StepRun]:
     cfg, source = method.cfg("xd", asked=ctx.cfg), ctx.layout.xd_source
-    return [(ctx.layout.xd_source_dir(method.trainer, cfg, seed),
+    return [(ctx.layout.xd_source_dir(method.folder, cfg, seed),
                      (*run_args(method, ctx, cfg, source, seed), "DATASET.NUM_SHOTS", ctx.shots,
                       "DATASET.SUBSAMPLE_CLASSES", "all"))]
 
 
 def xd_test(method: Method, ctx: Context, dataset: str, seed: int) -> List[StepRun]:
     cfg = method.cfg("xd", asked=ctx.cfg)
-    trained = ctx.layout.xd_source_dir(method.trainer, cfg, seed)
-    return [(ctx.layout.xd_target_dir(method.trainer, cfg, dataset, seed),
+    trained = ctx.layout.xd_source_dir(method.folder, cfg, seed)
+    return [(ctx.layout.xd_target_dir(method.folder, cfg, dataset, seed),
                      (*run_args(method, ctx, cfg, dataset, seed), "--model-dir", str(trained), *LOAD_LAST,
                       "--eval-only", "DATASET.SUBSAMPLE_CLASSES", "all"))]
 

@@ -90,6 +90,10 @@ class Paper:
         values = self.data["base2new"].get(dataset, {}).get(label)
         return tuple(values) if values else (None, None, None)
 
+    def b2n_source(self, label: str, dataset: str) -> str:
+        """Where the base-to-new number beside ours comes from ("–": none)."""
+        return "GOPro paper" if any(v is not None for v in self.b2n(label, dataset)) else NO_VALUE
+
     def _columns(self, table: str, label: str, dataset: str) -> Optional[float]:
         section = self.data[table]
         values = section.get(label)
@@ -393,14 +397,23 @@ class Request:
         return [d for d in candidates if d in self.datasets]
 
 
-B2N_HEADERS = ["Method", "Base", "Base (paper)", "Δ", "New", "New (paper)", "Δ", "HM", "HM (paper)", "Δ"]
+B2N_HEADERS = ["Method", "Base", "Base (paper)", "Δ", "New", "New (paper)", "Δ", "HM", "HM (paper)", "Δ",
+               "Regime", "Paper number from"]
 
 
-def b2n_row(label: str, cells: Sequence[Cell]) -> List[str]:
-    row = [label]
+def regime(method: Method) -> str:
+    """What a row's method uses beyond the base classes' labelled shots (registry ``tags``: transductive,
+    teacher, LLM text, plug-in, ...), so that rows of different regimes are not compared unawares."""
+    return ", ".join(method.tags) or ("training-free" if method.zero_shot else "inductive")
+
+
+def b2n_row(method: Method, cells: Sequence[Cell], source: str) -> List[str]:
+    """Ours (mean ± std over seeds, footnoted with its settings where they are not the paper's), the
+    paper's number and Δ per metric; the method's regime; where the paper's number comes from."""
+    row = [method.label]
     for cell in cells:
         row += [cell.format_ours(), cell.format_paper(), cell.format_delta()]
-    return row
+    return row + [regime(method), source]
 
 
 def table1(req: Request) -> Section:
@@ -413,7 +426,7 @@ def table1(req: Request) -> Section:
     average_rows = []
     for m in req.methods:
         cells = b2n_average(list(results[m.key].values()), req.paper.b2n(m.label, "average"), comparable)
-        average_rows.append(b2n_row(m.label, cells))
+        average_rows.append(b2n_row(m, cells, req.paper.b2n_source(m.label, "average")))
         section.records += [c.record(row=m.label, column="average", metric=k) for k, c in zip(METRICS, cells)]
     title = "Average over 11 datasets" if comparable else f"Average over the {len(datasets)} listed datasets"
     section.blocks.append(Block(title, B2N_HEADERS, average_rows))
@@ -424,7 +437,7 @@ def table1(req: Request) -> Section:
         rows = []
         for m in req.methods:
             cells = b2n_cells(results[m.key][d], req.paper.b2n(m.label, d))
-            rows.append(b2n_row(m.label, cells))
+            rows.append(b2n_row(m, cells, req.paper.b2n_source(m.label, d)))
             section.records += [c.record(row=m.label, column=d, metric=k) for k, c in zip(METRICS, cells)]
         section.blocks.append(Block(PRETTY[d], B2N_HEADERS, rows))
     return section
@@ -562,6 +575,7 @@ class Reported:
 
     def __init__(self, data: dict, paper: Paper):
         self.rows = data["base2new_average"]["rows"]
+        self.sources = data.get("sources", {})
         self.paper = paper
 
     @classmethod
@@ -571,6 +585,12 @@ class Reported:
     def b2n(self, label: str, dataset: str) -> Tuple[Optional[float], ...]:
         row = self.rows.get(label) if dataset == "average" else None
         return tuple(row["values"]) if row else self.paper.b2n(label, dataset)
+
+    def b2n_source(self, label: str, dataset: str) -> str:
+        row = self.rows.get(label) if dataset == "average" else None
+        if not row:
+            return self.paper.b2n_source(label, dataset)
+        return re.sub(r" at [0-9a-f]{7,40}$", "", self.sources.get(row["source"], row["source"]))  # without the commit
 
 
 def paper_rows(req: Request) -> Request:

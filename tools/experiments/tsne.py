@@ -54,7 +54,7 @@ def method_panel(layout: Layout, name: str, dataset: str, seed: int) -> Panel:
     method = get_method(name)
     cfg = method.cfg("b2n", dataset)
     # Zero-shot CLIP reads CoOp's config (its registry entry's config_folder).
-    model_dir = None if method.zero_shot else layout.b2n_dir("train_base", dataset, method.trainer, cfg, seed)
+    model_dir = None if method.zero_shot else layout.b2n_dir("train_base", dataset, method.folder, cfg, seed)
     return Panel(method.label, method.trainer, method.config_path(cfg), model_dir)
 
 
