@@ -53,24 +53,27 @@ def run_script(script: str, *args: str, env: dict, timeout: int = 900) -> subpro
     return proc
 
 
-def build_cfg(kit: Kit, output_dir: Path, trainer: str, config: str, *opts: str, dataset: str = "oxford_pets"):
-    """The frozen config ``train.py`` would build for a paper config pointed at the kit."""
+def build_cfg(kit: Kit, output_dir: Path, trainer: str, config: str, *opts: str, dataset: str = "oxford_pets",
+              config_folder: str = ""):
+    """The frozen config ``train.py`` would build for a paper config pointed at the kit
+    (``configs/trainers/<config_folder or trainer>/<config>.yaml``)."""
     from tools.experiments import train_cli
 
     args = train_cli.build_parser().parse_args([
         "--root", str(kit.data), "--seed", "1", "--trainer", trainer, "--output-dir", str(output_dir),
         "--dataset-config-file", str(REPO / "configs" / "datasets" / f"{dataset}.yaml"),
-        "--config-file", str(REPO / "configs" / "trainers" / trainer / f"{config}.yaml"),
+        "--config-file", str(REPO / "configs" / "trainers" / (config_folder or trainer) / f"{config}.yaml"),
         *kit.opts(), "DATASET.NUM_SHOTS", "16", *opts,
     ])
     return train_cli.setup_cfg(args)
 
 
-def make_trainer(kit: Kit, output_dir: Path, trainer: str, config: str, *opts: str, dataset: str = "oxford_pets"):
+def make_trainer(kit: Kit, output_dir: Path, trainer: str, config: str, *opts: str, dataset: str = "oxford_pets",
+                 config_folder: str = ""):
     """A real trainer object built from the real configs on the kit (seeded like train.py)."""
     from dassl.engine import build_trainer
     from dassl.utils import set_random_seed
 
-    cfg = build_cfg(kit, output_dir, trainer, config, *opts, dataset=dataset)
+    cfg = build_cfg(kit, output_dir, trainer, config, *opts, dataset=dataset, config_folder=config_folder)
     set_random_seed(cfg.SEED)
     return build_trainer(cfg)

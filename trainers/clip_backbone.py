@@ -371,10 +371,15 @@ class ClipBackbone(nn.Module):
         """BPE ids of ``text`` without SOS/EOT (to locate class-name tokens inside a prompt)."""
         return openai_bpe().encode(text)
 
+    @property
+    def token_embedding(self) -> nn.Embedding:
+        """The text tower's (frozen) token embedding, whichever library built it."""
+        return self.text_model.token_embedding
+
     @torch.no_grad()
     def embed_tokens(self, tokens: torch.Tensor) -> torch.Tensor:
         """Token embeddings [N, T, D_t] in fp32 (buffers for prompt assembly)."""
-        return self.text_model.token_embedding(tokens.to(self.device)).float()
+        return self.token_embedding(tokens.to(self.device)).float()
 
     @torch.no_grad()
     def encode_tokens(self, tokens: torch.Tensor, chunk_size: int = 0) -> torch.Tensor:

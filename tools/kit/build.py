@@ -3,9 +3,12 @@
 Used by the tests, the demo (``make demo``) and anyone who wants to try the pipeline without
 downloading ViT-B/16 and the benchmarks:
 
-    python -m tools.kit.build kit/                 # writes kit/tiny-clip.pt and kit/DATA/...
+    python -m tools.kit.build kit/                 # writes kit/tiny-clip.pt, kit/open_clip/ and kit/DATA/...
     export DATA=kit/DATA EXTRA_OPTS="$(python -m tools.kit.build kit/ --print-opts)"
     bash scripts/gopro/base2new_train.sh oxford_pets 1
+    # the same on the tiny open_clip model (open_clip's own architecture, random weights)
+    BACKBONE=open_clip:tiny-ViT:kit EXTRA_OPTS="$(python -m tools.kit.build kit/ --print-opts --open-clip)" \
+        bash scripts/gopro/base2new_train.sh oxford_pets 1
 
 ``--world`` writes the synthetic world of ``tools/kit/world.py`` instead (a benchmark on which prompt
 learning has something to learn; its dataset is ``oxford_pets``).
@@ -18,11 +21,12 @@ from pathlib import Path
 from typing import Iterable, List, Tuple
 
 from tools.experiments.methods import METHODS
-from tools.kit.make_tiny_clip import write_tiny_clip
+from tools.kit.make_tiny_clip import TINY_OPEN_CLIP_ARCH, write_tiny_clip, write_tiny_open_clip
 
 REPO = Path(__file__).resolve().parents[2]
 
 IMAGE_SIZE = 32
+OPEN_CLIP_BACKBONE = f"open_clip:{TINY_OPEN_CLIP_ARCH}:kit"  # BACKBONE of the kit's tiny open_clip model
 TINY_LAYERS = 3  # transformer blocks per tower of the tiny CLIP
 # The demo/base-to-new dataset: 5 classes (odd, so base = 3 and new = 2 differ in size).
 DEMO_DATASET = dict(name="oxford_pets", num_classes=5, train_per_class=20, test_per_class=10)
@@ -48,14 +52,27 @@ class Kit:
         return self.root / "tiny-clip.pt"
 
     @property
+    def open_clip_config(self) -> Path:
+        return self.root / "open_clip" / f"{TINY_OPEN_CLIP_ARCH}.json"
+
+    @property
+    def open_clip_weights(self) -> Path:
+        return self.root / "open_clip" / f"{TINY_OPEN_CLIP_ARCH}.pt"
+
+    @property
     def data(self) -> Path:
         return self.root / "DATA"
 
-    def opts(self, workers: int = 0) -> List[str]:
+    def opts(self, workers: int = 0, open_clip: bool = False) -> List[str]:
         """train.py ``KEY VALUE`` options that point a paper config at the kit (deep prompts of
-        MaPLe, IVLP, VPT and PromptSRC reach through all the tiny CLIP's blocks instead of 9 or 12)."""
+        MaPLe, IVLP, VPT and PromptSRC reach through all the tiny CLIP's blocks instead of 9 or 12).
+        ``open_clip``: the weights and model config of the tiny open_clip model instead of the tiny
+        OpenAI CLIP (run it with ``BACKBONE=open_clip:tiny-ViT:kit``, ``OPEN_CLIP_BACKBONE``)."""
         depths = [x for key in tiny_prompt_depth_keys() for x in (key, str(TINY_LAYERS))]
-        return ["MODEL.BACKBONE.PATH", str(self.clip_path), "INPUT.SIZE", f"({IMAGE_SIZE},{IMAGE_SIZE})",
+        weights = ["MODEL.BACKBONE.PATH", str(self.open_clip_weights),
+                   "MODEL.BACKBONE.OPEN_CLIP_CONFIG", str(self.open_clip_config)] if open_clip else [
+                   "MODEL.BACKBONE.PATH", str(self.clip_path)]
+        return [*weights, "INPUT.SIZE", f"({IMAGE_SIZE},{IMAGE_SIZE})",
                 "DATALOADER.NUM_WORKERS", str(workers), "DATALOADER.TEST.BATCH_SIZE", "50",
                 "TRAIN.PRINT_FREQ", "5", "USE_CUDA", "False", *depths]
 
@@ -73,6 +90,8 @@ def build_kit(root: str | Path, datasets: Iterable[dict] = (DEMO_DATASET,), seed
     if not kit.clip_path.exists():
         write_tiny_clip(kit.clip_path, seed=seed, layers=TINY_LAYERS, image_resolution=IMAGE_SIZE,
                         pretrain_on=[s for spec in datasets for s in training_pairs(kit.data, spec["name"])])
+    if not kit.open_clip_weights.exists():
+        write_tiny_open_clip(kit.open_clip_weights.parent, seed=seed, layers=TINY_LAYERS, image_resolution=IMAGE_SIZE)
     return kit
 
 
@@ -98,6 +117,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("root", help="kit folder")
     parser.add_argument("--print-opts", action="store_true", help="only print the train.py options")
+    parser.add_argument("--open-clip", action="store_true",
+                        help=f"options for the tiny open_clip model (run with BACKBONE={OPEN_CLIP_BACKBONE})")
     parser.add_argument("--datasets", nargs="+", default=[DEMO_DATASET["name"]], metavar="NAME",
                         help=f"fixture datasets to write, or 'all' (default: {DEMO_DATASET['name']}); "
                              f"names: {' '.join(ALL_DATASETS)}")
@@ -114,11 +135,14 @@ def main() -> None:
         kit = build_world(args.root)
     else:
         kit = build_kit(args.root, [dict(DEMO_DATASET, name=name) for name in names])
+    opts = " ".join(kit.opts(open_clip=args.open_clip))
     if args.print_opts:
-        print(" ".join(kit.opts()))
+        print(opts)
         return
-    print(f"Tiny CLIP: {kit.clip_path}\nDatasets:  {kit.data}")
-    print(f'export DATA={kit.data} EXTRA_OPTS="{" ".join(kit.opts())}"')
+    print(f"Tiny CLIP: {kit.clip_path}\nTiny open_clip model: {kit.open_clip_weights} ({OPEN_CLIP_BACKBONE})")
+    print(f"Datasets:  {kit.data}")
+    backbone = f"BACKBONE={OPEN_CLIP_BACKBONE} " if args.open_clip else ""
+    print(f'export {backbone}DATA={kit.data} EXTRA_OPTS="{opts}"')
 
 
 if __name__ == "__main__":
