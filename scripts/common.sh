@@ -102,6 +102,6 @@ run_train_py() {  # run_train_py OUTDIR [train.py args...]: run train.py unless 
 run_step() {  # run_step METHOD STEP ARGS...: the step's train.py runs (method_runs checks the arguments first)
     local runs
     runs=$(cd "$REPO" && "$PYTHON" -m tools.experiments.method_runs --script "$(basename "$0")" --data "$DATA" \
-        --output "$OUTPUT" --shots "$SHOTS" --xd-source "$XD_SOURCE" --cfg "${CFG:-}" "$@") || exit $?
+        --output "$OUTPUT" --shots "$SHOTS" --xd-source "$XD_SOURCE" --cfg "${CFG:-}" --backbone "${BACKBONE:-}" "$@") || exit $?
     eval "$runs"  # run_train_py FOLDER ARGS..., one line per run, every word quoted by Python
 }

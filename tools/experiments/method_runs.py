@@ -167,6 +167,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--shots", type=int, default=16, help="images per class (SHOTS)")
     parser.add_argument("--xd-source", default="imagenet", help="cross-dataset source (XD_SOURCE)")
     parser.add_argument("--cfg", default="", help="config name replacing the method's default (CFG)")
+    parser.add_argument("--backbone", default="", help="MODEL.BACKBONE.NAME replacing the configs' (BACKBONE): "
+                                                        "its runs get their own tree")
     parser.add_argument("--script", default="method_runs", help="the script named in usage lines")
     parser.add_argument("method", help="a key of the registry (tools/experiments/methods.py), e.g. gopro")
     parser.add_argument("step")
@@ -177,8 +179,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        ctx = Context(args.data, Layout(args.output, args.shots, args.xd_source), args.cfg)
+        layout = Layout(args.output, args.shots, args.xd_source, args.backbone)
+        ctx = Context(args.data, layout, args.cfg)
         runs = step_runs(get_method(args.method), args.step, args.args, ctx)
+        layout.record_backbone()
     except UsageError as exc:
         print(f"Usage: {args.script} {exc}", file=sys.stderr)
         return 2
