@@ -221,3 +221,59 @@ def test_the_kits_open_clip_model_is_open_clips_own_architecture(kit):
     block = backbone.text_model.transformer.resblocks[0]
     assert block.attn.num_heads == 2 and type(block.mlp.gelu) is torch.nn.GELU
     assert isinstance(block.ls_1, open_clip.transformer.LayerScale)
+
+
+# ---- through the scripts: layout and report -------------------------------------------------------
+@pytest.mark.parametrize("name, folder", [("ViT-L/14@336px", "vit_l_14_336px"),
+                                          ("open_clip:ViT-B-16:laion2b_s34b_b88k", "open_clip_vit_b_16_laion2b_s34b_b88k")])
+def test_runs_on_another_backbone_get_their_own_tree(tmp_path, name, folder):
+    from tools.experiments.layout import Layout, backbone_folder
+
+    assert backbone_folder(name) == folder
+    own, other = Layout(tmp_path), Layout(tmp_path, backbone=name)
+    assert Layout(tmp_path, backbone="ViT-B/16").b2n_dir("train_base", "dtd", "CoOp", "c", 1) == \
+        own.b2n_dir("train_base", "dtd", "CoOp", "c", 1)
+    assert other.b2n_dir("train_base", "dtd", "CoOp", "c", 1) == \
+        tmp_path / "backbone" / folder / "base2new/train_base/dtd/shots_16/CoOp/c/seed1"
+    assert other.sub("ablation", "ce").zeroshot_dir("new", "dtd") == \
+        tmp_path / "ablation/ce/backbone" / folder / "zsclip/new/dtd"
+    other.record_backbone()
+    assert own.backbones() == ["", name]
+
+
+@pytest.mark.slow
+def test_every_method_runs_base_to_new_on_the_kits_open_clip_model_through_the_scripts(kit, tmp_path):
+    """BACKBONE=open_clip:tiny-ViT:kit: every registered method trains on the base classes and is
+    evaluated on the new ones by scripts/run.sh, and the report shows the rows under that backbone."""
+    from conftest import run_script
+    from tools.experiments import report
+
+    env = {"DATA": str(kit.data), "OUTPUT": str(tmp_path), "EPOCHS": "1", "BACKBONE": OPEN_CLIP_BACKBONE,
+           "EXTRA_OPTS": " ".join(kit.opts(open_clip=True))}
+    methods = methods_in_checkout()
+    for method in methods:
+        steps = [("zeroshot", s) for s in ("base", "new")] if method.zero_shot else [("base2new_train", "1"),
+                                                                                       ("base2new_test", "1")]
+        for step, last in steps:
+            run_script("run.sh", method.key, step, "oxford_pets", last, env=env)
+    logs = list((tmp_path / "backbone").rglob("log.txt"))
+    assert len(logs) == 2 * len(methods) and not list(tmp_path.glob("base2new"))  # nothing at the top of the tree
+    assert all(f"Loading open_clip (backbone: {OPEN_CLIP_BACKBONE}" in log.read_text() for log in logs)
+    text = report_text(report, tmp_path)
+    assert f"Backbone: {OPEN_CLIP_BACKBONE}." in text
+    tables = text.split(f"Backbone: {OPEN_CLIP_BACKBONE}.")[1]
+    for method in methods:
+        if method.group != "variant":  # variants appear in no table
+            row = next(line for line in tables.splitlines() if line.startswith(f"| {method.label} "))
+            assert "n/a" not in row.split("|")[2], row  # its oxford_pets base accuracy
+
+
+def report_text(report, output) -> str:
+    import contextlib
+    import io
+
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        assert report.main([str(output), "--seeds", "1", "--datasets", "oxford_pets", "--tables", "table1",
+                            "modern"]) == 0
+    return printed.getvalue()
