@@ -12,7 +12,7 @@ import torch
 import open_clip
 from conftest import make_trainer
 from numerics import assert_close, assert_differs
-from tools.experiments.methods import METHODS
+from runs.methods import METHODS
 from tools.kit.build import OPEN_CLIP_BACKBONE
 from tools.kit.make_tiny_clip import tiny_open_clip_config
 from trainers.clip_backbone import ClipBackbone, load_clip
@@ -227,7 +227,7 @@ def test_the_kits_open_clip_model_is_open_clips_own_architecture(kit):
 @pytest.mark.parametrize("name, folder", [("ViT-L/14@336px", "vit_l_14_336px"),
                                           ("open_clip:ViT-B-16:laion2b_s34b_b88k", "open_clip_vit_b_16_laion2b_s34b_b88k")])
 def test_runs_on_another_backbone_get_their_own_tree(tmp_path, name, folder):
-    from tools.experiments.layout import Layout, backbone_folder
+    from runs.layout import Layout, backbone_folder
 
     assert backbone_folder(name) == folder
     own, other = Layout(tmp_path), Layout(tmp_path, backbone=name)
