@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import open_clip
-from conftest import make_trainer
+from conftest import REPO, make_trainer
 from numerics import assert_close, assert_differs
 from runs.methods import METHODS
 from tools.kit.build import OPEN_CLIP_BACKBONE
@@ -277,3 +277,22 @@ def report_text(report, output) -> str:
         assert report.main([str(output), "--seeds", "1", "--datasets", "oxford_pets", "--tables", "table1",
                             "modern"]) == 0
     return printed.getvalue()
+
+
+def test_the_benchmark_times_a_method_on_both_libraries_and_reports_their_ratio(tmp_path):
+    """bench_prompts --open-clip: the same random OpenAI-format weights, one case per library."""
+    import sys
+
+    sys.path.insert(0, str(REPO / "bench"))
+    import bench_prompts as bench
+
+    base = dict(arch="tiny", device="cpu", clip_path=bench.write_random_clip(str(tmp_path / "clip.pt"), "tiny"),
+                work_dir=str(tmp_path / "work"), test_batch=2, text_chunk=0, steps=1, eval_batches=1,
+                method="CoOp", num_classes=3,
+                root=bench.write_label_space(str(tmp_path / "classes"), bench.read_classnames(3)))
+    results = {label: {3: bench.run_method_case(dict(base, **extra))} for label, extra in (
+        ("CoOp", {}), ("CoOp" + bench.OPEN_CLIP_SUFFIX, {"backbone": bench.OPEN_CLIP_BACKBONE}))}
+    assert all(r[3]["step_ms"] > 0 and r[3]["eval_images_per_s"] > 0 for r in results.values())
+    targets = {t["target"]: t for t in bench.check_targets({}, results, [3])}
+    ratio = targets["C=3: CoOp [open_clip] step / clip step"]["value"]
+    assert ratio == results["CoOp [open_clip]"][3]["step_ms"] / results["CoOp"][3]["step_ms"]
