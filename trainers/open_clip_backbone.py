@@ -150,15 +150,13 @@ class OpenClipBackbone(ClipBackbone):
 
     library = "open_clip"
 
-    def __init__(self, clip_model: nn.Module, precision: str = "fp32", device: torch.device | str = "cpu",
-                 arch: str = ""):
+    def __init__(self, clip_model: nn.Module, arch: str, precision: str = "fp32", device: torch.device | str = "cpu"):
         super().__init__(clip_model, precision, device)
         self.arch = arch
-        self._tokenizer = open_clip.get_tokenizer(arch) if arch else open_clip.tokenizer.SimpleTokenizer(
-            context_length=self.context_length)
+        self._tokenizer = open_clip.get_tokenizer(arch)  # the built-in BPE (hub tokenizers are refused at load)
         for block in self.text_model.transformer.resblocks:
             if not isinstance(block, ResidualAttentionBlock):
-                raise ValueError(f"open_clip model {arch or ''} has {type(block).__name__} text blocks; only open_clip's "
+                raise ValueError(f"open_clip model {arch} has {type(block).__name__} text blocks; only open_clip's "
                                  f"ResidualAttentionBlock is supported")
 
     @property
@@ -187,7 +185,7 @@ class OpenClipBackbone(ClipBackbone):
     def require_vit(self, what: str) -> None:
         if not self.is_vit:
             raise ValueError(f"{what} need an open_clip VisionTransformer image tower with plain blocks and CLS or mean "
-                             f"pooling; {self.arch or 'this model'} has a {type(self.clip.visual).__name__} "
+                             f"pooling; {self.arch} has a {type(self.clip.visual).__name__} "
                              f"(ResNets, timm towers such as EVA's and attention-pooled towers run only whole). "
                              f"Use e.g. open_clip:ViT-B-16:laion2b_s34b_b88k")
 
@@ -221,7 +219,7 @@ def build_open_clip_backbone(name: str, path: str, config_path: str, precision: 
     from .upstream_init import replay_clip_init
 
     arch, _ = parse_open_clip_name(name)
-    backbone = OpenClipBackbone(load_open_clip(name, path, config_path), precision, device, arch=arch)
+    backbone = OpenClipBackbone(load_open_clip(name, path, config_path), arch, precision, device)
     if backbone.is_vit:
         replay_clip_init(backbone)
     return backbone
