@@ -17,6 +17,9 @@ Measured in one run (every case in a fresh subprocess, so memory counters and ca
    thread with B² AugMix runs per batch, per-image text calls at 77 tokens). Step time and peak memory.
 3. **eval**: images/s of ``model_inference`` on test batches (text features of image-independent
    prompts are encoded once per evaluation, as ``trainer.test()`` does).
+4. **backbone library** (``--open-clip METHOD ...``): the same methods on the same weights loaded
+   through open_clip (``MODEL.BACKBONE.NAME open_clip:ViT-B-16:openai``) instead of OpenAI's clip:
+   the ratio of step times and of evaluation speeds shows any overhead of the open_clip path.
 
 CLIP has random weights (speed does not depend on them); its architecture is ViT-B/16, or a
 smaller one with ``--quick``. Synthetic batches are fed straight to the trainer, so data loading is
@@ -94,6 +97,9 @@ METHODS = {
     "GOPro official-style": ("GOPro", official_gopro.CONFIG, official_gopro.OPTS),
 }
 OFFICIAL_STYLE = "GOPro official-style"
+# The same random OpenAI-format weights through open_clip (its ``openai`` tag builds the model from them).
+OPEN_CLIP_BACKBONE = "open_clip:ViT-B-16:openai"
+OPEN_CLIP_SUFFIX = " [open_clip]"
 # Trainers whose keys live in another trainer's config node (upstream: KgCoOp and ProGrad read TRAINER.COOP).
 CFG_NODES = {"KgCoOp": "COOP", "ProGrad": "COOP"}
 
@@ -288,13 +294,14 @@ def build_bench_trainer(spec: dict):
     from dassl.utils import set_random_seed
 
     trainer_name, config, extra = METHODS[spec["method"]]
+    backbone = ["MODEL.BACKBONE.NAME", spec["backbone"]] if spec.get("backbone") else []
     node = CFG_NODES.get(trainer_name, trainer_name.upper())
     config_path = osp.join(REPO, "configs", "trainers", trainer_name, f"{config}.yaml")
     args = cli.build_parser().parse_args([
         *bench_train_args(trainer_name, config_path, spec["root"], spec["work_dir"], spec["clip_path"],
                           spec["arch"], spec["device"], spec["test_batch"]),
         f"TRAINER.{node}.TEXT_CHUNK", str(spec["text_chunk"]),
-        f"TRAINER.{node}.CHECKPOINT_TEXT", str(spec.get("checkpoint_text", False)), *extra,
+        f"TRAINER.{node}.CHECKPOINT_TEXT", str(spec.get("checkpoint_text", False)), *extra, *backbone,
     ])
     register_bench_dataset()
     cfg = cli.setup_cfg(args)
@@ -482,6 +489,11 @@ def check_targets(text: dict, methods: Dict[str, Dict[int, dict]], classes: List
         add(f"C={c}: GOPro eval img/s / CoCoOp eval img/s",
             ratio(gopro.get("eval_images_per_s"), cocoop.get("eval_images_per_s")), ">= 0.9",
             lambda v: v >= 0.9, gopro, cocoop)
+        for label in methods:
+            if label.endswith(OPEN_CLIP_SUFFIX):
+                ours, theirs = case(label[:-len(OPEN_CLIP_SUFFIX)]), case(label)
+                add(f"C={c}: {label} step / clip step", ratio(theirs.get("step_ms"), ours.get("step_ms")), "<= 1.1",
+                    lambda v: v <= 1.1, theirs, ours)
     return targets
 
 
@@ -568,6 +580,9 @@ def parse_args(argv=None):
     parser.add_argument("--rounds", type=int,
                         help="measure every case this many times, in turns, and keep the best (default 1; quick 2; "
                              "the official-style reference runs once)")
+    parser.add_argument("--open-clip", nargs="*", choices=[m for m in METHODS if m != OFFICIAL_STYLE], metavar="METHOD",
+                        help="also run these methods (none given: CoOp MaPLe GOPro) on the same weights loaded "
+                             f"through open_clip ({OPEN_CLIP_BACKBONE})")
     parser.add_argument("--retries", type=int, default=0,
                         help="run a case again up to this many times when other processes kept the CPU busy")
     parser.add_argument("--case-timeout", type=int, default=1800, help="seconds before a case is abandoned")
@@ -582,6 +597,7 @@ def main(argv=None) -> None:
     if args.device == "cuda" and not torch.cuda.is_available():
         raise SystemExit("--device cuda: no CUDA device is visible to torch (use --device cpu --quick)")
     quick = args.quick
+    open_clip_methods = [] if args.open_clip is None else (args.open_clip or ["CoOp", "MaPLe", "GOPro"])
     setup = dict(
         arch="quick" if quick else "ViT-B/16", device=args.device,
         precision="fp16" if args.device == "cuda" else "fp32",  # what the paper configs' PREC fp16 gives
@@ -611,6 +627,10 @@ def main(argv=None) -> None:
                 specs.append(dict(base, **repeats, kind="method", method=method, num_classes=c, root=root,
                                   label=f"{method} C={c}",
                                   result_path=osp.join(tmp, f"{method.replace(' ', '_')}_{c}.json")))
+            for method in open_clip_methods:
+                specs.append(dict(base, kind="method", method=method, num_classes=c, root=root,
+                                  backbone=OPEN_CLIP_BACKBONE, label=f"{method}{OPEN_CLIP_SUFFIX} C={c}",
+                                  result_path=osp.join(tmp, f"{method}_open_clip_{c}.json")))
         runs: Dict[str, List[dict]] = {spec["label"]: [] for spec in specs}
         for round_index in range(setup["rounds"]):
             for spec in specs:
@@ -618,7 +638,8 @@ def main(argv=None) -> None:
                     continue  # many times slower than the rest: one round says enough
                 runs[spec["label"]].append(run_case(spec, log_dir, args.case_timeout, args.retries))
         text = merge_rounds(runs["text tower"])
-        methods = {m: {str(c): merge_rounds(runs[f"{m} C={c}"]) for c in setup["classes"]} for m in args.methods}
+        labels = [*args.methods, *(m + OPEN_CLIP_SUFFIX for m in open_clip_methods)]
+        methods = {m: {str(c): merge_rounds(runs[f"{m} C={c}"]) for c in setup["classes"]} for m in labels}
     by_int = {m: {int(c): r for c, r in rs.items()} for m, rs in methods.items()}
     setup.pop("work_dir", None)
     report = dict(setup=setup, text=text, methods=methods, targets=check_targets(text, by_int, setup["classes"]),

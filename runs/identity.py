@@ -56,7 +56,7 @@ from runs.results import TEST_END_SIGNAL, TRAIN_END_SIGNALS, read_metric
 
 # Config keys that do not change results (see the module docstring for the rule).
 IGNORED_KEYS = frozenset({
-    "OUTPUT_DIR", "RESUME", "DATASET.ROOT", "MODEL.BACKBONE.PATH",
+    "OUTPUT_DIR", "RESUME", "DATASET.ROOT", "MODEL.BACKBONE.PATH", "MODEL.BACKBONE.OPEN_CLIP_CONFIG",
     "DATALOADER.NUM_WORKERS", "DATALOADER.TEST.BATCH_SIZE", "TRAIN.PRINT_FREQ", "TRAIN.CHECKPOINT_FREQ",
     "TEST.COMPUTE_CMAT", "TEST.PER_CLASS_RESULT",
 })

@@ -6,12 +6,19 @@ defined once. ``steps`` writes there, the job engine, the report and t-SNE read 
     <OUTPUT>/evaluation/<TRAINER>/<CFG>_<SHOTS>shots/<DATASET>/seed<SEED>/    (its evaluations)
     <OUTPUT>/zsclip/{all,base,new}/<DATASET>/                                 (zero-shot CLIP)
     <OUTPUT>/<SWEEP>/<SETTING FOLDER>/...                                     (a sweep setting: the same tree)
+    .../backbone/<BACKBONE FOLDER>/...                   (runs on another backbone than the configs': the same tree)
+
+Runs on two backbones never share a folder: with ``BACKBONE`` set to anything but the paper
+configs' ViT-B/16, every tree above moves under ``backbone/<folder>/`` (``backbone_folder``: e.g.
+``open_clip_vit_b_16_laion2b_s34b_b88k``), which records the exact name in ``backbone.txt`` so
+the report can label its rows.
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 from runs.methods import ABLATION_ROWS, METHODS, NCTX_POINTS, Method, Sweep
 from runs.results import TEST_END_SIGNAL, TRAIN_END_SIGNALS, SeedStats, read_metric
@@ -34,31 +41,70 @@ class Run:
         return self.result() is not None
 
 
+DEFAULT_BACKBONE = "ViT-B/16"  # the paper configs' MODEL.BACKBONE.NAME: its runs stay at the top of the tree
+BACKBONE_NAME_FILE = "backbone.txt"
+
+
+def backbone_folder(name: str) -> str:
+    """The folder of a backbone's runs: its name in lower case, runs of other characters as ``_``
+    (``ViT-L/14@336px`` -> ``vit_l_14_336px``, ``open_clip:ViT-B-16:laion2b_s34b_b88k`` ->
+    ``open_clip_vit_b_16_laion2b_s34b_b88k``)."""
+    folder = re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_")
+    if not folder:
+        raise ValueError(f"BACKBONE {name!r} names no backbone (e.g. ViT-B/32 or open_clip:ViT-B-16:laion2b_s34b_b88k)")
+    return folder
+
+
 @dataclass(frozen=True)
 class Layout:
     """Paths under an output root: where every run of the scripts goes (``steps``) and
-    where the report, the job engine and t-SNE look."""
+    where the report, the job engine and t-SNE look. ``backbone``: the scripts' ``BACKBONE``
+    ("" = the configs' own)."""
 
     root: Path
     shots: int = 16
     xd_source: str = "imagenet"
+    backbone: str = ""
 
     def sub(self, *parts: str) -> "Layout":
         """The same layout under ``root/<parts>`` (the settings of a sweep live there)."""
-        return Layout(self.root.joinpath(*parts), self.shots, self.xd_source)
+        return Layout(self.root.joinpath(*parts), self.shots, self.xd_source, self.backbone)
+
+    def on_backbone(self, backbone: str) -> "Layout":
+        return Layout(self.root, self.shots, self.xd_source, backbone)
+
+    @property
+    def own_backbone(self) -> bool:
+        return self.backbone in ("", DEFAULT_BACKBONE)
+
+    @property
+    def tree(self) -> Path:
+        """Where this backbone's runs are: the root, or ``root/backbone/<folder>``."""
+        return self.root if self.own_backbone else self.root / "backbone" / backbone_folder(self.backbone)
+
+    def record_backbone(self) -> None:
+        """Write the backbone's exact name into its tree (the folder name is not reversible)."""
+        if not self.own_backbone:
+            self.tree.mkdir(parents=True, exist_ok=True)
+            (self.tree / BACKBONE_NAME_FILE).write_text(self.backbone + "\n")
+
+    def backbones(self) -> List[str]:
+        """The backbones with runs under this root: "" (the configs' own) and each recorded one."""
+        recorded = sorted((self.root / "backbone").glob(f"*/{BACKBONE_NAME_FILE}"))
+        return ["", *(path.read_text().strip() for path in recorded)]
 
     # Run folders -----------------------------------------------------------------------------
     def b2n_dir(self, split: str, dataset: str, trainer: str, cfg: str, seed: int) -> Path:
-        return self.root / "base2new" / split / dataset / f"shots_{self.shots}" / trainer / cfg / f"seed{seed}"
+        return self.tree / "base2new" / split / dataset / f"shots_{self.shots}" / trainer / cfg / f"seed{seed}"
 
     def xd_source_dir(self, trainer: str, cfg: str, seed: int) -> Path:
-        return self.root / self.xd_source / trainer / f"{cfg}_{self.shots}shots" / f"seed{seed}"
+        return self.tree / self.xd_source / trainer / f"{cfg}_{self.shots}shots" / f"seed{seed}"
 
     def xd_target_dir(self, trainer: str, cfg: str, dataset: str, seed: int) -> Path:
-        return self.root / "evaluation" / trainer / f"{cfg}_{self.shots}shots" / dataset / f"seed{seed}"
+        return self.tree / "evaluation" / trainer / f"{cfg}_{self.shots}shots" / dataset / f"seed{seed}"
 
     def zeroshot_dir(self, subsample: str, dataset: str) -> Path:
-        return self.root / "zsclip" / subsample / dataset
+        return self.tree / "zsclip" / subsample / dataset
 
     # Runs of a method ------------------------------------------------------------------------
     def b2n_run(self, method: Method, phase: str, dataset: str, seed: int) -> Run:

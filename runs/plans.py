@@ -282,5 +282,6 @@ def build_selection(table: str, args, environ: Mapping[str, str]) -> Selection:
         ablation_layout(Layout(Path(".")), row)  # raises with the valid names
     for point in points:
         nctx_layout(Layout(Path(".")), point)
-    layout = Layout(Path(environ["OUTPUT"]), int(environ.get("SHOTS") or 16), environ.get("XD_SOURCE") or "imagenet")
+    layout = Layout(Path(environ["OUTPUT"]), int(environ.get("SHOTS") or 16), environ.get("XD_SOURCE") or "imagenet",
+                    environ.get("BACKBONE") or "")
     return Selection(methods, datasets, seeds, layout, environ, rows, points)

@@ -123,7 +123,7 @@ class Caller:
 
     @property
     def context(self) -> Context:
-        return Context(self.data, Layout(self.output, self.shots, self.xd_source), self.cfg)
+        return Context(self.data, Layout(self.output, self.shots, self.xd_source, self.backbone), self.cfg)
 
     def argv(self, folder: Path, args: Sequence[str]) -> Tuple[str, ...]:
         """train.py's arguments for a run: the backbone, the folder, the step's arguments, then the
@@ -370,6 +370,7 @@ def main(argv: Optional[Sequence[str]] = None, environ: Mapping[str, str] = os.e
     try:
         caller = Caller.from_environ(environ)
         runs = runs_of(get_method(args.method), args.step, args.args, caller)
+        caller.context.layout.record_backbone()
     except UsageError as exc:
         print(f"Usage: {args.script} {exc}", file=sys.stderr)
         return EXIT_USAGE

@@ -79,6 +79,35 @@ def make_trainer(kit: Kit, output_dir: Path, trainer: str, config: str, *opts: s
     return build_trainer(cfg)
 
 
+@pytest.fixture(scope="session")
+def teacher_run(kit, tmp_path_factory) -> Path:
+    """A distillation teacher (PromptKD's: PromptSRC at the kit's ViT-L/14, the wider tiny CLIP), one
+    epoch on the base classes, its features exported by the command line."""
+    from runs.methods import METHODS
+    from tools.experiments import teacher_features
+
+    teacher = METHODS["promptkd"].teacher
+    trainer = METHODS[teacher.method].trainer
+    folder = tmp_path_factory.mktemp("teacher") / "run"
+    run_train("--root", str(kit.data), "--seed", "1", "--trainer", trainer,
+              "--dataset-config-file", str(REPO / "configs/datasets/oxford_pets.yaml"),
+              "--config-file", str(REPO / "configs/trainers" / trainer / f"{teacher.cfg}.yaml"),
+              "--output-dir", str(folder), *kit.opts(), "DATASET.NUM_SHOTS", "16", "OPTIM.MAX_EPOCH", "1",
+              "DATASET.SUBSAMPLE_CLASSES", "base")
+    assert teacher_features.main([str(folder)]) == 0
+    return folder
+
+
+def make_method_trainer(kit: Kit, output_dir: Path, method, *opts: str, request=None):
+    """A trainer of registry ``method`` as its base-to-new training builds it (its config, the base
+    classes) on the kit; a distilled method gets the session's teacher run (``request``: the test's,
+    to reach the ``teacher_run`` fixture)."""
+    opts = ("DATASET.SUBSAMPLE_CLASSES", "base", *opts)
+    if method.teacher is not None:
+        opts = (method.teacher.option, str(request.getfixturevalue("teacher_run")), *opts)
+    return make_trainer(kit, output_dir, method.trainer, method.cfg("b2n"), *opts, config_folder=method.config_folder)
+
+
 def readme_guide(heading: str) -> str:
     """The README's text under ``heading`` (e.g. "### Adding a method") up to the next "### " heading."""
     return (REPO / "README.md").read_text().split(heading, 1)[1].split("\n### ", 1)[0]

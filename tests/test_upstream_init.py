@@ -112,18 +112,18 @@ def test_the_old_draw_order_would_differ(kit, tmp_path):
 
 def test_the_replay_draws_exactly_what_building_clip_draws(kit):
     """``replay_clip_init`` against the real CLIP constructor (the clip package's build_model)."""
-    from trainers.clip_backbone import load_clip
+    from trainers.clip_backbone import ClipBackbone, load_clip
     from trainers.upstream_init import replay_clip_init
 
-    clip_model = load_clip("ViT-B/16", str(kit.clip_path))
+    backbone = ClipBackbone(load_clip("ViT-B/16", str(kit.clip_path)))
     torch.manual_seed(SEED)
     load_clip("ViT-B/16", str(kit.clip_path))
     built = torch.get_rng_state()
     torch.manual_seed(SEED)
-    replay_clip_init(clip_model)
+    replay_clip_init(backbone)
     assert torch.equal(torch.get_rng_state(), built)
     torch.manual_seed(SEED)
-    replay_clip_init(clip_model, vision=(2, 2))  # plus upstream's prompts: more draws
+    replay_clip_init(backbone, vision=(2, 2))  # plus upstream's prompts: more draws
     assert not torch.equal(torch.get_rng_state(), built)
 
 

@@ -3,7 +3,8 @@
 * ``LayerwiseLinear``: L independent per-layer Linear maps, run as one einsum;
 * ``StyleProjector`` / ``ContentProjector``: multi-scale style (μ_l, σ_l) and content (μ_l) of the
   image tower's layers, projected to the text width, one vector per layer;
-* ``ImageProjector``: P_v, a Linear(E → E) on the normalised CLIP image feature.
+* ``ImageProjector``: P_v, a Linear(E → E) on the normalised CLIP image feature;
+* ``QuickGELU``: CLIP's activation x·σ(1.702·x), for heads that use it (TCP's TKE).
 
 Module and parameter names are part of the checkpoint keys (``style.proj.weight``, ...): renaming
 them breaks old checkpoints.
@@ -14,6 +15,13 @@ import math
 
 import torch
 import torch.nn as nn
+
+
+class QuickGELU(nn.Module):
+    """CLIP's sigmoid approximation of GELU, x·σ(1.702·x) (no parameters)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * torch.sigmoid(1.702 * x)
 
 
 class LayerwiseLinear(nn.Module):

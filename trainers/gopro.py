@@ -195,7 +195,7 @@ class GOProCLIP(StyleStatistics, InstancePromptCLIP):
         super().__init__(backbone, prompter, prompter.prompt_learner, text_encoding)
         self.pv_in_logits = pv_in_logits
         self.stats_tokens = stats_tokens
-        tokens = backbone.clip.visual.positional_embedding.shape[0] - (stats_tokens == "patch")
+        tokens = backbone.num_image_tokens - (stats_tokens == "patch")
         self.stats_eps = 2.3e-8 / tokens  # official σ = sqrt((Σ(h-μ)² + 2.3e-8) / n_tokens)
 
     # ---- the one forward -----------------------------------------------------------------

@@ -151,7 +151,7 @@ class ProGrad(ClipPromptTrainer):
         options = self.options
         template = template_of(self.cfg.DATASET.NAME, TEACHER_TEMPLATES)
         backbone_cfg = self.cfg.MODEL.BACKBONE
-        replay_clip_construction(backbone.clip, lambda: load_clip(backbone_cfg.NAME, backbone_cfg.PATH))  # the teacher's
+        replay_clip_construction(backbone, lambda: load_clip(backbone_cfg.NAME, backbone_cfg.PATH))  # the teacher's
         if options.CTX_INIT:
             ctx, prefix = template_context(backbone, options.N_CTX, template)
         else:

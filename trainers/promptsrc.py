@@ -188,7 +188,7 @@ class PromptSRC(DeepPromptTrainer):
         # make the same draws, so that the same seed gives upstream's data order too. (Here, not
         # in build_model: evaluation-only runs do not need it.)
         for _ in range(2):
-            replay_clip_init(self.backbone.clip)
+            replay_clip_init(self.backbone)
         super().before_train()
 
     def forward_backward(self, batch):

@@ -18,6 +18,8 @@ layout:
 
 Conventions:
 
+* the runs of each backbone (``BACKBONE``; ``layout.py``) get their own set of tables, labelled with
+  the backbone when there is more than the configs' own;
 * every number of ours is the mean over seeds (± population std, as ``parse_test_res.py``);
   zero-shot CLIP has no seed;
 * an HM is the HM of the two means; an average over datasets takes the mean of the per-dataset
@@ -26,7 +28,8 @@ Conventions:
 * a missing cell reads ``n/a (0/3 seeds)``; a cell from fewer seeds than asked says so
   (``(2/3 seeds)``), and an average lacking a dataset reads ``n/a (10/11 datasets)``;
 * every run's recorded settings (``run.json``, see ``runs/identity.py``) are compared with the
-  paper's, i.e. what the scripts run without ``EPOCHS`` / ``EXTRA_OPTS`` / ``BACKBONE``: a cell from
+  paper's, i.e. what the scripts run without ``EPOCHS`` / ``EXTRA_OPTS`` (and, for the tables of
+  another backbone, with that ``BACKBONE``): a cell from
   other settings gets a footnote mark ``[n]`` listing them (``OPTIM.MAX_EPOCH=2``), an average the
   marks of all its parts; seeds made with different settings are not averaged
   (``n/a (seeds differ: OPTIM.MAX_EPOCH)``); runs that record no settings are counted in the header.
@@ -46,7 +49,8 @@ from typing import Dict, FrozenSet, Iterable, List, Optional, Sequence, Set, Tup
 
 from tabulate import tabulate
 
-from runs.layout import Layout, Run, ablation_layout, nctx_layout, seed_stats
+from runs.layout import (DEFAULT_BACKBONE, Layout, Run, ablation_layout, backbone_folder, nctx_layout,
+                         seed_stats)
 from runs.methods import (ABLATION_ROWS, METHODS, MODERN, NCTX_DEFAULT_POINT, NCTX_LENGTHS,
                          REPORTED_METHODS, Method, get_method)
 from runs.results import B2N_DATASETS, DG_TARGETS, XD_TARGETS, SeedStats, harmonic_mean, mean
@@ -169,8 +173,9 @@ class Provenances:
     def paper_environment(self) -> Dict[str, str]:
         kept = {k: v for k, v in os.environ.items() if k not in PASS_THROUGH and k not in (
             "CFG", "METHODS", "DATASETS", "SEEDS", "ROWS", "NCTX", "RERUN_STALE")}
+        backbone = {} if self.layout.own_backbone else {"BACKBONE": self.layout.backbone}
         return {**kept, "OUTPUT": str(self.layout.root), "SHOTS": str(self.layout.shots),
-                "XD_SOURCE": self.layout.xd_source, "DATA": str(REPO / "DATA"), "PYTHON": sys.executable}
+                "XD_SOURCE": self.layout.xd_source, "DATA": str(REPO / "DATA"), "PYTHON": sys.executable, **backbone}
 
     def job_of(self, folder: Path):
         """The job (of any table) that writes ``folder`` under the paper's settings, or None."""
@@ -686,6 +691,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--shots", type=int, default=16, help="SHOTS the runs used (default: 16)")
     parser.add_argument("--xd-source", default="imagenet", help="XD_SOURCE the runs used (default: imagenet)")
     parser.add_argument("--paper", type=Path, default=PAPER_JSON, help="the paper's numbers (JSON)")
+    parser.add_argument("--backbones", nargs="+", metavar="NAME",
+                        help="backbones whose runs to report, one set of tables each, as BACKBONE names them "
+                             "('' = the configs' own; default: every backbone with runs under OUTPUT_ROOT)")
     return parser
 
 
@@ -704,11 +712,23 @@ def main(argv: Optional[List[str]] = None) -> int:
     if unknown:
         print(f"Unknown dataset(s) {unknown}: choose from {' '.join(known)}.", file=sys.stderr)
         return 2
-    req = Request(Layout(args.output_root.resolve(), args.shots, args.xd_source), Paper.load(args.paper),
-                  methods, tuple(args.seeds), tuple(args.datasets or known))
+    root = Layout(args.output_root.resolve(), args.shots, args.xd_source)
+    backbones = args.backbones or root.backbones()
+    for backbone in backbones:
+        req = Request(root.on_backbone(backbone), Paper.load(args.paper), methods, tuple(args.seeds),
+                      tuple(args.datasets or known))
+        report_backbone(req, args, labelled=backbones != [""])
+    return 0
+
+
+def report_backbone(req: Request, args, labelled: bool) -> None:
+    """Print (and write) every table of the runs on one backbone; ``labelled``: say which."""
     sections, points = build_sections(req, args.tables)
-    header = (f"# Results in {req.layout.root}\n\nSeeds {' '.join(map(str, req.seeds))}, {req.layout.shots} shots. "
+    header = (f"# Results in {req.layout.tree}\n\nSeeds {' '.join(map(str, req.seeds))}, {req.layout.shots} shots. "
               "Ours: mean ± std over seeds; paper: GOPro (BMVC 2023); Δ = ours − paper.")
+    if labelled:
+        backbone = req.layout.backbone or f"{DEFAULT_BACKBONE} (the configs' own)"
+        header += f" Backbone: {backbone}."
     if req.layout.shots != 16:
         header += " The paper uses 16 shots."
     if req.provenances.unknown:
@@ -716,19 +736,21 @@ def main(argv: Optional[List[str]] = None) -> int:
                    "log), so they cannot be checked against the paper's settings.")
     text = to_markdown(sections, header)
     print(text)
+    subfolder = "" if req.layout.own_backbone else backbone_folder(req.layout.backbone)
     if args.markdown:
-        args.markdown.parent.mkdir(parents=True, exist_ok=True)
-        args.markdown.write_text(text)
-        print(f"Markdown written to {args.markdown}")
+        markdown = args.markdown.with_name(f"{args.markdown.stem}_{subfolder}{args.markdown.suffix}") if subfolder \
+            else args.markdown
+        markdown.parent.mkdir(parents=True, exist_ok=True)
+        markdown.write_text(text)
+        print(f"Markdown written to {markdown}")
     if args.csv:
-        print(f"CSV written to {', '.join(str(p) for p in write_csv(sections, args.csv))}")
+        print(f"CSV written to {', '.join(str(p) for p in write_csv(sections, args.csv / subfolder))}")
     if points is not None:
-        figure = (args.figures or args.output_root / "figures") / "fig2_nctx.png"
+        figure = (args.figures or args.output_root / "figures") / subfolder / "fig2_nctx.png"
         if plot_figure2(points, figure):
             print(f"Figure 2 written to {figure}")
         else:
             print("Figure 2: no N_CTX run has results yet (scripts/reproduce/fig2.sh), no plot written.")
-    return 0
 
 
 if __name__ == "__main__":
