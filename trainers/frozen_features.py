@@ -161,14 +161,13 @@ class FrozenFeatureTrainer(ClipPromptTrainer):
         (each [N, E], same item order) and its labels [N]."""
         data_source = self.dm.dataset.train_x
         transform = self.transform(is_train=True)
-        passes, labels = [], None
-        for index in range(count):
+        loaded = self.__dict__.setdefault("_train_passes", [])  # read once per run
+        for index in range(len(loaded), count):
             key = split_key(self.cfg, self.backbone, "train_x", data_source, transform, augment_pass=index)
             seed = pass_seed(self.cfg.SEED, index)
-            features, labels = self.cache.load_or_encode(
-                key, lambda: encode_split(self.cfg, self.backbone, data_source, transform, seed=seed))
-            passes.append(features)
-        return passes, labels
+            loaded.append(self.cache.load_or_encode(
+                key, lambda: encode_split(self.cfg, self.backbone, data_source, transform, seed=seed)))
+        return [features for features, _ in loaded[:count]], loaded[0][1]
 
     # ---- the Dassl life cycle --------------------------------------------------------------------
     def fit(self) -> None:
