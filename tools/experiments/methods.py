@@ -68,6 +68,9 @@ class Method:
     module: str = ""                              # trainers/<module or key>.py
     kit_depth_keys: Tuple[str, ...] = ()          # prompt depths the kit lowers to the tiny CLIP's blocks
     sweeps: Tuple[Sweep, ...] = ()
+    fewshot_cfg: str = ""                         # config of the few-shot protocol ("" = not defined)
+    fewshot_cfg_by_shots: Mapping[int, str] = field(default_factory=dict, hash=False)  # where upstream has one
+    tags: Tuple[str, ...] = ()                    # regime shown in the report ("training-free", "fine-tuned", ...)
 
     @property
     def paper_row(self) -> bool:
@@ -84,6 +87,9 @@ class Method:
         if protocol not in PROTOCOLS:
             raise ValueError(f"Unknown protocol {protocol!r}: use 'b2n' or 'xd'.")
         default = self.b2n_cfg if protocol == "b2n" else self.xd_cfg
+        if not default:
+            raise ValueError(f"{self.key} does not define the {'base-to-new' if protocol == 'b2n' else 'cross-dataset'} "
+                             f"protocol (its upstream has none); it runs the few-shot protocol.")
         if asked and asked != default:
             return asked
         return self.b2n_dataset_cfg.get(dataset, default) if protocol == "b2n" else default
@@ -181,6 +187,15 @@ METHODS: Dict[str, Method] = {m.key: m for m in (
            b2n_dataset_cfg={"imagenet": "vit_b16_ep50"}, group=MODERN),
     Method("promptsrc", "PromptSRC", "PromptSRC", "vit_b16_c2_ep20_batch4_4+4ctx",
            "vit_b16_c2_ep20_batch4_4+4ctx_cross_datasets", group=MODERN, kit_depth_keys=PROMPTSRC_DEPTHS),
+    # Frozen-feature methods (trainers/frozen_features.py). A protocol whose config is "" is not
+    # defined by the method's upstream. GDA's cross-dataset runs fit ImageNet and name each target's
+    # classes with its unseen-class classifier (our choice: upstream has no cross-dataset script).
+    Method("gda", "GDA", "GDA", "vit_b16_base2new", "vit_b16", group=VARIANT, module="gda",
+           fewshot_cfg="vit_b16", tags=("training-free",)),
+    Method("tip_adapter", "Tip-Adapter", "TipAdapter", "", "", group=VARIANT, module="tip_adapter",
+           fewshot_cfg="vit_b16", tags=("training-free",)),
+    Method("tip_adapter_f", "Tip-Adapter-F", "TipAdapterF", "", "", group=VARIANT, module="tip_adapter",
+           fewshot_cfg="vit_b16", tags=("fine-tuned",)),
 )}
 PAPER_METHODS = tuple(key for key, m in METHODS.items() if m.group == PAPER)
 MODERN_BASELINES = tuple(key for key, m in METHODS.items() if m.group == MODERN)
