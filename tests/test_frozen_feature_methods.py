@@ -167,3 +167,49 @@ def test_upstream_tip_adapter_f_files_evaluate_with_eval_only(kit, tmp_path):
     proc = run_train(*fit_args(kit, "TipAdapterF", tmp_path / "eval2", tmp_path / "cache",
                                flags=("--eval-only", "--model-dir", str(tmp_path / "upstream"))), check=False)
     assert proc.returncode != 0 and "best_F_16shots.pt" in proc.stderr.splitlines()[-1]
+
+
+# --------------------------------------------------------------------------------------------
+# Linear probe
+# --------------------------------------------------------------------------------------------
+def test_c_search_is_lpclips_sweep_then_interval_halving():
+    from trainers.linear_probe import INITIAL_C, search_c
+
+    def score(c):  # val accuracy peaking at C = 10^2.3
+        return 100.0 - abs(math.log10(c) - 2.3)
+
+    final, history = search_c(score, steps=3)
+    assert [c for c, _ in history[:7]] == list(INITIAL_C)
+    # peak 1e2 → [10, 1e3]: right wins → [1e2, 1e3]: left wins → [1e2, 10^2.5]: right wins
+    expected = [10.0, 1e3, 1e2, 1e3, 1e2, 10 ** 2.5]
+    assert_close(torch.tensor([c for c, _ in history[7:]], dtype=torch.float64),
+                 torch.tensor(expected, dtype=torch.float64), what="C probed")
+    assert_close(torch.tensor(final, dtype=torch.float64), torch.tensor(10 ** 2.5, dtype=torch.float64), what="C")
+
+
+@pytest.mark.parametrize("num_classes", [2, 4])
+def test_classifier_tensors_reproduce_scikit_learns_decisions(num_classes):
+    from trainers.linear_probe import classifier_tensors, fit_logistic
+
+    generator = torch.Generator().manual_seed(0)
+    labels = torch.arange(40) % num_classes
+    features = torch.randn(40, 6, generator=generator) + 3.0 * torch.nn.functional.one_hot(labels, 6).float()
+    model = fit_logistic(features.numpy(), labels.numpy(), 1.0, 1000)
+    weight, bias = classifier_tensors(model, num_classes)
+    logits = features @ weight.t() + bias
+    assert torch.equal(logits.argmax(-1), torch.from_numpy(model.predict(features.numpy())))
+    if num_classes > 2:
+        assert_close(logits, torch.from_numpy(model.decision_function(features.numpy())).float(),
+                     what="logits vs decision_function", ulps=64)
+
+
+@pytest.mark.slow
+def test_linear_probe_fits_on_the_kit_and_eval_only_reproduces_it(kit, tmp_path):
+    cache = tmp_path / "cache"
+    run_train(*fit_args(kit, "LinearProbe", tmp_path / "lp", cache))
+    log = (tmp_path / "lp" / "log.txt").read_text()
+    assert "LinearProbe: C = " in log and len(accuracies(log)) == 1
+    run_train(*fit_args(kit, "LinearProbe", tmp_path / "lp_eval", cache,
+                        flags=("--eval-only", "--model-dir", str(tmp_path / "lp"), "--load-epoch", "last")))
+    evaluated = (tmp_path / "lp_eval" / "log.txt").read_text()
+    assert "Feature cache: read test features" in evaluated and accuracies(evaluated) == accuracies(log)

@@ -113,6 +113,7 @@ class FrozenFeatureTrainer(ClipPromptTrainer):
 
     MODEL_NAME = "adapter"
     FITTED: Tuple[str, ...] = ()  # the names of the tensors the checkpoint holds (besides ``classes``)
+    NORMALIZE_FEATURES = True     # whether split_features (and so logits) sees unit-norm features
 
     # ---- model ---------------------------------------------------------------------------------
     def build_model(self):
@@ -146,15 +147,18 @@ class FrozenFeatureTrainer(ClipPromptTrainer):
         return built[is_train]
 
     def split_features(self, split: str) -> Tuple[torch.Tensor, torch.Tensor]:
-        """Normalised features [N, E] and labels [N] of ``val`` or ``test`` (test transform).
-        A dataset without a val split uses its test split, as Dassl's ``test(split="val")`` does."""
-        data_source = self.dm.dataset.val if split == "val" and self.dm.dataset.val else self.dm.dataset.test
-        split = "val" if data_source is self.dm.dataset.val and split == "val" else "test"
+        """Features [N, E] (normalised unless ``NORMALIZE_FEATURES`` is False) and labels [N] of
+        ``train_x``, ``val`` or ``test`` through the test transform. A dataset without a val split
+        uses its test split, as Dassl's ``test(split="val")`` does."""
+        dataset = self.dm.dataset
+        if split == "val" and not dataset.val:
+            split = "test"
+        data_source = {"train_x": dataset.train_x, "val": dataset.val, "test": dataset.test}[split]
         transform = self.transform(is_train=False)
         key = split_key(self.cfg, self.backbone, split, data_source, transform)
         features, labels = self.cache.load_or_encode(
             key, lambda: encode_split(self.cfg, self.backbone, data_source, transform))
-        return F.normalize(features, dim=-1), labels
+        return (F.normalize(features, dim=-1) if self.NORMALIZE_FEATURES else features), labels
 
     def train_passes(self, count: int) -> Tuple[List[torch.Tensor], torch.Tensor]:
         """Raw (not normalised) features of ``count`` augmented passes over the train set

@@ -196,6 +196,8 @@ METHODS: Dict[str, Method] = {m.key: m for m in (
            fewshot_cfg="vit_b16", tags=("training-free",)),
     Method("tip_adapter_f", "Tip-Adapter-F", "TipAdapterF", "", "", group=VARIANT, module="tip_adapter",
            fewshot_cfg="vit_b16", tags=("fine-tuned",)),
+    Method("linear_probe", "Linear probe", "LinearProbe", "", "", group=VARIANT, module="linear_probe",
+           fewshot_cfg="vit_b16", tags=("fine-tuned",)),
 )}
 PAPER_METHODS = tuple(key for key, m in METHODS.items() if m.group == PAPER)
 MODERN_BASELINES = tuple(key for key, m in METHODS.items() if m.group == MODERN)
