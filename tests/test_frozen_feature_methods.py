@@ -213,3 +213,42 @@ def test_linear_probe_fits_on_the_kit_and_eval_only_reproduces_it(kit, tmp_path)
                         flags=("--eval-only", "--model-dir", str(tmp_path / "lp"), "--load-epoch", "last")))
     evaluated = (tmp_path / "lp_eval" / "log.txt").read_text()
     assert "Feature cache: read test features" in evaluated and accuracies(evaluated) == accuracies(log)
+
+
+# --------------------------------------------------------------------------------------------
+# CLIP-Adapter
+# --------------------------------------------------------------------------------------------
+def test_clip_adapter_mixes_the_adapted_features_by_hand():
+    from types import SimpleNamespace
+
+    from trainers.clip_adapter import AdaptedImageCLIP, ResidualAdapter
+    from trainers.clip_backbone import ImageOutput
+
+    adapter = ResidualAdapter(4, reduction=2)
+    with torch.no_grad():
+        adapter.fc[0].weight.copy_(t([[1, 0, 0, 0], [0, 1, 0, 0]]))
+        adapter.fc[2].weight.copy_(t([[1, 0], [0, 1], [0, 0], [0, 0]]))
+    backbone = SimpleNamespace(encode_image=lambda image: ImageOutput(image))  # "features" = the input
+    model = AdaptedImageCLIP(backbone, adapter, torch.eye(4), ratio=0.2)
+    # A(f) = ReLU(W₂ ReLU(W₁ f)) = (1, 0, 0, 0) for f = (1, −2, 3, 0); 0.2 A(f) + 0.8 f = (1, −1.6, 2.4, 0)
+    mixed = t([[1.0, -1.6, 2.4, 0.0]])
+    assert_close(model.visual_embedding(t([[1, -2, 3, 0]])), mixed / mixed.norm(), what="adapted image features")
+
+
+@pytest.mark.slow
+def test_an_upstream_clip_adapter_checkpoint_evaluates_and_a_zero_adapter_is_zero_shot_clip(kit, tmp_path):
+    trainer = make_trainer(kit, tmp_path / "probe", "CLIPAdapter", "vit_b16")
+    width = trainer.backbone.embed_dim
+    folder = tmp_path / "upstream" / "clip_adapter"  # upstream's registered name and Dassl's file layout
+    folder.mkdir(parents=True)
+    state = {"fc.0.weight": torch.zeros(width // 4, width), "fc.2.weight": torch.zeros(width, width // 4)}
+    torch.save({"state_dict": state, "epoch": 200, "optimizer": None, "scheduler": None}, folder / "model.pth.tar-200")
+    common = ["--root", str(kit.data), "--dataset-config-file", DATASET_CFG, *kit.opts(), "DATASET.NUM_SHOTS", "16"]
+    run_train("--seed", "1", "--trainer", "CLIPAdapter", "--config-file",
+              str(REPO / "configs/trainers/CLIPAdapter/vit_b16.yaml"), "--output-dir", str(tmp_path / "eval"),
+              "--eval-only", "--model-dir", str(tmp_path / "upstream"), "--load-epoch", "200", *common,
+              "TRAINER.CLIPADAPTER.PREC", "fp16")
+    run_train("--trainer", "ZeroshotCLIP", "--config-file", str(REPO / "configs/trainers/CoOp/vit_b16.yaml"),
+              "--output-dir", str(tmp_path / "zs"), "--eval-only", *common)
+    adapted = accuracies((tmp_path / "eval" / "log.txt").read_text())
+    assert len(adapted) == 1 and adapted == accuracies((tmp_path / "zs" / "log.txt").read_text())
