@@ -26,9 +26,10 @@ Departures from upstream, and why:
 * LoRA is added without replacing CLIP's attention modules: the update rides on the unmodified
   ``nn.MultiheadAttention`` as its ``qkv_adaptation`` submodule, which the shared backbone adds to
   the fused q/k/v projection (``trainers/clip_backbone.py``); ``o`` wraps the output projection;
-* training is counted in iterations as upstream, inside Dassl's epochs: ``OPTIM.MAX_EPOCH`` is
-  replaced by ⌈iterations / batches per epoch⌉, the scheduler steps every iteration, and the batches
-  of the last epoch after the last iteration are skipped;
+* training is counted in iterations as upstream (its loop draws batches from the shuffled train
+  set, pass after pass, until the last iteration); in Dassl's terms the iterations are split into
+  ``OPTIM.MAX_EPOCH`` epochs (default 1: one epoch of 500 × shots iterations, so a killed run
+  resumes from its start), the scheduler steps every iteration;
 * the LoRA matrices and their update are fp32; the frozen towers run in ``PREC`` (upstream: fp16
   autocast with a gradient scaler, with the LoRA'd q/k/v projections in fp32);
 * the initial A matrices are drawn in our order (text blocks, then vision; q, k, v), not in
@@ -202,6 +203,30 @@ class LoRACLIP(TextFeatureCache, PromptedCLIP):
         return ModelOutput(LOGIT_SCALE * image_features @ text_features.t(), image_features, text_features)
 
 
+class IterationLoader:
+    """A training loader whose epochs are ``length`` batches long, drawn from ``loader`` pass after
+    pass (each pass reshuffles, like upstream's loop over epochs until the last iteration)."""
+
+    def __init__(self, loader, length: int):
+        self.loader, self.length = loader, length
+        self._batches = None
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __iter__(self):
+        for _ in range(self.length):
+            try:
+                batch = next(self._batches)
+            except (StopIteration, TypeError):  # a pass ended, or none started
+                self._batches = iter(self.loader)
+                batch = next(self._batches)
+            yield batch
+
+    def __getattr__(self, name):  # sampler, dataset: the wrapped loader's
+        return getattr(self.__dict__["loader"], name)
+
+
 @TRAINER_REGISTRY.register()
 class CLIPLoRA(ClipPromptTrainer):
     CFG_NODE = "CLIPLORA"
@@ -217,6 +242,14 @@ class CLIPLoRA(ClipPromptTrainer):
         if not params or any(p not in UPSTREAM_NAMES for p in params):
             raise ValueError(f"TRAINER.CLIPLORA.PARAMS must be a non-empty list of q, k, v, o; got {params}")
 
+    def build_data_loader(self):
+        super().build_data_loader()
+        self.total_iters = self.options.N_ITERS * self.cfg.DATASET.NUM_SHOTS
+        per_epoch = math.ceil(self.total_iters / self.cfg.OPTIM.MAX_EPOCH)
+        print(f"{self.total_iters} iterations ({self.options.N_ITERS} x {self.cfg.DATASET.NUM_SHOTS} shots) in "
+              f"{self.cfg.OPTIM.MAX_EPOCH} epoch(s) of {per_epoch}; {len(self.train_loader_x)} batches per pass")
+        self.train_loader_x = IterationLoader(self.train_loader_x, per_epoch)
+
     def build_model(self):
         cfg, options = self.cfg, self.options
         self.backbone = build_backbone(cfg, options.PREC, self.device)
@@ -228,9 +261,6 @@ class CLIPLoRA(ClipPromptTrainer):
         self.model = LoRACLIP(self.backbone, updates, tokens).to(self.device)
         self.criterion = ClassificationLoss()
         print(f"# learnable params: {sum(p.numel() for p in updates.parameters()):,}")
-        self.total_iters = options.N_ITERS * cfg.DATASET.NUM_SHOTS
-        self.max_epoch = max(1, math.ceil(self.total_iters / max(1, len(self.train_loader_x))))
-        print(f"{self.total_iters} iterations = {self.max_epoch} epochs of {len(self.train_loader_x)} batches")
         self.optim = torch.optim.AdamW(updates.parameters(), lr=cfg.OPTIM.LR, weight_decay=cfg.OPTIM.WEIGHT_DECAY,
                                        betas=(0.9, 0.999))
         self.sched = torch.optim.lr_scheduler.CosineAnnealingLR(self.optim, self.total_iters, eta_min=MIN_LR)
@@ -242,7 +272,7 @@ class CLIPLoRA(ClipPromptTrainer):
 
     def forward_backward(self, batch):
         if self.iterations_done >= self.total_iters:
-            return {}  # the rest of the last epoch: upstream stops at the last iteration
+            return {}  # the rest of the last epoch (iterations not divisible by epochs): past the last iteration
         return super().forward_backward(batch)
 
     def update(self, loss, terms):

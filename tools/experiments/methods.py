@@ -201,6 +201,8 @@ METHODS: Dict[str, Method] = {m.key: m for m in (
     Method("clip_adapter", "CLIP-Adapter", "CLIPAdapter", "", "", group=VARIANT, module="clip_adapter",
            fewshot_cfg="vit_b16", fewshot_cfg_by_shots={1: "vit_b16_ep50", 2: "vit_b16_ep100", 4: "vit_b16_ep100"},
            tags=("fine-tuned",)),
+    Method("clip_lora", "CLIP-LoRA", "CLIPLoRA", "", "", group=VARIANT, module="clip_lora",
+           fewshot_cfg="vit_b16", tags=("fine-tuned",)),
 )}
 PAPER_METHODS = tuple(key for key, m in METHODS.items() if m.group == PAPER)
 MODERN_BASELINES = tuple(key for key, m in METHODS.items() if m.group == MODERN)
