@@ -142,3 +142,9 @@ def test_an_augmented_pass_is_the_same_draw_each_time_and_passes_differ(kit, tmp
     other, _ = encode_split(trainer.cfg, trainer.backbone, source, transform, seed=12)
     assert torch.equal(first, again) and not torch.equal(first, other)
     assert labels.tolist() == [item.label for item in source]
+
+
+def test_the_cache_folder_is_not_a_setting_of_the_run():
+    from tools.experiments.run_identity import counts
+
+    assert not counts("TRAINER.FEATURE_CACHE_DIR", "GDA") and counts("TRAINER.GDA.AUGMENT_EPOCH", "GDA")

@@ -17,6 +17,7 @@ A method implements ``fit()`` (filling ``self.head``, a ``FittedTensors``) and `
 """
 from __future__ import annotations
 
+import datetime
 import hashlib
 import os.path as osp
 import time
@@ -117,6 +118,10 @@ class FrozenFeatureTrainer(ClipPromptTrainer):
 
     # ---- model ---------------------------------------------------------------------------------
     def build_model(self):
+        if torch.distributed.is_available() and torch.distributed.is_initialized() \
+                and torch.distributed.get_world_size() > 1:
+            raise ValueError(f"{type(self).__name__} fits on cached features in one process: run it without torchrun "
+                             "(every process would encode and evaluate the whole data).")
         self.backbone = build_backbone(self.cfg, self.options.PREC, self.device)
         self.cache = FeatureCache(cache_folder(self.cfg))
         self.head = FittedTensors(("classes",) + tuple(self.FITTED))
@@ -197,7 +202,7 @@ class FrozenFeatureTrainer(ClipPromptTrainer):
         if not self.cfg.TEST.NO_TEST:
             print("Deploy the last-epoch model")
             self.test()
-        print(f"Elapsed: {time.time() - start:.1f} s")
+        print(f"Elapsed: {datetime.timedelta(seconds=round(time.time() - start))}")
 
     @torch.no_grad()
     def test(self, split=None):
