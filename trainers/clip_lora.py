@@ -9,7 +9,7 @@ A [r, in] drawn like ``nn.Linear``'s weight (Kaiming-uniform, a = √5) and B [o
 training starts at zero-shot CLIP. Logits are 100 · cos(image, text) with the text of the dataset's
 first template (CoOp's per-dataset template), encoded with its LoRA at every step. AdamW
 (lr ``OPTIM.LR`` = 2e-4, weight decay 0.01, betas 0.9 / 0.999), a cosine schedule to 1e-6 over
-``N_ITERS`` × shots iterations (500 × shots), batch 32, random resized crop (0.08-1) and flip.
+``N_ITERS`` × shots iterations (500 × shots; with all images, shots = images per class), batch 32, random resized crop (0.08-1) and flip.
 
 Positions (upstream's tables for 12 blocks, the same rule for other depths L): ``all``,
 ``bottom`` / ``mid`` / ``up`` (thirds), ``half-bottom`` / ``half-up``, ``top`` (last block),
@@ -235,18 +235,18 @@ class CLIPLoRA(ClipPromptTrainer):
 
     def check_cfg(self, cfg):
         super().check_cfg(cfg)
-        if cfg.DATASET.NUM_SHOTS < 1:
-            raise ValueError("CLIP-LoRA trains TRAINER.CLIPLORA.N_ITERS x DATASET.NUM_SHOTS iterations: set "
-                             f"DATASET.NUM_SHOTS to the shots per class (got {cfg.DATASET.NUM_SHOTS}).")
         params = list(self.method_options(cfg).PARAMS)
         if not params or any(p not in UPSTREAM_NAMES for p in params):
             raise ValueError(f"TRAINER.CLIPLORA.PARAMS must be a non-empty list of q, k, v, o; got {params}")
 
     def build_data_loader(self):
         super().build_data_loader()
-        self.total_iters = self.options.N_ITERS * self.cfg.DATASET.NUM_SHOTS
+        shots = self.cfg.DATASET.NUM_SHOTS
+        if shots < 1:  # all images: as many "shots" as the train set has images per class
+            shots = math.ceil(len(self.dm.dataset.train_x) / self.dm.dataset.num_classes)
+        self.total_iters = self.options.N_ITERS * shots
         per_epoch = math.ceil(self.total_iters / self.cfg.OPTIM.MAX_EPOCH)
-        print(f"{self.total_iters} iterations ({self.options.N_ITERS} x {self.cfg.DATASET.NUM_SHOTS} shots) in "
+        print(f"{self.total_iters} iterations ({self.options.N_ITERS} x {shots} shots) in "
               f"{self.cfg.OPTIM.MAX_EPOCH} epoch(s) of {per_epoch}; {len(self.train_loader_x)} batches per pass")
         self.train_loader_x = IterationLoader(self.train_loader_x, per_epoch)
 

@@ -189,11 +189,20 @@ class FrozenFeatureTrainer(ClipPromptTrainer):
     def fitted_on_these_classes(self) -> bool:
         return bool(torch.equal(self.head.classes.cpu(), classes_digest(self.classnames)))
 
+    def fit_head(self) -> None:
+        """``fit()``, and record the classes the fitted tensors are for."""
+        self.fit()
+        self.head.assign(classes=classes_digest(self.classnames))
+
+    def model_inference(self, input, *args, **kwargs):
+        """Logits of a batch of images (the per-image path; ``test()`` reads cached features)."""
+        features = self.backbone.encode_image(input).features.float().cpu()
+        return self.logits(F.normalize(features, dim=-1) if self.NORMALIZE_FEATURES else features)
+
     def train(self):
         """Fit, save the fitted tensors as epoch ``MAX_EPOCH``'s checkpoint, test."""
         start = time.time()
-        self.fit()
-        self.head.assign(classes=classes_digest(self.classnames))
+        self.fit_head()
         self.epoch = self.max_epoch - 1
         self.save_model(self.epoch, self.output_dir)
         print(f"Feature cache: {self.cache.hits} read, {self.cache.misses} encoded, "
