@@ -16,8 +16,8 @@ The checkpoint holds the weight [C, E], the bias [C] and the chosen C. Logits = 
 Departures from upstream, and why:
 
 * the few-shot train and val splits are Dassl's (the same splits as every other method here);
-  lpclip draws its own from the full train and val features with NumPy's seed (its val has
-  1, 2, 4, 4, 4 images per class for 1, 2, 4, 8, 16 shots: Dassl's min(shots, 4) except 2 shots);
+  lpclip draws its own from the full train and val features with NumPy's seed (the same sizes:
+  its val has 1, 2, 4, 4, 4 images per class for 1, 2, 4, 8, 16 shots, Dassl's min(shots, 4));
 * the features come from the shared feature cache (``trainers/feature_cache.py``), encoded once
   per split for every method that reads them;
 * ``penalty="l2"`` is not passed: it is scikit-learn's default, and naming it is deprecated
