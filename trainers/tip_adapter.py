@@ -160,9 +160,11 @@ class TipAdapter(FrozenFeatureTrainer):
         if not directory or not all(osp.isfile(p) for p in found.values()):
             if directory and glob.glob(osp.join(directory, "keys_*shots.pt")) and not osp.isdir(
                     osp.join(directory, self.MODEL_NAME)):
+                missing = [osp.basename(p) for p in found.values() if not osp.isfile(p)]
                 raise FileNotFoundError(
-                    f"{directory} holds an upstream Tip-Adapter cache, but not for {shots} shots: it needs "
-                    f"{', '.join(osp.basename(p) for p in found.values())}. Set DATASET.NUM_SHOTS to the cache's.")
+                    f"{directory} holds an upstream Tip-Adapter cache without {', '.join(missing)}, which "
+                    f"{type(self).__name__} needs for DATASET.NUM_SHOTS {shots}. Use the cache of that shot count "
+                    "(Tip-Adapter-F: the folder where its fine-tuning saved best_F_<shots>shots.pt).")
             return None
         return found
 
