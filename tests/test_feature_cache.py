@@ -145,6 +145,6 @@ def test_an_augmented_pass_is_the_same_draw_each_time_and_passes_differ(kit, tmp
 
 
 def test_the_cache_folder_is_not_a_setting_of_the_run():
-    from tools.experiments.run_identity import counts
+    from runs.identity import counts
 
     assert not counts("TRAINER.FEATURE_CACHE_DIR", "GDA") and counts("TRAINER.GDA.AUGMENT_EPOCH", "GDA")
