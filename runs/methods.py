@@ -182,18 +182,18 @@ METHODS: Dict[str, Method] = {m.key: m for m in (
     # Frozen-feature methods (trainers/frozen_features.py). A protocol whose config is "" is not
     # defined by the method's upstream. GDA's cross-dataset runs fit ImageNet and name each target's
     # classes with its unseen-class classifier (our choice: upstream has no cross-dataset script).
-    Method("gda", "GDA", "GDA", "vit_b16_base2new", "vit_b16", group=VARIANT, module="gda",
+    Method("gda", "GDA", "GDA", "vit_b16_base2new", "vit_b16", module="gda",
            fewshot_cfg="vit_b16", tags=("training-free",)),
-    Method("tip_adapter", "Tip-Adapter", "TipAdapter", "", "", group=VARIANT, module="tip_adapter",
+    Method("tip_adapter", "Tip-Adapter", "TipAdapter", "", "", module="tip_adapter",
            fewshot_cfg="vit_b16", tags=("training-free",)),
-    Method("tip_adapter_f", "Tip-Adapter-F", "TipAdapterF", "", "", group=VARIANT, module="tip_adapter",
+    Method("tip_adapter_f", "Tip-Adapter-F", "TipAdapterF", "", "", module="tip_adapter",
            fewshot_cfg="vit_b16", tags=("fine-tuned",)),
-    Method("linear_probe", "Linear probe", "LinearProbe", "", "", group=VARIANT, module="linear_probe",
+    Method("linear_probe", "Linear probe", "LinearProbe", "", "", module="linear_probe",
            fewshot_cfg="vit_b16", tags=("fine-tuned",)),
-    Method("clip_adapter", "CLIP-Adapter", "CLIPAdapter", "", "", group=VARIANT, module="clip_adapter",
+    Method("clip_adapter", "CLIP-Adapter", "CLIPAdapter", "", "", module="clip_adapter",
            fewshot_cfg="vit_b16", fewshot_cfg_by_shots={1: "vit_b16_ep50", 2: "vit_b16_ep100", 4: "vit_b16_ep100"},
            tags=("fine-tuned",)),
-    Method("clip_lora", "CLIP-LoRA", "CLIPLoRA", "", "", group=VARIANT, module="clip_lora",
+    Method("clip_lora", "CLIP-LoRA", "CLIPLoRA", "", "", module="clip_lora",
            fewshot_cfg="vit_b16", tags=("fine-tuned",)),
 )}
 PAPER_METHODS = tuple(key for key, m in METHODS.items() if m.group == PAPER)
