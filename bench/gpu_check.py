@@ -177,10 +177,15 @@ def release(device: torch.device) -> None:
 
 def fit_prompt_depths(node, arch: str) -> None:
     """Deep prompts of a config (``PROMPT_DEPTH*`` keys, 9 or 12 in the paper configs) through at
-    most all blocks of a smaller CLIP, whichever trainer the keys belong to."""
+    most all blocks of a smaller CLIP, whichever trainer the keys belong to; TCP's class-aware
+    tokens (``TKE_BLOCK``, 9) at its last block at the latest; MMRL's ``REP_LAYERS`` (6..12) moved
+    down to end at its last block, those that still exist."""
     layers = min(bp.ARCHS[arch]["vision_layers"], bp.ARCHS[arch]["transformer_layers"])
-    for key in [k for k in node if k.startswith("PROMPT_DEPTH")]:
+    for key in [k for k in node if k.startswith("PROMPT_DEPTH") or k == "TKE_BLOCK"]:
         node[key] = min(node[key], layers)
+    if "REP_LAYERS" in node:
+        shift = max(0, max(node.REP_LAYERS) - layers)
+        node.REP_LAYERS = [block - shift for block in node.REP_LAYERS if block - shift >= 1]
 
 
 def build_trainer(run: dict, trainer: str, num_classes: int, precision: Precision, checkpoint_text: bool = False):
@@ -230,7 +235,7 @@ def measure(trainer, run: dict, num_classes: int, precision: Precision) -> dict:
             times = bp.timed(trainer.fit_head, device, repeats=1)
         result.update(fit_ms=bp.best_ms(times), train_peak_mib=memory.mib, note="step = one fit on cached features")
     elif trainer.get_model_names():
-        batch = bp.synthetic_batch(num_classes, resolution, generator)
+        batch = bp.synthetic_batch(num_classes, resolution, generator, trainer.cfg.DATALOADER.K_TRANSFORMS)
         trainer.set_model_mode("train")
         trainer.batch_idx, trainer.num_batches = 0, 10**9  # never the last batch: no LR update
 

@@ -8,7 +8,7 @@ Adding a method is its trainer file (``trainers/<module>.py``), its configs
   ``base2new_test``, ``xd_train SEED``, ``xd_test``; see ``runs/steps.py``);
 * the reproduce commands schedule it (``METHODS="... KEY" bash scripts/reproduce/table1.sh``);
 * the report finds its runs (``runs/layout.py``) and labels its row;
-* the kit fits its deep prompts to the tiny CLIP (``kit_depth_keys``).
+* the kit fits its deep prompts to the tiny CLIP (``kit_depth_keys``, and any other ``kit_opts``).
 
 ``scripts/<key>/*.sh``, where a method has them, are its habitual entry points: thin calls of the
 same steps, with no setting of their own. The epoch an evaluation loads is not written anywhere:
@@ -68,10 +68,11 @@ class Method:
     config_folder: str = ""                       # configs/trainers/<config_folder or trainer>/
     module: str = ""                              # trainers/<module or key>.py
     kit_depth_keys: Tuple[str, ...] = ()          # prompt depths the kit lowers to the tiny CLIP's blocks
-    sweeps: Tuple[Sweep, ...] = ()
+    kit_opts: Tuple[str, ...] = ()                # other KEY VALUE pairs that fit the paper configs to the kit
     fewshot_cfg: str = ""                         # config of the few-shot protocol ("" = not defined)
     fewshot_cfg_by_shots: Mapping[int, str] = field(default_factory=dict, hash=False)  # where upstream has one
-    tags: Tuple[str, ...] = ()                    # regime shown in the report ("training-free", "fine-tuned", ...)
+    tags: Tuple[str, ...] = ()                    # regime shown in the report ("LLM text", ...; empty = inductive prompt learner)
+    sweeps: Tuple[Sweep, ...] = ()
 
     @property
     def paper_row(self) -> bool:
@@ -157,6 +158,12 @@ MAPLE_DEPTHS = ("TRAINER.MAPLE.PROMPT_DEPTH",)
 IVLP_DEPTHS = ("TRAINER.IVLP.PROMPT_DEPTH_TEXT", "TRAINER.IVLP.PROMPT_DEPTH_VISION")
 VPT_DEPTHS = ("TRAINER.VPT.PROMPT_DEPTH_VISION",)
 PROMPTSRC_DEPTHS = ("TRAINER.PROMPTSRC.PROMPT_DEPTH_TEXT", "TRAINER.PROMPTSRC.PROMPT_DEPTH_VISION")
+TCP_BLOCKS = ("TRAINER.TCP.TKE_BLOCK",)  # the kit's value, 3, is its last text block
+# MMRL's representation tokens in the upper blocks (upstream: 6..12 of 12; the kit: 2..3 of 3).
+MMRL_KIT_LAYERS = ("TRAINER.MMRL.REP_LAYERS", "[2,3]")
+# CoPrompt's per-dataset table asks for depth 12, more than the kit's 3 blocks: the kit runs the config values.
+COPROMPT_DEPTHS = ("TRAINER.COPROMPT.PROMPT_DEPTH",)
+COPROMPT_KIT_OPTS = ("TRAINER.COPROMPT.DATASET_OPTIONS", "False")
 
 # Paper row order (Tables 1 and 2), then MaPLe's variants, then the modern baselines (not in the
 # GOPro paper; modern-baselines spec), which the reproduce commands run when METHODS names them.
@@ -179,6 +186,12 @@ METHODS: Dict[str, Method] = {m.key: m for m in (
            b2n_dataset_cfg={"imagenet": "vit_b16_ep50"}, group=MODERN),
     Method("promptsrc", "PromptSRC", "PromptSRC", "vit_b16_c2_ep20_batch4_4+4ctx",
            "vit_b16_c2_ep20_batch4_4+4ctx_cross_datasets", group=MODERN, kit_depth_keys=PROMPTSRC_DEPTHS),
+    Method("tcp", "TCP", "TCP", "vit_b16_ep100_ctxv1", "vit_b16_ep100_ctxv1", group=MODERN, kit_depth_keys=TCP_BLOCKS),
+    Method("mmrl", "MMRL", "MMRL", "vit_b16", "vit_b16_cross_datasets", b2n_dataset_cfg={"imagenet": "vit_b16_imagenet"},
+           group=MODERN, kit_opts=MMRL_KIT_LAYERS, fewshot_cfg="vit_b16_few_shot"),
+    Method("coprompt", "CoPrompt", "CoPrompt", "coprompt", "coprompt_cross_datasets",
+           b2n_dataset_cfg={"food101": "coprompt_food101"}, group=MODERN, kit_depth_keys=COPROMPT_DEPTHS,
+           kit_opts=COPROMPT_KIT_OPTS, tags=("LLM text",)),
     # Frozen-feature methods (trainers/frozen_features.py). A protocol whose config is "" is not
     # defined by the method's upstream. GDA's cross-dataset runs fit ImageNet and name each target's
     # classes with its unseen-class classifier (our choice: upstream has no cross-dataset script).

@@ -12,10 +12,10 @@ from yacs.config import CfgNode
 
 from runs import jobs, plans
 from tools.kit import build as kit_module
-from conftest import REPO, accuracies, run_script
+from conftest import REPO, accuracies, run_script, run_train
 from runs.methods import METHODS, MODERN, MODERN_BASELINES, OTHER, PAPER, PAPER_METHODS, VARIANT, Method
 from runs.results import B2N_DATASETS, harmonic_mean
-from test_baselines import last_epoch_after, script_setting
+from test_baselines import last_epoch_after, script_setting, write_upstream_checkpoint
 from test_report import b2n_logs, layout, make_report, row_of  # noqa: F401 (layout: fixture)
 
 REPORTED = json.loads((REPO / "paper" / "modern_baselines_reported.json").read_text())["base2new_average"]["rows"]
@@ -23,7 +23,7 @@ MODERN_TITLE = "Modern baselines: base-to-new, ours beside each method's reporte
 # PromptSRC's config names (modern-baselines spec §2.5); its trainer and configs come with PromptSRC.
 
 
-def run_base2new_scripts(kit, output, folder: str, trainer: str, cfg: str):
+def run_base2new_scripts(kit, output, folder: str, trainer: str, cfg: str, model_name: str = "prompt_learner"):
     """``scripts/<folder>/base2new_{train,test}.sh oxford_pets 1`` on the kit for one epoch: the two
     logs, each checked to hold one final result (the new-class one over the kit's 2 new classes)."""
     env = {"DATA": str(kit.data), "OUTPUT": str(output), "EPOCHS": "1", "EXTRA_OPTS": " ".join(kit.opts())}
@@ -33,8 +33,38 @@ def run_base2new_scripts(kit, output, folder: str, trainer: str, cfg: str):
     base = (output / "base2new/train_base" / run / "log.txt").read_text()
     new = (output / "base2new/test_new" / run / "log.txt").read_text()
     assert len(accuracies(base)) == 1 and len(accuracies(new)) == 1 and "# classes  2" in new
-    assert (output / "base2new/train_base" / run / "prompt_learner/model.pth.tar-1").is_file()
+    assert (output / "base2new/train_base" / run / model_name / "model.pth.tar-1").is_file()
     return base, new
+
+
+def evaluate_upstream_checkpoint(kit, tmp_path, trainer: str, cfg: str, model_name: str, epoch: int, state: dict) -> str:
+    """``state`` written in upstream's layout (``<model_name>/model.pth.tar-<epoch>``) and evaluated on
+    the kit's new classes by ``train.py --eval-only --model-dir``: its log, checked to load that file
+    and to hold one result over the 2 new classes."""
+    write_upstream_checkpoint(tmp_path / "upstream", model_name, epoch, state)
+    out = tmp_path / "eval"
+    run_train("--root", str(kit.data), "--seed", "1", "--trainer", trainer,
+              "--dataset-config-file", str(REPO / "configs/datasets/oxford_pets.yaml"),
+              "--config-file", str(REPO / "configs" / "trainers" / trainer / f"{cfg}.yaml"),
+              "--output-dir", str(out), "--model-dir", str(tmp_path / "upstream"), "--load-epoch", str(epoch),
+              "--eval-only", *kit.opts(), "DATASET.NUM_SHOTS", "16", "DATASET.SUBSAMPLE_CLASSES", "new")
+    log = (out / "log.txt").read_text()
+    assert f"{model_name}/model.pth.tar-{epoch}" in log and len(accuracies(log)) == 1 and "# classes  2" in log
+    return log
+
+
+def parameters_a_step_changes(trainer) -> list:
+    """One training step: the names of the learnable parameters it changed (frozen CLIP checked untouched)."""
+    import torch
+
+    learner = trainer.model.learnable
+    clip_before = {k: v.clone() for k, v in trainer.backbone.state_dict().items()}
+    before = {k: v.detach().clone() for k, v in learner.named_parameters()}
+    trainer.set_model_mode("train")
+    trainer.batch_idx, trainer.num_batches = 0, 2
+    trainer.forward_backward(next(iter(trainer.train_loader_x)))
+    assert all(torch.equal(v, clip_before[k]) for k, v in trainer.backbone.state_dict().items())
+    return sorted(k for k, v in learner.named_parameters() if not torch.equal(v, before[k]))
 
 
 # ---- registry, scripts, reproduce commands --------------------------------------------------------
@@ -82,7 +112,7 @@ def test_scripts_match_the_registry_and_load_the_last_epoch(key, tmp_path):
 def test_reproduce_defaults_stay_the_paper_rows_and_methods_adds_the_modern_ones(tmp_path):
     for table in ("table1", "xd", "table2"):
         assert plans.TABLES[table].methods == PAPER_METHODS
-    env = {"METHODS": "kgcoop prograd promptsrc", "DATASETS": "imagenet", "SEEDS": "1", "OUTPUT": str(tmp_path)}
+    env = {"METHODS": " ".join(MODERN_BASELINES), "DATASETS": "imagenet", "SEEDS": "1", "OUTPUT": str(tmp_path)}
     args = jobs.build_parser().parse_args(["table1"])
     plan = plans.TABLES["table1"].build(plans.build_selection("table1", args, env))
     assert {job.script for job in plan.jobs} == {f"scripts/{k}/base2new_{p}.sh" for k in MODERN_BASELINES
@@ -109,6 +139,11 @@ def test_reported_numbers_are_self_consistent():
         assert abs(harmonic_mean(base, new) - hm) < 0.011, label
     assert REPORTED["KgCoOp"]["values"] == [80.73, 73.6, 77.0]
     assert REPORTED["PromptSRC"]["values"] == [84.26, 76.1, 79.97]
+    # Neither README prints results: the papers' averages, their source saying so.
+    sources = json.loads((REPO / "paper" / "modern_baselines_reported.json").read_text())["sources"]
+    for label, values in (("TCP", [84.13, 75.36, 79.51]), ("MMRL", [85.68, 77.16, 81.2])):
+        assert REPORTED[label]["values"] == values
+        assert "prints no results" in sources[REPORTED[label]["source"]]
 
 
 def test_modern_table_puts_reported_numbers_beside_ours_and_table1_keeps_the_paper_rows(layout, tmp_path):  # noqa: F811

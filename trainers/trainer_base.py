@@ -96,6 +96,9 @@ class ClipPromptTrainer(TrainerX):
     CFG_NODE = ""
     MODEL_NAME = "prompt_learner"
     CHOICES: Dict[str, Sequence] = {}  # TRAINER.<CFG_NODE>.<KEY> → allowed values, checked with PREC
+    # Dataset registry name → {KEY: value} of TRAINER.<CFG_NODE> that upstream sets per dataset
+    # (MMRL, CoPrompt); applied over the configured values when the node's DATASET_OPTIONS is True.
+    PER_DATASET_OPTIONS: Dict[str, Dict[str, object]] = {}
 
     # ---- options -------------------------------------------------------------------------
     @property
@@ -123,6 +126,8 @@ class ClipPromptTrainer(TrainerX):
         options = scratch.TRAINER.get(cls.CFG_NODE, CN())
         for key, value in cfg.TRAINER.get(cls.CFG_NODE, CN()).items():
             options[key] = value
+        if options.get("DATASET_OPTIONS", False):
+            options.update(cls.PER_DATASET_OPTIONS.get(cfg.DATASET.NAME, {}))
         options.freeze()
         return options
 
