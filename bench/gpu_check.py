@@ -243,14 +243,20 @@ def is_per_image(trainer) -> bool:
 
 
 def measure(trainer, run: dict, num_classes: int, precision: Precision) -> dict:
-    """Train-step time and peak memory (when the trainer learns anything), then evaluation images/s."""
+    """Train-step time and peak memory (when the trainer learns anything; a frozen-feature method:
+    one whole fit on its cached features, after an untimed one that encodes them), then evaluation images/s."""
+    from trainers.frozen_features import FrozenFeatureTrainer
     from trainers.models import TextFeatureCache
 
     device = torch.device(run["device"])
     resolution = bp.ARCHS[run["arch"]]["image_resolution"]
     generator = torch.Generator().manual_seed(0)
     result = {}
-    if trainer.get_model_names():
+    if isinstance(trainer, FrozenFeatureTrainer):  # training is one fit on frozen features (encoding included)
+        with bp.PeakMemory(device) as memory:
+            times = bp.timed(trainer.fit_head, device, repeats=1)
+        result.update(fit_ms=bp.best_ms(times), train_peak_mib=memory.mib, note="step = one fit on cached features")
+    elif trainer.get_model_names():
         batch = bp.synthetic_batch(num_classes, resolution, generator, trainer.cfg.DATALOADER.K_TRANSFORMS)
         trainer.set_model_mode("train")
         trainer.batch_idx, trainer.num_batches = 0, 10**9  # never the last batch: no LR update
@@ -571,7 +577,7 @@ def print_report(report: dict) -> None:
 
     print(f"\n## Train step (batch {bp.BATCH_SIZE}) and evaluation (test batch {setup['test_batch']})")
     rows = [[r["num_classes"], r["method"] + (" +CHECKPOINT_TEXT" if r["checkpoint_text"] else ""), r["precision"],
-             fmt(r.get("step_ms")), fmt(r.get("train_peak_mib"), 0), fmt(r.get("eval_images_per_s")),
+             fmt(r.get("step_ms", r.get("fit_ms"))), fmt(r.get("train_peak_mib"), 0), fmt(r.get("eval_images_per_s")),
              fmt(r.get("eval_peak_mib"), 0), fmt(r.get("wall_s")), r.get("note") or r["status"]]
             for r in report["methods"]]
     print(tabulate(rows, headers=["C", "method", "precision", "step ms", "train peak MiB", "eval img/s",

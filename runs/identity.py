@@ -9,7 +9,8 @@
 **The rule** for "changes results": every config key, except
 
 * where things are, not what they are: ``OUTPUT_DIR``, ``RESUME``, ``DATASET.ROOT``,
-  ``MODEL.BACKBONE.PATH`` (the weights are named by ``MODEL.BACKBONE.NAME``);
+  ``MODEL.BACKBONE.PATH`` (the weights are named by ``MODEL.BACKBONE.NAME``),
+  ``TRAINER.FEATURE_CACHE_DIR`` (the feature cache: its entries are keyed by what they hold);
 * how the run is watched or how fast it goes, documented as results-unchanged: worker counts,
   print and checkpoint frequencies, the evaluation batch size, confusion-matrix / per-class
   printing, and the text-tower speed knobs ``TRAINER.<X>.TRUNCATE_TEXT / TEXT_CHUNK / CHECKPOINT_TEXT``;
@@ -59,6 +60,7 @@ IGNORED_KEYS = frozenset({
     "OUTPUT_DIR", "RESUME", "DATASET.ROOT", "MODEL.BACKBONE.PATH", "MODEL.BACKBONE.OPEN_CLIP_CONFIG",
     "DATALOADER.NUM_WORKERS", "DATALOADER.TEST.BATCH_SIZE", "TRAIN.PRINT_FREQ", "TRAIN.CHECKPOINT_FREQ",
     "TEST.COMPUTE_CMAT", "TEST.PER_CLASS_RESULT",
+    "TRAINER.FEATURE_CACHE_DIR",  # where frozen features are cached (trainers/feature_cache.py)
 })
 IGNORED_TRAINER_KEYS = frozenset({"TRUNCATE_TEXT", "TEXT_CHUNK", "CHECKPOINT_TEXT"})
 # Run arguments that change results (they are not config keys).

@@ -82,6 +82,7 @@ class Method:
     kit_depth_keys: Tuple[str, ...] = ()          # prompt depths the kit lowers to the tiny CLIP's blocks
     kit_opts: Tuple[str, ...] = ()                # other KEY VALUE pairs that fit the paper configs to the kit
     fewshot_cfg: str = ""                         # config of the few-shot protocol ("" = not defined)
+    fewshot_cfg_by_shots: Mapping[int, str] = field(default_factory=dict, hash=False)  # where upstream has one
     sweeps: Tuple[Sweep, ...] = ()
     teacher: Optional[Teacher] = None             # a distilled method's teacher (PromptKD)
     plugins: Tuple[str, ...] = ()                 # plug-ins composed with the trainer (its configs' TRAINER.PLUGINS)
@@ -110,6 +111,9 @@ class Method:
         if protocol not in PROTOCOLS:
             raise ValueError(f"Unknown protocol {protocol!r}: use 'b2n' or 'xd'.")
         default = self.b2n_cfg if protocol == "b2n" else self.xd_cfg
+        if not default:
+            raise ValueError(f"{self.key} does not define the {'base-to-new' if protocol == 'b2n' else 'cross-dataset'} "
+                             f"protocol (its upstream has none); it runs the few-shot protocol.")
         if asked and asked != default:
             return asked
         return self.b2n_dataset_cfg.get(dataset, default) if protocol == "b2n" else default
@@ -228,6 +232,22 @@ METHODS: Dict[str, Method] = {m.key: m for m in (
            "vit_b16_c2_ep20_batch8_4+4ctx_cross_datasets", b2n_dataset_cfg=PROMPTKD_KD200, group=MODERN,
            kit_depth_keys=PROMPTKD_DEPTHS, tags=("transductive", "teacher ViT-L/14"),
            teacher=Teacher("promptsrc", "vit_l14_c2_ep20_batch8_4+4ctx", "TRAINER.PROMPTKD.TEACHER_RUN")),
+    # Frozen-feature methods (trainers/frozen_features.py). A protocol whose config is "" is not
+    # defined by the method's upstream. GDA's cross-dataset runs fit ImageNet and name each target's
+    # classes with its unseen-class classifier (our choice: upstream has no cross-dataset script).
+    Method("gda", "GDA", "GDA", "vit_b16_base2new", "vit_b16", module="gda",
+           fewshot_cfg="vit_b16", tags=("training-free",)),
+    Method("tip_adapter", "Tip-Adapter", "TipAdapter", "", "", module="tip_adapter",
+           fewshot_cfg="vit_b16", tags=("training-free",)),
+    Method("tip_adapter_f", "Tip-Adapter-F", "TipAdapterF", "", "", module="tip_adapter",
+           fewshot_cfg="vit_b16", tags=("fine-tuned",)),
+    Method("linear_probe", "Linear probe", "LinearProbe", "", "", module="linear_probe",
+           fewshot_cfg="vit_b16", tags=("fine-tuned",)),
+    Method("clip_adapter", "CLIP-Adapter", "CLIPAdapter", "", "", module="clip_adapter",
+           fewshot_cfg="vit_b16", fewshot_cfg_by_shots={1: "vit_b16_ep50", 2: "vit_b16_ep100", 4: "vit_b16_ep100"},
+           tags=("fine-tuned",)),
+    Method("clip_lora", "CLIP-LoRA", "CLIPLoRA", "", "", module="clip_lora",
+           fewshot_cfg="vit_b16", tags=("fine-tuned",)),
 )}
 PAPER_METHODS = tuple(key for key, m in METHODS.items() if m.group == PAPER)
 # DePT (trainers/dept.py) on the base methods of its paper and ours; configs/trainers/DePT/<base>_<upstream cfg>.

@@ -100,12 +100,15 @@ def teacher_run(kit, tmp_path_factory) -> Path:
 
 def make_method_trainer(kit: Kit, output_dir: Path, method, *opts: str, request=None):
     """A trainer of registry ``method`` as its base-to-new training builds it (its config, the base
-    classes) on the kit; a distilled method gets the session's teacher run (``request``: the test's,
-    to reach the ``teacher_run`` fixture)."""
-    opts = ("DATASET.SUBSAMPLE_CLASSES", "base", *opts)
+    classes) on the kit, or its 16-shot training where it has no base-to-new protocol; a distilled
+    method gets the session's teacher run (``request``: the test's, to reach the ``teacher_run`` fixture)."""
+    if method.b2n_cfg:
+        config, opts = method.cfg("b2n"), ("DATASET.SUBSAMPLE_CLASSES", "base", *opts)
+    else:
+        config, opts = method.fewshot_cfg_by_shots.get(16, method.fewshot_cfg), ("DATASET.SUBSAMPLE_CLASSES", "all", *opts)
     if method.teacher is not None:
         opts = (method.teacher.option, str(request.getfixturevalue("teacher_run")), *opts)
-    return make_trainer(kit, output_dir, method.trainer, method.cfg("b2n"), *opts, config_folder=method.config_folder)
+    return make_trainer(kit, output_dir, method.trainer, config, *opts, config_folder=method.config_folder)
 
 
 def readme_guide(heading: str) -> str:

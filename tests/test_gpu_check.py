@@ -135,13 +135,14 @@ def test_quick_cpu_check_runs_every_section(kit, tmp_path):
     assert {r["method"] for r in rows} == set(gpu_check.registered_trainers())
     for r in rows:
         assert r["eval_images_per_s"] > 0 and r["eval_peak_mib"] is not None
-        if "step_ms" in r:
-            assert r["step_ms"] > 0 and r["train_peak_mib"] is not None
+        if "step_ms" in r or "fit_ms" in r:
+            assert r.get("step_ms", r.get("fit_ms")) > 0 and r["train_peak_mib"] is not None
         else:
             assert r["note"] == "eval only"
     precisions = lambda trainer: {r["precision"] for r in rows if r["method"] == trainer}
     assert precisions("GOPro") == precisions("CoOp") == {"fp32", "bf16"}
     assert precisions("ZeroshotCLIP") == {"fp32"}
     assert all("step_ms" not in r for r in rows if r["method"] == "ZeroshotCLIP")  # evaluation only
+    assert all("fit_ms" in r for r in rows if r["method"] in ("GDA", "TipAdapter", "LinearProbe"))  # one fit
     checkpointed = {r["method"] for r in rows if r["checkpoint_text"]}
     assert {"GOPro", "CoCoOp", "StyLIP"} <= checkpointed and "CoOp" not in checkpointed

@@ -77,8 +77,9 @@ def test_every_registry_entry_is_runnable_and_its_group_matches_the_numbers_it_i
     for key, method in METHODS.items():
         assert method.key == key and re.fullmatch(r"[a-z][a-z0-9_]*(\+[a-z][a-z0-9_]*)*", key), key  # + joins plug-ins
         assert method.in_checkout(), f"{key}: no trainer file"
-        configs = {method.b2n_cfg, method.xd_cfg, *method.b2n_dataset_cfg.values()}
-        assert all(method.config_path(c).is_file() for c in configs), (key, configs)
+        configs = {method.b2n_cfg, method.xd_cfg, *method.b2n_dataset_cfg.values(), method.fewshot_cfg,
+                   *method.fewshot_cfg_by_shots.values()} - {""}  # "": a protocol its upstream does not define
+        assert configs and all(method.config_path(c).is_file() for c in configs), (key, configs)
         assert method.group in (PAPER, MODERN, VARIANT, OTHER), (key, method.group)
         assert (method.label in paper) == (method.group == PAPER) == method.paper_row, key
         # a modern baseline has reported numbers; a composed one (test_dept.py) where they are recorded

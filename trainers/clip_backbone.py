@@ -187,9 +187,13 @@ def attention(attn: nn.MultiheadAttention, x: torch.Tensor, causal: bool,
 
 
 def queries_keys_values(attn: nn.MultiheadAttention, x: torch.Tensor) -> torch.Tensor:
-    """q, k, v stacked as [3, n, heads, length, head_dim] for batch-first ``x``."""
+    """q, k, v stacked as [3, n, heads, length, head_dim] for batch-first ``x``. A module that
+    ``attn`` carries as ``qkv_adaptation`` (CLIP-LoRA's low-rank update) adds its output [.., 3 D]."""
     n, length, width = x.shape
     qkv = F.linear(x, attn.in_proj_weight, attn.in_proj_bias)
+    adaptation = getattr(attn, "qkv_adaptation", None)
+    if adaptation is not None:
+        qkv = qkv + adaptation(x).to(qkv.dtype)
     return qkv.view(n, length, 3, attn.num_heads, width // attn.num_heads).permute(2, 0, 3, 1, 4)
 
 
