@@ -69,6 +69,9 @@ class Method:
     module: str = ""                              # trainers/<module or key>.py
     kit_depth_keys: Tuple[str, ...] = ()          # prompt depths the kit lowers to the tiny CLIP's blocks
     sweeps: Tuple[Sweep, ...] = ()
+    fewshot_cfg: str = ""                         # config of the few-shot protocol ("" = not defined)
+    fewshot_cfg_by_shots: Mapping[int, str] = field(default_factory=dict, hash=False)  # per shot count (CoOp)
+    tags: Tuple[str, ...] = ()                    # regime shown in the report ("training-free", ...)
 
     @property
     def paper_row(self) -> bool:
