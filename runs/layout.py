@@ -5,7 +5,15 @@ defined once. ``steps`` writes there, the job engine, the report and t-SNE read 
     <OUTPUT>/<XD_SOURCE>/<TRAINER>/<CFG>_<SHOTS>shots/seed<SEED>/              (cross-dataset training)
     <OUTPUT>/evaluation/<TRAINER>/<CFG>_<SHOTS>shots/<DATASET>/seed<SEED>/    (its evaluations)
     <OUTPUT>/zsclip/{all,base,new}/<DATASET>/                                 (zero-shot CLIP)
+    <OUTPUT>/fewshot/<DATASET>/shots_<N>/<TRAINER>/<CFG>/seed<SEED>/          (few-shot, all classes)
     <OUTPUT>/<SWEEP>/<SETTING FOLDER>/...                                     (a sweep setting: the same tree)
+
+A few-shot run trains on N images per class of every class and tests on all classes of the test
+split at the end of the same run, as CoOp's ``scripts/coop/main.sh`` does (its log's final
+accuracy is the result). The folder is CoOp's ``<dataset>/<TRAINER>/<cfg>_<N>shots/`` with the
+shot count one level up, so that the shot counts of a dataset sit side by side like base-to-new's
+``shots_<N>``. Zero-shot CLIP's few-shot entry is its ``zsclip/all/<DATASET>`` run (shots do not
+matter).
 """
 from __future__ import annotations
 
@@ -60,6 +68,9 @@ class Layout:
     def zeroshot_dir(self, subsample: str, dataset: str) -> Path:
         return self.root / "zsclip" / subsample / dataset
 
+    def fewshot_dir(self, dataset: str, shots: int, trainer: str, cfg: str, seed: int) -> Path:
+        return self.root / "fewshot" / dataset / f"shots_{shots}" / trainer / cfg / f"seed{seed}"
+
     # Runs of a method ------------------------------------------------------------------------
     def b2n_run(self, method: Method, phase: str, dataset: str, seed: int) -> Run:
         """``phase`` "base": the training run (base accuracy); "new": the new-class evaluation."""
@@ -79,6 +90,13 @@ class Layout:
         if dataset == self.xd_source:
             return Run(self.xd_source_dir(method.trainer, cfg, seed) / "log.txt", TRAIN_END_SIGNALS)
         return Run(self.xd_target_dir(method.trainer, cfg, dataset, seed) / "log.txt", (TEST_END_SIGNAL,))
+
+    def fewshot_run(self, method: Method, dataset: str, shots: int, seed: int) -> Run:
+        """A few-shot training run, whose final test on all classes is its result."""
+        if method.zero_shot:
+            return Run(self.zeroshot_dir("all", dataset) / "log.txt", (TEST_END_SIGNAL,))
+        cfg = method.fewshot_config(dataset, shots)
+        return Run(self.fewshot_dir(dataset, shots, method.trainer, cfg, seed) / "log.txt", TRAIN_END_SIGNALS)
 
 
 def seed_stats(runs: Sequence[Run], keyword: str = "accuracy") -> SeedStats:

@@ -17,13 +17,15 @@ from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 from runs.layout import Layout, Run, ablation_layout, nctx_layout
 from runs.methods import ABLATION_ROWS, METHODS, NCTX_POINTS, PAPER_METHODS, Method, get_method
 from runs.results import B2N_DATASETS, DG_TARGETS, XD_TARGETS
-from runs.steps import GENERIC_RUNNER
+from runs.steps import GENERIC_RUNNER, shots_of
 
 REPO = Path(__file__).resolve().parents[1]
 
 # Variables the scripts read (scripts/common.sh); written into Slurm job lists when set.
 PASS_THROUGH = ("DATA", "OUTPUT", "SHOTS", "EPOCHS", "BACKBONE", "XD_SOURCE", "EXTRA_OPTS", "PYTHON", "RERUN_STALE")
 FIG3_METHODS = ("slip", "cocoop", "gopro")  # the paper's Figure 3 panels (methods spec 8.7)
+FEWSHOT_SHOTS = (1, 2, 4, 8, 16)  # CoOp's few-shot protocol
+FEWSHOT_METHODS = tuple(key for key, m in METHODS.items() if m.fewshot)
 
 
 # --------------------------------------------------------------------------------------------
@@ -93,6 +95,7 @@ class Selection:
     user_env: Mapping[str, str]
     rows: Tuple[str, ...] = tuple(ABLATION_ROWS)
     points: Tuple[str, ...] = NCTX_POINTS
+    shots_list: Tuple[int, ...] = FEWSHOT_SHOTS
 
 
 def script(method: Method, name: str) -> str:
@@ -234,6 +237,31 @@ def fig3(sel: Selection) -> Plan:
     return plan
 
 
+def fewshot(sel: Selection) -> Plan:
+    """CoOp's protocol: one training run per method, dataset, shot count and seed, whose final test on
+    all classes is the result; zero-shot CLIP once per dataset. Methods without it are noted and left out."""
+    plan = Plan("fewshot")
+    for method in sel.methods:
+        if not method.fewshot:
+            plan.skipped.append(f"{method.key}: skipped, it does not define the few-shot protocol (no fewshot_cfg)")
+            continue
+        if method.zero_shot:
+            if usable(plan, method, ["zeroshot"]):
+                for dataset in sel.datasets:
+                    zero_shot_job(plan, method, dataset, "all", sel.layout.fewshot_run(method, dataset, 0, 0))
+            continue
+        if not usable(plan, method, ["fewshot"]):
+            continue
+        for dataset in sel.datasets:
+            for shots in sel.shots_list:
+                for seed in sel.seeds:
+                    plan.add(Job(f"{method.key}/fewshot/{dataset}/shots{shots}/seed{seed}",
+                                 *step(method, "fewshot", dataset, str(shots), str(seed)),
+                                 env=(("CFG", method.fewshot_config(dataset, shots)),),
+                                 run=sel.layout.fewshot_run(method, dataset, shots, seed)))
+    return plan
+
+
 @dataclass(frozen=True)
 class TableSpec:
     build: Callable[[Selection], Plan]
@@ -249,6 +277,7 @@ TABLES: Dict[str, TableSpec] = {
     "table3": TableSpec(table3, ("gopro",), B2N_DATASETS),
     "fig2": TableSpec(fig2, ("gopro",), B2N_DATASETS),
     "fig3": TableSpec(fig3, FIG3_METHODS, ("eurosat",), seeds=(1,)),
+    "fewshot": TableSpec(fewshot, FEWSHOT_METHODS, B2N_DATASETS),
 }
 
 
@@ -282,5 +311,6 @@ def build_selection(table: str, args, environ: Mapping[str, str]) -> Selection:
         ablation_layout(Layout(Path(".")), row)  # raises with the valid names
     for point in points:
         nctx_layout(Layout(Path(".")), point)
+    shots_list = tuple(shots_of(s) for s in pick(None, environ.get("SHOTS_LIST"), FEWSHOT_SHOTS))
     layout = Layout(Path(environ["OUTPUT"]), int(environ.get("SHOTS") or 16), environ.get("XD_SOURCE") or "imagenet")
-    return Selection(methods, datasets, seeds, layout, environ, rows, points)
+    return Selection(methods, datasets, seeds, layout, environ, rows, points, shots_list)
