@@ -17,6 +17,7 @@ as a dependency and starts only after it succeeded. Tables:
     fig2    GOPro prompt length sweep (scripts/gopro/nctx.sh M DATASET SEED)
     fig3    base-to-new training on EuroSAT → t-SNE plot (scripts/gopro/tsne.sh SEED DATASET)
     fewshot CoOp's few-shot protocol: per method/dataset/shot count/seed, train then test on all classes
+    msdg    multi-source DG on PACS, VLCS, OfficeHome, DomainNet: per held-out domain, train on the others then test it
 
 Environment (command-line flags win): ``METHODS``, ``DATASETS``, ``SEEDS`` (space or comma
 separated), ``ROWS`` (table3), ``NCTX`` (fig2), ``SHOTS_LIST`` (fewshot); ``DATA``, ``OUTPUT``, ``SHOTS``, ``EPOCHS``,

@@ -6,6 +6,7 @@ defined once. ``steps`` writes there, the job engine, the report and t-SNE read 
     <OUTPUT>/evaluation/<TRAINER>/<CFG>_<SHOTS>shots/<DATASET>/seed<SEED>/    (its evaluations)
     <OUTPUT>/zsclip/{all,base,new}/<DATASET>/                                 (zero-shot CLIP)
     <OUTPUT>/fewshot/<DATASET>/shots_<N>/<TRAINER>/<CFG>/seed<SEED>/          (few-shot, all classes)
+    <OUTPUT>/msdg/<DATASET>/<TARGET DOMAIN>/<TRAINER>/<CFG>/seed<SEED>/       (multi-source DG)
     <OUTPUT>/<SWEEP>/<SETTING FOLDER>/...                                     (a sweep setting: the same tree)
 
 A few-shot run trains on N images per class of every class and tests on all classes of the test
@@ -14,6 +15,10 @@ accuracy is the result). The folder is CoOp's ``<dataset>/<TRAINER>/<cfg>_<N>sho
 shot count one level up, so that the shot counts of a dataset sit side by side like base-to-new's
 ``shots_<N>``. Zero-shot CLIP's few-shot entry is its ``zsclip/all/<DATASET>`` run (shots do not
 matter).
+
+A multi-source domain generalisation run (leave one domain out) trains on every other domain of a
+multi-domain dataset (PACS, VLCS, OfficeHome, DomainNet) and tests on the held-out one in the same
+run, so it too has one folder.
 """
 from __future__ import annotations
 
@@ -68,6 +73,9 @@ class Layout:
     def zeroshot_dir(self, subsample: str, dataset: str) -> Path:
         return self.root / "zsclip" / subsample / dataset
 
+    def msdg_dir(self, dataset: str, target: str, trainer: str, cfg: str, seed: int) -> Path:
+        return self.root / "msdg" / dataset / target / trainer / cfg / f"seed{seed}"
+
     def fewshot_dir(self, dataset: str, shots: int, trainer: str, cfg: str, seed: int) -> Path:
         return self.root / "fewshot" / dataset / f"shots_{shots}" / trainer / cfg / f"seed{seed}"
 
@@ -90,6 +98,11 @@ class Layout:
         if dataset == self.xd_source:
             return Run(self.xd_source_dir(method.trainer, cfg, seed) / "log.txt", TRAIN_END_SIGNALS)
         return Run(self.xd_target_dir(method.trainer, cfg, dataset, seed) / "log.txt", (TEST_END_SIGNAL,))
+
+    def msdg_run(self, method: Method, dataset: str, target: str, seed: int) -> Run:
+        """A leave-one-domain-out run, whose final test on the target domain is its result."""
+        cfg = method.cfg("xd")
+        return Run(self.msdg_dir(dataset, target, method.trainer, cfg, seed) / "log.txt", TRAIN_END_SIGNALS)
 
     def fewshot_run(self, method: Method, dataset: str, shots: int, seed: int) -> Run:
         """A few-shot training run, whose final test on all classes is its result."""

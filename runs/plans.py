@@ -16,7 +16,7 @@ from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from runs.layout import Layout, Run, ablation_layout, nctx_layout
 from runs.methods import ABLATION_ROWS, METHODS, NCTX_POINTS, PAPER_METHODS, Method, get_method
-from runs.results import B2N_DATASETS, DG_TARGETS, XD_TARGETS
+from runs.results import B2N_DATASETS, DG_TARGETS, MSDG_DATASETS, MSDG_DOMAINS, XD_TARGETS
 from runs.steps import GENERIC_RUNNER, shots_of
 
 REPO = Path(__file__).resolve().parents[1]
@@ -26,6 +26,7 @@ PASS_THROUGH = ("DATA", "OUTPUT", "SHOTS", "EPOCHS", "BACKBONE", "XD_SOURCE", "E
 FIG3_METHODS = ("slip", "cocoop", "gopro")  # the paper's Figure 3 panels (methods spec 8.7)
 FEWSHOT_SHOTS = (1, 2, 4, 8, 16)  # CoOp's few-shot protocol
 FEWSHOT_METHODS = tuple(key for key, m in METHODS.items() if m.fewshot)
+MSDG_METHODS = tuple(key for key in PAPER_METHODS if not METHODS[key].zero_shot)
 
 
 # --------------------------------------------------------------------------------------------
@@ -262,6 +263,25 @@ def fewshot(sel: Selection) -> Plan:
     return plan
 
 
+def msdg(sel: Selection) -> Plan:
+    """Leave one domain out: per method, multi-domain dataset, held-out domain and seed, one run that
+    trains on the other domains and tests on the held-out one."""
+    plan = Plan("msdg")
+    for method in sel.methods:
+        if method.zero_shot or not method.xd_cfg:
+            plan.skipped.append(f"{method.key}: skipped, no domain generalisation runs (zero-shot, or no xd_cfg)")
+            continue
+        if not usable(plan, method, ["msdg"]):
+            continue
+        for dataset in sel.datasets:
+            for target in MSDG_DOMAINS.get(dataset, ()):
+                for seed in sel.seeds:
+                    plan.add(Job(f"{method.key}/msdg/{dataset}/{target}/seed{seed}",
+                                 *step(method, "msdg", dataset, target, str(seed)), cfg_env(method, "xd"),
+                                 run=sel.layout.msdg_run(method, dataset, target, seed)))
+    return plan
+
+
 @dataclass(frozen=True)
 class TableSpec:
     build: Callable[[Selection], Plan]
@@ -278,6 +298,7 @@ TABLES: Dict[str, TableSpec] = {
     "fig2": TableSpec(fig2, ("gopro",), B2N_DATASETS),
     "fig3": TableSpec(fig3, FIG3_METHODS, ("eurosat",), seeds=(1,)),
     "fewshot": TableSpec(fewshot, FEWSHOT_METHODS, B2N_DATASETS),
+    "msdg": TableSpec(msdg, MSDG_METHODS, MSDG_DATASETS),
 }
 
 

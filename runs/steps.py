@@ -12,6 +12,9 @@ Steps (the runs come from the method registry, ``runs/methods.py``, and the outp
     xd_test DATASET SEED           a cross-dataset / domain-generalisation target, the last epoch
     fewshot DATASET SHOTS SEED     CoOp's few-shot protocol: training on SHOTS images of every class,
                                    then, in the same run, the test on all classes of the test split
+    msdg DATASET TARGET SEED       multi-source domain generalisation: training on every domain of a
+                                   multi-domain dataset but TARGET (all classes, all images), then, in
+                                   the same run, the test on TARGET; the method's cross-dataset config
     zeroshot DATASET [SUBSET]      zero-shot CLIP on all, base or new classes (no seed, no training)
     SWEEP SETTING DATASET SEED     a setting of one of the method's sweeps (GOPro: ablation ROW,
                                    nctx M): base-to-new training, then its test
@@ -52,10 +55,12 @@ from runs.identity import FolderState, asked_settings, end_signals, folder_state
 from runs.layout import Layout, sweep_layout
 from runs.methods import REPO, Method, get_method
 from runs.records import IDENTITY_FILE, LOG_FILE
+from runs.results import MSDG_DOMAINS
 
 LOAD_LAST = ("--load-epoch", "last")  # evaluations load the final epoch of their training run
 STEP_USAGE = {"base2new_train": "DATASET SEED", "base2new_test": "DATASET SEED", "xd_train": "SEED",
-              "xd_test": "DATASET SEED", "fewshot": "DATASET SHOTS SEED", "zeroshot": "DATASET [all|base|new]"}
+              "xd_test": "DATASET SEED", "fewshot": "DATASET SHOTS SEED",
+              "msdg": "DATASET TARGET SEED", "zeroshot": "DATASET [all|base|new]"}
 STEPS = tuple(STEP_USAGE)
 EXIT_USAGE, EXIT_STALE = 2, 3
 FEATURE_CACHE_KEY, FEATURE_CACHE_FOLDER = "TRAINER.FEATURE_CACHE_DIR", "feature_cache"  # <OUTPUT>/feature_cache
@@ -212,6 +217,22 @@ def fewshot(method: Method, ctx: Context, dataset: str, shots: int, seed: int) -
               "DATASET.SUBSAMPLE_CLASSES", "all"))]
 
 
+def msdg(method: Method, ctx: Context, dataset: str, target: str, seed: int) -> List[StepRun]:
+    """One run: the sources are the dataset's other domains; Dassl tests the target domain when training ends."""
+    domains = MSDG_DOMAINS.get(dataset)
+    if domains is None:
+        raise ValueError(f"{dataset} is not a multi-domain dataset: use one of {' '.join(MSDG_DOMAINS)}")
+    if target not in domains:
+        raise ValueError(f"{dataset} has no domain {target!r}: use one of {' '.join(domains)}")
+    if not method.xd_cfg:
+        raise ValueError(f"{method.key} has no cross-dataset config (xd_cfg), which its domain generalisation runs use")
+    cfg = method.cfg("xd", asked=ctx.cfg)
+    sources = [d for d in domains if d != target]
+    return [(ctx.layout.msdg_dir(dataset, target, method.trainer, cfg, seed),
+             (*run_args(method, ctx, cfg, dataset, seed), "DATASET.SOURCE_DOMAINS", str(sources),
+              "DATASET.TARGET_DOMAINS", str([target])))]
+
+
 def zeroshot(method: Method, ctx: Context, dataset: str, subset: str = "all") -> List[StepRun]:
     cfg = method.cfg("b2n", dataset, ctx.cfg)
     return [(ctx.layout.zeroshot_dir(subset, dataset),
@@ -240,6 +261,9 @@ def step_runs(method: Method, step: str, args: Sequence[str], ctx: Context) -> L
     if step == "fewshot":
         dataset, shots, seed = args
         return fewshot(method, ctx, dataset, shots_of(shots), seed_of(seed))
+    if step == "msdg":
+        dataset, target, seed = args
+        return msdg(method, ctx, dataset, target, seed_of(seed))
     dataset, seed = args
     if step == "xd_test":
         return xd_test(method, ctx, dataset, seed_of(seed))

@@ -49,7 +49,8 @@ from tabulate import tabulate
 from runs.layout import Layout, Run, ablation_layout, nctx_layout, seed_stats
 from runs.methods import (ABLATION_ROWS, METHODS, MODERN, NCTX_DEFAULT_POINT, NCTX_LENGTHS,
                          REPORTED_METHODS, Method, get_method)
-from runs.results import B2N_DATASETS, DG_TARGETS, XD_TARGETS, SeedStats, harmonic_mean, mean
+from runs.results import (B2N_DATASETS, DG_TARGETS, MSDG_DATASETS, MSDG_DOMAINS, XD_TARGETS, SeedStats,
+                          harmonic_mean, mean)
 from runs.identity import MODEL_DIGEST, asked_settings, differences, stored_settings
 from runs.plans import FEWSHOT_SHOTS, PASS_THROUGH, TABLES as PLANS, build_selection
 from runs.steps import TrainRun, command_runs
@@ -59,13 +60,15 @@ REPO = Path(__file__).resolve().parents[2]
 PAPER_JSON = REPO / "paper" / "gopro_bmvc2023_results.json"
 REPORTED_JSON = REPO / "paper" / "modern_baselines_reported.json"
 FEWSHOT_REPORTED_JSON = REPO / "paper" / "fewshot_reported.json"
-TABLES = ("table1", "xd", "dg", "table3", "fig2", "modern", "fewshot")
+TABLES = ("table1", "xd", "dg", "table3", "fig2", "modern", "fewshot", "msdg")
+OWN_PROTOCOLS = ("fewshot", "msdg")  # not the GOPro paper's: reported when asked (--tables)
 PRETTY = {
     "imagenet": "ImageNet", "caltech101": "Caltech101", "oxford_pets": "OxfordPets",
     "stanford_cars": "StanfordCars", "oxford_flowers": "Flowers102", "food101": "Food101",
     "fgvc_aircraft": "FGVCAircraft", "sun397": "SUN397", "dtd": "DTD", "eurosat": "EuroSAT",
     "ucf101": "UCF101", "imagenetv2": "-V2", "imagenet_sketch": "-Sketch", "imagenet_a": "-A",
-    "imagenet_r": "-R", "average": "Average",
+    "imagenet_r": "-R", "average": "Average", "pacs": "PACS", "vlcs": "VLCS", "office_home_dg": "OfficeHome",
+    "domainnet": "DomainNet",
 }
 METRICS = ("base", "new", "hm")
 NO_VALUE = "–"
@@ -155,7 +158,7 @@ class Provenances:
     with the caller's overrides (``EPOCHS``, ``EXTRA_OPTS``, ``BACKBONE``) unset, listed by the
     scripts' steps through the job plans of ``runs/plans.py``."""
 
-    TABLES = ("table1", "xd", "table2", "table3", "fig2", "fewshot")
+    TABLES = ("table1", "xd", "table2", "table3", "fig2", "fewshot", "msdg")
 
     def __init__(self, layout: Layout, methods: Sequence[Method], datasets: Sequence[str], seeds: Sequence[int]):
         self.layout, self.methods, self.datasets, self.seeds = layout, methods, datasets, seeds
@@ -687,6 +690,28 @@ def plot_fewshot(cells: FewshotCells, shots_list: Sequence[int], reported: Dict[
 
 
 # --------------------------------------------------------------------------------------------
+# Multi-source domain generalisation (leave one domain out): targets x methods per dataset
+# --------------------------------------------------------------------------------------------
+def msdg_section(req: Request) -> Section:
+    section = Section("msdg", "Multi-source domain generalisation: train on the other domains, test on the target")
+    methods = [m for m in req.methods if m.xd_cfg and not m.zero_shot]
+    for dataset in req.pick(MSDG_DATASETS):
+        targets = MSDG_DOMAINS[dataset]
+        rows = []
+        for method in methods:
+            cells = [seed_cell([req.layout.msdg_run(method, dataset, t, s) for s in req.seeds], None, req.provenances)
+                     for t in targets]
+            cells.append(column_average(cells, None, True, "targets"))
+            rows.append([method.label, *(c.format_ours() for c in cells)])
+            section.records += [c.record(row=method.label, column=f"{dataset}/{t}", metric="accuracy")
+                                for t, c in zip((*targets, "average"), cells)]
+        section.blocks.append(Block(PRETTY.get(dataset, dataset), ["Method", *targets, "Avg"], rows))
+    section.notes.append("Ours: mean ± std over seeds of the target domain's accuracy; Avg: mean over the targets "
+                         "(scripts/reproduce/msdg.sh).")
+    return section
+
+
+# --------------------------------------------------------------------------------------------
 # Output
 # --------------------------------------------------------------------------------------------
 def to_markdown(sections: Sequence[Section], header: str) -> str:
@@ -730,7 +755,7 @@ def write_csv(sections: Sequence[Section], folder: Path) -> List[Path]:
 
 def build_sections(req: Request, tables: Sequence[str]) -> Tuple[List[Section], Optional[list]]:
     builders = {"table1": lambda r: table1(paper_rows(r)), "xd": cross_dataset, "dg": domain_generalization,
-                "table3": ablation, "modern": modern_baselines}
+                "table3": ablation, "modern": modern_baselines, "msdg": msdg_section}
     sections, points = [], None
     for name in tables:
         if name == "fewshot":
@@ -753,8 +778,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help=f"rows to show, by script folder or paper name (default: {' '.join(REPORTED_METHODS)})")
     parser.add_argument("--seeds", nargs="+", type=int, default=[1, 2, 3])
     parser.add_argument("--datasets", nargs="+", help="only these datasets (config names; default: all)")
-    parser.add_argument("--tables", nargs="+", choices=TABLES, default=[t for t in TABLES if t != "fewshot"],
-                        help="default: all but fewshot (its own protocol: --tables fewshot)")
+    parser.add_argument("--tables", nargs="+", choices=TABLES, default=[t for t in TABLES if t not in OWN_PROTOCOLS],
+                        help=f"default: all but {' and '.join(OWN_PROTOCOLS)} (ask for them by name)")
     parser.add_argument("--shots", type=int, default=16, help="SHOTS the runs used (default: 16)")
     parser.add_argument("--xd-source", default="imagenet", help="XD_SOURCE the runs used (default: imagenet)")
     parser.add_argument("--paper", type=Path, default=PAPER_JSON, help="the paper's numbers (JSON)")
@@ -773,7 +798,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     except KeyError as exc:
         print(exc.args[0], file=sys.stderr)
         return 2
-    known = B2N_DATASETS + DG_TARGETS
+    known = B2N_DATASETS + DG_TARGETS + MSDG_DATASETS
     unknown = [d for d in args.datasets or () if d not in known]
     if unknown:
         print(f"Unknown dataset(s) {unknown}: choose from {' '.join(known)}.", file=sys.stderr)
