@@ -2,6 +2,7 @@
 scripts/reproduce/fewshot.sh, and the report's few-shot table and plot from real runs on the kit."""
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -96,3 +97,27 @@ def test_the_kit_fills_the_few_shot_table_and_plot(kit, tmp_path):
     assert clip[1] == clip[2]  # zero-shot: one run, the same at every shot count
     png = output / "figures" / "fewshot.png"
     assert png.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_published_averages_are_shown_beside_ours(tmp_path):
+    from tools.experiments.report import Cell, fewshot_reported, fewshot_section
+
+    published = tmp_path / "reported.json"
+    published.write_text('{"columns": [1, 16], "rows": {"GDA": {"values": [70.5, 80.25], "source": "a file"}}}')
+    reported = fewshot_reported(published)
+    assert reported == {"GDA": {1: 70.5, 16: 80.25}}
+    ours = {"CoOp": {"dtd": [Cell(50.0, std=1.0, n=3, expected=3), Cell(None, expected=3)],
+                     "average": [Cell(50.0), Cell(None, note="0/1 datasets")]}}
+    section = fewshot_section(ours, (1, 16), reported)
+    average = section.blocks[0]
+    assert average.headers == ["Method", "1 shot", "16 shots"]
+    assert average.rows == [["CoOp", "50.00", "n/a (0/1 datasets)"], ["GDA (reported)", "70.50", "80.25"]]
+    assert section.blocks[1].rows[0] == ["DTD", "50.00 ± 1.00", "n/a (0/3 seeds)"]
+
+
+def test_the_reported_file_names_a_source_for_every_number():
+    from tools.experiments.report import FEWSHOT_REPORTED_JSON
+
+    data = json.loads(FEWSHOT_REPORTED_JSON.read_text())
+    assert all(row["source"] and len(row["values"]) == len(data["columns"]) for row in data["rows"].values())
+    assert set(data["rows"]).isdisjoint(data["not_found"])
