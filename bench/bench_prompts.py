@@ -88,6 +88,9 @@ METHODS = {
     "KgCoOp": ("KgCoOp", "vit_b16_ep100_ctxv1", []),
     "ProGrad": ("ProGrad", "vit_b16", []),
     "PromptSRC": ("PromptSRC", "vit_b16_c2_ep20_batch4_4+4ctx", []),
+    "TCP": ("TCP", "vit_b16_ep100_ctxv1", []),
+    "MMRL": ("MMRL", "vit_b16", []),
+    "CoPrompt": ("CoPrompt", "coprompt", []),
     "GOPro official-style": ("GOPro", official_gopro.CONFIG, official_gopro.OPTS),
 }
 OFFICIAL_STYLE = "GOPro official-style"
@@ -232,12 +235,16 @@ def write_random_clip(path: str, arch: str) -> str:
 
 
 def write_label_space(root: str, names: List[str]) -> str:
-    """``root/classnames.txt`` + one image, read by the ``BenchClassNames`` dataset."""
+    """``root/classnames.txt`` + one image, read by the ``BenchClassNames`` dataset, and one
+    description per class where CoPrompt looks for them."""
     from PIL import Image
+
+    from trainers.descriptions import default_path, write_descriptions
 
     os.makedirs(root, exist_ok=True)
     with open(osp.join(root, "classnames.txt"), "w") as f:
         f.write("\n".join(names) + "\n")
+    write_descriptions(default_path(root, "BenchClassNames"), {name: [f"A photo of a {name}."] for name in names})
     Image.new("RGB", (32, 32), (128, 128, 128)).save(osp.join(root, "image.jpg"))
     return root
 
@@ -303,9 +310,12 @@ def normalised_images(count: int, resolution: int, generator: torch.Generator) -
     return (torch.rand(count, 3, resolution, resolution, generator=generator) - mean) / std
 
 
-def synthetic_batch(num_classes: int, resolution: int, generator: torch.Generator) -> Dict[str, torch.Tensor]:
-    """A Dassl batch with the extra views GOPro's workers would add (``img2``, ``img3``)."""
+def synthetic_batch(num_classes: int, resolution: int, generator: torch.Generator, views: int = 1) -> dict:
+    """A Dassl batch with the extra views GOPro's workers would add (``img2``, ``img3``); with
+    ``views`` > 1 (``DATALOADER.K_TRANSFORMS``, CoPrompt) ``img`` is a list of that many views."""
     batch = {key: normalised_images(BATCH_SIZE, resolution, generator) for key in ("img", "img2", "img3")}
+    if views > 1:
+        batch["img"] = [batch["img"]] + [normalised_images(BATCH_SIZE, resolution, generator) for _ in range(views - 1)]
     batch["label"] = torch.randint(num_classes, (BATCH_SIZE,), generator=generator)
     return batch
 
@@ -352,7 +362,7 @@ def run_method_case(spec: dict) -> dict:
     trainer = build_bench_trainer(spec)
     resolution = ARCHS[spec["arch"]]["image_resolution"]
     generator = torch.Generator().manual_seed(0)
-    batch = synthetic_batch(spec["num_classes"], resolution, generator)
+    batch = synthetic_batch(spec["num_classes"], resolution, generator, trainer.cfg.DATALOADER.K_TRANSFORMS)
 
     trainer.set_model_mode("train")
     trainer.batch_idx, trainer.num_batches = 0, 10**9  # never the last batch: no LR update

@@ -177,10 +177,15 @@ def release(device: torch.device) -> None:
 
 def fit_prompt_depths(node, arch: str) -> None:
     """Deep prompts of a config (``PROMPT_DEPTH*`` keys, 9 or 12 in the paper configs) through at
-    most all blocks of a smaller CLIP, whichever trainer the keys belong to."""
+    most all blocks of a smaller CLIP, whichever trainer the keys belong to; TCP's class-aware
+    tokens (``TKE_BLOCK``, 9) at its last block at the latest; MMRL's ``REP_LAYERS`` (6..12) moved
+    down to end at its last block, those that still exist."""
     layers = min(bp.ARCHS[arch]["vision_layers"], bp.ARCHS[arch]["transformer_layers"])
-    for key in [k for k in node if k.startswith("PROMPT_DEPTH")]:
+    for key in [k for k in node if k.startswith("PROMPT_DEPTH") or k == "TKE_BLOCK"]:
         node[key] = min(node[key], layers)
+    if "REP_LAYERS" in node:
+        shift = max(0, max(node.REP_LAYERS) - layers)
+        node.REP_LAYERS = [block - shift for block in node.REP_LAYERS if block - shift >= 1]
 
 
 def build_trainer(run: dict, trainer: str, num_classes: int, precision: Precision, checkpoint_text: bool = False):
@@ -198,6 +203,8 @@ def build_trainer(run: dict, trainer: str, num_classes: int, precision: Precisio
     node = method_node(cfg, trainer)  # (None: the trainer has no options, zero-shot CLIP)
     if node is not None:
         fit_prompt_depths(node, run["arch"])
+        if "TEACHER_RUN" in node:  # a distilled student (PromptKD)
+            node.TEACHER_RUN = stand_in_teacher(run, num_classes, node.TEACHER_NAME)
         if "PREC" in node:
             node.PREC = precision.prec
         if checkpoint_text:
@@ -205,6 +212,26 @@ def build_trainer(run: dict, trainer: str, num_classes: int, precision: Precisio
     cfg.freeze()
     set_random_seed(cfg.SEED)
     return dassl_build_trainer(cfg)
+
+
+def stand_in_teacher(run: dict, num_classes: int, name: str) -> str:
+    """A teacher run folder for a distilled student: what the export writes (random text features
+    of the C classes, no image prompts) with the benchmark's CLIP as the teacher's, so the student's
+    step is measured with a teacher image tower of the student's size (a ViT-L/14 costs more)."""
+    from trainers.promptkd import TEACHER_FILE, TeacherRecord
+
+    folder = osp.join(run["work_dir"], f"teacher_C{num_classes}")
+    if osp.isfile(osp.join(folder, TEACHER_FILE)):
+        return folder
+    os.makedirs(folder, exist_ok=True)
+    with open(osp.join(run["roots"][str(num_classes)], "classnames.txt")) as f:
+        names = [line.strip() for line in f if line.strip()]
+    features = torch.randn(len(names), bp.ARCHS[run["arch"]]["embed_dim"], generator=torch.Generator().manual_seed(0))
+    with open(osp.join(folder, "run.json"), "w") as f:
+        json.dump({"digest": "stand-in", "settings": {}}, f)
+    TeacherRecord(torch.nn.functional.normalize(features, dim=-1), names, {}, {"vision": [0, 0], "text": [0, 0]},
+                  name, run["clip_path"], folder, "stand-in", 0).save(osp.join(folder, TEACHER_FILE))
+    return folder
 
 
 def is_per_image(trainer) -> bool:
@@ -224,7 +251,7 @@ def measure(trainer, run: dict, num_classes: int, precision: Precision) -> dict:
     generator = torch.Generator().manual_seed(0)
     result = {}
     if trainer.get_model_names():
-        batch = bp.synthetic_batch(num_classes, resolution, generator)
+        batch = bp.synthetic_batch(num_classes, resolution, generator, trainer.cfg.DATALOADER.K_TRANSFORMS)
         trainer.set_model_mode("train")
         trainer.batch_idx, trainer.num_batches = 0, 10**9  # never the last batch: no LR update
 

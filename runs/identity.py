@@ -13,11 +13,15 @@
 * how the run is watched or how fast it goes, documented as results-unchanged: worker counts,
   print and checkpoint frequencies, the evaluation batch size, confusion-matrix / per-class
   printing, and the text-tower speed knobs ``TRAINER.<X>.TRUNCATE_TEXT / TEXT_CHUNK / CHECKPOINT_TEXT``;
-* the nodes of other trainers: only ``TRAINER.NAME``'s own node counts (all nodes when the trainer
-  declares none, to stay on the safe side);
+* the nodes of other trainers: only ``TRAINER.NAME``'s own node and the nodes of the plug-ins in
+  ``TRAINER.PLUGINS`` (e.g. ``TRAINER.DEPT``) count (all nodes when the trainer declares none, to
+  stay on the safe side);
 
 plus three run arguments: ``--eval-only``, ``--load-epoch`` and, for an evaluation, the digest of
-the model folder it loads (so an evaluation goes stale when its training run is redone).
+the model folder it loads (so an evaluation goes stale when its training run is redone). Likewise a
+trainer key naming another run's folder, ``TRAINER.<NODE>.<X>_RUN`` (PromptKD's ``TEACHER_RUN``),
+counts by that run's digest (``<key> digest``), not by its path; run.json also records such a run
+under ``references`` (folder, digest, backbone).
 
 Two settings are **the same** when every key both of them have holds the same value: a key only one
 side knows comes from a code change (a new option with its default), not from the run. A folder is
@@ -60,6 +64,9 @@ IGNORED_TRAINER_KEYS = frozenset({"TRUNCATE_TEXT", "TEXT_CHUNK", "CHECKPOINT_TEX
 # Run arguments that change results (they are not config keys).
 EVAL_ONLY, LOAD_EPOCH, MODEL_DIGEST = "--eval-only", "--load-epoch", "--model-dir digest"
 
+# A trainer key holding the output folder of another run (e.g. a distillation teacher).
+RUN_REFERENCE = re.compile(r"TRAINER\.[A-Z0-9_]+\.[A-Z0-9_]*_RUN")
+
 # Exit status of ``train.py --check-finished``.
 EXIT_DONE, EXIT_TODO, EXIT_STALE = 0, 1, 3
 
@@ -94,13 +101,22 @@ def trainer_node(name: str, nodes: Sequence[str]) -> Optional[str]:
     return next((c for c in (declared, str(name).upper()) if c in nodes), None)
 
 
-def counts(key: str, own_node: Optional[str]) -> bool:
-    """Whether a flat config key is part of the settings that change results."""
+def plugin_nodes(config: Mapping[str, Any]) -> List[str]:
+    """The ``TRAINER.<NODE>`` of each plug-in in a flat config's ``TRAINER.PLUGINS`` (its class's
+    ``CFG_NODE``, else its upper-cased name)."""
+    registry = getattr(sys.modules.get("trainers.plugins"), "PLUGIN_REGISTRY", {})
+    return [getattr(registry.get(name), "CFG_NODE", "") or str(name).upper()
+            for name in config.get("TRAINER.PLUGINS") or ()]
+
+
+def counts(key: str, own_nodes: Optional[Sequence[str]]) -> bool:
+    """Whether a flat config key is part of the settings that change results (``own_nodes``: the
+    trainer nodes that count, None: all)."""
     if key in IGNORED_KEYS:
         return False
     parts = key.split(".")
     if parts[0] == "TRAINER" and len(parts) > 2:  # TRAINER.<NODE>.<KEY>
-        if own_node is not None and parts[1] != own_node:
+        if own_nodes is not None and parts[1] not in own_nodes:
             return False
         return parts[-1] not in IGNORED_TRAINER_KEYS
     return True
@@ -111,7 +127,8 @@ def select_settings(config: Mapping[str, Any], eval_only: bool, load_epoch: Opti
     """The settings that change results (the rule above) of a flat config and the run arguments."""
     nodes = {k.split(".")[1] for k in config if k.startswith("TRAINER.") and k.count(".") >= 2}
     own = trainer_node(config.get("TRAINER.NAME", ""), nodes)
-    settings = {k: v for k, v in config.items() if counts(k, own)}
+    own_nodes = None if own is None else [own, *plugin_nodes(config)]
+    settings = {k: v for k, v in config.items() if counts(k, own_nodes)}
     settings[EVAL_ONLY] = bool(eval_only)
     if eval_only:
         settings[LOAD_EPOCH] = load_epoch
@@ -131,7 +148,23 @@ def settings_of(cfg, eval_only: bool = False, load_epoch: Union[int, str, None] 
     """
     epoch = cfg.OPTIM.MAX_EPOCH if load_epoch == LAST_EPOCH else load_epoch
     identity = read_identity(Path(model_dir)) if eval_only and model_dir else None
-    return select_settings(flatten(cfg), eval_only, epoch, identity and identity.get("digest"))
+    config = flatten(cfg)
+    for key, reference in referenced_runs(config).items():  # a run it builds on counts by its digest
+        del config[key]
+        config[f"{key} digest"] = reference["digest"]
+    return select_settings(config, eval_only, epoch, identity and identity.get("digest"))
+
+
+def referenced_runs(config: Mapping[str, Any]) -> Dict[str, Dict[str, Any]]:
+    """``{key: {"folder", "digest", "backbone"}}`` for the keys of a flat config that name another
+    run's folder (``RUN_REFERENCE``); digest and backbone are None where the folder has no run.json."""
+    references = {}
+    for key, folder in config.items():
+        if RUN_REFERENCE.fullmatch(key) and folder:
+            identity = read_identity(Path(folder)) or {}
+            references[key] = {"folder": str(folder), "digest": identity.get("digest"),
+                               "backbone": identity.get("settings", {}).get("MODEL.BACKBONE.NAME")}
+    return references
 
 
 def settings_of_args(cfg, args) -> Dict[str, Any]:
@@ -312,6 +345,9 @@ def record(cfg, args, main_process: bool = True) -> None:
 
     identity = {"digest": digest_of(settings), "settings": settings, "command": sys.argv,
                 "written": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    references = referenced_runs(flatten(cfg))
+    if references:
+        identity["references"] = references
     for name, text in ((CONFIG_FILE, cfg.dump()), (IDENTITY_FILE, json.dumps(identity, indent=1) + "\n")):
         atomic_write(str(folder / name), lambda f, text=text: f.write(text), mode="w")
 

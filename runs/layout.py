@@ -88,7 +88,7 @@ class Layout:
             return Run(self.zeroshot_dir(phase, dataset) / "log.txt", (TEST_END_SIGNAL,))
         split, signals = ("train_base", TRAIN_END_SIGNALS) if phase == "base" else ("test_new", (TEST_END_SIGNAL,))
         cfg = method.cfg("b2n", dataset)
-        return Run(self.b2n_dir(split, dataset, method.trainer, cfg, seed) / "log.txt", signals)
+        return Run(self.b2n_dir(split, dataset, method.folder, cfg, seed) / "log.txt", signals)
 
     def xd_run(self, method: Method, dataset: str, seed: int) -> Run:
         """The source run (``dataset`` = the XD source: its training log) or a target evaluation."""
@@ -96,20 +96,20 @@ class Layout:
             return Run(self.zeroshot_dir("all", dataset) / "log.txt", (TEST_END_SIGNAL,))
         cfg = method.cfg("xd")
         if dataset == self.xd_source:
-            return Run(self.xd_source_dir(method.trainer, cfg, seed) / "log.txt", TRAIN_END_SIGNALS)
-        return Run(self.xd_target_dir(method.trainer, cfg, dataset, seed) / "log.txt", (TEST_END_SIGNAL,))
+            return Run(self.xd_source_dir(method.folder, cfg, seed) / "log.txt", TRAIN_END_SIGNALS)
+        return Run(self.xd_target_dir(method.folder, cfg, dataset, seed) / "log.txt", (TEST_END_SIGNAL,))
 
     def msdg_run(self, method: Method, dataset: str, target: str, seed: int) -> Run:
         """A leave-one-domain-out run, whose final test on the target domain is its result."""
         cfg = method.cfg("xd")
-        return Run(self.msdg_dir(dataset, target, method.trainer, cfg, seed) / "log.txt", TRAIN_END_SIGNALS)
+        return Run(self.msdg_dir(dataset, target, method.folder, cfg, seed) / "log.txt", TRAIN_END_SIGNALS)
 
     def fewshot_run(self, method: Method, dataset: str, shots: int, seed: int) -> Run:
         """A few-shot training run, whose final test on all classes is its result."""
         if method.zero_shot:
             return Run(self.zeroshot_dir("all", dataset) / "log.txt", (TEST_END_SIGNAL,))
         cfg = method.fewshot_config(dataset, shots)
-        return Run(self.fewshot_dir(dataset, shots, method.trainer, cfg, seed) / "log.txt", TRAIN_END_SIGNALS)
+        return Run(self.fewshot_dir(dataset, shots, method.folder, cfg, seed) / "log.txt", TRAIN_END_SIGNALS)
 
 
 def seed_stats(runs: Sequence[Run], keyword: str = "accuracy") -> SeedStats:

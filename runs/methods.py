@@ -8,7 +8,7 @@ Adding a method is its trainer file (``trainers/<module>.py``), its configs
   ``base2new_test``, ``xd_train SEED``, ``xd_test``; see ``runs/steps.py``);
 * the reproduce commands schedule it (``METHODS="... KEY" bash scripts/reproduce/table1.sh``);
 * the report finds its runs (``runs/layout.py``) and labels its row;
-* the kit fits its deep prompts to the tiny CLIP (``kit_depth_keys``).
+* the kit fits its deep prompts to the tiny CLIP (``kit_depth_keys``, and any other ``kit_opts``).
 
 ``scripts/<key>/*.sh``, where a method has them, are its habitual entry points: thin calls of the
 same steps, with no setting of their own. The epoch an evaluation loads is not written anywhere:
@@ -16,6 +16,7 @@ it is the last one of the training run (``train.py --load-epoch last``).
 """
 from __future__ import annotations
 
+import dataclasses
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -49,13 +50,24 @@ class Sweep:
 
 
 @dataclass(frozen=True)
+class Teacher:
+    """A distillation teacher made by another method of the registry: its base-to-new training run
+    (``method`` with config ``cfg``, same dataset and seed) and its exported features, whose folder
+    the student's runs receive in config key ``option``."""
+
+    method: str
+    cfg: str
+    option: str
+
+
+@dataclass(frozen=True)
 class Method:
     """One method and how the scripts run it.
 
     ``key`` names it on every command line (``scripts/<key>/``, ``METHODS``); ``label`` is the
     paper's row name (the key of the paper JSON). ``b2n_dataset_cfg`` maps a dataset to the config
-    its base-to-new runs use instead of ``b2n_cfg`` (CoOp trains ImageNet for 50 epochs, not 200:
-    methods spec 9).
+    its base-to-new runs use instead of ``b2n_cfg`` (CoOp trains ImageNet for 50 epochs, not 200,
+    as CoOp's own ImageNet recipe).
     """
 
     key: str
@@ -68,11 +80,22 @@ class Method:
     config_folder: str = ""                       # configs/trainers/<config_folder or trainer>/
     module: str = ""                              # trainers/<module or key>.py
     kit_depth_keys: Tuple[str, ...] = ()          # prompt depths the kit lowers to the tiny CLIP's blocks
-    sweeps: Tuple[Sweep, ...] = ()
+    kit_opts: Tuple[str, ...] = ()                # other KEY VALUE pairs that fit the paper configs to the kit
     fewshot_cfg: str = ""                         # config of the few-shot protocol ("" = not defined)
+    sweeps: Tuple[Sweep, ...] = ()
+    teacher: Optional[Teacher] = None             # a distilled method's teacher (PromptKD)
+    plugins: Tuple[str, ...] = ()                 # plug-ins composed with the trainer (its configs' TRAINER.PLUGINS)
+    tags: Tuple[str, ...] = ()                    # regime shown in the report: "training-free", "fine-tuned",
+                                                  # "transductive", "teacher ViT-L/14", "LLM text", "plug-in" ...
+                                                  # (empty = inductive prompt learner)
+
     fewshot_cfg_by_shots: Mapping[int, str] = field(default_factory=dict, hash=False)  # per shot count (CoOp)
-    tags: Tuple[str, ...] = ()                    # regime shown in the report ("training-free", ...)
     fewshot_dataset_cfg: Mapping[str, str] = field(default_factory=dict, hash=False)  # per dataset, any shots
+    @property
+    def folder(self) -> str:
+        """The trainer folder of its runs: the trainer, joined by ``_`` with its plug-ins
+        (``PromptSRC_DePT``), so a composed method never shares the base method's folders."""
+        return "_".join((self.trainer, *self.plugins))
 
     @property
     def paper_row(self) -> bool:
@@ -112,15 +135,16 @@ class Method:
         return REPO / "configs" / "trainers" / (self.config_folder or self.trainer) / f"{cfg}.yaml"
 
     def in_checkout(self, repo: Path = REPO) -> bool:
-        """Whether this checkout has the method's trainer file."""
-        return (repo / "trainers" / f"{self.module or self.key}.py").is_file()
+        """Whether this checkout has the method's trainer file (and its plug-ins' files)."""
+        files = [self.module or self.key, *(plugin.lower() for plugin in self.plugins)]
+        return all((repo / "trainers" / f"{name}.py").is_file() for name in files)
 
     def sweep(self, name: str) -> Optional[Sweep]:
         return next((s for s in self.sweeps if s.name == name), None)
 
 
 # --------------------------------------------------------------------------------------------
-# GOPro's sweeps (methods spec 8.7)
+# GOPro's sweeps (the paper's Table 3 and Figure 2)
 # --------------------------------------------------------------------------------------------
 # Table 3: each row's paper label and loss switches (TRAINER.GOPRO.<KEY> VALUE). Zero-weight
 # branches are not computed (trainers/gopro.py).
@@ -170,6 +194,26 @@ MAPLE_DEPTHS = ("TRAINER.MAPLE.PROMPT_DEPTH",)
 IVLP_DEPTHS = ("TRAINER.IVLP.PROMPT_DEPTH_TEXT", "TRAINER.IVLP.PROMPT_DEPTH_VISION")
 VPT_DEPTHS = ("TRAINER.VPT.PROMPT_DEPTH_VISION",)
 PROMPTSRC_DEPTHS = ("TRAINER.PROMPTSRC.PROMPT_DEPTH_TEXT", "TRAINER.PROMPTSRC.PROMPT_DEPTH_VISION")
+TCP_BLOCKS = ("TRAINER.TCP.TKE_BLOCK",)  # the kit's value, 3, is its last text block
+# MMRL's representation tokens in the upper blocks (upstream: 6..12 of 12; the kit: 2..3 of 3).
+MMRL_KIT_LAYERS = ("TRAINER.MMRL.REP_LAYERS", "[2,3]")
+# CoPrompt's per-dataset table asks for depth 12, more than the kit's 3 blocks: the kit runs the config values.
+COPROMPT_DEPTHS = ("TRAINER.COPROMPT.PROMPT_DEPTH",)
+COPROMPT_KIT_OPTS = ("TRAINER.COPROMPT.DATASET_OPTIONS", "False")
+PROMPTKD_DEPTHS = ("TRAINER.PROMPTKD.PROMPT_DEPTH_TEXT", "TRAINER.PROMPTKD.PROMPT_DEPTH_VISION")
+# PromptKD: upstream's KD_WEIGHT is 200 on these datasets (1000 elsewhere).
+PROMPTKD_KD200 = {d: "vit_b16_c2_ep20_batch8_4+4ctx_kd200" for d in ("fgvc_aircraft", "oxford_flowers", "dtd")}
+
+def plugged(base: Method, plugin: str, cfg: str) -> Method:
+    """``base`` composed with ``plugin`` (a method of its own: key ``<base>+<plugin>``, row
+    ``<Base>+<Plugin>``, trainer folder ``<Trainer>_<Plugin>``), trained and evaluated with
+    ``configs/trainers/<plugin>/<cfg>.yaml`` in both protocols (it sets TRAINER.PLUGINS)."""
+    return dataclasses.replace(base, key=f"{base.key}+{plugin.lower()}", label=f"{base.label}+{plugin}", b2n_cfg=cfg,
+                               xd_cfg=cfg, b2n_dataset_cfg={}, group=MODERN, config_folder=plugin,
+                               module=base.module or base.key, sweeps=(), plugins=(*base.plugins, plugin),
+                               tags=(*base.tags, "plug-in"), fewshot_cfg="", fewshot_cfg_by_shots={},
+                               fewshot_dataset_cfg={})  # the plug-in's configs define no few-shot runs
+
 
 # The few-shot protocol (CoOp's, 1/2/4/8/16 shots, all classes). CoOp's scripts/coop/README.md trains
 # fewer epochs at low shots (1 shot: *_ep50, 2 and 4: *_ep100, 8 and 16: the 200-epoch config) and
@@ -182,7 +226,7 @@ PROMPTSRC_FEWSHOT_GPA45 = {d: "vit_b16_c2_ep50_batch4_4+4ctx_few_shot_gpa45"
                            for d in ("stanford_cars", "oxford_flowers", "fgvc_aircraft", "dtd", "eurosat")}
 
 # Paper row order (Tables 1 and 2), then MaPLe's variants, then the modern baselines (not in the
-# GOPro paper; modern-baselines spec), which the reproduce commands run when METHODS names them.
+# GOPro paper: KgCoOp, ProGrad, PromptSRC), which the reproduce commands run when METHODS names them.
 METHODS: Dict[str, Method] = {m.key: m for m in (
     Method("zsclip", "CLIP", "ZeroshotCLIP", "vit_b16", "vit_b16", config_folder="CoOp", group=PAPER),
     Method("slip", "SLIP", "SLIP", "vit_b16", "vit_b16_xd", group=PAPER),
@@ -207,8 +251,25 @@ METHODS: Dict[str, Method] = {m.key: m for m in (
     Method("promptsrc", "PromptSRC", "PromptSRC", "vit_b16_c2_ep20_batch4_4+4ctx",
            "vit_b16_c2_ep20_batch4_4+4ctx_cross_datasets", group=MODERN, kit_depth_keys=PROMPTSRC_DEPTHS,
            fewshot_cfg="vit_b16_c2_ep50_batch4_4+4ctx_few_shot", fewshot_dataset_cfg=PROMPTSRC_FEWSHOT_GPA45),
+    Method("tcp", "TCP", "TCP", "vit_b16_ep100_ctxv1", "vit_b16_ep100_ctxv1", group=MODERN, kit_depth_keys=TCP_BLOCKS),
+    Method("mmrl", "MMRL", "MMRL", "vit_b16", "vit_b16_cross_datasets", b2n_dataset_cfg={"imagenet": "vit_b16_imagenet"},
+           group=MODERN, kit_opts=MMRL_KIT_LAYERS, fewshot_cfg="vit_b16_few_shot"),
+    Method("coprompt", "CoPrompt", "CoPrompt", "coprompt", "coprompt_cross_datasets",
+           b2n_dataset_cfg={"food101": "coprompt_food101"}, group=MODERN, kit_depth_keys=COPROMPT_DEPTHS,
+           kit_opts=COPROMPT_KIT_OPTS, tags=("LLM text",)),
+    Method("promptkd", "PromptKD", "PromptKD", "vit_b16_c2_ep20_batch8_4+4ctx",
+           "vit_b16_c2_ep20_batch8_4+4ctx_cross_datasets", b2n_dataset_cfg=PROMPTKD_KD200, group=MODERN,
+           kit_depth_keys=PROMPTKD_DEPTHS, tags=("transductive", "teacher ViT-L/14"),
+           teacher=Teacher("promptsrc", "vit_l14_c2_ep20_batch8_4+4ctx", "TRAINER.PROMPTKD.TEACHER_RUN")),
 )}
 PAPER_METHODS = tuple(key for key, m in METHODS.items() if m.group == PAPER)
+# DePT (trainers/dept.py) on the base methods of its paper and ours; configs/trainers/DePT/<base>_<upstream cfg>.
+DEPT_CONFIGS = {"coop": "coop_vit_b16_ep10_bs4_lr35", "cocoop": "cocoop_vit_b16_c4_ep10_batch1_ctxv1",
+                "kgcoop": "kgcoop_vit_b16_ep10_ctxv1_bs4_lr35", "maple": "maple_vit_b16_c2_ep10_batch4_2ctx",
+                "promptsrc": "promptsrc_vit_b16_c2_ep20_batch4_4+4ctx", "gopro": "gopro_vit_b16"}
+# Composed methods: a base method of the registry with plug-ins (trainers/plugins.py), rows of their own.
+COMPOSED = tuple(plugged(METHODS[base], "DePT", cfg) for base, cfg in DEPT_CONFIGS.items())
+METHODS.update({m.key: m for m in COMPOSED})
 MODERN_BASELINES = tuple(key for key, m in METHODS.items() if m.group == MODERN)
 REPORTED_METHODS = PAPER_METHODS + MODERN_BASELINES  # the rows the report can show
 

@@ -23,7 +23,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 # Variables the scripts read (scripts/common.sh); written into Slurm job lists when set.
 PASS_THROUGH = ("DATA", "OUTPUT", "SHOTS", "EPOCHS", "BACKBONE", "XD_SOURCE", "EXTRA_OPTS", "PYTHON", "RERUN_STALE")
-FIG3_METHODS = ("slip", "cocoop", "gopro")  # the paper's Figure 3 panels (methods spec 8.7)
+FIG3_METHODS = ("slip", "cocoop", "gopro")  # the paper's Figure 3 panels
 FEWSHOT_SHOTS = (1, 2, 4, 8, 16)  # CoOp's few-shot protocol
 FEWSHOT_METHODS = tuple(key for key, m in METHODS.items() if m.fewshot)
 MSDG_METHODS = tuple(key for key in PAPER_METHODS if not METHODS[key].zero_shot)
@@ -318,7 +318,7 @@ def build_selection(table: str, args, environ: Mapping[str, str]) -> Selection:
     spec = TABLES[table]
     methods = tuple(dict.fromkeys(get_method(m) for m in pick(args.methods, environ.get("METHODS"), spec.methods)))
     datasets = tuple(pick(args.datasets, environ.get("DATASETS"), spec.datasets))
-    known = set(B2N_DATASETS + DG_TARGETS)
+    known = set(B2N_DATASETS + DG_TARGETS + MSDG_DATASETS)
     unknown = [d for d in datasets if d not in known and not (REPO / "configs" / "datasets" / f"{d}.yaml").is_file()]
     if unknown:
         raise ValueError(f"Unknown dataset(s) {unknown}: use config names such as {' '.join(B2N_DATASETS)}")

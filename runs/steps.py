@@ -19,6 +19,12 @@ Steps (the runs come from the method registry, ``runs/methods.py``, and the outp
     SWEEP SETTING DATASET SEED     a setting of one of the method's sweeps (GOPro: ablation ROW,
                                    nctx M): base-to-new training, then its test
 
+A distilled method (a registry ``teacher``: PromptKD) also has ``teacher_train DATASET SEED`` (the
+teacher method's base-to-new training with the teacher's config, same dataset and seed); its
+``base2new_train`` runs it first (skipped when done), and its runs receive the teacher's folder (the
+student exports the teacher's features there where they are missing). It has no cross-dataset
+steps yet (the teacher's features cover its own dataset).
+
 The caller's options come from the environment (``Caller.from_environ``; see scripts/common.sh):
 DATA, OUTPUT, SHOTS, XD_SOURCE, CFG, EPOCHS (``OPTIM.MAX_EPOCH``), BACKBONE (``--backbone``),
 EXTRA_OPTS (``KEY VALUE`` pairs split like a shell command line) and RERUN_STALE. Each run is
@@ -178,30 +184,54 @@ def base2new(method: Method, ctx: Context, dataset: str, seed: int, phases: Sequ
              options: Sequence[str] = ()) -> List[StepRun]:
     """Training on the base classes (phase "train") and/or the new-class test of its last epoch ("test")."""
     cfg = method.cfg("b2n", dataset, ctx.cfg)
-    trained = ctx.layout.b2n_dir("train_base", dataset, method.trainer, cfg, seed)
+    trained = ctx.layout.b2n_dir("train_base", dataset, method.folder, cfg, seed)
     shots = ("DATASET.NUM_SHOTS", ctx.shots)
     runs = []
     if "train" in phases:
         runs.append((trained, (*run_args(method, ctx, cfg, dataset, seed), *shots,
                                        "DATASET.SUBSAMPLE_CLASSES", "base", *options)))
     if "test" in phases:
-        tested = ctx.layout.b2n_dir("test_new", dataset, method.trainer, cfg, seed)
+        tested = ctx.layout.b2n_dir("test_new", dataset, method.folder, cfg, seed)
         runs.append((tested, (*run_args(method, ctx, cfg, dataset, seed), "--model-dir", str(trained),
                                       *LOAD_LAST, "--eval-only", *shots, "DATASET.SUBSAMPLE_CLASSES", "new", *options)))
     return runs
 
 
+TEACHER_STEP = "teacher_train"
+
+
+def teacher_of(method: Method) -> Method:
+    return get_method(method.teacher.method)
+
+
+def teacher_folder(method: Method, ctx: Context, dataset: str, seed: int) -> Path:
+    """Where a distilled method's teacher run for ``dataset`` / ``seed`` lives."""
+    return ctx.layout.b2n_dir("train_base", dataset, teacher_of(method).trainer, method.teacher.cfg, seed)
+
+
+def distilled_base2new(method: Method, ctx: Context, dataset: str, seed: int, step: str) -> List[StepRun]:
+    """A distilled method's base-to-new steps: its teacher's training, then its own runs, which get
+    the teacher's folder (``method.teacher.option``)."""
+    train_teacher = base2new(teacher_of(method), Context(ctx.data, ctx.layout, method.teacher.cfg), dataset, seed,
+                             ("train",))
+    if step == TEACHER_STEP:
+        return train_teacher
+    own = base2new(method, ctx, dataset, seed, ("train",) if step == "base2new_train" else ("test",),
+                   (method.teacher.option, str(teacher_folder(method, ctx, dataset, seed))))
+    return [*train_teacher, *own] if step == "base2new_train" else own
+
+
 def xd_train(method: Method, ctx: Context, seed: int) -> List[StepRun]:
     cfg, source = method.cfg("xd", asked=ctx.cfg), ctx.layout.xd_source
-    return [(ctx.layout.xd_source_dir(method.trainer, cfg, seed),
+    return [(ctx.layout.xd_source_dir(method.folder, cfg, seed),
                      (*run_args(method, ctx, cfg, source, seed), "DATASET.NUM_SHOTS", ctx.shots,
                       "DATASET.SUBSAMPLE_CLASSES", "all"))]
 
 
 def xd_test(method: Method, ctx: Context, dataset: str, seed: int) -> List[StepRun]:
     cfg = method.cfg("xd", asked=ctx.cfg)
-    trained = ctx.layout.xd_source_dir(method.trainer, cfg, seed)
-    return [(ctx.layout.xd_target_dir(method.trainer, cfg, dataset, seed),
+    trained = ctx.layout.xd_source_dir(method.folder, cfg, seed)
+    return [(ctx.layout.xd_target_dir(method.folder, cfg, dataset, seed),
                      (*run_args(method, ctx, cfg, dataset, seed), "--model-dir", str(trained), *LOAD_LAST,
                       "--eval-only", "DATASET.SUBSAMPLE_CLASSES", "all"))]
 
@@ -212,13 +242,14 @@ def fewshot(method: Method, ctx: Context, dataset: str, shots: int, seed: int) -
     if not method.fewshot:
         raise ValueError(f"{method.key} does not define the few-shot protocol: give it a fewshot_cfg in runs/methods.py")
     cfg = method.fewshot_config(dataset, shots, ctx.cfg)
-    return [(ctx.layout.fewshot_dir(dataset, shots, method.trainer, cfg, seed),
+    return [(ctx.layout.fewshot_dir(dataset, shots, method.folder, cfg, seed),
              (*run_args(method, ctx, cfg, dataset, seed), "DATASET.NUM_SHOTS", str(shots),
               "DATASET.SUBSAMPLE_CLASSES", "all"))]
 
 
 def msdg(method: Method, ctx: Context, dataset: str, target: str, seed: int) -> List[StepRun]:
-    """One run: the sources are the dataset's other domains; Dassl tests the target domain when training ends."""
+    """One run on ``configs/datasets/dg/<dataset>_<target>.yaml`` (the sources: every other domain);
+    Dassl tests the target domain when training ends."""
     domains = MSDG_DOMAINS.get(dataset)
     if domains is None:
         raise ValueError(f"{dataset} is not a multi-domain dataset: use one of {' '.join(MSDG_DOMAINS)}")
@@ -227,10 +258,8 @@ def msdg(method: Method, ctx: Context, dataset: str, target: str, seed: int) -> 
     if not method.xd_cfg:
         raise ValueError(f"{method.key} has no cross-dataset config (xd_cfg), which its domain generalisation runs use")
     cfg = method.cfg("xd", asked=ctx.cfg)
-    sources = [d for d in domains if d != target]
-    return [(ctx.layout.msdg_dir(dataset, target, method.trainer, cfg, seed),
-             (*run_args(method, ctx, cfg, dataset, seed), "DATASET.SOURCE_DOMAINS", str(sources),
-              "DATASET.TARGET_DOMAINS", str([target])))]
+    held_out = f"dg/{dataset}_{target}"  # configs/datasets/dg/: the sources and the target of one split
+    return [(ctx.layout.msdg_dir(dataset, target, method.folder, cfg, seed), tuple(run_args(method, ctx, cfg, held_out, seed)))]
 
 
 def zeroshot(method: Method, ctx: Context, dataset: str, subset: str = "all") -> List[StepRun]:
@@ -248,6 +277,13 @@ def step_runs(method: Method, step: str, args: Sequence[str], ctx: Context) -> L
         layout = sweep_layout(ctx.layout, sweep, setting)
         options = sweep.options(setting)  # validates the setting
         return base2new(method, Context(ctx.data, layout, ctx.cfg), dataset, seed_of(seed), ("train", "test"), options)
+    if method.teacher is not None:
+        if step not in ("base2new_train", "base2new_test", TEACHER_STEP):
+            raise ValueError(f"{method.key} has no step {step!r}: use one of base2new_train base2new_test "
+                             f"{TEACHER_STEP} (cross-dataset runs need a teacher exported for each target)")
+        dataset, seed = expect(args, "DATASET SEED")
+        dataset_config(dataset)
+        return distilled_base2new(method, ctx, dataset, seed_of(seed), step)
     if (step == "zeroshot") != method.zero_shot or step not in STEPS:
         steps = ["zeroshot"] if method.zero_shot else [*STEPS[:-1], *(s.name for s in method.sweeps)]
         raise ValueError(f"{method.key} has no step {step!r}: use one of {' '.join(steps)}")
@@ -255,15 +291,15 @@ def step_runs(method: Method, step: str, args: Sequence[str], ctx: Context) -> L
     if step == "xd_train":
         dataset_config(ctx.layout.xd_source)
         return xd_train(method, ctx, seed_of(*args))
+    if step == "msdg":  # its dataset configs are one per held-out domain (msdg checks them)
+        dataset, target, seed = args
+        return msdg(method, ctx, dataset, target, seed_of(seed))
     dataset_config(args[0])
     if step == "zeroshot":
         return zeroshot(method, ctx, *args)
     if step == "fewshot":
         dataset, shots, seed = args
         return fewshot(method, ctx, dataset, shots_of(shots), seed_of(seed))
-    if step == "msdg":
-        dataset, target, seed = args
-        return msdg(method, ctx, dataset, target, seed_of(seed))
     dataset, seed = args
     if step == "xd_test":
         return xd_test(method, ctx, dataset, seed_of(seed))

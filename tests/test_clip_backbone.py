@@ -136,3 +136,13 @@ def test_resnet_backbones_refuse_token_statistics_with_a_clear_message():
     with pytest.raises(ValueError, match="ViT-B/16"):
         backbone.encode_image(images, with_stats=True)
     assert F.normalize(backbone.encode_tokens(backbone.tokenize(["a cat"])), dim=-1).shape == (1, 32)
+
+
+def test_a_weights_folder_serves_each_backbone_its_file(kit):
+    """The kit's MODEL.BACKBONE.PATH is a folder: MODEL.BACKBONE.NAME picks the tiny CLIP
+    (ViT-B/16) or the wider one standing in for ViT-L/14; a name without a file is one clear error."""
+    narrow, wide = (ClipBackbone(load_clip(name, str(kit.clip_dir))) for name in ("ViT-B/16", "ViT-L/14"))
+    assert (narrow.embed_dim, narrow.vision_width) == (32, 64)
+    assert (wide.embed_dim, wide.vision_width) == (48, 128)
+    with pytest.raises(FileNotFoundError, match=r"without the weights of 'ViT-B/32'.*ViT-B-32\.pt.*ViT-B-16\.pt, ViT-L-14\.pt"):
+        resolve_checkpoint("ViT-B/32", str(kit.clip_dir))

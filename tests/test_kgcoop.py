@@ -11,7 +11,8 @@ import torch.nn.functional as F
 from conftest import build_cfg, make_trainer
 from test_baselines import one_batch, write_upstream_checkpoint
 from test_modern_baselines import run_base2new_scripts
-from trainers.kgcoop import INIT_PHRASE, KgCoOp, KgCoOpLoss, knowledge_guidance_loss
+from trainers.kgcoop import INIT_PHRASE, KgCoOp
+from trainers.losses import KnowledgeGuidedLoss, knowledge_guidance_loss
 from trainers.teachers import GuidedOutput, ZeroShotClassifier
 
 CONFIG = "vit_b16_ep100_ctxv1"
@@ -36,7 +37,7 @@ def test_loss_adds_w_times_the_guidance_term_to_cross_entropy():
     logits, labels = torch.tensor([[2.0, 0.0], [0.0, 0.0]]), torch.tensor([0, 1])
     learned, clip = torch.tensor([[1.0, 0.0], [0.0, 1.0]]), torch.tensor([[0.0, 1.0], [0.0, 1.0]])
     output = GuidedOutput(logits, text_features=learned, teacher_text_features=clip)
-    loss, terms = KgCoOpLoss(8.0)(output, labels)
+    loss, terms = KnowledgeGuidedLoss(8.0)(output, labels)
     ce = (math.log(1 + math.exp(-2.0)) + math.log(2.0)) / 2
     assert terms["loss_ce"].item() == pytest.approx(ce, rel=1e-6)
     assert terms["loss_kg"].item() == pytest.approx(0.5, rel=1e-6)   # cosines 0 and 1

@@ -36,7 +36,7 @@ def test_no_method_file_imports_another_method():
         "method files must import shared modules only (move the shared part to e.g. trainers/components.py)")
 
 
-# The public names of upstream Dassl 0.6.3 (shared/specs/dassl-api.md, sections 0 and 7). Trainer
+# The public names of upstream Dassl 0.6.3 (its ``__init__.py`` files and its trainer, data and config modules). Trainer
 # and dataset files must run on upstream Dassl too, so they may import these and nothing else
 # (this engine's extras, e.g. dassl.utils.distributed, would break them there).
 UPSTREAM_DASSL = {
@@ -85,3 +85,14 @@ def test_trainers_and_datasets_import_only_what_upstream_dassl_has():
     assert not {name: bad for name, bad in offenders.items() if bad}, (
         "trainers/ and datasets/ must run on upstream Dassl: import only its public names "
         "(put project helpers in trainers/, e.g. trainers/distributed.py)")
+
+
+def test_no_plugin_file_imports_a_method_or_another_plugin():
+    """A plug-in (``@register_plugin``, trainers/plugins.py) composes with any method at build time, so
+    it imports none of them, and no method imports a plug-in."""
+    methods = {p.stem for p in TRAINERS.glob("*.py") if registers_a_trainer(p)}
+    plugins = {p.stem for p in TRAINERS.glob("*.py") if "@register_plugin" in p.read_text() and p.stem != "plugins"}
+    assert "dept" in plugins
+    offenders = {f: sorted(trainer_modules_imported(TRAINERS / f"{f}.py") & ((methods | plugins) - {f}))
+                 for f in sorted(methods | plugins)}
+    assert not {f: imported for f, imported in offenders.items() if imported}

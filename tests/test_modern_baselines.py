@@ -12,18 +12,19 @@ from yacs.config import CfgNode
 
 from runs import jobs, plans
 from tools.kit import build as kit_module
-from conftest import REPO, accuracies, run_script
+from conftest import REPO, accuracies, run_script, run_train
 from runs.methods import METHODS, MODERN, MODERN_BASELINES, OTHER, PAPER, PAPER_METHODS, VARIANT, Method
 from runs.results import B2N_DATASETS, harmonic_mean
-from test_baselines import last_epoch_after, script_setting
+from test_baselines import last_epoch_after, script_setting, write_upstream_checkpoint
 from test_report import b2n_logs, layout, make_report, row_of  # noqa: F401 (layout: fixture)
 
 REPORTED = json.loads((REPO / "paper" / "modern_baselines_reported.json").read_text())["base2new_average"]["rows"]
 MODERN_TITLE = "Modern baselines: base-to-new, ours beside each method's reported numbers"
-# PromptSRC's config names (modern-baselines spec §2.5); its trainer and configs come with PromptSRC.
+# Modern baselines with scripts/<key>/ of their own (composed methods run through scripts/run.sh: test_dept.py).
+STANDALONE = tuple(k for k in MODERN_BASELINES if not METHODS[k].plugins and METHODS[k].teacher is None)
 
 
-def run_base2new_scripts(kit, output, folder: str, trainer: str, cfg: str):
+def run_base2new_scripts(kit, output, folder: str, trainer: str, cfg: str, model_name: str = "prompt_learner"):
     """``scripts/<folder>/base2new_{train,test}.sh oxford_pets 1`` on the kit for one epoch: the two
     logs, each checked to hold one final result (the new-class one over the kit's 2 new classes)."""
     env = {"DATA": str(kit.data), "OUTPUT": str(output), "EPOCHS": "1", "EXTRA_OPTS": " ".join(kit.opts())}
@@ -33,8 +34,38 @@ def run_base2new_scripts(kit, output, folder: str, trainer: str, cfg: str):
     base = (output / "base2new/train_base" / run / "log.txt").read_text()
     new = (output / "base2new/test_new" / run / "log.txt").read_text()
     assert len(accuracies(base)) == 1 and len(accuracies(new)) == 1 and "# classes  2" in new
-    assert (output / "base2new/train_base" / run / "prompt_learner/model.pth.tar-1").is_file()
+    assert (output / "base2new/train_base" / run / model_name / "model.pth.tar-1").is_file()
     return base, new
+
+
+def evaluate_upstream_checkpoint(kit, tmp_path, trainer: str, cfg: str, model_name: str, epoch: int, state: dict) -> str:
+    """``state`` written in upstream's layout (``<model_name>/model.pth.tar-<epoch>``) and evaluated on
+    the kit's new classes by ``train.py --eval-only --model-dir``: its log, checked to load that file
+    and to hold one result over the 2 new classes."""
+    write_upstream_checkpoint(tmp_path / "upstream", model_name, epoch, state)
+    out = tmp_path / "eval"
+    run_train("--root", str(kit.data), "--seed", "1", "--trainer", trainer,
+              "--dataset-config-file", str(REPO / "configs/datasets/oxford_pets.yaml"),
+              "--config-file", str(REPO / "configs" / "trainers" / trainer / f"{cfg}.yaml"),
+              "--output-dir", str(out), "--model-dir", str(tmp_path / "upstream"), "--load-epoch", str(epoch),
+              "--eval-only", *kit.opts(), "DATASET.NUM_SHOTS", "16", "DATASET.SUBSAMPLE_CLASSES", "new")
+    log = (out / "log.txt").read_text()
+    assert f"{model_name}/model.pth.tar-{epoch}" in log and len(accuracies(log)) == 1 and "# classes  2" in log
+    return log
+
+
+def parameters_a_step_changes(trainer) -> list:
+    """One training step: the names of the learnable parameters it changed (frozen CLIP checked untouched)."""
+    import torch
+
+    learner = trainer.model.learnable
+    clip_before = {k: v.clone() for k, v in trainer.backbone.state_dict().items()}
+    before = {k: v.detach().clone() for k, v in learner.named_parameters()}
+    trainer.set_model_mode("train")
+    trainer.batch_idx, trainer.num_batches = 0, 2
+    trainer.forward_backward(next(iter(trainer.train_loader_x)))
+    assert all(torch.equal(v, clip_before[k]) for k, v in trainer.backbone.state_dict().items())
+    return sorted(k for k, v in learner.named_parameters() if not torch.equal(v, before[k]))
 
 
 # ---- registry, scripts, reproduce commands --------------------------------------------------------
@@ -44,13 +75,14 @@ def test_every_registry_entry_is_runnable_and_its_group_matches_the_numbers_it_i
     reported = json.loads((REPO / "paper" / "modern_baselines_reported.json").read_text())["base2new_average"]["rows"]
     assert len({m.label for m in METHODS.values()}) == len(METHODS)  # the report's rows are told apart by label
     for key, method in METHODS.items():
-        assert method.key == key and re.fullmatch(r"[a-z][a-z0-9_]*", key), key
+        assert method.key == key and re.fullmatch(r"[a-z][a-z0-9_]*(\+[a-z][a-z0-9_]*)*", key), key  # + joins plug-ins
         assert method.in_checkout(), f"{key}: no trainer file"
         configs = {method.b2n_cfg, method.xd_cfg, *method.b2n_dataset_cfg.values()}
         assert all(method.config_path(c).is_file() for c in configs), (key, configs)
         assert method.group in (PAPER, MODERN, VARIANT, OTHER), (key, method.group)
         assert (method.label in paper) == (method.group == PAPER) == method.paper_row, key
-        assert method.group != MODERN or method.label in reported, key  # a modern baseline has reported numbers
+        # a modern baseline has reported numbers; a composed one (test_dept.py) where they are recorded
+        assert method.group != MODERN or method.label in reported or method.plugins, key
     assert PAPER_METHODS == tuple(k for k, m in METHODS.items() if m.group == PAPER)
     assert MODERN_BASELINES == tuple(k for k, m in METHODS.items() if m.group == MODERN)
     assert METHODS["prograd"].cfg("b2n", "imagenet") == "vit_b16_ep50"  # a per-dataset config
@@ -61,7 +93,7 @@ def test_a_new_registry_entry_is_no_paper_row_unless_it_says_so():
     assert new.group == OTHER and not new.paper_row
 
 
-@pytest.mark.parametrize("key", MODERN_BASELINES)
+@pytest.mark.parametrize("key", STANDALONE)
 def test_scripts_match_the_registry_and_load_the_last_epoch(key, tmp_path):
     method = METHODS[key]
     for name, cfg in (("base2new_train", method.b2n_cfg), ("base2new_test", method.b2n_cfg),
@@ -81,11 +113,11 @@ def test_scripts_match_the_registry_and_load_the_last_epoch(key, tmp_path):
 def test_reproduce_defaults_stay_the_paper_rows_and_methods_adds_the_modern_ones(tmp_path):
     for table in ("table1", "xd", "table2"):
         assert plans.TABLES[table].methods == PAPER_METHODS
-    env = {"METHODS": "kgcoop prograd promptsrc", "DATASETS": "imagenet", "SEEDS": "1", "OUTPUT": str(tmp_path)}
+    asked = ("kgcoop", "prograd", "promptsrc")
+    env = {"METHODS": " ".join(asked), "DATASETS": "imagenet", "SEEDS": "1", "OUTPUT": str(tmp_path)}
     args = jobs.build_parser().parse_args(["table1"])
     plan = plans.TABLES["table1"].build(plans.build_selection("table1", args, env))
-    assert {job.script for job in plan.jobs} == {f"scripts/{k}/base2new_{p}.sh" for k in MODERN_BASELINES
-                                                  for p in ("train", "test")}
+    assert {job.script for job in plan.jobs} == {f"scripts/{k}/base2new_{p}.sh" for k in asked for p in ("train", "test")}
     assert dict(plan.jobs[2].env) == {"CFG": "vit_b16_ep50"}  # ProGrad on ImageNet
 
 
@@ -108,6 +140,11 @@ def test_reported_numbers_are_self_consistent():
         assert abs(harmonic_mean(base, new) - hm) < 0.011, label
     assert REPORTED["KgCoOp"]["values"] == [80.73, 73.6, 77.0]
     assert REPORTED["PromptSRC"]["values"] == [84.26, 76.1, 79.97]
+    # Neither README prints results: the papers' averages, their source saying so.
+    sources = json.loads((REPO / "paper" / "modern_baselines_reported.json").read_text())["sources"]
+    for label, values in (("TCP", [84.13, 75.36, 79.51]), ("MMRL", [85.68, 77.16, 81.2])):
+        assert REPORTED[label]["values"] == values
+        assert "prints no results" in sources[REPORTED[label]["source"]]
 
 
 def test_modern_table_puts_reported_numbers_beside_ours_and_table1_keeps_the_paper_rows(layout, tmp_path):  # noqa: F811

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from conftest import run_script
-from dassl.data.datasets.dg import PACS, VLCS, OfficeHomeDG
+from dassl.data.datasets.dg import PACS, VLCS, DomainNet, OfficeHomeDG
 from dg_fixtures import write_pacs
 from runs.methods import METHODS
 from runs.results import MSDG_DOMAINS
@@ -27,10 +27,12 @@ def clean_env(**env) -> dict:
 
 
 def test_the_domains_are_those_of_the_dataset_classes():
-    for key, cls in (("pacs", PACS), ("vlcs", VLCS), ("office_home_dg", OfficeHomeDG)):
+    for key, cls in (("pacs", PACS), ("vlcs", VLCS), ("office_home_dg", OfficeHomeDG), ("domainnet", DomainNet)):
         assert MSDG_DOMAINS[key] == tuple(cls.domains)
-    for key in MSDG_DOMAINS:
-        assert (REPO / "configs" / "datasets" / f"{key}.yaml").is_file()
+    for key, domains in MSDG_DOMAINS.items():
+        for target in domains:
+            text = (REPO / "configs" / "datasets" / "dg" / f"{key}_{target}.yaml").read_text()
+            assert f'TARGET_DOMAINS: ["{target}"]' in text
 
 
 def test_the_step_trains_on_the_other_domains_and_tests_the_target(tmp_path):
@@ -38,7 +40,7 @@ def test_the_step_trains_on_the_other_domains_and_tests_the_target(tmp_path):
     (run,) = runs_of(METHODS["gopro"], "msdg", ["pacs", "cartoon", "2"], caller)
     assert run.folder == tmp_path / "msdg" / "pacs" / "cartoon" / "GOPro" / "vit_b16_xd" / "seed2"
     argv = " ".join(run.argv)
-    assert "DATASET.SOURCE_DOMAINS ['art_painting', 'photo', 'sketch'] DATASET.TARGET_DOMAINS ['cartoon']" in argv
+    assert f"--dataset-config-file {REPO}/configs/datasets/dg/pacs_cartoon.yaml" in argv
     assert "--eval-only" not in argv
     with pytest.raises(ValueError, match="pacs has no domain 'clipart'"):
         runs_of(METHODS["gopro"], "msdg", ["pacs", "clipart", "1"], caller)

@@ -1,7 +1,7 @@
 """The frozen CLIP backbone every trainer shares.
 
 Loading: ``MODEL.BACKBONE.NAME`` (RN50 ... ViT-L/14@336px) resolves to a local file first
-(``MODEL.BACKBONE.PATH``, then ``$CLIP_WEIGHTS_DIR/<file>``, then ``~/.cache/clip/<file>``) and
+(``MODEL.BACKBONE.PATH``, a file or a folder holding ``<official file name>``, then ``$CLIP_WEIGHTS_DIR/<file>``, then ``~/.cache/clip/<file>``) and
 downloads through the CLIP package only when no local copy exists. JIT archives and plain state
 dicts both load; offline with no file gives one error saying which file to put where.
 
@@ -55,6 +55,8 @@ def resolve_checkpoint(name: str, path: str = "") -> str:
     """Find the weights of backbone ``name`` on disk, downloading them only when none exist."""
     if path:
         path = os.path.expanduser(path)
+        if os.path.isdir(path):  # a folder of weights files named like the official ones (the kit's)
+            return weights_in_folder(path, name)
         if not os.path.isfile(path):
             raise FileNotFoundError(f"MODEL.BACKBONE.PATH={path!r} does not exist or is not a file.")
         return path
@@ -76,6 +78,19 @@ def resolve_checkpoint(name: str, path: str = "") -> str:
             f"{exc}). Put the file {filename} (from {clip.clip._MODELS[name]}) into "
             f"${WEIGHTS_DIR_ENV} or {DEFAULT_CACHE}, or set MODEL.BACKBONE.PATH to its path."
         ) from exc
+
+
+def weights_in_folder(folder: str, name: str) -> str:
+    """The file of backbone ``name`` in ``folder`` (e.g. ``ViT-L-14.pt`` for ViT-L/14), so that one
+    MODEL.BACKBONE.PATH serves runs of several backbones."""
+    filename = checkpoint_filename(name) if name in clip.clip._MODELS else ""
+    path = os.path.join(folder, filename)
+    if not filename or not os.path.isfile(path):
+        present = ", ".join(sorted(f for f in os.listdir(folder) if f.endswith(".pt"))) or "none"
+        raise FileNotFoundError(
+            f"MODEL.BACKBONE.PATH={folder!r} is a folder without the weights of {name!r} (MODEL.BACKBONE.NAME): "
+            f"expected {filename or 'an official backbone name'} there; it holds {present}.")
+    return path
 
 
 def unsafe_file_message(path: str, exc: Exception) -> str:
@@ -202,6 +217,22 @@ def replace_tokens(x: torch.Tensor, start: int, prompts: torch.Tensor) -> torch.
     return torch.cat([x[:, :start], prompts, x[:, end:]], dim=1)
 
 
+def block_prompt(deep_prompts: Optional[Sequence[Optional[torch.Tensor]]], block: int) -> Optional[torch.Tensor]:
+    """The prompts that replace tokens before block ``block`` (0-based): ``deep_prompts[block - 1]``,
+    or None where there are none (block 0, blocks past the list, None entries)."""
+    if deep_prompts is None or not 1 <= block <= len(deep_prompts):
+        return None
+    return deep_prompts[block - 1]
+
+
+def deep_prompts_of(deep_prompts: Optional[Sequence[Optional[torch.Tensor]]], index: torch.Tensor):
+    """The deep prompts of the sequences ``index`` of a call: per-sequence ones [N, n, D] are
+    selected, shared ones [n, D] (and None entries) pass as they are."""
+    if deep_prompts is None:
+        return None
+    return [p[index] if p is not None and p.dim() == 3 else p for p in deep_prompts]
+
+
 class ClipBackbone(nn.Module):
     """Frozen CLIP towers with the entry points prompt learners need.
 
@@ -319,7 +350,9 @@ class ClipBackbone(nn.Module):
         P positions (SOS and context). Those run once per group and the rest of every sequence
         attends to their cached keys and values: exact for the same reason, the prefix never sees
         what follows it.
-        ``deep_prompts[i]`` [n, D_t] replaces positions ``1..n`` before block ``i + 1`` (MaPLe).
+        ``deep_prompts[i]`` [n, D_t] replaces positions ``1..n`` before block ``i + 1`` (MaPLe);
+        an entry may be None (that block's input is kept) or [N, n, D_t], one set per sequence
+        (TCP's class-aware tokens; not with ``shared_prefix``, which they would break).
         ``chunk_size`` > 0 bounds memory by encoding at most that many sequences per call; with
         ``checkpointing`` each call's activations are recomputed in backward instead of stored.
         """
@@ -330,7 +363,10 @@ class ClipBackbone(nn.Module):
         past, group = None, None
         if shared_prefix > 0:
             group_size = group_size or n
-            deep = max((p.shape[-2] for p in deep_prompts or []), default=0)
+            given = [p for p in deep_prompts or [] if p is not None]
+            deep = max((p.shape[-2] for p in given), default=0)
+            if any(p.dim() == 3 for p in given):
+                raise ValueError("shared_prefix needs deep prompts shared by all sequences; per-sequence ones change the prefix")
             if n % group_size or int(eot.min()) < shared_prefix or deep >= shared_prefix:
                 raise ValueError(f"shared_prefix={shared_prefix} needs groups of group_size={group_size} sequences "
                                  f"that end after the prefix and deep prompts inside it; got {n} sequences, "
@@ -344,7 +380,8 @@ class ClipBackbone(nn.Module):
             batches = list(torch.arange(n, device=prompts.device).split(chunk_size if chunk_size > 0 else n))
         outputs = []
         for index in batches:
-            args = (prompts[index], eot[index], None if group is None else group[index], past, deep_prompts, truncate)
+            args = (prompts[index], eot[index], None if group is None else group[index], past,
+                    deep_prompts_of(deep_prompts, index), truncate)
             if checkpointing and torch.is_grad_enabled():
                 outputs.append(activation_checkpoint(self._text_tower, *args, use_reentrant=False))
             else:
@@ -359,7 +396,7 @@ class ClipBackbone(nn.Module):
         with self.autocast():
             x = prefix.to(self.dtype) + model.positional_embedding[:length].to(self.dtype)
             for i, block in enumerate(model.transformer.resblocks):
-                if deep_prompts is not None and 1 <= i <= len(deep_prompts):
+                if block_prompt(deep_prompts, i) is not None:
                     x = replace_tokens(x, 1, deep_prompts[i - 1])
                 cache.append(queries_keys_values(block.attn, block.ln_1(x))[1:])
                 x = run_block(block, x, causal=True)
@@ -376,7 +413,7 @@ class ClipBackbone(nn.Module):
         with self.autocast():
             x = prompts[:, :length].to(self.dtype) + model.positional_embedding[offset:offset + length].to(self.dtype)
             for i, block in enumerate(model.transformer.resblocks):
-                if past is None and deep_prompts is not None and 1 <= i <= len(deep_prompts):
+                if past is None and block_prompt(deep_prompts, i) is not None:
                     x = replace_tokens(x, 1, deep_prompts[i - 1])  # with a prefix they live in it
                 x = run_block(block, x, causal=True, past=None if past is None else past[i][:, group])
             x = model.ln_final(x)

@@ -69,7 +69,7 @@ class ImageProjector(nn.Linear):
     global torch RNG when it is built; ``identity`` overwrites them afterwards, so ``PV_INIT`` does
     not move the draws of anything built later. GOProPrompter builds P_v after style, content and
     ρ, where the official CustomCLIP builds simproj (after its PromptLearner). The official
-    PromptLearner also draws an unused meta_net (D3) and one Linear per layer, so the same seed
+    PromptLearner also draws an unused meta_net (D3 of docs/DEVIATIONS.md) and one Linear per layer, so the same seed
     does not give the official code's initial values; parity runs start from its weights instead.
     """
 

@@ -1,6 +1,6 @@
 """Deep prompts of the MaPLe repository's family (IVLP, VPT, PromptSRC; MaPLe's context rule).
 
-Independent vision-language prompts (methods spec §5.3, modern-baselines spec §2.1), with
+Independent vision-language prompts (IVLP, as in the MaPLe repository's ``trainers/independentVL.py``), with
 n_t / n_v tokens and depths J_t / J_v:
 
     text:   [SOS] ctx_1..ctx_{n_t} <rest of CTX_INIT> <class> . [EOT]; before text block
@@ -14,11 +14,15 @@ The learnable tensors live in modules named like upstream's whole-model checkpoi
 ``{image,text}_encoder.transformer.resblocks.<j>.VPT_shallow``), so those checkpoints load with
 their frozen CLIP weights ignored.
 
+MaPLe's coupled prompts (``MultiModalPromptLearner``, ``MaPLeCLIP``: text prompts projected into the
+vision tower) live here too, for MaPLe and CoPrompt.
+
 Initial values in upstream's order come from ``upstream_init.py``; the trainer base that remembers
 the generator state they replay is ``trainer_base.DeepPromptTrainer``.
 """
 from __future__ import annotations
 
+import copy
 from typing import List, Optional, Sequence, Tuple
 
 import torch
@@ -29,7 +33,7 @@ from yacs.config import CfgNode as CN
 from .clip_backbone import ClipBackbone
 from .models import StaticPromptCLIP
 from .prompts import PromptLearner, clean_classname, encode_class_prompts, init_context
-from .upstream_init import draw_prompts_in_upstream_order
+from .upstream_init import draw_prompts_in_upstream_order, random_prompts
 
 MAX_INIT_WORDS = 4  # upstream initialises ctx from CTX_INIT only for N_CTX <= 4
 
@@ -144,3 +148,67 @@ def build_vl_prompts(backbone: ClipBackbone, classnames: Sequence[str], options:
     learner = PromptLearner(backbone, classnames, ctx, template, truncate=options.TRUNCATE_TEXT)
     return VLPrompts(learner, DeepPromptTower(vision, shallow=True) if vision else None,
                      DeepPromptTower(text, shallow=False))
+
+
+# --------------------------------------------------------------------------------------------
+# MaPLe's coupled prompts (MaPLe, CoPrompt)
+# --------------------------------------------------------------------------------------------
+class MultiModalPromptLearner(PromptLearner):
+    """ctx [n, D_t], F_0 ``proj``, deep text prompts ``compound_prompts_text`` (J-1 × [n, D_t]) and
+    their couplings ``compound_prompt_projections`` (J-1 × Linear), named and shaped as upstream.
+
+    The J-1 couplings start as copies of one randomly initialised Linear (upstream does the same).
+    """
+
+    def __init__(self, backbone: ClipBackbone, classnames: Sequence[str], ctx_vectors: torch.Tensor,
+                 template_prefix: str, depth: int, truncate: bool = True):
+        super().__init__(backbone, classnames, ctx_vectors, template_prefix, truncate=truncate)
+        n, d_t, d_v = self.n_ctx, backbone.text_width, backbone.vision_width
+        self.proj = nn.Linear(d_t, d_v)
+        self.compound_prompts_text = nn.ParameterList(
+            [nn.Parameter(random_prompts(n, d_t)) for _ in range(depth - 1)])
+        coupling = nn.Linear(d_t, d_v)
+        self.compound_prompt_projections = nn.ModuleList([copy.deepcopy(coupling) for _ in range(depth - 1)])
+
+    def deep_text_prompts(self) -> List[torch.Tensor]:
+        return list(self.compound_prompts_text)
+
+    def vision_prompts(self) -> Tuple[torch.Tensor, List[torch.Tensor]]:
+        """Coupled visual prompts: shallow F_0(ctx) [n, D_v] and deep F_j(P_t^j), j = 1..J-1."""
+        deep = [f(p) for f, p in zip(self.compound_prompt_projections, self.compound_prompts_text)]
+        return self.proj(self.ctx), deep
+
+
+class MultiModalPrompts(nn.Module):
+    """The registered module: only learnable tensors, under upstream's ``prompt_learner.`` prefix,
+    so upstream checkpoints (the whole CustomCLIP) load with their frozen CLIP keys ignored."""
+
+    def __init__(self, prompt_learner: MultiModalPromptLearner):
+        super().__init__()
+        self.prompt_learner = prompt_learner
+
+
+class MaPLeCLIP(StaticPromptCLIP):
+    """Frozen CLIP with MaPLe's coupled prompts (``learnable``: ``MultiModalPrompts``)."""
+
+    def text_features(self) -> torch.Tensor:
+        learner = self.learnable.prompt_learner
+        return encode_class_prompts(self.backbone, learner, learner.assemble(), self.text_encoding,
+                                    deep_prompts=learner.deep_text_prompts())                   # [C, E]
+
+    def visual_embedding(self, image: torch.Tensor) -> torch.Tensor:
+        """Image features through the prompted vision tower: normalised [B, E]."""
+        shallow, deep = self.learnable.prompt_learner.vision_prompts()
+        features = self.backbone.encode_image(image, shallow_prompts=shallow, deep_prompts=deep).features
+        return F.normalize(features, dim=-1)
+
+
+def build_maple_learner(backbone: ClipBackbone, classnames: Sequence[str], options: CN, node: str
+                        ) -> Tuple[MultiModalPromptLearner, str]:
+    """MaPLe's prompt learner from ``TRAINER.<node>`` (N_CTX, CTX_INIT, PROMPT_DEPTH, TRUNCATE_TEXT),
+    and the template its context starts from."""
+    check_depth(options.PROMPT_DEPTH, backbone, f"TRAINER.{node}.PROMPT_DEPTH")
+    ctx, template = init_leading_context(backbone, options.N_CTX, options.CTX_INIT)
+    learner = MultiModalPromptLearner(backbone, classnames, ctx, template, options.PROMPT_DEPTH,
+                                      truncate=options.TRUNCATE_TEXT)
+    return learner, template

@@ -16,7 +16,7 @@ Upstream interface kept: the config node ``TRAINER.COOP`` (shared with CoOp, plu
 ``token_prefix``, ``token_suffix``. Upstream files also hold ``bias_vectors`` and ``meta_net.*``,
 never trained: loading ignores them (and the class buffers), as upstream loads non-strictly.
 
-Choices where upstream leaves one (modern-baselines spec §1.8):
+Choices where upstream leaves one:
 
 * K1: a non-empty ``CTX_INIT`` means "a photo of a" and 4 vectors whatever its text and N_CTX
   (upstream hard-codes the phrase; its configs write ``CTX_INIT: True``, which our string key
@@ -32,19 +32,18 @@ Choices where upstream leaves one (modern-baselines spec §1.8):
 """
 from __future__ import annotations
 
-from typing import Dict, Sequence, Tuple
+from typing import Sequence
 
-import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 from dassl.engine import TRAINER_REGISTRY
 
 from .clip_backbone import ClipBackbone
+from .losses import KnowledgeGuidedLoss
 from .prompts import PromptLearner, TextEncoding, coop_context, init_context
 from .templates import CUSTOM_TEMPLATES
 from .trainer_base import ClipPromptTrainer, add_coop_keys
-from .teachers import GuidedOutput, GuidedPromptCLIP, ZeroShotClassifier, template_of
+from .teachers import GuidedPromptCLIP, ZeroShotClassifier, template_of
 
 INIT_PHRASE = "a photo of a"
 # The teacher's template per dataset: the CoOp templates, but a full sentence for DTD.
@@ -53,25 +52,6 @@ TEACHER_TEMPLATES = {**CUSTOM_TEMPLATES, "DescribableTextures": "a photo of a {}
 
 def extend_cfg(cfg) -> None:
     add_coop_keys(cfg, W=1.0)
-
-
-def knowledge_guidance_loss(text_features: torch.Tensor, clip_text_features: torch.Tensor) -> torch.Tensor:
-    """L_kg = 1 − mean_c cos(ŵ_c, ŵ_c^clip) over the C classes ([C, E] each), in fp32."""
-    cos = F.cosine_similarity(text_features.float(), clip_text_features.float(), dim=-1, eps=1e-7)
-    return 1.0 - cos.mean()
-
-
-class KgCoOpLoss(nn.Module):
-    """L = CE(s, y) + W · L_kg, from the student's output and its teacher's class features."""
-
-    def __init__(self, weight: float):
-        super().__init__()
-        self.weight = weight
-
-    def forward(self, output: GuidedOutput, label: torch.Tensor) -> Tuple[torch.Tensor, Dict[str, torch.Tensor]]:
-        loss_ce = F.cross_entropy(output.logits.float(), label)
-        loss_kg = knowledge_guidance_loss(output.text_features, output.teacher_text_features)
-        return loss_ce + self.weight * loss_kg, {"loss_ce": loss_ce, "loss_kg": loss_kg}
 
 
 @TRAINER_REGISTRY.register()
@@ -94,5 +74,5 @@ class KgCoOp(ClipPromptTrainer):
         print(f'Initial context: "{template}"; teacher prompt: "{teacher.template}"; W = {options.W}')
         return GuidedPromptCLIP(backbone, learner, teacher, TextEncoding.from_options(options))
 
-    def build_criterion(self) -> KgCoOpLoss:
-        return KgCoOpLoss(self.options.W)
+    def build_criterion(self) -> KnowledgeGuidedLoss:
+        return KnowledgeGuidedLoss(self.options.W)

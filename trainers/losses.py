@@ -5,7 +5,9 @@ and its named parts for the log (``ClipPromptTrainer.summarize``).
 
 * ``ClassificationLoss``: cross-entropy of the logits (CoOp, CoCoOp, MaPLe, IVLP, VPT, StyLIP);
 * ``simclr_loss`` and ``on_global_batch``: the visual contrastive term of the self-supervised
-  learners (GOPro, SLIP-style), over the global batch when distributed.
+  learners (GOPro, SLIP-style), over the global batch when distributed;
+* ``knowledge_guidance_loss`` and ``KnowledgeGuidedLoss``: KgCoOp's pull of the learned class
+  features towards zero-shot CLIP's, CE + W · (1 − mean cos) (KgCoOp, TCP).
 """
 from __future__ import annotations
 
@@ -59,3 +61,23 @@ class ClassificationLoss(nn.Module):
 
     def forward(self, output, label: torch.Tensor) -> Tuple[torch.Tensor, Dict[str, torch.Tensor]]:
         return F.cross_entropy(output.logits, label), {}
+
+
+def knowledge_guidance_loss(text_features: torch.Tensor, clip_text_features: torch.Tensor) -> torch.Tensor:
+    """L_kg = 1 − mean_c cos(ŵ_c, ŵ_c^clip) over the C classes ([C, E] each), in fp32."""
+    cos = F.cosine_similarity(text_features.float(), clip_text_features.float(), dim=-1, eps=1e-7)
+    return 1.0 - cos.mean()
+
+
+class KnowledgeGuidedLoss(nn.Module):
+    """L = CE(s, y) + W · L_kg, from a student's output (``text_features``) and its zero-shot
+    teacher's class features (``teacher_text_features``, a ``teachers.GuidedOutput``)."""
+
+    def __init__(self, weight: float):
+        super().__init__()
+        self.weight = weight
+
+    def forward(self, output, label: torch.Tensor) -> Tuple[torch.Tensor, Dict[str, torch.Tensor]]:
+        loss_ce = F.cross_entropy(output.logits.float(), label)
+        loss_kg = knowledge_guidance_loss(output.text_features, output.teacher_text_features)
+        return loss_ce + self.weight * loss_kg, {"loss_ce": loss_ce, "loss_kg": loss_kg}

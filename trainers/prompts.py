@@ -208,7 +208,7 @@ def encode_class_prompts(backbone: ClipBackbone, template: ClassPrompts, prompts
 
     Per-image prompts [B, C, T', D] (CoCoOp, GOPro, StyLIP) cost B·C sequences; with
     ``encoding.truncate`` the positions the C prompts of one image share (SOS + context,
-    ``template.shared_prefix``) run once per image instead of C times (methods spec §11.4, item 2).
+    ``template.shared_prefix``) run once per image instead of C times.
     Class-shared prompts [C, T', D] run once per step, where sharing would save little.
     """
     lead = prompts.shape[:-2]

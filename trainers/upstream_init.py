@@ -1,4 +1,5 @@
-"""Initial prompts with upstream's values for the same seed (IVLP, VPT, PromptSRC; MaPLe repository family).
+"""Initial prompts with upstream's values for the same seed (IVLP, VPT, PromptSRC; MaPLe repository
+family), and the draws of the extra CLIPs upstream builds (PromptSRC's teachers, ProGrad's).
 
 Upstream's patched CLIP draws every deep prompt N(0, 0.02²) inside its own constructor, between
 CLIP's default initialisations, before the prompt learner draws a random ``ctx``. Our CLIP is not
@@ -9,7 +10,7 @@ where upstream's is.
 from __future__ import annotations
 
 import contextlib
-from typing import List, Optional, Tuple
+from typing import Callable, List, Optional, Tuple
 
 import torch
 import torch.nn as nn
@@ -118,3 +119,13 @@ def draw_prompts_in_upstream_order(clip_model: nn.Module, rng_before_clip: Optio
     for prompt in vision_prompts + text_prompts:
         random_prompts(*prompt.shape)
     return vision_prompts, text_prompts
+
+
+def replay_clip_construction(clip_model: nn.Module, build_again: Callable[[], object]) -> None:
+    """Advance the CPU generator as building one more CLIP like ``clip_model`` does, for upstream
+    code that loads CLIP twice: ``replay_clip_init``'s scratch blocks for a ViT (no weights held),
+    ``build_again()`` (which builds one, then drops it) for the other backbones."""
+    if hasattr(clip_model.visual, "transformer"):
+        replay_clip_init(clip_model)
+    else:
+        build_again()

@@ -21,7 +21,7 @@ Conventions:
 * every number of ours is the mean over seeds (± population std, as ``parse_test_res.py``);
   zero-shot CLIP has no seed;
 * an HM is the HM of the two means; an average over datasets takes the mean of the per-dataset
-  means of base and of new, and its HM is the HM of those two means (methods spec 1.4);
+  means of base and of new, and its HM is the HM of those two means (as CoCoOp's and the GOPro paper's averages);
 * Δ = ours − paper; an average is compared with the paper only when it covers the paper's datasets;
 * a missing cell reads ``n/a (0/3 seeds)``; a cell from fewer seeds than asked says so
   (``(2/3 seeds)``), and an average lacking a dataset reads ``n/a (10/11 datasets)``;
@@ -93,6 +93,10 @@ class Paper:
     def b2n(self, label: str, dataset: str) -> Tuple[Optional[float], ...]:
         values = self.data["base2new"].get(dataset, {}).get(label)
         return tuple(values) if values else (None, None, None)
+
+    def b2n_source(self, label: str, dataset: str) -> str:
+        """Where the base-to-new number beside ours comes from ("–": none)."""
+        return "GOPro paper" if any(v is not None for v in self.b2n(label, dataset)) else NO_VALUE
 
     def _columns(self, table: str, label: str, dataset: str) -> Optional[float]:
         section = self.data[table]
@@ -339,7 +343,7 @@ def b2n_cells(result: B2NResult, paper: Tuple[Optional[float], ...]) -> List[Cel
 
 
 def b2n_average(results: Sequence[B2NResult], paper: Tuple[Optional[float], ...], comparable: bool) -> List[Cell]:
-    """Mean of the per-dataset base means, of the new means, and the HM of the two (spec 1.4)."""
+    """Mean of the per-dataset base means, of the new means, and the HM of the two (see the module docstring)."""
     found = [r for r in results if r.available]
     source = Provenance.union(r.source for r in results)
     if len(found) < len(results) or not results:
@@ -397,14 +401,23 @@ class Request:
         return [d for d in candidates if d in self.datasets]
 
 
-B2N_HEADERS = ["Method", "Base", "Base (paper)", "Δ", "New", "New (paper)", "Δ", "HM", "HM (paper)", "Δ"]
+B2N_HEADERS = ["Method", "Base", "Base (paper)", "Δ", "New", "New (paper)", "Δ", "HM", "HM (paper)", "Δ",
+               "Regime", "Paper number from"]
 
 
-def b2n_row(label: str, cells: Sequence[Cell]) -> List[str]:
-    row = [label]
+def regime(method: Method) -> str:
+    """What a row's method uses beyond the base classes' labelled shots (registry ``tags``: transductive,
+    teacher, LLM text, plug-in, ...), so that rows of different regimes are not compared unawares."""
+    return ", ".join(method.tags) or ("training-free" if method.zero_shot else "inductive")
+
+
+def b2n_row(method: Method, cells: Sequence[Cell], source: str) -> List[str]:
+    """Ours (mean ± std over seeds, footnoted with its settings where they are not the paper's), the
+    paper's number and Δ per metric; the method's regime; where the paper's number comes from."""
+    row = [method.label]
     for cell in cells:
         row += [cell.format_ours(), cell.format_paper(), cell.format_delta()]
-    return row
+    return row + [regime(method), source]
 
 
 def table1(req: Request) -> Section:
@@ -417,7 +430,7 @@ def table1(req: Request) -> Section:
     average_rows = []
     for m in req.methods:
         cells = b2n_average(list(results[m.key].values()), req.paper.b2n(m.label, "average"), comparable)
-        average_rows.append(b2n_row(m.label, cells))
+        average_rows.append(b2n_row(m, cells, req.paper.b2n_source(m.label, "average")))
         section.records += [c.record(row=m.label, column="average", metric=k) for k, c in zip(METRICS, cells)]
     title = "Average over 11 datasets" if comparable else f"Average over the {len(datasets)} listed datasets"
     section.blocks.append(Block(title, B2N_HEADERS, average_rows))
@@ -428,7 +441,7 @@ def table1(req: Request) -> Section:
         rows = []
         for m in req.methods:
             cells = b2n_cells(results[m.key][d], req.paper.b2n(m.label, d))
-            rows.append(b2n_row(m.label, cells))
+            rows.append(b2n_row(m, cells, req.paper.b2n_source(m.label, d)))
             section.records += [c.record(row=m.label, column=d, metric=k) for k, c in zip(METRICS, cells)]
         section.blocks.append(Block(PRETTY[d], B2N_HEADERS, rows))
     return section
@@ -496,7 +509,7 @@ def ablation(req: Request) -> Section:
                      triple(by_reading["B"], "paper"), triple(by_reading["B"], "delta")])
         section.records += [c.record(row=row, column="average", metric=k) for k, c in zip(METRICS, cells)]
     section.blocks.append(Block("", headers, rows))
-    section.notes.append("The paper's Table 3 layout is uncertain (methods spec 10.4): reading A puts each triple "
+    section.notes.append("The paper's Table 3 layout is uncertain: reading A puts each triple "
                          "after its label, reading B one label earlier. Row 'all' is GOPro's Table 1 run.")
     if not comparable:
         section.notes.append(f"Averages over the {len(datasets)} listed datasets: no Δ against the paper's 11.")
@@ -566,6 +579,7 @@ class Reported:
 
     def __init__(self, data: dict, paper: Paper):
         self.rows = data["base2new_average"]["rows"]
+        self.sources = data.get("sources", {})
         self.paper = paper
 
     @classmethod
@@ -575,6 +589,12 @@ class Reported:
     def b2n(self, label: str, dataset: str) -> Tuple[Optional[float], ...]:
         row = self.rows.get(label) if dataset == "average" else None
         return tuple(row["values"]) if row else self.paper.b2n(label, dataset)
+
+    def b2n_source(self, label: str, dataset: str) -> str:
+        row = self.rows.get(label) if dataset == "average" else None
+        if not row:
+            return self.paper.b2n_source(label, dataset)
+        return re.sub(r" at [0-9a-f]{7,40}$", "", self.sources.get(row["source"], row["source"]))  # without the commit
 
 
 def paper_rows(req: Request) -> Request:

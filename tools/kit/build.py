@@ -3,7 +3,7 @@
 Used by the tests, the demo (``make demo``) and anyone who wants to try the pipeline without
 downloading ViT-B/16 and the benchmarks:
 
-    python -m tools.kit.build kit/                 # writes kit/tiny-clip.pt and kit/DATA/...
+    python -m tools.kit.build kit/                 # writes kit/clip/ViT-{B-16,L-14}.pt and kit/DATA/...
     export DATA=kit/DATA EXTRA_OPTS="$(python -m tools.kit.build kit/ --print-opts)"
     bash scripts/gopro/base2new_train.sh oxford_pets 1
 
@@ -18,12 +18,15 @@ from pathlib import Path
 from typing import Iterable, List, Tuple
 
 from runs.methods import METHODS
-from tools.kit.make_tiny_clip import write_tiny_clip
+from tools.kit.make_tiny_clip import TINY_WIDE, write_tiny_clip
+from trainers.clip_backbone import checkpoint_filename
 
 REPO = Path(__file__).resolve().parents[2]
 
 IMAGE_SIZE = 32
 TINY_LAYERS = 3  # transformer blocks per tower of the tiny CLIP
+# The backbone names the kit's two tiny CLIPs answer to (file names in Kit.clip_dir).
+KIT_BACKBONE, KIT_WIDE_BACKBONE = "ViT-B/16", "ViT-L/14"
 # The demo/base-to-new dataset: 5 classes (odd, so base = 3 and new = 2 differ in size).
 DEMO_DATASET = dict(name="oxford_pets", num_classes=5, train_per_class=20, test_per_class=10)
 # ``--datasets all``: every benchmark of the paper's tables, in the same miniature size.
@@ -39,13 +42,31 @@ def tiny_prompt_depth_keys() -> List[str]:
     return [key for method in METHODS.values() if method.in_checkout(REPO) for key in method.kit_depth_keys]
 
 
+def tiny_method_opts() -> List[str]:
+    """The other ``KEY VALUE`` pairs the registry methods in this checkout need on the tiny CLIP
+    (``kit_opts``, e.g. MMRL's representation-token blocks)."""
+    return [x for method in METHODS.values() if method.in_checkout(REPO) for x in method.kit_opts]
+
+
 @dataclass
 class Kit:
     root: Path
 
     @property
+    def clip_dir(self) -> Path:
+        """MODEL.BACKBONE.PATH: a folder of tiny CLIPs named like the official files, so that
+        MODEL.BACKBONE.NAME (or the scripts' BACKBONE) picks one of them."""
+        return self.root / "clip"
+
+    @property
     def clip_path(self) -> Path:
-        return self.root / "tiny-clip.pt"
+        """The tiny CLIP every paper config (ViT-B/16) runs on."""
+        return self.clip_dir / checkpoint_filename(KIT_BACKBONE)
+
+    @property
+    def wide_clip_path(self) -> Path:
+        """The wider tiny CLIP standing in for a larger backbone (a PromptKD teacher's ViT-L/14)."""
+        return self.clip_dir / checkpoint_filename(KIT_WIDE_BACKBONE)
 
     @property
     def data(self) -> Path:
@@ -53,11 +74,12 @@ class Kit:
 
     def opts(self, workers: int = 0) -> List[str]:
         """train.py ``KEY VALUE`` options that point a paper config at the kit (deep prompts of
-        MaPLe, IVLP, VPT and PromptSRC reach through all the tiny CLIP's blocks instead of 9 or 12)."""
+        MaPLe, IVLP, VPT and PromptSRC reach through all the tiny CLIP's blocks instead of 9 or 12,
+        TCP's class-aware tokens enter its last block, MMRL's representation tokens its upper two)."""
         depths = [x for key in tiny_prompt_depth_keys() for x in (key, str(TINY_LAYERS))]
-        return ["MODEL.BACKBONE.PATH", str(self.clip_path), "INPUT.SIZE", f"({IMAGE_SIZE},{IMAGE_SIZE})",
+        return ["MODEL.BACKBONE.PATH", str(self.clip_dir), "INPUT.SIZE", f"({IMAGE_SIZE},{IMAGE_SIZE})",
                 "DATALOADER.NUM_WORKERS", str(workers), "DATALOADER.TEST.BATCH_SIZE", "50",
-                "TRAIN.PRINT_FREQ", "5", "USE_CUDA", "False", *depths]
+                "TRAIN.PRINT_FREQ", "5", "USE_CUDA", "False", *depths, *tiny_method_opts()]
 
 
 def build_kit(root: str | Path, datasets: Iterable[dict] = (DEMO_DATASET,), seed: int = 0) -> Kit:
@@ -70,14 +92,17 @@ def build_kit(root: str | Path, datasets: Iterable[dict] = (DEMO_DATASET,), seed
         name = spec.pop("name")
         if not (kit.data / name).exists():
             write_fixture(name, kit.data, image_size=IMAGE_SIZE, seed=seed, **spec)
-    if not kit.clip_path.exists():
-        write_tiny_clip(kit.clip_path, seed=seed, layers=TINY_LAYERS, image_resolution=IMAGE_SIZE,
-                        pretrain_on=[s for spec in datasets for s in training_pairs(kit.data, spec["name"])])
+        write_class_descriptions(kit.data, name)
+    missing = [(path, dims) for path, dims in ((kit.clip_path, {}), (kit.wide_clip_path, TINY_WIDE)) if not path.exists()]
+    if missing:
+        pairs = [s for spec in datasets for s in training_pairs(kit.data, spec["name"])]
+        for path, dims in missing:
+            write_tiny_clip(path, seed=seed, layers=TINY_LAYERS, image_resolution=IMAGE_SIZE, pretrain_on=pairs, **dims)
     return kit
 
 
-def training_pairs(data: Path, config_name: str) -> List[Tuple[str, str]]:
-    """(image path, class name) of a dataset's full train split, read by its real dataset class."""
+def read_dataset(data: Path, config_name: str):
+    """A kit dataset read by its real dataset class."""
     import random
 
     from runs import cli
@@ -85,13 +110,39 @@ def training_pairs(data: Path, config_name: str) -> List[Tuple[str, str]]:
 
     args = cli.build_parser().parse_args(["--root", str(data), "--dataset-config-file",
                                             str(REPO / "configs" / "datasets" / f"{config_name}.yaml")])
+    cfg = cli.setup_cfg(args)
     state = random.getstate()
     random.seed(0)  # the split file a missing one is created with
     try:
-        dataset = build_dataset(cli.setup_cfg(args))
+        dataset = build_dataset(cfg)
     finally:
         random.setstate(state)
-    return [(item.impath, item.classname) for item in dataset.train_x]
+    return dataset
+
+
+def training_pairs(data: Path, config_name: str) -> List[Tuple[str, str]]:
+    """(image path, class name) of a dataset's full train split, read by its real dataset class."""
+    return [(item.impath, item.classname) for item in read_dataset(data, config_name).train_x]
+
+
+# Stand-ins for an LLM's class descriptions (CoPrompt), {} = the class name; the same count per class.
+DESCRIPTION_TEMPLATES = ("A photo of a {}.", "A close-up photo of a {}, with its typical shape and colour.",
+                         "A {} seen in its usual surroundings.")
+
+
+def write_class_descriptions(data: Path, config_name: str) -> Path:
+    """The dataset's descriptions file in upstream CoPrompt's format, where CoPrompt looks by default
+    (``<DATA>/gpt_file/<name>_prompt.json``), written once."""
+    import yaml
+
+    from trainers.descriptions import default_path, write_descriptions
+
+    config = yaml.safe_load((REPO / "configs" / "datasets" / f"{config_name}.yaml").read_text())
+    path = Path(default_path(str(data), config["DATASET"]["NAME"]))
+    if not path.exists():  # the class names come from the dataset itself (its split)
+        names = [name.replace("_", " ") for name in read_dataset(data, config_name).classnames]
+        write_descriptions(str(path), {name: [t.format(name) for t in DESCRIPTION_TEMPLATES] for name in names})
+    return path
 
 
 def main() -> None:
@@ -117,7 +168,7 @@ def main() -> None:
     if args.print_opts:
         print(" ".join(kit.opts()))
         return
-    print(f"Tiny CLIP: {kit.clip_path}\nDatasets:  {kit.data}")
+    print(f"Tiny CLIPs: {kit.clip_dir} (ViT-B/16; ViT-L/14 a wider one)\nDatasets:  {kit.data}")
     print(f'export DATA={kit.data} EXTRA_OPTS="{" ".join(kit.opts())}"')
 
 

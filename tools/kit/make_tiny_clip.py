@@ -34,10 +34,15 @@ TINY_DEFAULTS = dict(
 )
 
 
-def build_tiny_clip(seed: int = 0, layers: int = 3, image_resolution: int = 32) -> CLIP:
-    """A randomly initialised CLIP with the official architecture and tiny dimensions (fp16)."""
+# A wider tiny CLIP, the kit's stand-in for a larger backbone (ViT-L/14: a distillation teacher).
+TINY_WIDE = dict(embed_dim=48, vision_width=128, transformer_width=128, transformer_heads=2)
+
+
+def build_tiny_clip(seed: int = 0, layers: int = 3, image_resolution: int = 32, **dims: int) -> CLIP:
+    """A randomly initialised CLIP with the official architecture and tiny dimensions (fp16);
+    ``dims`` replace entries of ``TINY_DEFAULTS`` (e.g. ``TINY_WIDE``)."""
     torch.manual_seed(seed)
-    kwargs = dict(TINY_DEFAULTS, vision_layers=layers, transformer_layers=layers,
+    kwargs = dict(TINY_DEFAULTS, **dims, vision_layers=layers, transformer_layers=layers,
                   image_resolution=image_resolution)
     model = CLIP(**kwargs)
     convert_weights(model)  # the official checkpoints store fp16 weights
@@ -121,14 +126,16 @@ def encode_text_truncated(model: CLIP, text: torch.Tensor) -> torch.Tensor:
 
 
 def write_tiny_clip(path: str | Path, fmt: str = "state_dict", seed: int = 0, layers: int = 3,
-                    image_resolution: int = 32, pretrain_on: Optional[Sequence[Tuple[str, str]]] = None) -> Path:
+                    image_resolution: int = 32, pretrain_on: Optional[Sequence[Tuple[str, str]]] = None,
+                    **dims: int) -> Path:
     """Save a tiny CLIP as a plain state dict (``torch.save``) or a TorchScript archive.
 
-    ``pretrain_on``: optional (image path, class name) pairs for ``pretrain_tiny_clip``.
+    ``pretrain_on``: optional (image path, class name) pairs for ``pretrain_tiny_clip``;
+    ``dims``: widths replacing ``TINY_DEFAULTS`` (``build_tiny_clip``).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    model = build_tiny_clip(seed=seed, layers=layers, image_resolution=image_resolution)
+    model = build_tiny_clip(seed=seed, layers=layers, image_resolution=image_resolution, **dims)
     if pretrain_on:
         model = pretrain_tiny_clip(model, pretrain_on, seed=seed)
     if fmt == "state_dict":

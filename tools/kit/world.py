@@ -30,7 +30,7 @@ from typing import List, Sequence, Tuple
 import numpy as np
 import torch
 
-from tools.kit.build import IMAGE_SIZE, TINY_LAYERS, Kit
+from tools.kit.build import IMAGE_SIZE, TINY_LAYERS, Kit, write_class_descriptions
 from tools.kit.make_fixture_datasets import write_lines
 from tools.kit.make_tiny_clip import CLIP_MEAN, CLIP_STD, build_tiny_clip, caption_pretrain
 
@@ -184,8 +184,9 @@ def build_world(root: str | Path, spec: WorldSpec = WorldSpec()) -> Kit:
     dataset = world.data / DATASET
     if not (dataset / "annotations" / "test.txt").exists():
         write_downstream(dataset, spec)
+    write_class_descriptions(world.data, DATASET)  # CoPrompt's stand-in LLM descriptions
     if not world.clip_path.exists():
-        world.root.mkdir(parents=True, exist_ok=True)
+        world.clip_dir.mkdir(parents=True, exist_ok=True)
         partial = world.clip_path.with_suffix(".partial")
         torch.save(pretrain(spec).state_dict(), partial)
         partial.replace(world.clip_path)

@@ -1,0 +1,4 @@
+#!/usr/bin/env bash
+# CoPrompt, base-to-new: train on the base classes.  Usage: base2new_train.sh DATASET SEED
+source "$(dirname "$0")/../common.sh"
+run_step coprompt base2new_train "$@"

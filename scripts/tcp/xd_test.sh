@@ -1,0 +1,5 @@
+#!/usr/bin/env bash
+# TCP: evaluate the ImageNet model on a target dataset (cross-dataset or ImageNet variant).
+# Usage: xd_test.sh DATASET SEED
+source "$(dirname "$0")/../common.sh"
+run_step tcp xd_test "$@"
