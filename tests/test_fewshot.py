@@ -121,3 +121,22 @@ def test_the_reported_file_names_a_source_for_every_number():
     data = json.loads(FEWSHOT_REPORTED_JSON.read_text())
     assert all(row["source"] and len(row["values"]) == len(data["columns"]) for row in data["rows"].values())
     assert set(data["rows"]).isdisjoint(data["not_found"])
+
+
+def test_methods_with_a_feature_cache_share_one_folder_under_output(tmp_path, monkeypatch):
+    """A trainer module whose extend_cfg adds TRAINER.FEATURE_CACHE_DIR gets <OUTPUT>/feature_cache in
+    every run; one without it (CoOp) gets nothing."""
+    import dataclasses
+    import types
+
+    from runs import steps
+
+    caller = Caller.from_environ({"OUTPUT": str(tmp_path), "DATA": "/data"})
+    assert not steps.keeps_feature_cache(METHODS["coop"])
+    frozen = types.ModuleType("trainers.frozen_stub")
+    frozen.extend_cfg = lambda cfg: setattr(cfg.TRAINER, "FEATURE_CACHE_DIR", "")
+    monkeypatch.setitem(sys.modules, "trainers.frozen_stub", frozen)
+    stub = dataclasses.replace(METHODS["coop"], key="frozen_stub", module="frozen_stub")
+    monkeypatch.setattr(type(stub), "in_checkout", lambda self, repo=REPO: True)
+    (run,) = runs_of(stub, "fewshot", ["dtd", "4", "1"], caller)
+    assert run.argv[-2:] == ("TRAINER.FEATURE_CACHE_DIR", str(tmp_path / "feature_cache"))
