@@ -5,6 +5,8 @@ defined once. ``steps`` writes there, the job engine, the report and t-SNE read 
     <OUTPUT>/<XD_SOURCE>/<TRAINER>/<CFG>_<SHOTS>shots/seed<SEED>/              (cross-dataset training)
     <OUTPUT>/evaluation/<TRAINER>/<CFG>_<SHOTS>shots/<DATASET>/seed<SEED>/    (its evaluations)
     <OUTPUT>/zsclip/{all,base,new}/<DATASET>/                                 (zero-shot CLIP)
+    <OUTPUT>/fewshot/<DATASET>/shots_<N>/<TRAINER>/<CFG>/seed<SEED>/          (few-shot, all classes)
+    <OUTPUT>/msdg/<DATASET>/<TARGET DOMAIN>/<TRAINER>/<CFG>/seed<SEED>/       (multi-source DG)
     <OUTPUT>/<SWEEP>/<SETTING FOLDER>/...                                     (a sweep setting: the same tree)
     .../backbone/<BACKBONE FOLDER>/...                   (runs on another backbone than the configs': the same tree)
 
@@ -12,6 +14,17 @@ Runs on two backbones never share a folder: with ``BACKBONE`` set to anything bu
 configs' ViT-B/16, every tree above moves under ``backbone/<folder>/`` (``backbone_folder``: e.g.
 ``open_clip_vit_b_16_laion2b_s34b_b88k``), which records the exact name in ``backbone.txt`` so
 the report can label its rows.
+
+A few-shot run trains on N images per class of every class and tests on all classes of the test
+split at the end of the same run, as CoOp's ``scripts/coop/main.sh`` does (its log's final
+accuracy is the result). The folder is CoOp's ``<dataset>/<TRAINER>/<cfg>_<N>shots/`` with the
+shot count one level up, so that the shot counts of a dataset sit side by side like base-to-new's
+``shots_<N>``. Zero-shot CLIP's few-shot entry is its ``zsclip/all/<DATASET>`` run (shots do not
+matter).
+
+A multi-source domain generalisation run (leave one domain out) trains on every other domain of a
+multi-domain dataset (PACS, VLCS, OfficeHome, DomainNet) and tests on the held-out one in the same
+run, so it too has one folder.
 """
 from __future__ import annotations
 
@@ -106,6 +119,12 @@ class Layout:
     def zeroshot_dir(self, subsample: str, dataset: str) -> Path:
         return self.tree / "zsclip" / subsample / dataset
 
+    def msdg_dir(self, dataset: str, target: str, trainer: str, cfg: str, seed: int) -> Path:
+        return self.root / "msdg" / dataset / target / trainer / cfg / f"seed{seed}"
+
+    def fewshot_dir(self, dataset: str, shots: int, trainer: str, cfg: str, seed: int) -> Path:
+        return self.root / "fewshot" / dataset / f"shots_{shots}" / trainer / cfg / f"seed{seed}"
+
     # Runs of a method ------------------------------------------------------------------------
     def b2n_run(self, method: Method, phase: str, dataset: str, seed: int) -> Run:
         """``phase`` "base": the training run (base accuracy); "new": the new-class evaluation."""
@@ -125,6 +144,18 @@ class Layout:
         if dataset == self.xd_source:
             return Run(self.xd_source_dir(method.folder, cfg, seed) / "log.txt", TRAIN_END_SIGNALS)
         return Run(self.xd_target_dir(method.folder, cfg, dataset, seed) / "log.txt", (TEST_END_SIGNAL,))
+
+    def msdg_run(self, method: Method, dataset: str, target: str, seed: int) -> Run:
+        """A leave-one-domain-out run, whose final test on the target domain is its result."""
+        cfg = method.cfg("xd")
+        return Run(self.msdg_dir(dataset, target, method.folder, cfg, seed) / "log.txt", TRAIN_END_SIGNALS)
+
+    def fewshot_run(self, method: Method, dataset: str, shots: int, seed: int) -> Run:
+        """A few-shot training run, whose final test on all classes is its result."""
+        if method.zero_shot:
+            return Run(self.zeroshot_dir("all", dataset) / "log.txt", (TEST_END_SIGNAL,))
+        cfg = method.fewshot_config(dataset, shots)
+        return Run(self.fewshot_dir(dataset, shots, method.folder, cfg, seed) / "log.txt", TRAIN_END_SIGNALS)
 
 
 def seed_stats(runs: Sequence[Run], keyword: str = "accuracy") -> SeedStats:

@@ -90,6 +90,8 @@ class Method:
                                                   # "transductive", "teacher ViT-L/14", "LLM text", "plug-in" ...
                                                   # (empty = inductive prompt learner)
 
+    fewshot_cfg_by_shots: Mapping[int, str] = field(default_factory=dict, hash=False)  # per shot count (CoOp)
+    fewshot_dataset_cfg: Mapping[str, str] = field(default_factory=dict, hash=False)  # per dataset, any shots
     @property
     def folder(self) -> str:
         """The trainer folder of its runs: the trainer, joined by ``_`` with its plug-ins
@@ -117,6 +119,21 @@ class Method:
         if asked and asked != default:
             return asked
         return self.b2n_dataset_cfg.get(dataset, default) if protocol == "b2n" else default
+
+    @property
+    def fewshot(self) -> bool:
+        """Whether the method defines the few-shot protocol (zero-shot CLIP: its one run per dataset)."""
+        return bool(self.fewshot_cfg) or self.zero_shot
+
+    def fewshot_config(self, dataset: str, shots: int, asked: str = "") -> str:
+        """The config of a few-shot run: ``asked`` (the scripts' CFG), else the dataset's own (CoOp's
+        ImageNet, PromptSRC's GPA datasets), else the shot count's (CoOp), else ``fewshot_cfg``."""
+        if not self.fewshot:
+            raise ValueError(f"{self.key} does not define the few-shot protocol (no fewshot_cfg in runs/methods.py)")
+        if self.zero_shot:
+            return asked or self.b2n_cfg
+        return (asked or self.fewshot_dataset_cfg.get(dataset) or self.fewshot_cfg_by_shots.get(int(shots))
+                or self.fewshot_cfg)
 
     def config_path(self, cfg: str) -> Path:
         return REPO / "configs" / "trainers" / (self.config_folder or self.trainer) / f"{cfg}.yaml"
@@ -198,8 +215,19 @@ def plugged(base: Method, plugin: str, cfg: str) -> Method:
     return dataclasses.replace(base, key=f"{base.key}+{plugin.lower()}", label=f"{base.label}+{plugin}", b2n_cfg=cfg,
                                xd_cfg=cfg, b2n_dataset_cfg={}, group=MODERN, config_folder=plugin,
                                module=base.module or base.key, sweeps=(), plugins=(*base.plugins, plugin),
-                               tags=(*base.tags, "plug-in"))
+                               tags=(*base.tags, "plug-in"), fewshot_cfg="", fewshot_cfg_by_shots={},
+                               fewshot_dataset_cfg={})  # the plug-in's configs define no few-shot runs
 
+
+# The few-shot protocol (CoOp's, 1/2/4/8/16 shots, all classes). CoOp's scripts/coop/README.md trains
+# fewer epochs at low shots (1 shot: *_ep50, 2 and 4: *_ep100, 8 and 16: the 200-epoch config) and
+# ImageNet with *_ep50 at every shot count; its ViT-B/16 configs are the same files per backbone.
+# PromptSRC's few-shot script uses its GPA-45 config on these five datasets. CoCoOp, MaPLe, IVLP,
+# KgCoOp, ProGrad and GOPro ship no ViT-B/16 few-shot config: our choice is their base-to-new config
+# (ProGrad's ImageNet exception included), trained on all classes.
+COOP_FEWSHOT_BY_SHOTS = {1: "vit_b16_ep50", 2: "vit_b16_ep100", 4: "vit_b16_ep100"}
+PROMPTSRC_FEWSHOT_GPA45 = {d: "vit_b16_c2_ep50_batch4_4+4ctx_few_shot_gpa45"
+                           for d in ("stanford_cars", "oxford_flowers", "fgvc_aircraft", "dtd", "eurosat")}
 
 # Paper row order (Tables 1 and 2), then MaPLe's variants, then the modern baselines (not in the
 # GOPro paper: KgCoOp, ProGrad, PromptSRC), which the reproduce commands run when METHODS names them.
@@ -207,21 +235,26 @@ METHODS: Dict[str, Method] = {m.key: m for m in (
     Method("zsclip", "CLIP", "ZeroshotCLIP", "vit_b16", "vit_b16", config_folder="CoOp", group=PAPER),
     Method("slip", "SLIP", "SLIP", "vit_b16", "vit_b16_xd", group=PAPER),
     Method("coop", "CoOp", "CoOp", "vit_b16_ctxv1", "vit_b16_ep50_ctxv1",
-           b2n_dataset_cfg={"imagenet": "vit_b16_ep50_ctxv1"}, group=PAPER),
-    Method("cocoop", "CoCoOp", "CoCoOp", "vit_b16_c4_ep10_batch1_ctxv1", "vit_b16_c4_ep10_batch1_ctxv1", group=PAPER),
+           b2n_dataset_cfg={"imagenet": "vit_b16_ep50_ctxv1"}, group=PAPER,
+           fewshot_cfg="vit_b16", fewshot_cfg_by_shots=COOP_FEWSHOT_BY_SHOTS, fewshot_dataset_cfg={"imagenet": "vit_b16_ep50"}),
+    Method("cocoop", "CoCoOp", "CoCoOp", "vit_b16_c4_ep10_batch1_ctxv1", "vit_b16_c4_ep10_batch1_ctxv1", group=PAPER,
+           fewshot_cfg="vit_b16_c4_ep10_batch1_ctxv1"),
     Method("maple", "MaPLe", "MaPLe", "vit_b16_c2_ep5_batch4_2ctx", "vit_b16_c2_ep5_batch4_2ctx_cross_datasets",
-           kit_depth_keys=MAPLE_DEPTHS, group=PAPER),
+           kit_depth_keys=MAPLE_DEPTHS, group=PAPER, fewshot_cfg="vit_b16_c2_ep5_batch4_2ctx"),
     Method("stylip", "StyLIP", "StyLIP", "vit_b16", "vit_b16_xd", group=PAPER),
-    Method("gopro", "GOPro", "GOPro", "vit_b16", "vit_b16_xd", sweeps=GOPRO_SWEEPS, group=PAPER),
+    Method("gopro", "GOPro", "GOPro", "vit_b16", "vit_b16_xd", sweeps=GOPRO_SWEEPS, group=PAPER, fewshot_cfg="vit_b16"),
     Method("ivlp", "IVLP", "IVLP", "vit_b16_c2_ep5_batch4_2+2ctx", "vit_b16_c2_ep5_batch4_2+2ctx", group=VARIANT,
-           kit_depth_keys=IVLP_DEPTHS),
+           kit_depth_keys=IVLP_DEPTHS, fewshot_cfg="vit_b16_c2_ep5_batch4_2+2ctx"),
     Method("vpt", "VPT", "VPT", "vit_b16_c2_ep5_batch4_4", "vit_b16_c2_ep5_batch4_4", group=VARIANT,
            kit_depth_keys=VPT_DEPTHS),
-    Method("kgcoop", "KgCoOp", "KgCoOp", "vit_b16_ep100_ctxv1", "vit_b16_ep100_ctxv1", group=MODERN),
+    Method("kgcoop", "KgCoOp", "KgCoOp", "vit_b16_ep100_ctxv1", "vit_b16_ep100_ctxv1", group=MODERN,
+           fewshot_cfg="vit_b16_ep100_ctxv1"),
     Method("prograd", "ProGrad", "ProGrad", "vit_b16", "vit_b16_ep50",
-           b2n_dataset_cfg={"imagenet": "vit_b16_ep50"}, group=MODERN),
+           b2n_dataset_cfg={"imagenet": "vit_b16_ep50"}, group=MODERN,
+           fewshot_cfg="vit_b16", fewshot_dataset_cfg={"imagenet": "vit_b16_ep50"}),
     Method("promptsrc", "PromptSRC", "PromptSRC", "vit_b16_c2_ep20_batch4_4+4ctx",
-           "vit_b16_c2_ep20_batch4_4+4ctx_cross_datasets", group=MODERN, kit_depth_keys=PROMPTSRC_DEPTHS),
+           "vit_b16_c2_ep20_batch4_4+4ctx_cross_datasets", group=MODERN, kit_depth_keys=PROMPTSRC_DEPTHS,
+           fewshot_cfg="vit_b16_c2_ep50_batch4_4+4ctx_few_shot", fewshot_dataset_cfg=PROMPTSRC_FEWSHOT_GPA45),
     Method("tcp", "TCP", "TCP", "vit_b16_ep100_ctxv1", "vit_b16_ep100_ctxv1", group=MODERN, kit_depth_keys=TCP_BLOCKS),
     Method("mmrl", "MMRL", "MMRL", "vit_b16", "vit_b16_cross_datasets", b2n_dataset_cfg={"imagenet": "vit_b16_imagenet"},
            group=MODERN, kit_opts=MMRL_KIT_LAYERS, fewshot_cfg="vit_b16_few_shot"),

@@ -106,3 +106,12 @@ B2N_DATASETS = ("imagenet", "caltech101", "oxford_pets", "stanford_cars", "oxfor
                 "fgvc_aircraft", "sun397", "dtd", "eurosat", "ucf101")
 XD_TARGETS = B2N_DATASETS[1:]
 DG_TARGETS = ("imagenetv2", "imagenet_sketch", "imagenet_a", "imagenet_r")
+# Multi-source domain generalisation, leave one domain out: each dataset's domains, as its Dassl class
+# lists them (dassl/data/datasets/dg/); configs/datasets/dg/<dataset>_<domain>.yaml holds each split.
+MSDG_DOMAINS = {
+    "pacs": ("art_painting", "cartoon", "photo", "sketch"),
+    "vlcs": ("caltech", "labelme", "pascal", "sun"),
+    "office_home_dg": ("art", "clipart", "product", "real_world"),
+    "domainnet": ("clipart", "infograph", "painting", "quickdraw", "real", "sketch"),
+}
+MSDG_DATASETS = tuple(MSDG_DOMAINS)

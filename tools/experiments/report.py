@@ -53,22 +53,26 @@ from runs.layout import (DEFAULT_BACKBONE, Layout, Run, ablation_layout, backbon
                          seed_stats)
 from runs.methods import (ABLATION_ROWS, METHODS, MODERN, NCTX_DEFAULT_POINT, NCTX_LENGTHS,
                          REPORTED_METHODS, Method, get_method)
-from runs.results import B2N_DATASETS, DG_TARGETS, XD_TARGETS, SeedStats, harmonic_mean, mean
+from runs.results import (B2N_DATASETS, DG_TARGETS, MSDG_DATASETS, MSDG_DOMAINS, XD_TARGETS, SeedStats,
+                          harmonic_mean, mean)
 from runs.identity import MODEL_DIGEST, asked_settings, differences, stored_settings
-from runs.plans import PASS_THROUGH, TABLES as PLANS, build_selection
+from runs.plans import FEWSHOT_SHOTS, PASS_THROUGH, TABLES as PLANS, build_selection
 from runs.steps import TrainRun, command_runs
 
 REPO = Path(__file__).resolve().parents[2]
 
 PAPER_JSON = REPO / "paper" / "gopro_bmvc2023_results.json"
 REPORTED_JSON = REPO / "paper" / "modern_baselines_reported.json"
-TABLES = ("table1", "xd", "dg", "table3", "fig2", "modern")
+FEWSHOT_REPORTED_JSON = REPO / "paper" / "fewshot_reported.json"
+TABLES = ("table1", "xd", "dg", "table3", "fig2", "modern", "fewshot", "msdg")
+OWN_PROTOCOLS = ("fewshot", "msdg")  # not the GOPro paper's: reported when asked (--tables)
 PRETTY = {
     "imagenet": "ImageNet", "caltech101": "Caltech101", "oxford_pets": "OxfordPets",
     "stanford_cars": "StanfordCars", "oxford_flowers": "Flowers102", "food101": "Food101",
     "fgvc_aircraft": "FGVCAircraft", "sun397": "SUN397", "dtd": "DTD", "eurosat": "EuroSAT",
     "ucf101": "UCF101", "imagenetv2": "-V2", "imagenet_sketch": "-Sketch", "imagenet_a": "-A",
-    "imagenet_r": "-R", "average": "Average",
+    "imagenet_r": "-R", "average": "Average", "pacs": "PACS", "vlcs": "VLCS", "office_home_dg": "OfficeHome",
+    "domainnet": "DomainNet",
 }
 METRICS = ("base", "new", "hm")
 NO_VALUE = "–"
@@ -162,7 +166,7 @@ class Provenances:
     with the caller's overrides (``EPOCHS``, ``EXTRA_OPTS``, ``BACKBONE``) unset, listed by the
     scripts' steps through the job plans of ``runs/plans.py``."""
 
-    TABLES = ("table1", "xd", "table2", "table3", "fig2")
+    TABLES = ("table1", "xd", "table2", "table3", "fig2", "fewshot", "msdg")
 
     def __init__(self, layout: Layout, methods: Sequence[Method], datasets: Sequence[str], seeds: Sequence[int]):
         self.layout, self.methods, self.datasets, self.seeds = layout, methods, datasets, seeds
@@ -172,7 +176,7 @@ class Provenances:
 
     def paper_environment(self) -> Dict[str, str]:
         kept = {k: v for k, v in os.environ.items() if k not in PASS_THROUGH and k not in (
-            "CFG", "METHODS", "DATASETS", "SEEDS", "ROWS", "NCTX", "RERUN_STALE")}
+            "CFG", "METHODS", "DATASETS", "SEEDS", "ROWS", "NCTX", "SHOTS_LIST", "RERUN_STALE")}
         backbone = {} if self.layout.own_backbone else {"BACKBONE": self.layout.backbone}
         return {**kept, "OUTPUT": str(self.layout.root), "SHOTS": str(self.layout.shots),
                 "XD_SOURCE": self.layout.xd_source, "DATA": str(REPO / "DATA"), "PYTHON": sys.executable, **backbone}
@@ -623,6 +627,116 @@ def modern_baselines(req: Request) -> Optional[Section]:
 
 
 # --------------------------------------------------------------------------------------------
+# Few-shot (CoOp's protocol): datasets x shots per method, the average beside the published ones
+# --------------------------------------------------------------------------------------------
+FewshotCells = Dict[str, Dict[str, List[Cell]]]  # method label -> dataset (and "average") -> one cell per shot count
+
+
+def fewshot_cells(req: Request, shots_list: Sequence[int]) -> FewshotCells:
+    """Each method's cells over seeds, per dataset and shot count, and their average over the datasets."""
+    datasets = req.pick(B2N_DATASETS)
+    cells: FewshotCells = {}
+    for method in (m for m in req.methods if m.fewshot):
+        rows = {d: [seed_cell([req.layout.fewshot_run(method, d, shots, s) for s in run_seeds(method, req.seeds)],
+                              None, req.provenances) for shots in shots_list] for d in datasets}
+        rows["average"] = [column_average([rows[d][i] for d in datasets], None, True, "datasets")
+                           for i in range(len(shots_list))]
+        cells[method.label] = rows
+    return cells
+
+
+def fewshot_reported(path: Path = FEWSHOT_REPORTED_JSON) -> Dict[str, Dict[int, float]]:
+    """The published 11-dataset averages: method label -> shots -> accuracy."""
+    data = json.loads(Path(path).read_text())
+    return {label: dict(zip(data["columns"], row["values"])) for label, row in data["rows"].items()}
+
+
+def fewshot_section(cells: FewshotCells, shots_list: Sequence[int], reported: Dict[str, Dict[int, float]]) -> Section:
+    section = Section("fewshot", "Few-shot classification (CoOp's protocol): all classes, accuracy (%) against shots per class")
+    headers = ["Dataset", *(f"{n} shot{'s' if n > 1 else ''}" for n in shots_list)]
+    average_rows = [[label, *(c.format_ours() for c in rows["average"])] for label, rows in cells.items()]
+    average_rows += [[f"{label} (reported)", *(_num2(values.get(n)) for n in shots_list)] for label, values in reported.items()]
+    section.blocks.append(Block("Average over the datasets", ["Method", *headers[1:]], average_rows))
+    for label, rows in cells.items():
+        section.blocks.append(Block(label, headers, [[PRETTY.get(d, d), *(c.format_ours() for c in row)]
+                                                     for d, row in rows.items()]))
+        section.records += [c.record(row=label, column=f"{d}/{n}shots", metric="accuracy")
+                            for d, row in rows.items() for n, c in zip(shots_list, row)]
+    section.notes.append("Each run trains on N images of every class and tests on all classes of the test split "
+                         "(scripts/reproduce/fewshot.sh); zero-shot CLIP is one run per dataset, the same at every N. "
+                         "Reported: paper/fewshot_reported.json (its not_found list says which published averages "
+                         "are missing and why).")
+    return section
+
+
+def _num2(value: Optional[float]) -> str:
+    return NO_VALUE if value is None else f"{value:.2f}"
+
+
+def plot_fewshot(cells: FewshotCells, shots_list: Sequence[int], reported: Dict[str, Dict[int, float]],
+                 path: Path) -> bool:
+    """One panel per dataset and one for the average: accuracy against shots (log scale), a line per
+    method, the published averages dashed on the average panel (CoOp's figure)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels = list(next(iter(cells.values()), {}))
+    panels = ["average", *[p for p in panels if p != "average"]]
+    if not any(c.ours is not None for rows in cells.values() for row in rows.values() for c in row):
+        return False
+    columns = 4
+    fig, axes = plt.subplots((len(panels) + columns - 1) // columns, columns, figsize=(13, 3 * ((len(panels) + 3) // 4)),
+                             squeeze=False)
+    for ax, panel in zip(axes.flat, panels):
+        for label, rows in cells.items():
+            points = [(n, c.ours) for n, c in zip(shots_list, rows[panel]) if c.ours is not None]
+            if points:
+                ax.plot(*zip(*points), "o-", label=label)
+        if panel == "average":
+            for label, values in reported.items():
+                ax.plot([n for n in shots_list if n in values], [values[n] for n in shots_list if n in values], "--",
+                        label=f"{label} (reported)")
+        ax.set_title("Average over datasets" if panel == "average" else PRETTY.get(panel, panel), fontsize=9)
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(list(shots_list), [str(n) for n in shots_list])
+        ax.grid(alpha=0.3)
+    for ax in list(axes.flat)[len(panels):]:
+        ax.axis("off")
+    axes.flat[0].set_ylabel("accuracy (%)")
+    axes.flat[0].set_xlabel("shots per class")
+    axes.flat[0].legend(fontsize=6)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return True
+
+
+# --------------------------------------------------------------------------------------------
+# Multi-source domain generalisation (leave one domain out): targets x methods per dataset
+# --------------------------------------------------------------------------------------------
+def msdg_section(req: Request) -> Section:
+    section = Section("msdg", "Multi-source domain generalisation: train on the other domains, test on the target")
+    methods = [m for m in req.methods if m.xd_cfg and not m.zero_shot]
+    for dataset in req.pick(MSDG_DATASETS):
+        targets = MSDG_DOMAINS[dataset]
+        rows = []
+        for method in methods:
+            cells = [seed_cell([req.layout.msdg_run(method, dataset, t, s) for s in req.seeds], None, req.provenances)
+                     for t in targets]
+            cells.append(column_average(cells, None, True, "targets"))
+            rows.append([method.label, *(c.format_ours() for c in cells)])
+            section.records += [c.record(row=method.label, column=f"{dataset}/{t}", metric="accuracy")
+                                for t, c in zip((*targets, "average"), cells)]
+        section.blocks.append(Block(PRETTY.get(dataset, dataset), ["Method", *targets, "Avg"], rows))
+    section.notes.append("Ours: mean ± std over seeds of the target domain's accuracy; Avg: mean over the targets "
+                         "(scripts/reproduce/msdg.sh).")
+    return section
+
+
+# --------------------------------------------------------------------------------------------
 # Output
 # --------------------------------------------------------------------------------------------
 def to_markdown(sections: Sequence[Section], header: str) -> str:
@@ -666,9 +780,11 @@ def write_csv(sections: Sequence[Section], folder: Path) -> List[Path]:
 
 def build_sections(req: Request, tables: Sequence[str]) -> Tuple[List[Section], Optional[list]]:
     builders = {"table1": lambda r: table1(paper_rows(r)), "xd": cross_dataset, "dg": domain_generalization,
-                "table3": ablation, "modern": modern_baselines}
+                "table3": ablation, "modern": modern_baselines, "msdg": msdg_section}
     sections, points = [], None
     for name in tables:
+        if name == "fewshot":
+            continue  # its own section and plot (main): it needs the shot counts
         if name == "fig2":
             points = nctx_points(req)
             sections.append(figure2(req, points))
@@ -687,13 +803,16 @@ def build_parser() -> argparse.ArgumentParser:
                         help=f"rows to show, by script folder or paper name (default: {' '.join(REPORTED_METHODS)})")
     parser.add_argument("--seeds", nargs="+", type=int, default=[1, 2, 3])
     parser.add_argument("--datasets", nargs="+", help="only these datasets (config names; default: all)")
-    parser.add_argument("--tables", nargs="+", choices=TABLES, default=list(TABLES))
+    parser.add_argument("--tables", nargs="+", choices=TABLES, default=[t for t in TABLES if t not in OWN_PROTOCOLS],
+                        help=f"default: all but {' and '.join(OWN_PROTOCOLS)} (ask for them by name)")
     parser.add_argument("--shots", type=int, default=16, help="SHOTS the runs used (default: 16)")
     parser.add_argument("--xd-source", default="imagenet", help="XD_SOURCE the runs used (default: imagenet)")
     parser.add_argument("--paper", type=Path, default=PAPER_JSON, help="the paper's numbers (JSON)")
     parser.add_argument("--backbones", nargs="+", metavar="NAME",
                         help="backbones whose runs to report, one set of tables each, as BACKBONE names them "
                              "('' = the configs' own; default: every backbone with runs under OUTPUT_ROOT)")
+    parser.add_argument("--shots-list", nargs="+", type=int, default=list(FEWSHOT_SHOTS),
+                        help="shot counts of the few-shot table (default: 1 2 4 8 16)")
     return parser
 
 
@@ -707,7 +826,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     except KeyError as exc:
         print(exc.args[0], file=sys.stderr)
         return 2
-    known = B2N_DATASETS + DG_TARGETS
+    known = B2N_DATASETS + DG_TARGETS + MSDG_DATASETS
     unknown = [d for d in args.datasets or () if d not in known]
     if unknown:
         print(f"Unknown dataset(s) {unknown}: choose from {' '.join(known)}.", file=sys.stderr)
@@ -724,6 +843,9 @@ def main(argv: Optional[List[str]] = None) -> int:
 def report_backbone(req: Request, args, labelled: bool) -> None:
     """Print (and write) every table of the runs on one backbone; ``labelled``: say which."""
     sections, points = build_sections(req, args.tables)
+    fewshot = fewshot_cells(req, args.shots_list) if "fewshot" in args.tables else None
+    if fewshot is not None:
+        sections.append(fewshot_section(fewshot, args.shots_list, fewshot_reported()))
     header = (f"# Results in {req.layout.tree}\n\nSeeds {' '.join(map(str, req.seeds))}, {req.layout.shots} shots. "
               "Ours: mean ± std over seeds; paper: GOPro (BMVC 2023); Δ = ours − paper.")
     if labelled:
@@ -751,6 +873,12 @@ def report_backbone(req: Request, args, labelled: bool) -> None:
             print(f"Figure 2 written to {figure}")
         else:
             print("Figure 2: no N_CTX run has results yet (scripts/reproduce/fig2.sh), no plot written.")
+    if fewshot is not None:
+        figure = (args.figures or args.output_root / "figures") / subfolder / "fewshot.png"
+        if plot_fewshot(fewshot, args.shots_list, fewshot_reported(), figure):
+            print(f"Few-shot figure written to {figure}")
+        else:
+            print("Few-shot: no run has results yet (scripts/reproduce/fewshot.sh), no plot written.")
 
 
 if __name__ == "__main__":
