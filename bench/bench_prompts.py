@@ -60,24 +60,11 @@ import torch  # noqa: E402
 
 import official_gopro  # noqa: E402
 
-from tools.kit.make_tiny_clip import TINY_DEFAULTS  # noqa: E402
+from tools.synthetic import (ARCHS, normalised_images, read_classnames, register_bench_dataset,  # noqa: E402
+                             write_label_space, write_random_clip)
 
-CLASSNAMES_FILE = osp.join(BENCH, "imagenet_classnames.txt")
 TEMPLATE = "a photo of a {}."
 BATCH_SIZE = 4
-
-# clip.model.CLIP constructor arguments (widths are multiples of 64: CLIP uses 64-wide heads).
-ARCHS = {
-    "ViT-B/16": dict(embed_dim=512, image_resolution=224, vision_layers=12, vision_width=768,
-                     vision_patch_size=16, context_length=77, vocab_size=49408, transformer_width=512,
-                     transformer_heads=8, transformer_layers=12),
-    # 12 blocks like ViT-B/16 (MaPLe's depth-9 prompts need them), narrower, 7x7 patches of 32 px.
-    "quick": dict(embed_dim=256, image_resolution=224, vision_layers=12, vision_width=256,
-                  vision_patch_size=32, context_length=77, vocab_size=49408, transformer_width=256,
-                  transformer_heads=4, transformer_layers=12),
-    # The kit's tiny CLIP (tools/kit/make_tiny_clip.py: 3 blocks 64 wide, 32 px images), for bench/gpu_check.py --quick.
-    "tiny": TINY_DEFAULTS,
-}
 
 # name → (trainer, method config in configs/trainers/<trainer>/, extra KEY VALUE options)
 METHODS = {
@@ -211,56 +198,6 @@ def best_ms(times: List[float]) -> float:
 # --------------------------------------------------------------------------------------------
 # Building models, label spaces and batches
 # --------------------------------------------------------------------------------------------
-def read_classnames(count: int = 1000) -> List[str]:
-    with open(CLASSNAMES_FILE) as f:
-        names = [line.strip() for line in f if line.strip()]
-    if count > len(names):
-        raise ValueError(f"{CLASSNAMES_FILE} has {len(names)} names, {count} were asked for")
-    return names[:count]
-
-
-def write_random_clip(path: str, arch: str) -> str:
-    """A ``clip.model.CLIP`` of architecture ``arch`` with random weights, saved as the official
-    loader stores them (fp16 state dict), so it goes through ``trainers.clip_backbone.load_clip``."""
-    from clip.model import CLIP, convert_weights
-
-    torch.manual_seed(0)
-    model = CLIP(**ARCHS[arch])
-    convert_weights(model)
-    torch.save(model.state_dict(), path)
-    return path
-
-
-def write_label_space(root: str, names: List[str]) -> str:
-    """``root/classnames.txt`` + one image, read by the ``BenchClassNames`` dataset."""
-    from PIL import Image
-
-    os.makedirs(root, exist_ok=True)
-    with open(osp.join(root, "classnames.txt"), "w") as f:
-        f.write("\n".join(names) + "\n")
-    Image.new("RGB", (32, 32), (128, 128, 128)).save(osp.join(root, "image.jpg"))
-    return root
-
-
-def register_bench_dataset() -> None:
-    """Dataset ``BenchClassNames``: the label space of ``DATASET.ROOT/classnames.txt`` (one image per
-    class; the benchmark feeds synthetic batches, the dataset only defines the classes)."""
-    from dassl.data.datasets import DATASET_REGISTRY, DatasetBase, Datum
-
-    if "BenchClassNames" in DATASET_REGISTRY.registered_names():
-        return
-
-    @DATASET_REGISTRY.register()
-    class BenchClassNames(DatasetBase):
-        def __init__(self, cfg):
-            root = cfg.DATASET.ROOT
-            with open(osp.join(root, "classnames.txt")) as f:
-                names = [line.strip() for line in f if line.strip()]
-            image = osp.join(root, "image.jpg")
-            items = [Datum(image, label=i, classname=name) for i, name in enumerate(names)]
-            super().__init__(train_x=items, test=items)
-
-
 def bench_train_args(trainer: str, config: Optional[str], root: str, work_dir: str, clip_path: str, arch: str,
                      device: str, test_batch: int) -> List[str]:
     """train.py arguments of a benchmark trainer: its method config (if any) over the synthetic
@@ -293,14 +230,6 @@ def build_bench_trainer(spec: dict):
     cfg = train_cli.setup_cfg(args)
     set_random_seed(cfg.SEED)
     return (official_gopro.OfficialCostGOPro if spec["method"] == OFFICIAL_STYLE else build_trainer)(cfg)
-
-
-def normalised_images(count: int, resolution: int, generator: torch.Generator) -> torch.Tensor:
-    """Random images in [0, 1], CLIP-normalised like the real transforms' output."""
-    from trainers.views import CLIP_MEAN, CLIP_STD
-
-    mean, std = torch.tensor(CLIP_MEAN).view(3, 1, 1), torch.tensor(CLIP_STD).view(3, 1, 1)
-    return (torch.rand(count, 3, resolution, resolution, generator=generator) - mean) / std
 
 
 def synthetic_batch(num_classes: int, resolution: int, generator: torch.Generator) -> Dict[str, torch.Tensor]:

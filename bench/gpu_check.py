@@ -54,6 +54,8 @@ from unittest import mock
 
 import bench_prompts as bp  # (puts the repository on sys.path)
 
+from tools.synthetic import fit_prompt_depths  # noqa: E402
+
 import torch  # noqa: E402
 
 REPO = bp.REPO
@@ -173,14 +175,6 @@ def release(device: torch.device) -> None:
     gc.collect()
     if device.type == "cuda":
         torch.cuda.empty_cache()
-
-
-def fit_prompt_depths(node, arch: str) -> None:
-    """Deep prompts of a config (``PROMPT_DEPTH*`` keys, 9 or 12 in the paper configs) through at
-    most all blocks of a smaller CLIP, whichever trainer the keys belong to."""
-    layers = min(bp.ARCHS[arch]["vision_layers"], bp.ARCHS[arch]["transformer_layers"])
-    for key in [k for k in node if k.startswith("PROMPT_DEPTH")]:
-        node[key] = min(node[key], layers)
 
 
 def build_trainer(run: dict, trainer: str, num_classes: int, precision: Precision, checkpoint_text: bool = False):
