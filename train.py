@@ -7,7 +7,7 @@
         --output-dir output/... DATASET.NUM_SHOTS 16 DATASET.SUBSAMPLE_CLASSES base
 
 The arguments and the config they build (merge order, plugin discovery, ``--load-epoch last``)
-live in ``tools/experiments/train_cli.py``; this file runs them: output folder, log, seed, run
+live in ``runs/cli.py``; this file runs them: output folder, log, seed, run
 record, then training or evaluation. Under ``torchrun`` the process group is set up from the
 environment (see README, "Multi-GPU").
 """
@@ -18,13 +18,15 @@ import sys
 import time
 from typing import List
 
-from tools.experiments.train_cli import build_parser, resolve_load_epoch, setup_cfg  # (first: it quiets pkg_resources)
+from runs.cli import build_parser, setup_cfg  # (first: it quiets pkg_resources)
 
 import torch  # noqa: E402
 
 from dassl.engine import build_trainer  # noqa: E402
 from dassl.utils import collect_env_info, set_random_seed, setup_logger  # noqa: E402
-from tools.experiments import run_identity  # noqa: E402  (what a run records: config.yaml, run.json)
+from dassl.utils.torchtools import remove_temp_files  # noqa: E402
+from runs import identity as run_identity  # noqa: E402  (what a run records: config.yaml, run.json)
+from runs.records import resolve_load_epoch  # noqa: E402
 
 
 def prepare_output_dir(path: str) -> None:
@@ -63,6 +65,21 @@ def rotate_previous_log(output_dir: str) -> None:
         while os.path.exists(target):
             target += "-1"
         os.replace(path, target)
+
+
+def remove_leftover_temp_files(output_dir: str) -> None:
+    """Temp files that a run killed while writing its run.json / config.yaml left in the run folder
+    (the trainer cleans its model sub-folders itself); safe, since this process holds the folder."""
+    for path in remove_temp_files(str(run_identity.output_folder(output_dir))):
+        print(f"Removed {path} (left by a run killed while writing)")
+
+
+def set_aside_failed_log(output_dir: str) -> None:
+    """Rename the log of a run that failed before it started to ``log.txt-failed-<time>``: kept for
+    reading, but no longer the folder's ``log.txt`` (which the run-identity check reads)."""
+    path = os.path.join(output_dir, "log.txt")
+    if os.path.isfile(path):
+        os.replace(path, f"{path}-failed-{time.strftime('%Y-%m-%d-%H-%M-%S')}")
 
 
 def check_registered(name: str, registry, key: str) -> None:
@@ -111,10 +128,12 @@ def run(args) -> None:
     if cfg.SEED >= 0:
         print(f"Setting fixed seed: {cfg.SEED}")
         set_random_seed(cfg.SEED)
+    run_identity.check_record(cfg, args)  # a folder with another run's settings stops here, before any write
     prepare_output_dir(cfg.OUTPUT_DIR)
     from dassl.utils.distributed import is_main_process
 
-    run_identity.record(cfg, args, main_process=is_main_process())
+    if is_main_process():
+        remove_leftover_temp_files(cfg.OUTPUT_DIR)
     rotate_previous_log(cfg.OUTPUT_DIR)
     setup_logger(cfg.OUTPUT_DIR)
     if torch.cuda.is_available() and cfg.USE_CUDA:
@@ -128,9 +147,19 @@ def run(args) -> None:
     print("Collecting env info ...")
     print(f"** System info **\n{collect_env_info()}\n")
 
-    trainer = build_trainer(cfg)
+    # The run's record (config.yaml, run.json) is written once the run really starts: a run that
+    # fails while its trainer, data or checkpoint is set up leaves no record, and its log is set
+    # aside, so that its folder does not look like a run (to the scripts, the jobs, the report).
+    try:
+        trainer = build_trainer(cfg)
+        if args.eval_only:
+            trainer.load_model(args.model_dir, epoch=args.load_epoch)
+    except BaseException:
+        if is_main_process():
+            set_aside_failed_log(cfg.OUTPUT_DIR)
+        raise
+    run_identity.record(cfg, args, main_process=is_main_process())
     if args.eval_only:
-        trainer.load_model(args.model_dir, epoch=args.load_epoch)
         trainer.test()
         return
     if not args.no_train:

@@ -213,21 +213,21 @@ def bench_train_args(trainer: str, config: Optional[str], root: str, work_dir: s
 
 def build_bench_trainer(spec: dict):
     """A real trainer (``dassl.engine.build_trainer``) from the method's paper config."""
-    from tools.experiments import train_cli
+    from runs import cli
     from dassl.engine import build_trainer
     from dassl.utils import set_random_seed
 
     trainer_name, config, extra = METHODS[spec["method"]]
     node = CFG_NODES.get(trainer_name, trainer_name.upper())
     config_path = osp.join(REPO, "configs", "trainers", trainer_name, f"{config}.yaml")
-    args = train_cli.build_parser().parse_args([
+    args = cli.build_parser().parse_args([
         *bench_train_args(trainer_name, config_path, spec["root"], spec["work_dir"], spec["clip_path"],
                           spec["arch"], spec["device"], spec["test_batch"]),
         f"TRAINER.{node}.TEXT_CHUNK", str(spec["text_chunk"]),
         f"TRAINER.{node}.CHECKPOINT_TEXT", str(spec.get("checkpoint_text", False)), *extra,
     ])
     register_bench_dataset()
-    cfg = train_cli.setup_cfg(args)
+    cfg = cli.setup_cfg(args)
     set_random_seed(cfg.SEED)
     return (official_gopro.OfficialCostGOPro if spec["method"] == OFFICIAL_STYLE else build_trainer)(cfg)
 

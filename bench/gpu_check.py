@@ -115,9 +115,9 @@ def default_sizes(device: str, quick: bool) -> Sizes:
 # --------------------------------------------------------------------------------------------
 def default_cfg():
     """Our ``train.py`` defaults with every trainer module's keys."""
-    from tools.experiments import train_cli
+    from runs import cli
 
-    return train_cli.setup_cfg(train_cli.build_parser().parse_args([]))
+    return cli.setup_cfg(cli.build_parser().parse_args([]))
 
 
 def registered_trainers() -> List[str]:
@@ -140,9 +140,9 @@ def method_node(cfg, trainer: str):
 
 def method_config(trainer: str) -> Optional[str]:
     """The method file a trainer runs with here: its base-to-new config in the methods registry
-    (``tools/experiments/methods.py``), else the first ViT-B/16 one in ``configs/trainers/<trainer>/``, else
+    (``runs/methods.py``), else the first ViT-B/16 one in ``configs/trainers/<trainer>/``, else
     none (the trainer's defaults)."""
-    from tools.experiments.methods import METHODS
+    from runs.methods import METHODS
 
     folder = osp.join(REPO, "configs", "trainers", trainer)
     paper = [osp.join(folder, f"{m.b2n_cfg}.yaml") for m in METHODS.values() if m.trainer == trainer]
@@ -179,7 +179,7 @@ def release(device: torch.device) -> None:
 
 def build_trainer(run: dict, trainer: str, num_classes: int, precision: Precision, checkpoint_text: bool = False):
     """A real trainer (``dassl.engine.build_trainer``) over C synthetic classes, from its method config."""
-    from tools.experiments import train_cli
+    from runs import cli
     from dassl.engine import build_trainer as dassl_build_trainer
     from dassl.utils import set_random_seed
 
@@ -187,7 +187,7 @@ def build_trainer(run: dict, trainer: str, num_classes: int, precision: Precisio
                                osp.join(run["work_dir"], trainer), run["clip_path"], run["arch"], run["device"],
                                run["test_batch"])
     bp.register_bench_dataset()
-    cfg = train_cli.setup_cfg(train_cli.build_parser().parse_args(argv))
+    cfg = cli.setup_cfg(cli.build_parser().parse_args(argv))
     cfg.defrost()
     node = method_node(cfg, trainer)  # (None: the trainer has no options, zero-shot CLIP)
     if node is not None:

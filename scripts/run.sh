@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Any method of the registry (tools/experiments/methods.py), any protocol step: what scripts/<method>/*.sh
+# Any method of the registry (runs/methods.py), any protocol step: what scripts/<method>/*.sh
 # do, for every method, including one that has only its registry entry.
 # Usage: run.sh METHOD STEP ARGS...
 #   base2new_train DATASET SEED    train on the base classes

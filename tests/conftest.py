@@ -56,17 +56,16 @@ def run_script(script: str, *args: str, env: dict, timeout: int = 900) -> subpro
 def build_cfg(kit: Kit, output_dir: Path, trainer: str, config: str, *opts: str, dataset: str = "oxford_pets"):
     """The frozen config ``train.py`` would build for a paper config pointed at the kit; ``config``
     names a file of ``configs/trainers/<trainer>/`` or is the path of a ``.yaml`` file."""
-    from tools.experiments import train_cli
+    from runs import cli
 
     config_file = Path(config) if config.endswith(".yaml") else REPO / "configs" / "trainers" / trainer / f"{config}.yaml"
-
-    args = train_cli.build_parser().parse_args([
+    args = cli.build_parser().parse_args([
         "--root", str(kit.data), "--seed", "1", "--trainer", trainer, "--output-dir", str(output_dir),
         "--dataset-config-file", str(REPO / "configs" / "datasets" / f"{dataset}.yaml"),
         "--config-file", str(config_file),
         *kit.opts(), "DATASET.NUM_SHOTS", "16", *opts,
     ])
-    return train_cli.setup_cfg(args)
+    return cli.setup_cfg(args)
 
 
 def make_trainer(kit: Kit, output_dir: Path, trainer: str, config: str, *opts: str, dataset: str = "oxford_pets"):

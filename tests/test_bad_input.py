@@ -30,7 +30,7 @@ def train_main():
     """``train_main(*argv)``: run ``train.main`` in-process; sys.stdout (teed to log.txt) is restored."""
     import train
     from dassl.utils.logger import Logger
-    from tools.experiments.train_cli import build_parser
+    from runs.cli import build_parser
 
     def run(*argv) -> None:
         try:
@@ -261,8 +261,8 @@ def test_rerunning_a_finished_run_goes_straight_to_the_final_test(kit, tmp_path,
 
 
 def test_scripts_skip_a_finished_run_and_resume_an_unfinished_one(tmp_path):
-    """The finish test behind the scripts' skip (train.py --check-finished, tools/experiments/run_identity.py)."""
-    from tools.experiments.run_identity import end_signals, folder_state
+    """The finish test behind the scripts' skip (train.py --check-finished, runs/identity.py)."""
+    from runs.identity import end_signals, folder_state
 
     def finished(log: str) -> bool:
         (tmp_path / "log.txt").write_text(log)
@@ -283,7 +283,7 @@ def test_scripts_skip_a_finished_run_and_resume_an_unfinished_one(tmp_path):
     ("cocoop/xd_test.sh", ["oxfordpets", "1"], "Known: caltech101 dtd eurosat"),
 ])
 def test_scripts_refuse_wrong_arguments_before_running_anything(tmp_path, script, args, message):
-    env = dict(os.environ, OUTPUT=str(tmp_path), PYTHON=sys.executable)  # checked by method_runs; no train.py run
+    env = dict(os.environ, OUTPUT=str(tmp_path), PYTHON=sys.executable)  # checked by runs.steps; no train.py run
     done = subprocess.run(["bash", str(REPO / "scripts" / script), *args], env=env, capture_output=True, text=True)
     assert done.returncode == 2 and message in done.stderr, done.stderr
     assert not any(tmp_path.iterdir())

@@ -12,8 +12,9 @@ import torch.nn.functional as F
 from yacs.config import CfgNode
 
 from conftest import REPO, accuracies, make_trainer, run_script
-from tools.experiments import run_identity
-from tools.experiments.train_cli import build_parser, resolve_load_epoch, setup_cfg
+from runs import identity as run_identity, steps
+from runs.cli import build_parser, setup_cfg
+from runs.records import resolve_load_epoch
 from numerics import assert_close, assert_differs
 from trainers.losses import simclr_loss
 from trainers.prompts import encode_class_prompts
@@ -375,10 +376,10 @@ SCRIPT_FOLDERS = {"cocoop": "CoCoOp", "maple": "MaPLe", "stylip": "StyLIP", "sli
 
 def script_setting(folder: str, name: str, output: Path, dataset: str = "dtd", **env: str) -> dict:
     """TRAINER, CFG and --load-epoch of the train.py run a thin method script makes (listed by the
-    script itself, PRINT_TRAIN_ARGS), with its arguments."""
+    step, runs.steps.command_runs), with its arguments."""
     clean = {k: v for k, v in os.environ.items() if k not in ("CFG", "EPOCHS", "SHOTS", "XD_SOURCE", "BACKBONE")}
     args = ("1",) if name == "xd_train" else (dataset, "1")
-    run, = run_identity.script_runs(["bash", f"scripts/{folder}/{name}.sh", *args],
+    run, = steps.command_runs(["bash", f"scripts/{folder}/{name}.sh", *args],
                                     {**clean, "OUTPUT": str(output), "PYTHON": sys.executable, **env})
     argv = list(run.argv)
     value = lambda flag: argv[argv.index(flag) + 1] if flag in argv else None  # noqa: E731

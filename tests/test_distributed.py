@@ -181,11 +181,11 @@ def train_args(kit, out: Path, name: str, *opts: str, flags=()) -> List[str]:
 
 def single_process_trainer(kit, out: Path, name: str, *opts: str, flags=()):
     """The trainer ``train.py`` builds from these arguments, in this process (the 1-process reference)."""
-    from tools.experiments import train_cli
+    from runs import cli
     from dassl.engine import build_trainer
     from dassl.utils import set_random_seed
 
-    cfg = train_cli.setup_cfg(train_cli.build_parser().parse_args(train_args(kit, out, name, *opts, flags=flags)))
+    cfg = cli.setup_cfg(cli.build_parser().parse_args(train_args(kit, out, name, *opts, flags=flags)))
     set_random_seed(cfg.SEED)
     return build_trainer(cfg)
 

@@ -18,7 +18,7 @@ import torch
 
 from conftest import make_trainer
 from numerics import assert_close
-from tools.experiments.methods import METHODS
+from runs.methods import METHODS
 from trainers.clip_backbone import HALF_ON_CPU_ENV
 
 # The dtype the towers round in under each PREC (amp: fp32 weights, fp16 autocast).
@@ -35,9 +35,9 @@ def registry_cases():
     """(method key, PREC) for every registry method whose trainer is in this checkout; methods that
     fix their own precision (no ``PREC`` key: zero-shot CLIP, fp16) run once, as ``fp16``."""
     from dassl.engine import TRAINER_REGISTRY
-    from tools.experiments import train_cli
+    from runs import cli
 
-    train_cli.setup_cfg(train_cli.build_parser().parse_args([]))  # registers every trainer module
+    cli.setup_cfg(cli.build_parser().parse_args([]))  # registers every trainer module
     cases = []
     for key, method in METHODS.items():
         if not method.in_checkout():

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from tools import memory
-from tools.experiments.methods import METHODS
+from runs.methods import METHODS
 
 SMALL = dict(num_classes=10, prec="fp32", backbone="tiny")
 # Stated error of the prediction at small sizes: the step's extra memory (peak minus what was alive
@@ -41,9 +41,9 @@ def test_tracker_rounds_like_the_cuda_allocator():
 
 def trained_methods():
     from dassl.engine import TRAINER_REGISTRY
-    from tools.experiments import train_cli
+    from runs import cli
 
-    train_cli.setup_cfg(train_cli.build_parser().parse_args([]))  # registers every trainer module
+    cli.setup_cfg(cli.build_parser().parse_args([]))  # registers every trainer module
     return [key for key, m in METHODS.items()
             if m.in_checkout() and getattr(TRAINER_REGISTRY.get(m.trainer), "CFG_NODE", "")]
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -15,9 +16,9 @@ import pytest
 
 from conftest import REPO, run_script
 
-from tools.experiments.layout import Layout
-from tools.experiments.methods import METHODS, get_method
-from tools.experiments.results import B2N_DATASETS, DG_TARGETS, XD_TARGETS, SeedStats, harmonic_mean, read_metric
+from runs.layout import Layout
+from runs.methods import METHODS, get_method
+from runs.results import B2N_DATASETS, DG_TARGETS, XD_TARGETS, SeedStats, harmonic_mean, read_metric
 
 GOPRO, COOP, ZSCLIP = METHODS["gopro"], METHODS["coop"], METHODS["zsclip"]
 
@@ -104,8 +105,8 @@ def test_methods_resolve_by_folder_label_or_trainer_and_unknown_names_say_what_e
     with pytest.raises(KeyError, match="choose from zsclip slip coop"):
         get_method("clipper")
     # CoOp trains ImageNet base-to-new with the 50-epoch config (methods spec 9).
-    assert COOP.cfg("b2n", "imagenet") == "vit_b16_ep50_ctxv1" and COOP.epochs("b2n", "imagenet") == 50
-    assert COOP.cfg("b2n", "dtd") == "vit_b16_ctxv1" and COOP.epochs("b2n", "dtd") is None
+    assert COOP.cfg("b2n", "imagenet") == "vit_b16_ep50_ctxv1"
+    assert COOP.cfg("b2n", "dtd") == "vit_b16_ctxv1"
 
 
 def test_layout_matches_the_paths_of_scripts_common_sh(layout):
@@ -214,7 +215,7 @@ def test_cross_dataset_reads_the_source_training_log_and_averages_the_ten_target
 # Table 3 and Figure 2
 # --------------------------------------------------------------------------------------------
 def test_ablation_rows_come_from_their_own_trees_and_the_full_row_from_table1(layout):
-    from tools.experiments.layout import ablation_layout
+    from runs.layout import ablation_layout
 
     for dataset in B2N_DATASETS:
         b2n_logs(ablation_layout(layout, "ce"), GOPRO, dataset, 1, 81.0, 71.0)
@@ -231,7 +232,7 @@ def test_ablation_rows_come_from_their_own_trees_and_the_full_row_from_table1(la
 
 
 def test_figure2_table_and_plot(layout, tmp_path):
-    from tools.experiments.layout import nctx_layout
+    from runs.layout import nctx_layout
 
     for point, base in (("1", 70.0), ("4", 75.0), ("16", 72.0), ("init", 80.0)):
         for dataset in B2N_DATASETS:
@@ -255,6 +256,21 @@ def test_figure2_without_runs_writes_no_plot(layout, tmp_path):
 # --------------------------------------------------------------------------------------------
 # Files and command line
 # --------------------------------------------------------------------------------------------
+def test_a_setting_has_one_footnote_number_in_the_dataset_rows_and_the_average_row():
+    from tools.experiments.report import Block, Provenance, Section, to_markdown
+
+    epochs, size = "OPTIM.MAX_EPOCH=2", "INPUT.SIZE=[32, 32]"
+    rows = [["DTD", "60.00" + Provenance(frozenset({epochs})).mark()],
+            ["EuroSAT", "70.00" + Provenance(frozenset({epochs, size})).mark()],
+            ["Average", "65.00" + Provenance.union([Provenance(frozenset({epochs})),
+                                                   Provenance(frozenset({epochs, size}))]).mark()]]
+    text = to_markdown([Section("t", "T", [Block("", ["row", "ours"], rows)])], "# report")
+    number = {setting: n for n, setting in re.findall(r"^\* \[(\d+)\] (.+)$", text, re.M)}
+    assert set(number) == {epochs, size}, text  # one footnote per setting
+    both = "".join(f"[{number[s]}]" for s in sorted((epochs, size)))
+    assert f"60.00 [{number[epochs]}]" in text and f"70.00 {both}" in text and f"65.00 {both}" in text
+
+
 def test_markdown_and_csv_files(layout, tmp_path):
     b2n_logs(layout, GOPRO, "dtd", 1, 80.0, 60.0)
     md, csv_dir = tmp_path / "r" / "report.md", tmp_path / "csv"

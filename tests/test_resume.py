@@ -157,11 +157,11 @@ def fresh_copy(data: Path, target: Path) -> Path:
 
 def few_shot_split(kit, root: Path, seed: int, shots: int) -> dict:
     """The few-shot train/val image paths (relative to ``root``) train.py uses for ``seed``."""
-    from tools.experiments import train_cli
+    from runs import cli
     from dassl.data.datasets import build_dataset
     from dassl.utils import set_random_seed
 
-    cfg = train_cli.setup_cfg(train_cli.build_parser().parse_args(gopro_args(kit, root / "unused", root=root, seed=seed,
+    cfg = cli.setup_cfg(cli.build_parser().parse_args(gopro_args(kit, root / "unused", root=root, seed=seed,
                                                                          shots=shots)))
     set_random_seed(cfg.SEED)
     dataset = build_dataset(cfg)

@@ -90,7 +90,7 @@ def test_a_dataset_file_dropped_into_a_copy_of_the_repo_trains_without_editing_t
     from tools.kit.make_fixture_datasets import Params, write_image
 
     repo = tmp_path / "repo"
-    for name in ("dassl", "datasets", "trainers", "configs", "tools"):
+    for name in ("dassl", "datasets", "trainers", "configs", "tools", "runs"):
         shutil.copytree(REPO / name, repo / name, ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copy(REPO / "train.py", repo / "train.py")
     section = (REPO / "DATASETS.md").read_text().split("## Adding a new dataset", 1)[1]
@@ -183,7 +183,7 @@ def test_an_upstream_style_trainer_folder_runs_with_our_train_py(kit, tmp_path):
     import sys
 
     repo = tmp_path / "repo"
-    for name in ("dassl", "datasets", "configs", "tools"):
+    for name in ("dassl", "datasets", "configs", "tools", "runs"):
         shutil.copytree(REPO / name, repo / name, ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copy(REPO / "train.py", repo / "train.py")
     (repo / "trainers").mkdir()
@@ -216,7 +216,7 @@ def test_the_readme_method_runs_its_protocol_from_one_file_configs_and_a_registr
     import sys
 
     repo = tmp_path / "repo"
-    for name in ("dassl", "datasets", "trainers", "configs", "tools", "scripts"):
+    for name in ("dassl", "datasets", "trainers", "configs", "tools", "runs", "scripts"):
         shutil.copytree(REPO / name, repo / name, ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copy(REPO / "train.py", repo / "train.py")
     guide = (REPO / "README.md").read_text().split("### Adding a method", 1)[1].split("\n### ", 1)[0]
@@ -226,7 +226,7 @@ def test_the_readme_method_runs_its_protocol_from_one_file_configs_and_a_registr
     (repo / "trainers" / "smooth_coop.py").write_text(code)
     (repo / "configs" / "trainers" / "SmoothCoOp").mkdir()
     (repo / "configs" / "trainers" / "SmoothCoOp" / "vit_b16.yaml").write_text(config)
-    registry = repo / "tools" / "experiments" / "methods.py"
+    registry = repo / "runs" / "methods.py"
     source = registry.read_text()
     end_of_methods = "\n)}\nPAPER_METHODS"
     assert source.count(end_of_methods) == 1

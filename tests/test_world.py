@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from conftest import REPO
-from tools.experiments.results import read_metric
+from runs.results import read_metric
 
 from tools.kit import world as W
 

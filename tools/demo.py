@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-from tools.experiments.results import harmonic_mean, read_metric
+from runs.results import harmonic_mean, read_metric
 from tools.kit.build import build_kit
 
 DATASET = "oxford_pets"

@@ -220,7 +220,7 @@ def method_node(trainer_name: str) -> str:
 
 def setting_cfg(setting: Setting, label_root: str, device: str):
     """The frozen config of ``setting`` over the synthetic label space at ``label_root``."""
-    from tools.experiments import train_cli
+    from runs import cli
     from tools.synthetic import LABEL_SPACE_DATASET, fit_prompt_depths, register_bench_dataset
 
     register_bench_dataset()
@@ -228,10 +228,10 @@ def setting_cfg(setting: Setting, label_root: str, device: str):
         cfg = setting.base_cfg.clone()
         cfg.defrost()
     else:
-        args = train_cli.build_parser().parse_args([
+        args = cli.build_parser().parse_args([
             "--root", label_root, "--seed", "1", "--trainer", setting.trainer, "--config-file", setting.config_file,
             *setting.opts])
-        cfg = train_cli.setup_cfg(args)
+        cfg = cli.setup_cfg(args)
         cfg.defrost()
     cfg.DATASET.NAME, cfg.DATASET.ROOT, cfg.OUTPUT_DIR = LABEL_SPACE_DATASET, label_root, os.path.join(label_root, "run")
     cfg.DATALOADER.NUM_WORKERS, cfg.USE_CUDA, cfg.VERBOSE = 0, device == "cuda", False
@@ -468,7 +468,7 @@ def main(argv=None) -> None:
         if args.write:
             replace_between_markers(args.write, table)
         return
-    from tools.experiments.methods import get_method
+    from runs.methods import get_method
 
     config = args.config_file
     if not config:
@@ -520,7 +520,7 @@ def fitting_setting(setting: Setting, card_gb: float) -> Tuple[Prediction, Optio
 def readme_table() -> str:
     """Markdown: every registry method (base-to-new config, ViT-B/16) x C x PREC, the GiB a GPU
     needs as configured and the cheapest setting that fits a 24 GB card."""
-    from tools.experiments.methods import METHODS
+    from runs.methods import METHODS
 
     header = ["method"] + [f"C = {c}, {p}" for c in TABLE_CLASSES for p in TABLE_PRECISIONS]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]

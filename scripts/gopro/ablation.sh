@@ -11,6 +11,6 @@
 #   ce_sem_x1x2   1    0     1     [moco, augmix]    $OUTPUT/ablation/ce_sem_x1x2/...
 #   all           1    1     1     [moco, augmix]    $OUTPUT/base2new/... (= the Table 1 GOPro run)
 #
-# The rows are defined in tools/experiments/methods.py (ABLATION); zero-weight branches are not computed.
+# The rows are defined in runs/methods.py (ABLATION); zero-weight branches are not computed.
 source "$(dirname "$0")/../common.sh"
 run_step gopro ablation "$@"

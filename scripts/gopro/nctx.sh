@@ -5,6 +5,6 @@
 #   M = 1 2 4 8 16   random context (CTX_INIT ""), output tree $OUTPUT/nctx/m<M>/base2new/...
 #   M = init         the default M = 4 from "a photo of a": the Table 1 GOPro run ($OUTPUT/base2new/...)
 #
-# The points are defined in tools/experiments/methods.py (nctx_options, NCTX_POINTS).
+# The points are defined in runs/methods.py (nctx_options, NCTX_POINTS).
 source "$(dirname "$0")/../common.sh"
 run_step gopro nctx "$@"

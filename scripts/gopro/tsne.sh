@@ -14,8 +14,5 @@ if [ $# -lt 1 ] || [ $# -gt 2 ]; then
 fi
 seed=$1 dataset=${2:-eurosat}
 read -r -a methods <<< "${METHODS:-slip cocoop gopro}"
-backbone=()
-[ -n "${BACKBONE:-}" ] && backbone=(--backbone "$BACKBONE")
-cd "$REPO" && "$PYTHON" -m tools.experiments.tsne --output-root "$OUTPUT" --root "$DATA" --dataset "$dataset" \
-    --seed "$seed" --shots "$SHOTS" --methods "${methods[@]}" "${backbone[@]}" \
-    --out "$OUTPUT/figures/tsne_${dataset}_seed${seed}.png" -- "${COMMON_OPTS[@]}"
+cd "$REPO" && exec "$PYTHON" -m tools.experiments.tsne --scripts-environment --dataset "$dataset" --seed "$seed" \
+    --methods "${methods[@]}"

@@ -5,7 +5,7 @@
 #   METHODS (default: slip cocoop gopro; zsclip = frozen CLIP, no training), DATASETS (default: eurosat), SEEDS (default: 1).
 # Finished runs are skipped, stale ones stop it (see --rerun-stale); run it again to retry failures. The figure is written to
 #   $OUTPUT/figures/tsne_<dataset>_seed<seed>.png (and the 2-D points to the .npz beside it).
-# The job engine and every option: python -m tools.experiments.jobs --help
+# The job engine and every option: python -m runs.jobs --help
 set -euo pipefail
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
-PYTHONPATH="$REPO${PYTHONPATH:+:$PYTHONPATH}" exec "${PYTHON:-python}" -m tools.experiments.jobs fig3 "$@"
+PYTHONPATH="$REPO${PYTHONPATH:+:$PYTHONPATH}" exec "${PYTHON:-python}" -m runs.jobs fig3 "$@"

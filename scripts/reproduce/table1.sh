@@ -6,7 +6,7 @@
 #   modern baselines), DATASETS (default: the 11), SEEDS (default: 1 2 3).
 # Finished runs are skipped, stale ones stop it (see --rerun-stale); run it again to retry failures. Then:
 #   python -m tools.experiments.report "${OUTPUT:-output}" --tables table1
-# The job engine and every option: python -m tools.experiments.jobs --help
+# The job engine and every option: python -m runs.jobs --help
 set -euo pipefail
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
-PYTHONPATH="$REPO${PYTHONPATH:+:$PYTHONPATH}" exec "${PYTHON:-python}" -m tools.experiments.jobs table1 "$@"
+PYTHONPATH="$REPO${PYTHONPATH:+:$PYTHONPATH}" exec "${PYTHON:-python}" -m runs.jobs table1 "$@"

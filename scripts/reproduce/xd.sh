@@ -5,7 +5,7 @@
 #   METHODS (default: the paper's rows; add kgcoop prograd promptsrc for the modern baselines), DATASETS (default: the 10 targets), SEEDS (default: 1 2 3).
 # Finished runs are skipped, stale ones stop it (see --rerun-stale); run it again to retry failures. Then:
 #   python -m tools.experiments.report "${OUTPUT:-output}" --tables xd
-# The job engine and every option: python -m tools.experiments.jobs --help
+# The job engine and every option: python -m runs.jobs --help
 set -euo pipefail
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
-PYTHONPATH="$REPO${PYTHONPATH:+:$PYTHONPATH}" exec "${PYTHON:-python}" -m tools.experiments.jobs xd "$@"
+PYTHONPATH="$REPO${PYTHONPATH:+:$PYTHONPATH}" exec "${PYTHON:-python}" -m runs.jobs xd "$@"

@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 from typing import Dict, List, Optional
 
-from tools.experiments.results import TEST_END_SIGNAL, TRAIN_END_SIGNALS, ci95, mean, read_metric, std
+from runs.results import TEST_END_SIGNAL, TRAIN_END_SIGNALS, ci95, mean, read_metric, std
 
 
 def subfolders(directory: Path) -> List[Path]:

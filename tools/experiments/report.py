@@ -3,7 +3,7 @@
 
     python -m tools.experiments.report output/ --markdown report.md --csv report_csv/
 
-Walks the tree written by ``scripts/`` (layout: ``tools/experiments/layout.py``) and prints, in the paper's
+Walks the tree written by ``scripts/`` (layout: ``runs/layout.py``) and prints, in the paper's
 layout:
 
 * Table 1, base-to-new: base / new / HM per dataset and the average over the 11 datasets;
@@ -25,7 +25,7 @@ Conventions:
 * Δ = ours − paper; an average is compared with the paper only when it covers the paper's datasets;
 * a missing cell reads ``n/a (0/3 seeds)``; a cell from fewer seeds than asked says so
   (``(2/3 seeds)``), and an average lacking a dataset reads ``n/a (10/11 datasets)``;
-* every run's recorded settings (``run.json``, see ``tools/experiments/run_identity.py``) are compared with the
+* every run's recorded settings (``run.json``, see ``runs/identity.py``) are compared with the
   paper's, i.e. what the scripts run without ``EPOCHS`` / ``EXTRA_OPTS`` / ``BACKBONE``: a cell from
   other settings gets a footnote mark ``[n]`` listing them (``OPTIM.MAX_EPOCH=2``), an average the
   marks of all its parts; seeds made with different settings are not averaged
@@ -46,12 +46,13 @@ from typing import Dict, FrozenSet, Iterable, List, Optional, Sequence, Set, Tup
 
 from tabulate import tabulate
 
-from tools.experiments.layout import Layout, Run, ablation_layout, nctx_layout, seed_stats
-from tools.experiments.methods import (ABLATION_ROWS, METHODS, MODERN, NCTX_DEFAULT_POINT, NCTX_LENGTHS,
-                                       REPORTED_METHODS, Method, get_method)
-from tools.experiments.results import B2N_DATASETS, DG_TARGETS, XD_TARGETS, SeedStats, harmonic_mean, mean
-from tools.experiments.run_identity import (MODEL_DIGEST, TrainRun, asked_settings, differences, script_runs,
-                                            stored_settings)
+from runs.layout import Layout, Run, ablation_layout, nctx_layout, seed_stats
+from runs.methods import (ABLATION_ROWS, METHODS, MODERN, NCTX_DEFAULT_POINT, NCTX_LENGTHS,
+                         REPORTED_METHODS, Method, get_method)
+from runs.results import B2N_DATASETS, DG_TARGETS, XD_TARGETS, SeedStats, harmonic_mean, mean
+from runs.identity import MODEL_DIGEST, asked_settings, differences, stored_settings
+from runs.plans import PASS_THROUGH, TABLES as PLANS, build_selection
+from runs.steps import TrainRun, command_runs
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -116,7 +117,7 @@ class Paper:
 # --------------------------------------------------------------------------------------------
 # Which settings our numbers come from
 # --------------------------------------------------------------------------------------------
-FOOTNOTE = re.compile(r"⟦(.+?)⟧")  # a cell's settings until to_markdown numbers them
+FOOTNOTE = re.compile(r"⟦(.+?)⟧")  # one setting of a cell until to_markdown numbers it
 SEED_KEYS = ("SEED", MODEL_DIGEST)  # what rightly differs between the seeds of one cell
 
 
@@ -138,7 +139,9 @@ class Provenance:
         return merged
 
     def mark(self) -> str:
-        return f" ⟦{', '.join(sorted(self.deviations))}⟧" if self.deviations else ""
+        """One ``⟦setting⟧`` per deviation: numbered one by one, so that a setting has the same
+        footnote number in every row (an average's mark is the union of its datasets' marks)."""
+        return " " + "".join(f"⟦{d}⟧" for d in sorted(self.deviations)) if self.deviations else ""
 
     def describe(self) -> str:
         """The CSV ``settings`` column."""
@@ -149,7 +152,7 @@ class Provenance:
 class Provenances:
     """Settings of the runs under an output root, against the paper's: what the scripts run there
     with the caller's overrides (``EPOCHS``, ``EXTRA_OPTS``, ``BACKBONE``) unset, listed by the
-    scripts themselves through the job plans of ``tools/experiments/jobs.py``."""
+    scripts' steps through the job plans of ``runs/plans.py``."""
 
     TABLES = ("table1", "xd", "table2", "table3", "fig2")
 
@@ -160,24 +163,20 @@ class Provenances:
         self._reference: Dict[Path, Optional[TrainRun]] = {}
 
     def paper_environment(self) -> Dict[str, str]:
-        from tools.experiments import jobs
-
-        kept = {k: v for k, v in os.environ.items() if k not in jobs.PASS_THROUGH and k not in (
-            "CFG", "METHODS", "DATASETS", "SEEDS", "ROWS", "NCTX", "RERUN_STALE", "PRINT_TRAIN_ARGS")}
+        kept = {k: v for k, v in os.environ.items() if k not in PASS_THROUGH and k not in (
+            "CFG", "METHODS", "DATASETS", "SEEDS", "ROWS", "NCTX", "RERUN_STALE")}
         return {**kept, "OUTPUT": str(self.layout.root), "SHOTS": str(self.layout.shots),
                 "XD_SOURCE": self.layout.xd_source, "DATA": str(REPO / "DATA"), "PYTHON": sys.executable}
 
     def job_of(self, folder: Path):
         """The job (of any table) that writes ``folder`` under the paper's settings, or None."""
         if self._jobs is None:
-            from tools.experiments import jobs
-
             env = self.paper_environment()
             flags = SimpleNamespace(methods=[m.key for m in self.methods], datasets=list(self.datasets),
                                     seeds=[str(s) for s in self.seeds])
             self._jobs = {}
             for table in self.TABLES:
-                plan = jobs.TABLES[table].build(jobs.build_selection(table, flags, env))
+                plan = PLANS[table].build(build_selection(table, flags, env))
                 self._jobs.update({job.run.log.parent: job for job in plan.jobs if job.run is not None})
         return self._jobs.get(folder)
 
@@ -185,7 +184,7 @@ class Provenances:
         """The train.py run the paper's settings make in ``folder`` (None: no script writes there)."""
         if folder not in self._reference:
             job = self.job_of(folder)
-            runs = script_runs(job.command(), {**self.paper_environment(), **dict(job.env)}) if job else []
+            runs = command_runs(job.command(), {**self.paper_environment(), **dict(job.env)}) if job else []
             self._reference.update({run.folder: run for run in runs})
             self._reference.setdefault(folder, None)
         return self._reference[folder]
@@ -603,7 +602,7 @@ def modern_baselines(req: Request) -> Optional[Section]:
 # --------------------------------------------------------------------------------------------
 def to_markdown(sections: Sequence[Section], header: str) -> str:
     parts = [header]
-    footnotes: Dict[str, int] = {}  # settings → footnote number, in order of appearance
+    footnotes: Dict[str, int] = {}  # setting → footnote number, in order of appearance
 
     def number(match: re.Match) -> str:
         return f"[{footnotes.setdefault(match.group(1), len(footnotes) + 1)}]"

@@ -6,7 +6,7 @@
 
 Each method's trainer is built exactly as ``train.py`` builds it (same parser, same config merge,
 ``DATASET.SUBSAMPLE_CLASSES base``), its base-to-new checkpoint of that seed is loaded from the
-output tree (``tools/experiments/layout.py``; zero-shot CLIP has none), and the base-class test images
+output tree (``runs/layout.py``; zero-shot CLIP has none), and the base-class test images
 are embedded with ``model.visual_embedding(x)``, the image side of the logits (the
 ``image_features`` of the model's output record, without the text pass; GOPro: normalize(P_v(f_v(x)));
 CoOp: the frozen normalize(f_v(x))), or normalize(f_v(x)) for trainers without one. ``--run LABEL=TRAINER:CONFIG:DIR``
@@ -17,6 +17,7 @@ The 2-D points are saved beside the PNG (``.npz``) to re-plot without recomputin
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import tempfile
 from dataclasses import dataclass
@@ -25,8 +26,10 @@ from typing import List, Optional, Sequence
 
 import numpy as np
 
-from tools.experiments.layout import Layout
-from tools.experiments.methods import get_method
+from runs.layout import Layout
+from runs.methods import get_method
+from runs.records import last_epoch
+from runs.steps import Caller
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -72,7 +75,7 @@ def custom_panel(spec: str) -> Panel:
 # --------------------------------------------------------------------------------------------
 def build_trainer(panel: Panel, args, work_dir: Path):
     """The trainer train.py would build for this run, with the checkpoint of the last epoch loaded."""
-    from tools.experiments import train_cli
+    from runs import cli
     from dassl.engine import build_trainer as dassl_build_trainer
     from dassl.utils import set_random_seed
 
@@ -84,7 +87,7 @@ def build_trainer(panel: Panel, args, work_dir: Path):
             "--output-dir", str(work_dir), "--dataset-config-file", str(dataset_config),
             "--config-file", str(panel.config), *(["--backbone", args.backbone] if args.backbone else []),
             "DATASET.NUM_SHOTS", str(args.shots), "DATASET.SUBSAMPLE_CLASSES", "base", *args.opts]
-    cfg = train_cli.setup_cfg(train_cli.build_parser().parse_args(argv))
+    cfg = cli.setup_cfg(cli.build_parser().parse_args(argv))
     if cfg.SEED >= 0:
         set_random_seed(cfg.SEED)
     trainer = dassl_build_trainer(cfg)
@@ -92,7 +95,7 @@ def build_trainer(panel: Panel, args, work_dir: Path):
         if not panel.model_dir.is_dir():
             raise SystemExit(f"No checkpoint folder {panel.model_dir} for {panel.label}: train it first "
                              f"(scripts/reproduce/fig3.sh, or the method's base2new_train.sh {args.dataset} {args.seed}).")
-        trainer.load_model(str(panel.model_dir), epoch=args.epoch or cfg.OPTIM.MAX_EPOCH)
+        trainer.load_model(str(panel.model_dir), epoch=args.epoch or last_epoch(str(panel.model_dir)))
     return trainer
 
 
@@ -179,23 +182,42 @@ def plot_panels(panels: Sequence[tuple], classnames: Sequence[str], path: Path, 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--output-root", type=Path, default=REPO / "output", help="OUTPUT of the training runs")
-    parser.add_argument("--root", type=Path, required=True, help="dataset root (DATA)")
+    parser.add_argument("--root", type=Path, help="dataset root (DATA; required unless --scripts-environment)")
     parser.add_argument("--dataset", default="eurosat", help="dataset config name (default: eurosat)")
     parser.add_argument("--seed", type=int, default=1, help="run seed, and t-SNE random_state")
     parser.add_argument("--shots", type=int, default=16)
     parser.add_argument("--methods", nargs="*", default=[], help="registry methods (e.g. slip cocoop gopro zsclip)")
     parser.add_argument("--run", action="append", default=[], help="extra panel LABEL=TRAINER:CONFIG:MODEL_DIR")
-    parser.add_argument("--epoch", type=int, help="checkpoint epoch (default: the config's MAX_EPOCH)")
+    parser.add_argument("--epoch", type=int, help="checkpoint epoch (default: the last epoch of each training run, as --load-epoch last)")
     parser.add_argument("--backbone", default="", help="MODEL.BACKBONE.NAME override")
     parser.add_argument("--max-images", type=int, default=0, help="embed at most this many images (0: all)")
     parser.add_argument("--out", type=Path, help="PNG path (default: OUTPUT/figures/tsne_<dataset>_seed<seed>.png)")
+    parser.add_argument("--scripts-environment", action="store_true",
+                        help="take OUTPUT, DATA, SHOTS, BACKBONE, EPOCHS and EXTRA_OPTS from the environment, as the "
+                             "method scripts do (scripts/common.sh); they replace --output-root, --root, --shots and "
+                             "--backbone and come after the trailing options")
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="train.py KEY VALUE options (after --)")
     return parser
+
+
+def take_scripts_environment(args, environ) -> None:
+    """The method scripts' options (runs.steps.Caller) in place of the command line's."""
+    try:
+        caller = Caller.from_environ(environ)
+    except ValueError as exc:
+        raise SystemExit(exc.args[0])
+    args.output_root, args.root, args.shots, args.backbone = caller.output, Path(caller.data), caller.shots, caller.backbone
+    epochs = ["OPTIM.MAX_EPOCH", caller.epochs] if caller.epochs else []
+    args.opts = [*args.opts, *epochs, *caller.extra_opts]
 
 
 def main(argv: Optional[List[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     args.opts = args.opts[1:] if args.opts[:1] == ["--"] else args.opts
+    if args.scripts_environment:
+        take_scripts_environment(args, os.environ)
+    if args.root is None:
+        raise SystemExit("Pass --root DATA (the dataset root), or --scripts-environment with DATA set.")
     layout = Layout(args.output_root.resolve(), args.shots)
     try:
         panels = [method_panel(layout, m, args.dataset, args.seed) for m in args.methods]

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, List, Tuple
 
-from tools.experiments.methods import METHODS
+from runs.methods import METHODS
 from tools.kit.make_tiny_clip import write_tiny_clip
 
 REPO = Path(__file__).resolve().parents[2]
@@ -80,15 +80,15 @@ def training_pairs(data: Path, config_name: str) -> List[Tuple[str, str]]:
     """(image path, class name) of a dataset's full train split, read by its real dataset class."""
     import random
 
-    from tools.experiments import train_cli
+    from runs import cli
     from dassl.data.datasets import build_dataset
 
-    args = train_cli.build_parser().parse_args(["--root", str(data), "--dataset-config-file",
+    args = cli.build_parser().parse_args(["--root", str(data), "--dataset-config-file",
                                             str(REPO / "configs" / "datasets" / f"{config_name}.yaml")])
     state = random.getstate()
     random.seed(0)  # the split file a missing one is created with
     try:
-        dataset = build_dataset(train_cli.setup_cfg(args))
+        dataset = build_dataset(cli.setup_cfg(args))
     finally:
         random.setstate(state)
     return [(item.impath, item.classname) for item in dataset.train_x]

@@ -5,9 +5,9 @@ Adding a method is its trainer file (``trainers/<module>.py``), its configs
 (``configs/trainers/<TRAINER>/``) and one entry here. From that entry alone:
 
 * ``bash scripts/run.sh KEY STEP ...`` runs each protocol step (``base2new_train DATASET SEED``,
-  ``base2new_test``, ``xd_train SEED``, ``xd_test``; see ``tools/experiments/method_runs.py``);
+  ``base2new_test``, ``xd_train SEED``, ``xd_test``; see ``runs/steps.py``);
 * the reproduce commands schedule it (``METHODS="... KEY" bash scripts/reproduce/table1.sh``);
-* the report finds its runs (``tools/experiments/layout.py``) and labels its row;
+* the report finds its runs (``runs/layout.py``) and labels its row;
 * the kit fits its deep prompts to the tiny CLIP (``kit_depth_keys``).
 
 ``scripts/<key>/*.sh``, where a method has them, are its habitual entry points: thin calls of the
@@ -21,11 +21,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Dict, Mapping, Optional, Tuple
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
 PROTOCOLS = ("b2n", "xd")  # base-to-new; cross-dataset / domain generalisation (trained on the XD source)
 # Method groups: rows of the GOPro paper's tables; modern baselines (their own report table);
-# variants run by their scripts but shown in no table (MaPLe's language-only / vision-only ablations).
-PAPER, MODERN, VARIANT = "paper", "modern", "variant"
+# variants run by their scripts but shown in no table (MaPLe's language-only / vision-only ablations);
+# other: the default, so that a newly added method is runnable everywhere but never a paper row.
+PAPER, MODERN, VARIANT, OTHER = "paper", "modern", "variant", "other"
 
 
 @dataclass(frozen=True)
@@ -63,7 +64,7 @@ class Method:
     b2n_cfg: str
     xd_cfg: str
     b2n_dataset_cfg: Mapping[str, str] = field(default_factory=dict, hash=False)
-    group: str = PAPER
+    group: str = OTHER
     config_folder: str = ""                       # configs/trainers/<config_folder or trainer>/
     module: str = ""                              # trainers/<module or key>.py
     kit_depth_keys: Tuple[str, ...] = ()          # prompt depths the kit lowers to the tiny CLIP's blocks
@@ -90,15 +91,6 @@ class Method:
 
     def config_path(self, cfg: str) -> Path:
         return REPO / "configs" / "trainers" / (self.config_folder or self.trainer) / f"{cfg}.yaml"
-
-    def epochs(self, protocol: str, dataset: str = "") -> Optional[int]:
-        """The epochs of a per-dataset config (read from it), which the job engine pins for those
-        runs; None where the protocol's default config applies."""
-        if protocol != "b2n" or dataset not in self.b2n_dataset_cfg:
-            return None
-        import yaml
-
-        return int(yaml.safe_load(self.config_path(self.b2n_dataset_cfg[dataset]).read_text())["OPTIM"]["MAX_EPOCH"])
 
     def in_checkout(self, repo: Path = REPO) -> bool:
         """Whether this checkout has the method's trainer file."""
@@ -163,15 +155,15 @@ PROMPTSRC_DEPTHS = ("TRAINER.PROMPTSRC.PROMPT_DEPTH_TEXT", "TRAINER.PROMPTSRC.PR
 # Paper row order (Tables 1 and 2), then MaPLe's variants, then the modern baselines (not in the
 # GOPro paper; modern-baselines spec), which the reproduce commands run when METHODS names them.
 METHODS: Dict[str, Method] = {m.key: m for m in (
-    Method("zsclip", "CLIP", "ZeroshotCLIP", "vit_b16", "vit_b16", config_folder="CoOp"),
-    Method("slip", "SLIP", "SLIP", "vit_b16", "vit_b16_xd"),
+    Method("zsclip", "CLIP", "ZeroshotCLIP", "vit_b16", "vit_b16", config_folder="CoOp", group=PAPER),
+    Method("slip", "SLIP", "SLIP", "vit_b16", "vit_b16_xd", group=PAPER),
     Method("coop", "CoOp", "CoOp", "vit_b16_ctxv1", "vit_b16_ep50_ctxv1",
-           b2n_dataset_cfg={"imagenet": "vit_b16_ep50_ctxv1"}),
-    Method("cocoop", "CoCoOp", "CoCoOp", "vit_b16_c4_ep10_batch1_ctxv1", "vit_b16_c4_ep10_batch1_ctxv1"),
+           b2n_dataset_cfg={"imagenet": "vit_b16_ep50_ctxv1"}, group=PAPER),
+    Method("cocoop", "CoCoOp", "CoCoOp", "vit_b16_c4_ep10_batch1_ctxv1", "vit_b16_c4_ep10_batch1_ctxv1", group=PAPER),
     Method("maple", "MaPLe", "MaPLe", "vit_b16_c2_ep5_batch4_2ctx", "vit_b16_c2_ep5_batch4_2ctx_cross_datasets",
-           kit_depth_keys=MAPLE_DEPTHS),
-    Method("stylip", "StyLIP", "StyLIP", "vit_b16", "vit_b16_xd"),
-    Method("gopro", "GOPro", "GOPro", "vit_b16", "vit_b16_xd", sweeps=GOPRO_SWEEPS),
+           kit_depth_keys=MAPLE_DEPTHS, group=PAPER),
+    Method("stylip", "StyLIP", "StyLIP", "vit_b16", "vit_b16_xd", group=PAPER),
+    Method("gopro", "GOPro", "GOPro", "vit_b16", "vit_b16_xd", sweeps=GOPRO_SWEEPS, group=PAPER),
     Method("ivlp", "IVLP", "IVLP", "vit_b16_c2_ep5_batch4_2+2ctx", "vit_b16_c2_ep5_batch4_2+2ctx", group=VARIANT,
            kit_depth_keys=IVLP_DEPTHS),
     Method("vpt", "VPT", "VPT", "vit_b16_c2_ep5_batch4_4", "vit_b16_c2_ep5_batch4_4", group=VARIANT,

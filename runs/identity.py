@@ -30,7 +30,7 @@ side knows comes from a code change (a new option with its default), not from th
   read). Such folders count as finished and are reported as unknown.
 
 ``train.py --check-finished ARGS`` answers for one folder (exit 0 done, 1 to run, 3 stale);
-``tools/experiments/jobs.py`` and ``tools/experiments/report.py`` ask in-process for many runs (``asked_settings``).
+``runs/jobs.py`` and ``tools/experiments/report.py`` ask in-process for many runs (``asked_settings``).
 """
 from __future__ import annotations
 
@@ -38,20 +38,17 @@ import ast
 import hashlib
 import json
 import re
-import subprocess
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
-from tools.experiments.results import TEST_END_SIGNAL, TRAIN_END_SIGNALS, read_metric
+from runs.cli import build_parser, setup_cfg
+from runs.records import CONFIG_FILE, IDENTITY_FILE, LAST_EPOCH, LOG_FILE, read_identity
+from runs.results import TEST_END_SIGNAL, TRAIN_END_SIGNALS, read_metric
 
-REPO = Path(__file__).resolve().parents[2]
 
-IDENTITY_FILE = "run.json"
-CONFIG_FILE = "config.yaml"
-LOG_FILE = "log.txt"
 
 # Config keys that do not change results (see the module docstring for the rule).
 IGNORED_KEYS = frozenset({
@@ -132,8 +129,6 @@ def settings_of(cfg, eval_only: bool = False, load_epoch: Union[int, str, None] 
     A run records the epoch it loaded (train.py resolves ``last`` in the model folder first), so
     runs recorded with ``--load-epoch 50`` and asked with ``last`` are the same run.
     """
-    from tools.experiments.train_cli import LAST_EPOCH
-
     epoch = cfg.OPTIM.MAX_EPOCH if load_epoch == LAST_EPOCH else load_epoch
     identity = read_identity(Path(model_dir)) if eval_only and model_dir else None
     return select_settings(flatten(cfg), eval_only, epoch, identity and identity.get("digest"))
@@ -179,34 +174,6 @@ def describe(diffs: Sequence[Difference], limit: int = 4) -> str:
 # --------------------------------------------------------------------------------------------
 # What a folder holds
 # --------------------------------------------------------------------------------------------
-def recorded_max_epoch(folder: Union[str, Path]) -> Optional[int]:
-    """The ``OPTIM.MAX_EPOCH`` a run folder records: run.json's settings, else config.yaml (None: neither)."""
-    identity = read_identity(Path(folder))
-    if identity is not None and "OPTIM.MAX_EPOCH" in identity["settings"]:
-        return int(identity["settings"]["OPTIM.MAX_EPOCH"])
-    config = Path(folder) / CONFIG_FILE
-    if not config.is_file():
-        return None
-    import yaml
-
-    try:
-        epochs = (yaml.safe_load(config.read_text()) or {}).get("OPTIM", {}).get("MAX_EPOCH")
-    except (OSError, yaml.YAMLError, AttributeError):
-        return None  # a damaged file tells nothing
-    return int(epochs) if epochs is not None else None
-
-
-def read_identity(folder: Path) -> Optional[dict]:
-    path = Path(folder) / IDENTITY_FILE
-    if not path.is_file():
-        return None
-    try:
-        identity = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None  # a damaged file tells nothing: treated like a folder without one
-    return identity if isinstance(identity.get("settings"), dict) else None
-
-
 def _literal(text: str) -> Any:
     try:
         return ast.literal_eval(text)
@@ -317,12 +284,9 @@ def output_folder(output_dir: str) -> Path:
     return path.parent if path.suffix in (".txt", ".log") else path
 
 
-def record(cfg, args, main_process: bool = True) -> None:
-    """Write config.yaml and run.json into OUTPUT_DIR (called by train.py once the config is final).
-
-    Training into a folder that holds a run with other settings would mix the two (it resumes
-    from that run's checkpoints): that stops here with the differences and the fix.
-    """
+def check_record(cfg, args) -> Dict[str, Any]:
+    """The run's settings; ValueError when training would go into a folder holding a run with
+    other settings: it would resume from that run's checkpoints and mix the two."""
     folder = output_folder(cfg.OUTPUT_DIR)
     settings = settings_of_args(cfg, args)
     stored = stored_settings(folder)
@@ -332,6 +296,16 @@ def record(cfg, args, main_process: bool = True) -> None:
             f"{folder} holds a run with other settings ({describe(diffs)}; from its {stored.source}): training "
             f"there would resume and mix the two. Pass another --output-dir, or move the folder aside "
             f"(the scripts do this with RERUN_STALE=1).")
+    return settings
+
+
+def record(cfg, args, main_process: bool = True) -> None:
+    """Write config.yaml and run.json into OUTPUT_DIR (called by train.py once the config is final).
+
+    Stops first where ``check_record`` does.
+    """
+    folder = output_folder(cfg.OUTPUT_DIR)
+    settings = check_record(cfg, args)
     if not main_process:
         return
     from dassl.utils.torchtools import atomic_write  # train.py's process: the repository is importable
@@ -357,50 +331,5 @@ def asked_settings(argv: Sequence[str]) -> Dict[str, Any]:
 
     The first call imports every trainer (seconds); later calls take milliseconds.
     """
-    from tools.experiments.train_cli import build_parser, setup_cfg
-
     args = build_parser().parse_args(list(argv))
     return settings_of_args(setup_cfg(args), args)
-
-
-# --------------------------------------------------------------------------------------------
-# The scripts' side: which train.py runs a method script would start
-# --------------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class TrainRun:
-    """One ``train.py`` invocation a script would make: its arguments and output folder."""
-
-    argv: Tuple[str, ...]
-
-    @property
-    def folder(self) -> Path:
-        return Path(self.argv[self.argv.index("--output-dir") + 1])
-
-    @property
-    def eval_only(self) -> bool:
-        return "--eval-only" in self.argv
-
-    def state(self) -> FolderState:
-        return folder_state(self.folder, end_signals(self.eval_only), lambda: asked_settings(self.argv))
-
-
-def parse_printed_runs(data: bytes) -> List[TrainRun]:
-    """Records of ``PRINT_TRAIN_ARGS=1`` (scripts/common.sh): a count, then that many arguments."""
-    fields = data.decode().split("\0")[:-1]
-    runs, i = [], 0
-    while i < len(fields):
-        count = int(fields[i])
-        runs.append(TrainRun(tuple(fields[i + 1:i + 1 + count])))
-        i += 1 + count
-    return runs
-
-
-def script_runs(command: Sequence[str], env: Mapping[str, str], cwd: Path = REPO) -> List[TrainRun]:
-    """The train.py runs of a script invocation (e.g. ``bash scripts/gopro/ablation.sh ce dtd 1``) under
-    ``env``, from the script itself (nothing runs), so that no second copy of its logic is needed."""
-    proc = subprocess.run(list(command), cwd=cwd, env={**env, "PRINT_TRAIN_ARGS": "1"}, capture_output=True,
-                          timeout=120)
-    if proc.returncode != 0:
-        raise RuntimeError(f"{' '.join(command)} failed while listing its runs (rc {proc.returncode}): "
-                           f"{proc.stderr.decode(errors='replace').strip()}")
-    return parse_printed_runs(proc.stdout)

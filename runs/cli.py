@@ -6,7 +6,7 @@ Config merge order: defaults (+ every trainer's keys) → dataset file → metho
 trailing ``KEY VALUE`` pairs. Every module in ``datasets/`` and ``trainers/`` is imported, so a
 new dataset or trainer file registers itself without editing anything here.
 
-``--load-epoch last`` is the final epoch of the training run in ``--model-dir`` (``last_epoch``),
+``--load-epoch last`` is the final epoch of the training run in ``--model-dir`` (``runs.records.last_epoch``),
 so that no script repeats a config's ``OPTIM.MAX_EPOCH``.
 """
 from __future__ import annotations
@@ -15,20 +15,19 @@ import argparse
 import importlib
 import os
 import pkgutil
-import re
 import warnings
 from types import ModuleType
-from typing import Dict, List, Optional, Union
+from typing import List
 
 # The CLIP package imports pkg_resources, which warns on every start (setuptools < 81 is pinned).
 warnings.filterwarnings("ignore", message="pkg_resources is deprecated")
 
 from dassl.config import check_keys, get_cfg_default, leaf_keys  # noqa: E402
 
+from runs.records import epoch_argument  # noqa: E402
+
 DESCRIPTION = "Train or evaluate a CLIP prompt learner (the CoOp / MaPLe / GOPro command line)."
 PLUGIN_PACKAGES = ("datasets", "trainers")
-LAST_EPOCH = "last"  # --load-epoch last: the final epoch of the run in --model-dir
-EPOCH_CHECKPOINT = re.compile(r"model\.pth\.tar-(\d+)")
 
 # The trainer nodes the upstream clients' train.py define (CoOp/CoCoOp, MaPLe/IVLP/VPT, GOPro, PromptSRC), with
 # their defaults, so that their trainer files run here unchanged. Our trainer modules replace these
@@ -168,7 +167,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--no-train", action="store_true", help="do not call trainer.train()")
     parser.add_argument("--check-finished", action="store_true",
                         help="run nothing: say whether --output-dir holds this run, finished with these settings "
-                             "(exit 0), still to run (1) or made with other settings (3); see tools/experiments/run_identity.py")
+                             "(exit 0), still to run (1) or made with other settings (3); see runs/identity.py")
     parser.add_argument("opts", default=None, nargs=argparse.REMAINDER, help="modify config options using the command-line")
     return parser
 
@@ -177,66 +176,3 @@ def build_parser() -> argparse.ArgumentParser:
 
 # --------------------------------------------------------------------------------------------
 # --load-epoch last
-# --------------------------------------------------------------------------------------------
-def epoch_argument(text: str) -> Union[int, str]:
-    """``--load-epoch``: an epoch number, or ``last``."""
-    if text == LAST_EPOCH:
-        return text
-    try:
-        return int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid epoch {text!r}: give a number or '{LAST_EPOCH}'") from None
-
-
-def resolve_load_epoch(load_epoch: Union[int, str, None], model_dir: str) -> Optional[int]:
-    """The checkpoint epoch ``--load-epoch`` asks for: ``last`` becomes ``last_epoch(model_dir)``;
-    a number stays; None stays (the trainer then loads ``model-best.pth.tar``)."""
-    return last_epoch(model_dir) if load_epoch == LAST_EPOCH else load_epoch
-
-
-def last_epoch(model_dir: str) -> int:
-    """The final epoch of the training run in ``model_dir``.
-
-    Its recorded ``OPTIM.MAX_EPOCH`` (run.json, else config.yaml: see run_identity) when the run
-    has one, so that an unfinished run fails to load instead of silently giving an earlier epoch;
-    else (upstream folders, runs from before run.json) the highest epoch of which every model
-    folder holds a complete checkpoint that is not a resume-only one.
-    """
-    from tools.experiments.run_identity import recorded_max_epoch
-
-    if not model_dir:
-        raise FileNotFoundError(f"--load-epoch {LAST_EPOCH} needs --model-dir (the training run to load).")
-    recorded = recorded_max_epoch(model_dir)
-    if recorded is not None:
-        return recorded
-    saved = complete_epochs(model_dir)
-    if not saved:
-        files = sorted(os.path.relpath(os.path.join(folder, name), model_dir)
-                       for folder, _, names in os.walk(model_dir) for name in names) if os.path.isdir(model_dir) else []
-        raise FileNotFoundError(
-            f"--load-epoch {LAST_EPOCH}: {model_dir!r} holds no training run to take the last epoch of: no run.json "
-            f"or config.yaml with OPTIM.MAX_EPOCH and no complete model.pth.tar-N (files there: "
-            f"{', '.join(files) or 'none'}). Check --model-dir, or give the epoch as a number.")
-    return max(saved)
-
-
-def complete_epochs(model_dir: str) -> List[int]:
-    """Epochs N of which every model folder of ``model_dir`` (``<model_dir>/<name>/model.pth.tar-N``)
-    holds a checkpoint that loads and is not resume-only (those exist only to resume a killed run)."""
-    from dassl.engine.trainer import RESUME_ONLY_KEY
-    from dassl.utils.torchtools import peek_checkpoint
-
-    def final(path: str) -> bool:
-        entries = peek_checkpoint(path)  # None: unreadable
-        return isinstance(entries, dict) and not entries.get(RESUME_ONLY_KEY, False)
-
-    folders = [entry.path for entry in os.scandir(model_dir) if entry.is_dir()] if os.path.isdir(model_dir) else []
-    per_model = [epoch_checkpoints(folder) for folder in folders]
-    usable = [{epoch for epoch, path in found.items() if final(path)} for found in per_model if found]
-    return sorted(set.intersection(*usable)) if usable else []
-
-
-def epoch_checkpoints(folder: str) -> Dict[int, str]:
-    """``{N: path}`` of the ``model.pth.tar-N`` files in ``folder``."""
-    matches = (EPOCH_CHECKPOINT.fullmatch(name) for name in os.listdir(folder))
-    return {int(m.group(1)): os.path.join(folder, m.group(0)) for m in matches if m}

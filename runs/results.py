@@ -1,7 +1,7 @@
 """What run logs say (shared by parse_test_res, report, jobs, tsne and the demo): ``read_metric``
 finds the ``* accuracy: X%`` line that belongs to the final result (after ``Finish training`` in a
 training log, after ``=> result`` in a test log); the statistics over seeds; the datasets of each
-protocol. Where the logs are: ``tools/experiments/layout.py``; which methods: ``methods.py``.
+protocol. Where the logs are: ``runs/layout.py``; which methods: ``methods.py``.
 """
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""tools/experiments/train_cli.py: ``--load-epoch last`` where the training run records no config
+"""runs/cli.py and runs/records.py: ``--load-epoch last`` where the training run records no config
 (upstream folders, runs from before run.json): the newest complete, not resume-only, checkpoint."""
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from dassl.engine.trainer import RESUME_ONLY_KEY
-from tools.experiments.train_cli import build_parser, epoch_argument, last_epoch, resolve_load_epoch
+from runs.cli import build_parser
+from runs.records import epoch_argument, last_epoch, resolve_load_epoch
 
 
 def checkpoint(path, epoch: int, resume_only: bool = False) -> None:

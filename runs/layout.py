@@ -1,5 +1,5 @@
 """Where runs live: the folder of every run the method scripts make under an output root (``OUTPUT``),
-defined once. ``method_runs`` writes there, the job engine, the report and t-SNE read there.
+defined once. ``steps`` writes there, the job engine, the report and t-SNE read there.
 
     <OUTPUT>/base2new/{train_base,test_new}/<DATASET>/shots_<SHOTS>/<TRAINER>/<CFG>/seed<SEED>/
     <OUTPUT>/<XD_SOURCE>/<TRAINER>/<CFG>_<SHOTS>shots/seed<SEED>/              (cross-dataset training)
@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Sequence, Tuple
 
-from tools.experiments.methods import ABLATION_ROWS, METHODS, NCTX_POINTS, Method, Sweep
-from tools.experiments.results import TEST_END_SIGNAL, TRAIN_END_SIGNALS, SeedStats, read_metric
+from runs.methods import ABLATION_ROWS, METHODS, NCTX_POINTS, Method, Sweep
+from runs.results import TEST_END_SIGNAL, TRAIN_END_SIGNALS, SeedStats, read_metric
 
 
 @dataclass(frozen=True)
@@ -36,7 +36,7 @@ class Run:
 
 @dataclass(frozen=True)
 class Layout:
-    """Paths under an output root: where every run of the scripts goes (``method_runs``) and
+    """Paths under an output root: where every run of the scripts goes (``steps``) and
     where the report, the job engine and t-SNE look."""
 
     root: Path

@@ -1,4 +1,4 @@
-"""tools/experiments/jobs.py and scripts/reproduce/*.sh: job lists, dependency order, GPU slots, skipping,
+"""runs/jobs.py and scripts/reproduce/*.sh: job lists, dependency order, GPU slots, skipping,
 Slurm emission; scripts/gopro/{ablation,nctx}.sh options and trees.
 
 The real scripts run with ``PYTHON`` pointing at a fake interpreter that records its arguments and
@@ -18,18 +18,18 @@ import pytest
 
 from conftest import REPO
 
-from tools.experiments import jobs
+from runs import jobs, plans
 from tools.experiments import report
-from tools.experiments.layout import Layout, Run, ablation_layout, nctx_layout
-from tools.experiments.methods import METHODS
-from tools.experiments.results import TRAIN_END_SIGNALS, harmonic_mean
+from runs.layout import Layout, Run, ablation_layout, nctx_layout
+from runs.methods import METHODS
+from runs.results import TRAIN_END_SIGNALS, harmonic_mean
 from test_report import row_of
 
 FAKE_PYTHON = f"""#!{sys.executable}
 # Stands in for `python train.py ...` / `python -m tools.experiments.tsne ...` in the scripts.
 import json, os, sys, time
 args = sys.argv[1:]
-if args[:2] == ["-m", "tools.experiments.method_runs"]:  # the scripts ask which runs to make: the real one answers
+if args[:2] == ["-m", "runs.steps"]:  # the scripts ask which runs to make: the real one answers
     os.execv(sys.executable, [sys.executable, *args])
 if args[:2] == ["train.py", "--check-finished"]:  # no run.json here: finished = the log has its result
     log = os.path.join(args[args.index("--output-dir") + 1], "log.txt")
@@ -77,8 +77,9 @@ if args[0] == "train.py":
     os.makedirs(out, exist_ok=True)
     with open(os.path.join(out, "log.txt"), "w") as f:
         f.write(("" if evaluation else "Finish training\\n") + f"=> result\\n* accuracy: {{accuracy:.1f}}%\\n")
-elif args[:2] == ["-m", "tools.experiments.tsne"]:
-    out = args[args.index("--out") + 1]
+elif args[:2] == ["-m", "tools.experiments.tsne"]:  # the tool's default --out, under the scripts' OUTPUT
+    dataset, seed = args[args.index("--dataset") + 1], args[args.index("--seed") + 1]
+    out = os.path.join(os.environ["OUTPUT"], "figures", f"tsne_{{dataset}}_seed{{seed}}.png")
     os.makedirs(os.path.dirname(out), exist_ok=True)
     open(out, "wb").write(b"png")
 save()
@@ -106,9 +107,9 @@ def fake(tmp_path):
 
 
 def run_jobs(*args, env: dict, check: bool = True) -> subprocess.CompletedProcess:
-    """``python -m tools.experiments.jobs ...``: the engine itself runs on this interpreter, the scripts on the fake."""
+    """``python -m runs.jobs ...``: the engine itself runs on this interpreter, the scripts on the fake."""
     clean = {k: v for k, v in os.environ.items() if k not in ("METHODS", "DATASETS", "SEEDS", "CFG", "EPOCHS")}
-    proc = subprocess.run([sys.executable, "-m", "tools.experiments.jobs", *args], cwd=REPO, capture_output=True,
+    proc = subprocess.run([sys.executable, "-m", "runs.jobs", *args], cwd=REPO, capture_output=True,
                           text=True, env={**clean, **env}, timeout=300)
     if check:
         assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -117,7 +118,7 @@ def run_jobs(*args, env: dict, check: bool = True) -> subprocess.CompletedProces
 
 def selection(table: str, environ: dict, **flags):
     args = jobs.build_parser().parse_args([table, *[x for k, v in flags.items() for x in (f"--{k}", *v)]])
-    return jobs.build_selection(table, args, jobs.script_environment({"OUTPUT": "/tmp/out", **environ}))
+    return plans.build_selection(table, args, jobs.script_environment({"OUTPUT": "/tmp/out", **environ}))
 
 
 # --------------------------------------------------------------------------------------------
@@ -125,7 +126,7 @@ def selection(table: str, environ: dict, **flags):
 # --------------------------------------------------------------------------------------------
 def test_table1_lists_zero_shot_runs_and_train_then_test_chains():
     sel = selection("table1", {"METHODS": "zsclip coop gopro", "DATASETS": "dtd,imagenet", "SEEDS": "1 2"})
-    plan = jobs.TABLES["table1"].build(sel)
+    plan = plans.TABLES["table1"].build(sel)
     plan.check()
     ids = [j.id for j in plan.jobs]
     assert len(ids) == 2 * 2 + 2 * (2 * 2 * 2)  # zero-shot: datasets × {base, new}; others: train + test
@@ -135,11 +136,11 @@ def test_table1_lists_zero_shot_runs_and_train_then_test_chains():
     assert test.deps == ("gopro/b2n_train/imagenet/seed2",) and ids.index(test.deps[0]) < ids.index(test.id)
     assert test.command() == ["bash", "scripts/gopro/base2new_test.sh", "imagenet", "2"]
     assert test.run.log == Path("/tmp/out/base2new/test_new/imagenet/shots_16/GOPro/vit_b16/seed2/log.txt")
-    # CoOp's ImageNet runs use the 50-epoch config, unless the caller fixed EPOCHS.
-    assert dict(by_id["coop/b2n_train/imagenet/seed1"].env) == {"CFG": "vit_b16_ep50_ctxv1", "EPOCHS": "50"}
+    # CoOp's ImageNet runs use the 50-epoch config (its own OPTIM.MAX_EPOCH; the caller's EPOCHS still wins).
+    assert dict(by_id["coop/b2n_train/imagenet/seed1"].env) == {"CFG": "vit_b16_ep50_ctxv1"}
     assert dict(by_id["coop/b2n_train/dtd/seed1"].env) == {"CFG": "vit_b16_ctxv1"}
     sel = selection("table1", {"METHODS": "coop", "DATASETS": "imagenet", "SEEDS": "1", "EPOCHS": "1"})
-    assert dict(jobs.table1(sel).jobs[0].env) == {"CFG": "vit_b16_ep50_ctxv1"}
+    assert dict(plans.table1(sel).jobs[0].env) == {"CFG": "vit_b16_ep50_ctxv1"}
 
 
 def test_flags_override_the_environment_and_bad_names_are_refused():
@@ -156,27 +157,27 @@ def test_flags_override_the_environment_and_bad_names_are_refused():
 
 
 def test_transfer_tables_train_once_per_seed_and_evaluate_every_target():
-    xd = jobs.TABLES["xd"].build(selection("xd", {"METHODS": "zsclip maple", "SEEDS": "1"}))
+    xd = plans.TABLES["xd"].build(selection("xd", {"METHODS": "zsclip maple", "SEEDS": "1"}))
     ids = [j.id for j in xd.jobs]
     assert ids[0] == "zsclip/all/imagenet" and len([i for i in ids if i.startswith("zsclip/")]) == 11
     tests = [j for j in xd.jobs if j.id.startswith("maple/xd_test/")]
     assert len(tests) == 10 and all(j.deps == ("maple/xd_train/seed1",) for j in tests)
     assert dict(tests[0].env) == {"CFG": "vit_b16_c2_ep5_batch4_2ctx_cross_datasets"}
-    dg = jobs.TABLES["table2"].build(selection("table2", {"METHODS": "gopro", "SEEDS": "1 2"}))
+    dg = plans.TABLES["table2"].build(selection("table2", {"METHODS": "gopro", "SEEDS": "1 2"}))
     assert [j.args for j in dg.jobs if j.id.startswith("gopro/xd_test")][:4] == \
         [("imagenetv2", "1"), ("imagenet_sketch", "1"), ("imagenet_a", "1"), ("imagenet_r", "1")]
 
 
 def test_sweeps_and_figure3_jobs():
     sel = selection("table3", {"DATASETS": "dtd", "SEEDS": "1"})
-    ablation = jobs.table3(sel)
+    ablation = plans.table3(sel)
     assert [j.args for j in ablation.jobs] == [(row, "dtd", "1") for row in
                                                ("ce", "ce_con", "ce_sem_x1", "ce_sem_x2", "ce_sem_x1x2", "all")]
     assert ablation.jobs[0].run.log == ablation_layout(sel.layout, "ce").b2n_run(METHODS["gopro"], "new", "dtd", 1).log
     assert ablation.jobs[-1].run.log == sel.layout.b2n_run(METHODS["gopro"], "new", "dtd", 1).log  # = Table 1's run
-    sweep = jobs.fig2(selection("fig2", {"DATASETS": "dtd", "SEEDS": "1", "NCTX": "1 init"}))
+    sweep = plans.fig2(selection("fig2", {"DATASETS": "dtd", "SEEDS": "1", "NCTX": "1 init"}))
     assert [j.args[0] for j in sweep.jobs] == ["1", "init"]
-    fig3 = jobs.fig3(selection("fig3", {"METHODS": "zsclip cocoop gopro"}))
+    fig3 = plans.fig3(selection("fig3", {"METHODS": "zsclip cocoop gopro"}))
     tsne = fig3.jobs[-1]
     assert [j.id for j in fig3.jobs[:-1]] == ["cocoop/b2n_train/eurosat/seed1", "gopro/b2n_train/eurosat/seed1"]
     assert tsne.deps == tuple(j.id for j in fig3.jobs[:-1]) and tsne.args == ("1", "eurosat")
@@ -187,8 +188,8 @@ def test_methods_without_scripts_are_reported_and_skipped(tmp_path, monkeypatch)
     for name in ("base2new_train", "base2new_test"):
         (tmp_path / "scripts" / "gopro").mkdir(parents=True, exist_ok=True)
         (tmp_path / "scripts" / "gopro" / f"{name}.sh").write_text("")
-    monkeypatch.setattr(jobs, "REPO", tmp_path)  # a checkout with GOPro's scripts only
-    plan = jobs.table1(selection("table1", {"METHODS": "zsclip stylip gopro", "DATASETS": "dtd", "SEEDS": "1"}))
+    monkeypatch.setattr(plans, "REPO", tmp_path)  # a checkout with GOPro's scripts only
+    plan = plans.table1(selection("table1", {"METHODS": "zsclip stylip gopro", "DATASETS": "dtd", "SEEDS": "1"}))
     assert [j.id for j in plan.jobs] == ["gopro/b2n_train/dtd/seed1", "gopro/b2n_test/dtd/seed1"]
     assert plan.skipped == ["zsclip: skipped, scripts/zsclip/zeroshot.sh not found (method not in this checkout)",
                             "stylip: skipped, scripts/stylip/base2new_train.sh, scripts/stylip/base2new_test.sh "
@@ -197,7 +198,7 @@ def test_methods_without_scripts_are_reported_and_skipped(tmp_path, monkeypatch)
 
 def test_chains_group_dependent_jobs_and_put_joins_in_a_later_stage():
     def job(name, *deps):
-        return jobs.Job(name, "s.sh", (), deps=deps)
+        return plans.Job(name, "s.sh", (), deps=deps)
 
     groups = jobs.chains([job("a"), job("a1", "a"), job("a2", "a"), job("b"), job("b1", "b"), job("c"),
                           job("join", "a", "b"), job("after", "join")])
@@ -271,7 +272,7 @@ def test_a_signal_to_the_runner_stops_every_job_and_its_children(fake, tmp_path,
     env = {**fake.env, "METHODS": "gopro", "DATASETS": "dtd oxford_pets", "SEEDS": "1", "FAKE_SLEEP": "600",
            "FAKE_PIDS": str(pids)}
     clean = {k: v for k, v in os.environ.items() if k not in ("METHODS", "DATASETS", "SEEDS", "CFG", "EPOCHS")}
-    runner = subprocess.Popen([sys.executable, "-m", "tools.experiments.jobs", "table1", "--gpus", "", "--jobs", "2"],
+    runner = subprocess.Popen([sys.executable, "-m", "runs.jobs", "table1", "--gpus", "", "--jobs", "2"],
                               cwd=REPO, env={**clean, **env}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                               text=True)
     try:
@@ -293,12 +294,36 @@ def test_a_signal_to_the_runner_stops_every_job_and_its_children(fake, tmp_path,
             os.kill(pid, signal.SIGKILL)
 
 
+def test_the_jobs_die_with_a_runner_killed_outright(fake, tmp_path):
+    """SIGKILL gives the runner no chance to stop its jobs (each in its own session): the kernel's
+    parent-death signal does, for the job's script and the train.py it started."""
+    pids = tmp_path / "pids.jsonl"
+    env = {**fake.env, "METHODS": "gopro", "DATASETS": "dtd", "SEEDS": "1", "FAKE_SLEEP": "600", "FAKE_PIDS": str(pids)}
+    clean = {k: v for k, v in os.environ.items() if k not in ("METHODS", "DATASETS", "SEEDS", "CFG", "EPOCHS")}
+    runner = subprocess.Popen([sys.executable, "-m", "runs.jobs", "table1", "--gpus", ""], cwd=REPO,
+                              env={**clean, **env}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    tree = set()
+    try:
+        wait_until(lambda: pids.exists() and pids.read_text().strip(), what="the job to start")
+        call = json.loads(pids.read_text().splitlines()[0])
+        tree = {call["pid"], call["parent"]}  # train.py and the step that started it
+        assert all(alive(p) for p in tree)
+        runner.kill()
+        runner.wait(timeout=60)
+        wait_until(lambda: not any(alive(p) for p in tree), what=f"the job's processes {sorted(tree)} to end")
+    finally:  # on failure, leave no sleeping fake behind
+        if runner.poll() is None:
+            runner.kill()
+        for pid in filter(alive, tree):
+            os.kill(pid, signal.SIGKILL)
+
+
 def test_a_zero_exit_without_the_final_result_counts_as_a_failure(tmp_path):
     script = tmp_path / "half.sh"
     script.write_text(f"mkdir -p {tmp_path}/run && echo 'epoch [1/50]' > {tmp_path}/run/log.txt\n")
-    half = jobs.Job("half", str(script), (), run=Run(tmp_path / "run" / "log.txt", TRAIN_END_SIGNALS))
-    after = jobs.Job("after", str(script), (), deps=("half",))
-    plain = jobs.Job("plain", str(script), ())  # nothing to check: its exit status decides
+    half = plans.Job("half", str(script), (), run=Run(tmp_path / "run" / "log.txt", TRAIN_END_SIGNALS))
+    after = plans.Job("after", str(script), (), deps=("half",))
+    plain = plans.Job("plain", str(script), ())  # nothing to check: its exit status decides
     messages = []
     outcome = jobs.run_local([half, after, plain], jobs.make_slots([], 1), dict(os.environ), tmp_path / "logs",
                              poll_seconds=0.01, say=messages.append)
@@ -424,15 +449,18 @@ def test_nctx_points_and_bad_arguments(fake):
 
 
 def test_tsne_script_passes_methods_and_the_common_options(fake):
+    from tools.experiments import tsne
+
     env = {**fake.env, "EPOCHS": "2", "EXTRA_OPTS": "INPUT.SIZE (32,32)", "METHODS": "zsclip gopro"}
     proc = subprocess.run(["bash", str(REPO / "scripts" / "gopro" / "tsne.sh"), "3"], cwd=REPO, capture_output=True,
                           text=True, env={**os.environ, **env})
     assert proc.returncode == 0, proc.stderr
     argv = fake.records()[0]["argv"]
-    assert argv[argv.index("--methods") + 1:argv.index("--methods") + 3] == ["zsclip", "gopro"]
-    assert argv[argv.index("--dataset") + 1] == "eurosat" and argv[argv.index("--seed") + 1] == "3"
-    assert argv[argv.index("--") + 1:] == ["OPTIM.MAX_EPOCH", "2", "INPUT.SIZE", "(32,32)"]
-    assert argv[argv.index("--out") + 1] == str(fake.output / "figures" / "tsne_eurosat_seed3.png")
+    assert argv[:2] == ["-m", "tools.experiments.tsne"]
+    args = tsne.build_parser().parse_args(argv[2:])
+    assert args.methods == ["zsclip", "gopro"] and args.dataset == "eurosat" and args.seed == 3
+    tsne.take_scripts_environment(args, {**os.environ, **env})  # what the tool does with the scripts' options
+    assert args.opts == ["OPTIM.MAX_EPOCH", "2", "INPUT.SIZE", "(32,32)"] and args.output_root == fake.output
 
 
 def test_extra_opts_keep_quoted_values_and_bad_quoting_is_refused(fake):

@@ -1,14 +1,15 @@
-"""Run identity (tools.experiments.run_identity): train.py records the settings of every run, tells whether a
+"""Run identity (runs.identity): train.py records the settings of every run, tells whether a
 folder holds the run asked for, and the scripts and the job runner skip only runs made with the
 settings asked; a folder made with other settings is shown and never skipped silently.
 
-The in-process cases build configs with the real train.py (``train_cli.setup_cfg``) and run the real
+The in-process cases build configs with the real train.py (``cli.setup_cfg``) and run the real
 ``train.main`` on the tiny kit; the script cases run the real scripts.
 """
 from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -17,9 +18,9 @@ import pytest
 from conftest import REPO, build_cfg
 from test_bad_input import COOP_CFG, ONE_EPOCH, args, train_main  # noqa: F401 (train_main: a fixture)
 
-from tools.experiments import jobs
-from tools.experiments import run_identity
-from tools.experiments.run_identity import EVAL_ONLY, LOAD_EPOCH, MODEL_DIGEST
+from runs import jobs, plans, steps
+from runs import identity as run_identity
+from runs.identity import EVAL_ONLY, LOAD_EPOCH, MODEL_DIGEST
 
 
 def settings(kit, tmp_path, *opts, trainer="GOPro", config="vit_b16", out="out"):
@@ -58,11 +59,11 @@ def test_settings_hold_what_changes_results_and_leave_out_paths_speed_knobs_and_
 def test_the_config_printed_into_a_log_gives_the_same_settings(kit, tmp_path, capsys):
     """Folders from before run.json are read from the arguments and config train.py prints."""
     import train
-    from tools.experiments import train_cli
+    from runs import cli
 
     argv = args(kit, tmp_path / "run", "CoOp", COOP_CFG, *ONE_EPOCH, flags=("--eval-only", "--load-epoch", "3"))
-    parsed = train_cli.build_parser().parse_args([str(a) for a in argv])
-    cfg = train_cli.setup_cfg(parsed)
+    parsed = cli.build_parser().parse_args([str(a) for a in argv])
+    cfg = cli.setup_cfg(parsed)
     train.print_banner("Arguments")
     for key in sorted(vars(parsed)):
         print(f"{key}: {getattr(parsed, key)}")
@@ -98,6 +99,44 @@ def test_train_py_records_an_evaluation_and_checks_a_folder_against_the_settings
     assert check(train_main, new_classes) == run_identity.EXIT_STALE
 
 
+@pytest.mark.parametrize("record, why", [
+    ("[]", "not a record of train.py"),
+    ('{"settings": {"OPTIM.MAX_EPOCH": "fifty", "TRAINER.NAME": "CoOp"}}', "OPTIM.MAX_EPOCH is 'fifty'"),
+])
+def test_a_malformed_run_json_counts_as_no_record_and_is_named(kit, tmp_path, train_main, capsys, record, why):
+    from runs.records import last_epoch
+
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "run.json").write_text(record)
+    argv = args(kit, out, "ZeroshotCLIP", COOP_CFG, flags=("--eval-only",))
+    if record == "[]":  # not an object: the folder counts as one without a record
+        assert check(train_main, argv) == run_identity.EXIT_TODO
+    with pytest.raises(FileNotFoundError, match="no training run to take the last epoch of"):
+        last_epoch(str(out))  # --load-epoch last: nothing recorded, no checkpoints
+    assert f"ignoring {out / 'run.json'}: {why}" in capsys.readouterr().err
+
+
+def test_a_run_clears_temp_files_a_killed_write_left_in_its_folder(kit, tmp_path, train_main):
+    out = tmp_path / "zero-shot"
+    out.mkdir()
+    leftover = out / ".run.json.0badc0de.tmp"  # what a kill while run.json was written leaves
+    leftover.write_text("{")
+    train_main(*args(kit, out, "ZeroshotCLIP", COOP_CFG, flags=("--eval-only",)))
+    assert not leftover.exists() and (out / "run.json").is_file()
+
+
+def test_a_run_that_fails_before_it_starts_leaves_nothing_that_looks_like_a_run(kit, tmp_path, train_main):
+    out, no_model = tmp_path / "eval", tmp_path / "no-model"
+    no_model.mkdir()
+    with pytest.raises(Exception):
+        train_main(*args(kit, out, "CoOp", COOP_CFG, *ONE_EPOCH,
+                         flags=("--eval-only", "--model-dir", no_model, "--load-epoch", "1")))
+    left = sorted(p.name for p in out.iterdir())
+    assert not {"run.json", "config.yaml", "log.txt"} & set(left), left
+    assert any(name.startswith("log.txt-failed-") for name in left), left  # the failure's log, set aside
+
+
 @pytest.mark.slow
 def test_training_refuses_a_folder_of_other_settings_and_evaluations_name_their_model(kit, tmp_path, train_main):
     out = tmp_path / "train"
@@ -124,15 +163,15 @@ def test_training_refuses_a_folder_of_other_settings_and_evaluations_name_their_
 # --------------------------------------------------------------------------------------------
 # The job runner
 # --------------------------------------------------------------------------------------------
-def record_runs(job: jobs.Job, env: dict) -> None:
+def record_runs(job: plans.Job, env: dict) -> None:
     """Make the job's folders as a finished run of ``env``'s settings would leave them: the real
     run.json of the real config, and a log with the final result."""
-    from tools.experiments import train_cli
+    from runs import cli
 
-    for run in run_identity.script_runs(job.command(), {**env, **dict(job.env)}):
-        parsed = train_cli.build_parser().parse_args(list(run.argv))
+    for run in steps.command_runs(job.command(), {**env, **dict(job.env)}):
+        parsed = cli.build_parser().parse_args(list(run.argv))
         run.folder.mkdir(parents=True)
-        run_identity.record(train_cli.setup_cfg(parsed), parsed)
+        run_identity.record(cli.setup_cfg(parsed), parsed)
         end = "=> result" if run.eval_only else "Finish training\n=> result"
         (run.folder / "log.txt").write_text(f"{end}\n* accuracy: 50.0%\n")
 
@@ -143,7 +182,7 @@ def test_the_runner_skips_only_runs_made_with_the_settings_asked(kit, tmp_path, 
     for key, value in {**base, "EPOCHS": "1"}.items():
         monkeypatch.setenv(key, value)
     env = jobs.script_environment(os.environ)
-    plan = jobs.TABLES["table1"].build(jobs.build_selection("table1", jobs.build_parser().parse_args(["table1"]), env))
+    plan = plans.TABLES["table1"].build(plans.build_selection("table1", jobs.build_parser().parse_args(["table1"]), env))
     record_runs(plan.jobs[0], env)  # the training run, made with EPOCHS=1
     states = jobs.job_states(plan.jobs, env)
     assert [states[j.id].label for j in plan.jobs] == ["done", "todo"]
@@ -159,15 +198,16 @@ def test_the_runner_skips_only_runs_made_with_the_settings_asked(kit, tmp_path, 
 # The report
 # --------------------------------------------------------------------------------------------
 def footnote(text: str, cell: str) -> str:
-    """The settings listed by the footnote a report cell ends with (``... [2]``)."""
-    mark = cell.rsplit(" ", 1)[1]
-    return next(line.split(" ", 2)[2] for line in text.splitlines() if line.startswith(f"* {mark} "))
+    """The settings listed by the footnotes a report cell ends with (``... [1][2]``: one per setting)."""
+    marks = re.findall(r"\[\d+\]", cell.rsplit(" ", 1)[1])
+    listed = dict(line[2:].split(" ", 1) for line in text.splitlines() if re.match(r"\* \[\d+\] ", line))
+    return ", ".join(listed[mark] for mark in marks)
 
 
 def test_the_report_marks_numbers_from_other_settings_and_never_averages_mixed_seeds(tmp_path):
     from tools.experiments import report
-    from tools.experiments.layout import Layout
-    from tools.experiments.methods import METHODS
+    from runs.layout import Layout
+    from runs.methods import METHODS
     from test_report import row_of
 
     overrides = ("EPOCHS", "EXTRA_OPTS", "BACKBONE", "SHOTS", "CFG", "METHODS", "DATASETS", "SEEDS")
@@ -175,7 +215,7 @@ def test_the_report_marks_numbers_from_other_settings_and_never_averages_mixed_s
                                      "OUTPUT": str(tmp_path), "PYTHON": sys.executable})
     flags = jobs.build_parser().parse_args(["table1", "--methods", "coop", "gopro", "--datasets", "dtd",
                                             "--seeds", "1", "2"])
-    plan = jobs.table1(jobs.build_selection("table1", flags, paper))
+    plan = plans.table1(plans.build_selection("table1", flags, paper))
     for job in plan.jobs:  # CoOp: both seeds with 2 epochs; GOPro: seed 1 with 2 epochs, seed 2 as the paper
         record_runs(job, {**paper, "EPOCHS": "2"} if "coop" in job.id or "seed1" in job.id else paper)
     request = report.Request(Layout(tmp_path), report.Paper.load(), (METHODS["coop"], METHODS["gopro"]), (1, 2),
@@ -202,7 +242,7 @@ def script(name: str, *argv: str, env: dict) -> subprocess.CompletedProcess:
 def test_quoted_extra_opts_reach_the_config_whole(kit, tmp_path):
     env = {**os.environ, "OUTPUT": str(tmp_path), "DATA": str(kit.data),
            "EXTRA_OPTS": " ".join(kit.opts()) + " TRAINER.GOPRO.CTX_INIT 'a blurry photo of a'"}
-    train_run, = run_identity.script_runs(["bash", "scripts/gopro/base2new_train.sh", "dtd", "1"], env)
+    train_run, = steps.command_runs(["bash", "scripts/gopro/base2new_train.sh", "dtd", "1"], env)
     assert run_identity.asked_settings(train_run.argv)["TRAINER.GOPRO.CTX_INIT"] == "a blurry photo of a"
 
 
