@@ -46,7 +46,7 @@ import tempfile
 import time
 import warnings
 from contextlib import nullcontext
-from typing import Callable, Dict, List, Optional
+from typing import Callable, Dict, List, Optional, Tuple
 
 warnings.filterwarnings("ignore", message="pkg_resources is deprecated")
 
@@ -66,26 +66,27 @@ from tools.synthetic import (ARCHS, normalised_images, read_classnames, register
 TEMPLATE = "a photo of a {}."
 BATCH_SIZE = 4
 
-# name → (trainer, method config in configs/trainers/<trainer>/, extra KEY VALUE options)
-METHODS = {
-    "GOPro": ("GOPro", "vit_b16", []),
-    "CoCoOp": ("CoCoOp", "vit_b16_c4_ep10_batch1_ctxv1", []),
-    "CoOp": ("CoOp", "vit_b16_ep50_ctxv1", []),
-    "MaPLe": ("MaPLe", "vit_b16_c2_ep5_batch4_2ctx", []),
-    "KgCoOp": ("KgCoOp", "vit_b16_ep100_ctxv1", []),
-    "ProGrad": ("ProGrad", "vit_b16", []),
-    "PromptSRC": ("PromptSRC", "vit_b16_c2_ep20_batch4_4+4ctx", []),
-    "GOPro official-style": ("GOPro", official_gopro.CONFIG, official_gopro.OPTS),
-}
 OFFICIAL_STYLE = "GOPro official-style"
-# Trainers whose keys live in another trainer's config node (upstream: KgCoOp and ProGrad read TRAINER.COOP).
-CFG_NODES = {"KgCoOp": "COOP", "ProGrad": "COOP"}
 
 
-def available_methods() -> List[str]:
-    """The methods whose config is in this checkout (PromptSRC's arrives with its trainer)."""
-    return [name for name, (trainer, config, _) in METHODS.items()
-            if osp.isfile(osp.join(REPO, "configs", "trainers", trainer, f"{config}.yaml"))]
+def registry_methods() -> Dict[str, Tuple[str, str, List[str]]]:
+    """name → (trainer, method config file, extra KEY VALUE options): every method of the registry
+    (``runs/methods.py``) whose trainer and config are in this checkout, with the config its
+    ImageNet base-to-new runs use (the benchmark's classes are ImageNet's), then the official-style
+    GOPro reference."""
+    from runs.methods import METHODS as REGISTRY
+
+    methods = {}
+    for method in REGISTRY.values():
+        config = method.config_path(method.cfg("b2n", "imagenet"))
+        if method.in_checkout() and config.is_file():
+            methods[method.label] = (method.trainer, str(config), [])
+    official = osp.join(REPO, "configs", "trainers", "GOPro", f"{official_gopro.CONFIG}.yaml")
+    methods[OFFICIAL_STYLE] = ("GOPro", official, list(official_gopro.OPTS))
+    return methods
+
+
+METHODS = registry_methods()
 
 
 # --------------------------------------------------------------------------------------------
@@ -217,19 +218,27 @@ def build_bench_trainer(spec: dict):
     from dassl.engine import build_trainer
     from dassl.utils import set_random_seed
 
-    trainer_name, config, extra = METHODS[spec["method"]]
-    node = CFG_NODES.get(trainer_name, trainer_name.upper())
-    config_path = osp.join(REPO, "configs", "trainers", trainer_name, f"{config}.yaml")
+    trainer_name, config_path, extra = METHODS[spec["method"]]
+    node = method_node_name(trainer_name)
+    speed_keys = [f"TRAINER.{node}.TEXT_CHUNK", str(spec["text_chunk"]),
+                  f"TRAINER.{node}.CHECKPOINT_TEXT", str(spec.get("checkpoint_text", False))] if node else []
     args = cli.build_parser().parse_args([
         *bench_train_args(trainer_name, config_path, spec["root"], spec["work_dir"], spec["clip_path"],
-                          spec["arch"], spec["device"], spec["test_batch"]),
-        f"TRAINER.{node}.TEXT_CHUNK", str(spec["text_chunk"]),
-        f"TRAINER.{node}.CHECKPOINT_TEXT", str(spec.get("checkpoint_text", False)), *extra,
+                          spec["arch"], spec["device"], spec["test_batch"]), *speed_keys, *extra,
     ])
     register_bench_dataset()
     cfg = cli.setup_cfg(args)
     set_random_seed(cfg.SEED)
     return (official_gopro.OfficialCostGOPro if spec["method"] == OFFICIAL_STYLE else build_trainer)(cfg)
+
+
+def method_node_name(trainer_name: str) -> str:
+    """The config node a trainer reads its options from (KgCoOp and ProGrad: COOP), or "" (zero-shot CLIP)."""
+    from dassl.engine import TRAINER_REGISTRY
+    from runs import cli
+
+    cli.setup_cfg(cli.build_parser().parse_args([]))  # imports (registers) every trainer module
+    return getattr(TRAINER_REGISTRY.get(trainer_name), "CFG_NODE", "")
 
 
 def synthetic_batch(num_classes: int, resolution: int, generator: torch.Generator) -> Dict[str, torch.Tensor]:
@@ -283,10 +292,14 @@ def run_method_case(spec: dict) -> dict:
     generator = torch.Generator().manual_seed(0)
     batch = synthetic_batch(spec["num_classes"], resolution, generator)
 
-    trainer.set_model_mode("train")
-    trainer.batch_idx, trainer.num_batches = 0, 10**9  # never the last batch: no LR update
-    with PeakMemory(device) as train_memory:
-        step_times = timed(lambda: trainer.forward_backward(batch), device, repeats=spec["steps"])
+    result = {}
+    if trainer.get_model_names():  # (zero-shot CLIP learns nothing: evaluation only)
+        trainer.set_model_mode("train")
+        trainer.batch_idx, trainer.num_batches = 0, 10**9  # never the last batch: no LR update
+        with PeakMemory(device) as train_memory:
+            step_times = timed(lambda: trainer.forward_backward(batch), device, repeats=spec["steps"])
+        result = {"step_ms": best_ms(step_times), "step_times_ms": [1000 * t for t in step_times],
+                  "train_peak_mib": train_memory.mib}
 
     test_images = normalised_images(spec["test_batch"], resolution, generator).to(device)
     trainer.set_model_mode("eval")
@@ -295,8 +308,7 @@ def run_method_case(spec: dict) -> dict:
     with torch.no_grad(), caching, PeakMemory(device) as eval_memory:
         eval_times = timed(lambda: trainer.model_inference(test_images), device, repeats=spec["eval_batches"])
     return {
-        "step_ms": best_ms(step_times), "step_times_ms": [1000 * t for t in step_times],
-        "train_peak_mib": train_memory.mib,
+        **result,
         "eval_images_per_s": spec["test_batch"] / min(eval_times), "eval_times_ms": [1000 * t for t in eval_times],
         "eval_peak_mib": eval_memory.mib,
     }
@@ -455,6 +467,40 @@ def print_report(report: dict) -> None:
     print(tabulate(rows, headers=["target", "measured", "goal", ""], tablefmt="github"))
 
 
+CSV_COLUMNS = ("method", "num_classes", "step_ms", "train_peak_mib", "eval_images_per_s", "eval_peak_mib",
+               "others_cpu_share", "error")
+COST_TABLE_MARKERS = ("<!-- cost-table:start -->", "<!-- cost-table:end -->")
+
+
+def case_rows(report: dict):
+    """One dict per (method, C) of a report, in the table's order."""
+    for c in report["setup"]["classes"]:
+        for method, by_c in report["methods"].items():
+            yield dict(by_c.get(str(c), {}), method=method, num_classes=c)
+
+
+def write_csv(report: dict, path: str) -> None:
+    import csv
+
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=CSV_COLUMNS, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(case_rows(report))
+
+
+def cost_table(report: dict) -> str:
+    """The README's cost table (markdown) from a report: every method at every C."""
+    setup = report["setup"]
+    lines = [f"Measured by `{setup['command']}` on {setup['machine']} ({setup['arch']} CLIP, "
+             f"{setup['precision']}, train batch {BATCH_SIZE}, test batch {setup['test_batch']}).", "",
+             "| C | method | step ms | train peak MiB | eval img/s | eval peak MiB |", "|---|---|---|---|---|---|"]
+    for r in case_rows(report):
+        cells = [r.get("error")] * 4 if "error" in r else [fmt(r.get("step_ms")), fmt(r.get("train_peak_mib"), 0),
+                                                             fmt(r.get("eval_images_per_s")), fmt(r.get("eval_peak_mib"), 0)]
+        lines.append(f"| {r['num_classes']} | {r['method']} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def machine_description(device: str) -> str:
     import platform
 
@@ -477,7 +523,7 @@ def parse_args(argv=None):
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     parser.add_argument("--out", default=osp.join(BENCH, "out", "results.json"), help="JSON results file")
     parser.add_argument("--classes", type=int, nargs="+", help="class counts C (default 10 100 1000; quick 10 100)")
-    parser.add_argument("--methods", nargs="+", choices=list(METHODS), default=available_methods())
+    parser.add_argument("--methods", nargs="+", choices=list(METHODS), default=list(METHODS))
     parser.add_argument("--steps", type=int, help="timed train steps per case (default 5; quick 4, official-style 1)")
     parser.add_argument("--test-batch", type=int, help="evaluation batch size (default 100; quick 8)")
     parser.add_argument("--text-chunk", type=int, default=0, help="TEXT_CHUNK of every trainer (0 = all at once)")
@@ -490,6 +536,7 @@ def parse_args(argv=None):
     parser.add_argument("--retries", type=int, default=0,
                         help="run a case again up to this many times when other processes kept the CPU busy")
     parser.add_argument("--case-timeout", type=int, default=1800, help="seconds before a case is abandoned")
+    parser.add_argument("--readme", metavar="FILE", help="put the cost table between the cost-table markers of FILE")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     return parser.parse_args(argv)
 
@@ -546,6 +593,14 @@ def main(argv=None) -> None:
     os.makedirs(osp.dirname(osp.abspath(args.out)), exist_ok=True)
     with open(args.out, "w") as f:
         json.dump(report, f, indent=2)
+    csv_path = osp.splitext(args.out)[0] + ".csv"
+    write_csv(report, csv_path)
+    print(f"[bench] wrote {csv_path}")
+    if args.readme:
+        from tools.memory import replace_between_markers
+
+        replace_between_markers(args.readme, cost_table(report), COST_TABLE_MARKERS)
+        print(f"[bench] cost table written into {args.readme}")
     print(f"\n[bench] wrote {args.out} ({report['wall_s']:.0f} s in all)")
 
 

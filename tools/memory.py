@@ -538,8 +538,9 @@ def readme_table() -> str:
     return "\n".join(lines)
 
 
-def replace_between_markers(path: str, text: str) -> None:
-    start, end = TABLE_MARKERS
+def replace_between_markers(path: str, text: str, markers: Tuple[str, str] = TABLE_MARKERS) -> None:
+    """Put ``text`` between the two marker lines of the file at ``path`` (a generated README table)."""
+    start, end = markers
     content = open(path).read()
     if start not in content or end not in content:
         raise SystemExit(f"{path} has no {start} ... {end} markers to put the table between")
