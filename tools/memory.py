@@ -463,8 +463,11 @@ def main(argv=None) -> None:
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="more KEY VALUE config options")
     args = parser.parse_args(argv)
     if args.readme_table:
-        table = readme_table()
-        print(table)
+        lines = []
+        for line in readme_table_lines():
+            print(line, flush=True)
+            lines.append(line)
+        table = "\n".join(lines)
         if args.write:
             replace_between_markers(args.write, table)
         return
@@ -517,13 +520,14 @@ def fitting_setting(setting: Setting, card_gb: float) -> Tuple[Prediction, Optio
     return first, None
 
 
-def readme_table() -> str:
-    """Markdown: every registry method (base-to-new config, ViT-B/16) x C x PREC, the GiB a GPU
-    needs as configured and the cheapest setting that fits a 24 GB card."""
+def readme_table_lines() -> Iterator[str]:
+    """The README table's markdown lines: every registry method (base-to-new config, ViT-B/16) x C
+    x PREC, the GiB a GPU needs as configured and the cheapest setting that fits a 24 GB card."""
     from runs.methods import METHODS
 
     header = ["method"] + [f"C = {c}, {p}" for c in TABLE_CLASSES for p in TABLE_PRECISIONS]
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    yield "| " + " | ".join(header) + " |"
+    yield "|" + "---|" * len(header)
     for method in METHODS.values():
         if not method.in_checkout():
             continue
@@ -534,8 +538,7 @@ def readme_table() -> str:
                 first, fit = fitting_setting(setting, TABLE_CARD_GB)
                 advice = "fits" if fit is first else (fit.setting.describe() if fit else "no knob fits")
                 cells.append(f"{first.needed_gib():.1f} ({advice})")
-        lines.append(f"| {method.label} (`{method.b2n_cfg}`) | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+        yield f"| {method.label} (`{method.b2n_cfg}`) | " + " | ".join(cells) + " |"
 
 
 def replace_between_markers(path: str, text: str, markers: Tuple[str, str] = TABLE_MARKERS) -> None:
