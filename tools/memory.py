@@ -266,7 +266,8 @@ def architecture(cfg) -> dict:
 @contextlib.contextmanager
 def built_trainer(setting: Setting, meta: bool, device: str = "cpu"):
     """The real trainer of ``setting`` (random CLIP of its architecture, quiet), half-precision
-    towers as on a GPU (``GOPRO_HALF_ON_CPU``), built inside ``tracker`` when given."""
+    towers as on a GPU (``GOPRO_HALF_ON_CPU``). With ``meta`` it must be entered inside a
+    ``MemoryTracker(meta=True)``, whose dispatch keeps the meta weights meta."""
     from dassl.engine import build_trainer
     from dassl.utils import set_random_seed
     from tools.synthetic import class_names, write_label_space
@@ -297,11 +298,7 @@ class Prediction:
     step_extra: int = 0          # train_peak minus what was alive before the step
     eval_peak: int = 0
     eval_batch: int = 0
-    placeholder_scalars: int = 0
-    notes: List[str] = field(default_factory=list)
-
-    def gib(self, name: str) -> float:
-        return getattr(self, name) / GIB
+    placeholder_scalars: int = 0  # scalars read from meta tensors (log lines), given placeholder values
 
     def needed_gib(self) -> float:
         """Memory a card needs: the larger peak plus the CUDA context and allocator slack."""
@@ -444,6 +441,7 @@ def print_prediction(p: Prediction) -> None:
     for name, value in rows:
         print(f"  {name:32s} {value / GIB:8.2f} GiB")
     print(f"  a GPU needs about {p.needed_gib():.1f} GiB (+{OVERHEAD_GIB:g} GiB CUDA context and allocator slack)")
+    print(f"  ({p.placeholder_scalars} scalars read from meta tensors, e.g. the logged loss, got placeholder values)")
 
 
 def main(argv=None) -> None:
