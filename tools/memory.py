@@ -457,12 +457,13 @@ def main(argv=None) -> None:
     parser.add_argument("--backbone", help="MODEL.BACKBONE.NAME (default: the config's), e.g. ViT-L/14")
     parser.add_argument("--no-knobs", action="store_true", help="only the setting asked, not the knobs")
     parser.add_argument("--readme-table", action="store_true", help="the README table: every registry method")
+    parser.add_argument("--methods", nargs="+", metavar="KEY", help="with --readme-table: only these registry keys")
     parser.add_argument("--write", metavar="README", help="with --readme-table: put it between the markers of this file")
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="more KEY VALUE config options")
     args = parser.parse_args(argv)
     if args.readme_table:
         lines = []
-        for line in readme_table_lines():
+        for line in readme_table_lines(args.methods or ()):
             print(line, flush=True)
             lines.append(line)
         table = "\n".join(lines)
@@ -518,7 +519,7 @@ def fitting_setting(setting: Setting, card_gb: float) -> Tuple[Prediction, Optio
     return first, None
 
 
-def readme_table_lines() -> Iterator[str]:
+def readme_table_lines(keys: Sequence[str] = ()) -> Iterator[str]:
     """The README table's markdown lines: every registry method (base-to-new config, ViT-B/16) x C
     x PREC, the GiB a GPU needs as configured and the cheapest setting that fits a 24 GB card."""
     from runs.methods import METHODS
@@ -527,7 +528,7 @@ def readme_table_lines() -> Iterator[str]:
     yield "| " + " | ".join(header) + " |"
     yield "|" + "---|" * len(header)
     for method in METHODS.values():
-        if not method.in_checkout():
+        if not method.in_checkout() or (keys and method.key not in keys):
             continue
         cells = []
         for c in TABLE_CLASSES:
