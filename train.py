@@ -173,6 +173,9 @@ def run(args) -> None:
         trainer.test()
         return
     if not args.no_train:
+        from tools.memory import warn_if_memory_short
+
+        warn_if_memory_short(cfg, trainer)  # CUDA only
         trainer.train()
 
 

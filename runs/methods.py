@@ -135,6 +135,11 @@ class Method:
         return (asked or self.fewshot_dataset_cfg.get(dataset) or self.fewshot_cfg_by_shots.get(int(shots))
                 or self.fewshot_cfg)
 
+    def training_cfg(self, dataset: str = "") -> str:
+        """The config of the method's main training, for tools that build any method (benchmarks,
+        memory prediction, tests): base-to-new, or 16 shots for a method without that protocol."""
+        return self.cfg("b2n", dataset) if self.b2n_cfg else self.fewshot_config(dataset, 16)
+
     def config_path(self, cfg: str) -> Path:
         return REPO / "configs" / "trainers" / (self.config_folder or self.trainer) / f"{cfg}.yaml"
 

@@ -55,14 +55,16 @@ def run_script(script: str, *args: str, env: dict, timeout: int = 900) -> subpro
 
 def build_cfg(kit: Kit, output_dir: Path, trainer: str, config: str, *opts: str, dataset: str = "oxford_pets",
               config_folder: str = ""):
-    """The frozen config ``train.py`` would build for a paper config pointed at the kit
-    (``configs/trainers/<config_folder or trainer>/<config>.yaml``)."""
+    """The frozen config ``train.py`` would build for a paper config pointed at the kit; ``config``
+    names a file of ``configs/trainers/<config_folder or trainer>/`` or is the path of a ``.yaml`` file."""
     from runs import cli
 
+    config_file = Path(config) if config.endswith(".yaml") else \
+        REPO / "configs" / "trainers" / (config_folder or trainer) / f"{config}.yaml"
     args = cli.build_parser().parse_args([
         "--root", str(kit.data), "--seed", "1", "--trainer", trainer, "--output-dir", str(output_dir),
         "--dataset-config-file", str(REPO / "configs" / "datasets" / f"{dataset}.yaml"),
-        "--config-file", str(REPO / "configs" / "trainers" / (config_folder or trainer) / f"{config}.yaml"),
+        "--config-file", str(config_file),
         *kit.opts(), "DATASET.NUM_SHOTS", "16", *opts,
     ])
     return cli.setup_cfg(args)
@@ -102,13 +104,10 @@ def make_method_trainer(kit: Kit, output_dir: Path, method, *opts: str, request=
     """A trainer of registry ``method`` as its base-to-new training builds it (its config, the base
     classes) on the kit, or its 16-shot training where it has no base-to-new protocol; a distilled
     method gets the session's teacher run (``request``: the test's, to reach the ``teacher_run`` fixture)."""
-    if method.b2n_cfg:
-        config, opts = method.cfg("b2n"), ("DATASET.SUBSAMPLE_CLASSES", "base", *opts)
-    else:
-        config, opts = method.fewshot_cfg_by_shots.get(16, method.fewshot_cfg), ("DATASET.SUBSAMPLE_CLASSES", "all", *opts)
+    opts = ("DATASET.SUBSAMPLE_CLASSES", "base" if method.b2n_cfg else "all", *opts)
     if method.teacher is not None:
         opts = (method.teacher.option, str(request.getfixturevalue("teacher_run")), *opts)
-    return make_trainer(kit, output_dir, method.trainer, config, *opts, config_folder=method.config_folder)
+    return make_trainer(kit, output_dir, method.trainer, method.training_cfg(), *opts, config_folder=method.config_folder)
 
 
 def readme_guide(heading: str) -> str:

@@ -52,6 +52,9 @@ PLAIN_CLIP_DESIGN = dict(trainer="IVLP", vision_depth=0, language_depth=0, visio
 WEIGHTS_DIR_ENV = "CLIP_WEIGHTS_DIR"
 DEFAULT_CACHE = os.path.expanduser("~/.cache/clip")
 PRECISIONS = ("fp16", "bf16", "fp32", "amp")
+# Set to 1 to run the towers in PREC's real dtype on a CPU too (the tests and ``bench/gpu_check.py
+# --device cpu`` do, so that half-precision paths are exercised without a GPU).
+HALF_ON_CPU_ENV = "GOPRO_HALF_ON_CPU"
 
 
 # --------------------------------------------------------------------------------------------
@@ -256,6 +259,29 @@ def deep_prompts_of(deep_prompts: Optional[Sequence[Optional[torch.Tensor]]], in
     return [p[index] if p is not None and p.dim() == 3 else p for p in deep_prompts]
 
 
+def cast_weights(clip_model: nn.Module, dtype: torch.dtype) -> nn.Module:
+    """CLIP with its towers in ``dtype`` as the official loader makes fp16 CLIP: the weights of
+    convolutions, linear layers, attention and the two output projections in ``dtype``; layer
+    norms, embeddings and the logit scale in fp32. (CLIP's ``LayerNorm`` computes in fp32 from an
+    fp32 copy of its input, so half-precision norm weights stop it: "mixed dtype" on a CPU.)"""
+    clip_model = clip_model.float()
+    for module in clip_model.modules():
+        if isinstance(module, (nn.Conv1d, nn.Conv2d, nn.Linear, nn.MultiheadAttention)):
+            for param in module.parameters(recurse=False):
+                param.data = param.data.to(dtype)
+    for owner, name in ((clip_model, "text_projection"), (clip_model.visual, "proj")):
+        param = getattr(owner, name, None)
+        if isinstance(param, torch.Tensor):
+            param.data = param.data.to(dtype)
+    return clip_model
+
+
+def precision_applies(device: torch.device) -> bool:
+    """Whether the towers take ``PREC``'s dtype on ``device``: always on a GPU, on a CPU only with
+    ``$GOPRO_HALF_ON_CPU=1``."""
+    return device.type != "cpu" or os.environ.get(HALF_ON_CPU_ENV, "") == "1"
+
+
 class ClipBackbone(nn.Module):
     """Frozen CLIP towers with the entry points prompt learners need (the backbone interface).
 
@@ -265,7 +291,8 @@ class ClipBackbone(nn.Module):
 
     ``precision``: ``fp16`` / ``bf16`` keep the towers in half precision on GPU (the official
     numerics); ``amp`` keeps fp32 weights under fp16 autocast; ``fp32`` is plain fp32. On a CPU the
-    towers always run in fp32 (half matmuls are slow or unsupported there). Whatever the policy,
+    towers run in fp32 (half matmuls are slow there) unless ``$GOPRO_HALF_ON_CPU`` is 1, which
+    applies the policy as on a GPU (``precision_applies``). Whatever the policy,
     inputs are cast to the tower dtype on entry and outputs come back in fp32, so learnable
     parameters, losses and statistics stay fp32.
     """
@@ -279,13 +306,12 @@ class ClipBackbone(nn.Module):
         device = torch.device(device)
         self.precision = precision
         self.autocast_dtype: Optional[torch.dtype] = None
-        if device.type == "cuda" and precision == "fp16":
-            clip_model = clip_model.half()
-        elif device.type == "cuda" and precision == "bf16":
-            clip_model = clip_model.to(torch.bfloat16)
+        applies = precision_applies(device)
+        if applies and precision in ("fp16", "bf16"):
+            clip_model = cast_weights(clip_model, torch.float16 if precision == "fp16" else torch.bfloat16)
         else:
             clip_model = clip_model.float()
-            if device.type == "cuda" and precision == "amp":
+            if applies and precision == "amp":
                 self.autocast_dtype = torch.float16
         self.clip = clip_model.to(device)
         self.clip.requires_grad_(False)
@@ -362,7 +388,9 @@ class ClipBackbone(nn.Module):
     # ---- facts about the loaded model ------------------------------------------------------
     @property
     def dtype(self) -> torch.dtype:
-        return self.text_model.token_embedding.weight.dtype
+        """The dtype the towers compute in (their first text block's attention weights: ``cast_weights``
+        keeps the embeddings and norms in fp32)."""
+        return self.text_blocks[0].attn.in_proj_weight.dtype
 
     @property
     def device(self) -> torch.device:
