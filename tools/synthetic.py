@@ -19,25 +19,23 @@ REPO = Path(__file__).resolve().parents[1]
 IMAGENET_CLASSNAMES = REPO / "bench" / "imagenet_classnames.txt"
 LABEL_SPACE_DATASET = "BenchClassNames"
 
-# clip.model.CLIP constructor arguments of the official ViTs (read off their state dicts, as
-# clip.model.build_model does), and two small ones. Widths are multiples of 64 (64-wide heads).
+def clip_vit(embed_dim: int, image_resolution: int, vision_layers: int, vision_width: int, vision_patch_size: int,
+             transformer_width: int, transformer_heads: int) -> dict:
+    """``clip.model.CLIP`` constructor arguments of a ViT CLIP with OpenAI's 12-block, 77-token text tower."""
+    return dict(embed_dim=embed_dim, image_resolution=image_resolution, vision_layers=vision_layers,
+                vision_width=vision_width, vision_patch_size=vision_patch_size, context_length=77, vocab_size=49408,
+                transformer_width=transformer_width, transformer_heads=transformer_heads, transformer_layers=12)
+
+
+# The official ViTs (read off their state dicts, as clip.model.build_model does), and two small
+# ones. Widths are multiples of 64 (64-wide heads).
 ARCHS: Dict[str, dict] = {
-    "ViT-B/32": dict(embed_dim=512, image_resolution=224, vision_layers=12, vision_width=768,
-                     vision_patch_size=32, context_length=77, vocab_size=49408, transformer_width=512,
-                     transformer_heads=8, transformer_layers=12),
-    "ViT-B/16": dict(embed_dim=512, image_resolution=224, vision_layers=12, vision_width=768,
-                     vision_patch_size=16, context_length=77, vocab_size=49408, transformer_width=512,
-                     transformer_heads=8, transformer_layers=12),
-    "ViT-L/14": dict(embed_dim=768, image_resolution=224, vision_layers=24, vision_width=1024,
-                     vision_patch_size=14, context_length=77, vocab_size=49408, transformer_width=768,
-                     transformer_heads=12, transformer_layers=12),
-    "ViT-L/14@336px": dict(embed_dim=768, image_resolution=336, vision_layers=24, vision_width=1024,
-                           vision_patch_size=14, context_length=77, vocab_size=49408, transformer_width=768,
-                           transformer_heads=12, transformer_layers=12),
+    "ViT-B/32": clip_vit(512, 224, 12, 768, 32, 512, 8),
+    "ViT-B/16": clip_vit(512, 224, 12, 768, 16, 512, 8),
+    "ViT-L/14": clip_vit(768, 224, 24, 1024, 14, 768, 12),
+    "ViT-L/14@336px": clip_vit(768, 336, 24, 1024, 14, 768, 12),
     # 12 blocks like ViT-B/16 (MaPLe's depth-9 prompts need them), narrower, 7x7 patches of 32 px.
-    "quick": dict(embed_dim=256, image_resolution=224, vision_layers=12, vision_width=256,
-                  vision_patch_size=32, context_length=77, vocab_size=49408, transformer_width=256,
-                  transformer_heads=4, transformer_layers=12),
+    "quick": clip_vit(256, 224, 12, 256, 32, 256, 4),
     # The kit's tiny CLIP (tools/kit/make_tiny_clip.py: 3 blocks 64 wide, 32 px images).
     "tiny": TINY_DEFAULTS,
 }
