@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: venv demo world world-gopro-ablation test test-fast test-portable bench clean
+.PHONY: venv demo world world-gopro-ablation test test-fast test-portable bench memory-table clean
 
 venv: $(STAMP)
 
@@ -61,6 +61,10 @@ test-portable: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) bench/bench_prompts.py --quick
+
+# README's predicted-GPU-memory table (tools/memory.py: every registry method, C = 100 / 1000, fp16 / fp32).
+memory-table: $(STAMP)
+	$(PY) -m tools.memory --readme-table --write README.md
 
 clean:
 	rm -rf $(VENV) demo_output world_output .pytest_cache

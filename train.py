@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 import sys
 import time
-from typing import List
+from typing import List, Optional
 
 from runs.cli import build_parser, setup_cfg  # (first: it quiets pkg_resources)
 
@@ -29,11 +29,12 @@ from runs import identity as run_identity  # noqa: E402  (what a run records: co
 from runs.records import resolve_load_epoch  # noqa: E402
 
 
-def prepare_output_dir(path: str) -> None:
+def prepare_output_dir(path: str) -> Optional[str]:
     """Create OUTPUT_DIR and check that a file can be written there, so that an unusable folder
     fails at once with the fix instead of as a raw OSError in the logger or at the first
     checkpoint (which would cost a training epoch). Then lock it for this run: a second run on
-    the same folder stops here, naming the holder (dassl/utils/output_lock.py)."""
+    the same folder stops here, naming the holder (dassl/utils/output_lock.py). Returns the
+    warning to log when the lock of a killed run was taken over."""
     import tempfile
 
     from dassl.utils.output_lock import lock_output_dir
@@ -49,7 +50,7 @@ def prepare_output_dir(path: str) -> None:
             f"Cannot write to the output directory {path!r} ({type(exc).__name__}: {exc.strerror or exc}). "
             "Pass a writable --output-dir (is a file in the way, or the disk full or read-only?)."
         ) from exc
-    lock_output_dir(path)
+    return lock_output_dir(path)
 
 
 def rotate_previous_log(output_dir: str) -> None:
@@ -78,8 +79,14 @@ def set_aside_failed_log(output_dir: str) -> None:
     """Rename the log of a run that failed before it started to ``log.txt-failed-<time>``: kept for
     reading, but no longer the folder's ``log.txt`` (which the run-identity check reads)."""
     path = os.path.join(output_dir, "log.txt")
-    if os.path.isfile(path):
-        os.replace(path, f"{path}-failed-{time.strftime('%Y-%m-%d-%H-%M-%S')}")
+    if not os.path.isfile(path):
+        return
+    target = f"{path}-failed-{time.strftime('%Y-%m-%d-%H-%M-%S')}"
+    os.replace(path, target)
+    logger = sys.stdout
+    if getattr(getattr(logger, "file", None), "name", None) == path:  # dassl's Logger: keep teeing, under the new name
+        logger.file.close()
+        logger.file = open(target, "a")
 
 
 def check_registered(name: str, registry, key: str) -> None:
@@ -129,13 +136,16 @@ def run(args) -> None:
         print(f"Setting fixed seed: {cfg.SEED}")
         set_random_seed(cfg.SEED)
     run_identity.check_record(cfg, args)  # a folder with another run's settings stops here, before any write
-    prepare_output_dir(cfg.OUTPUT_DIR)
+    takeover = prepare_output_dir(cfg.OUTPUT_DIR)
     from dassl.utils.distributed import is_main_process
+    from dassl.utils.tools import log_warning
 
     if is_main_process():
         remove_leftover_temp_files(cfg.OUTPUT_DIR)
     rotate_previous_log(cfg.OUTPUT_DIR)
     setup_logger(cfg.OUTPUT_DIR)
+    if takeover:
+        log_warning(takeover)
     if torch.cuda.is_available() and cfg.USE_CUDA:
         torch.backends.cudnn.benchmark = True
 
@@ -163,6 +173,9 @@ def run(args) -> None:
         trainer.test()
         return
     if not args.no_train:
+        from tools.memory import warn_if_memory_short
+
+        warn_if_memory_short(cfg, trainer)  # CUDA only
         trainer.train()
 
 

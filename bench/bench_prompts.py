@@ -17,6 +17,9 @@ Measured in one run (every case in a fresh subprocess, so memory counters and ca
    thread with B² AugMix runs per batch, per-image text calls at 77 tokens). Step time and peak memory.
 3. **eval**: images/s of ``model_inference`` on test batches (text features of image-independent
    prompts are encoded once per evaluation, as ``trainer.test()`` does).
+4. **backbone library** (``--open-clip METHOD ...``): the same methods on the same weights loaded
+   through open_clip (``MODEL.BACKBONE.NAME open_clip:ViT-B-16:openai``) instead of OpenAI's clip:
+   the ratio of step times and of evaluation speeds shows any overhead of the open_clip path.
 
 CLIP has random weights (speed does not depend on them); its architecture is ViT-B/16, or a
 smaller one with ``--quick``. Synthetic batches are fed straight to the trainer, so data loading is
@@ -46,7 +49,7 @@ import tempfile
 import time
 import warnings
 from contextlib import nullcontext
-from typing import Callable, Dict, List, Optional
+from typing import Callable, Dict, List, Optional, Tuple
 
 warnings.filterwarnings("ignore", message="pkg_resources is deprecated")
 
@@ -60,48 +63,36 @@ import torch  # noqa: E402
 
 import official_gopro  # noqa: E402
 
-from tools.kit.make_tiny_clip import TINY_DEFAULTS  # noqa: E402
+from tools.synthetic import (ARCHS, normalised_images, read_classnames, register_bench_dataset,  # noqa: E402
+                             write_label_space, write_random_clip)
 
-CLASSNAMES_FILE = osp.join(BENCH, "imagenet_classnames.txt")
 TEMPLATE = "a photo of a {}."
 BATCH_SIZE = 4
 
-# clip.model.CLIP constructor arguments (widths are multiples of 64: CLIP uses 64-wide heads).
-ARCHS = {
-    "ViT-B/16": dict(embed_dim=512, image_resolution=224, vision_layers=12, vision_width=768,
-                     vision_patch_size=16, context_length=77, vocab_size=49408, transformer_width=512,
-                     transformer_heads=8, transformer_layers=12),
-    # 12 blocks like ViT-B/16 (MaPLe's depth-9 prompts need them), narrower, 7x7 patches of 32 px.
-    "quick": dict(embed_dim=256, image_resolution=224, vision_layers=12, vision_width=256,
-                  vision_patch_size=32, context_length=77, vocab_size=49408, transformer_width=256,
-                  transformer_heads=4, transformer_layers=12),
-    # The kit's tiny CLIP (tools/kit/make_tiny_clip.py: 3 blocks 64 wide, 32 px images), for bench/gpu_check.py --quick.
-    "tiny": TINY_DEFAULTS,
-}
-
-# name → (trainer, method config in configs/trainers/<trainer>/, extra KEY VALUE options)
-METHODS = {
-    "GOPro": ("GOPro", "vit_b16", []),
-    "CoCoOp": ("CoCoOp", "vit_b16_c4_ep10_batch1_ctxv1", []),
-    "CoOp": ("CoOp", "vit_b16_ep50_ctxv1", []),
-    "MaPLe": ("MaPLe", "vit_b16_c2_ep5_batch4_2ctx", []),
-    "KgCoOp": ("KgCoOp", "vit_b16_ep100_ctxv1", []),
-    "ProGrad": ("ProGrad", "vit_b16", []),
-    "PromptSRC": ("PromptSRC", "vit_b16_c2_ep20_batch4_4+4ctx", []),
-    "TCP": ("TCP", "vit_b16_ep100_ctxv1", []),
-    "MMRL": ("MMRL", "vit_b16", []),
-    "CoPrompt": ("CoPrompt", "coprompt", []),
-    "GOPro official-style": ("GOPro", official_gopro.CONFIG, official_gopro.OPTS),
-}
 OFFICIAL_STYLE = "GOPro official-style"
-# Trainers whose keys live in another trainer's config node (upstream: KgCoOp and ProGrad read TRAINER.COOP).
-CFG_NODES = {"KgCoOp": "COOP", "ProGrad": "COOP"}
+# The same random OpenAI-format weights through open_clip (its ``openai`` tag builds the model from them).
+OPEN_CLIP_BACKBONE = "open_clip:ViT-B-16:openai"
+OPEN_CLIP_SUFFIX = " [open_clip]"
 
 
-def available_methods() -> List[str]:
-    """The methods whose config is in this checkout (PromptSRC's arrives with its trainer)."""
-    return [name for name, (trainer, config, _) in METHODS.items()
-            if osp.isfile(osp.join(REPO, "configs", "trainers", trainer, f"{config}.yaml"))]
+def registry_methods() -> Dict[str, Tuple[str, str, List[str]]]:
+    """name → (trainer, method config file, extra KEY VALUE options): every method of the registry
+    (``runs/methods.py``) whose trainer and config are in this checkout, with the config its
+    ImageNet base-to-new runs use (the benchmark's classes are ImageNet's), then the official-style
+    GOPro reference."""
+    from runs.methods import METHODS as REGISTRY
+
+    methods = {}
+    for method in REGISTRY.values():
+        config = method.config_path(method.training_cfg("imagenet"))
+        if method.in_checkout() and config.is_file():
+            methods[method.label] = (method.trainer, str(config), [])
+    official = osp.join(REPO, "configs", "trainers", "GOPro", f"{official_gopro.CONFIG}.yaml")
+    methods[OFFICIAL_STYLE] = ("GOPro", official, list(official_gopro.OPTS))
+    return methods
+
+
+METHODS = registry_methods()
 
 
 # --------------------------------------------------------------------------------------------
@@ -214,60 +205,6 @@ def best_ms(times: List[float]) -> float:
 # --------------------------------------------------------------------------------------------
 # Building models, label spaces and batches
 # --------------------------------------------------------------------------------------------
-def read_classnames(count: int = 1000) -> List[str]:
-    with open(CLASSNAMES_FILE) as f:
-        names = [line.strip() for line in f if line.strip()]
-    if count > len(names):
-        raise ValueError(f"{CLASSNAMES_FILE} has {len(names)} names, {count} were asked for")
-    return names[:count]
-
-
-def write_random_clip(path: str, arch: str) -> str:
-    """A ``clip.model.CLIP`` of architecture ``arch`` with random weights, saved as the official
-    loader stores them (fp16 state dict), so it goes through ``trainers.clip_backbone.load_clip``."""
-    from clip.model import CLIP, convert_weights
-
-    torch.manual_seed(0)
-    model = CLIP(**ARCHS[arch])
-    convert_weights(model)
-    torch.save(model.state_dict(), path)
-    return path
-
-
-def write_label_space(root: str, names: List[str]) -> str:
-    """``root/classnames.txt`` + one image, read by the ``BenchClassNames`` dataset, and one
-    description per class where CoPrompt looks for them."""
-    from PIL import Image
-
-    from trainers.descriptions import default_path, write_descriptions
-
-    os.makedirs(root, exist_ok=True)
-    with open(osp.join(root, "classnames.txt"), "w") as f:
-        f.write("\n".join(names) + "\n")
-    write_descriptions(default_path(root, "BenchClassNames"), {name: [f"A photo of a {name}."] for name in names})
-    Image.new("RGB", (32, 32), (128, 128, 128)).save(osp.join(root, "image.jpg"))
-    return root
-
-
-def register_bench_dataset() -> None:
-    """Dataset ``BenchClassNames``: the label space of ``DATASET.ROOT/classnames.txt`` (one image per
-    class; the benchmark feeds synthetic batches, the dataset only defines the classes)."""
-    from dassl.data.datasets import DATASET_REGISTRY, DatasetBase, Datum
-
-    if "BenchClassNames" in DATASET_REGISTRY.registered_names():
-        return
-
-    @DATASET_REGISTRY.register()
-    class BenchClassNames(DatasetBase):
-        def __init__(self, cfg):
-            root = cfg.DATASET.ROOT
-            with open(osp.join(root, "classnames.txt")) as f:
-                names = [line.strip() for line in f if line.strip()]
-            image = osp.join(root, "image.jpg")
-            items = [Datum(image, label=i, classname=name) for i, name in enumerate(names)]
-            super().__init__(train_x=items, test=items)
-
-
 def bench_train_args(trainer: str, config: Optional[str], root: str, work_dir: str, clip_path: str, arch: str,
                      device: str, test_batch: int) -> List[str]:
     """train.py arguments of a benchmark trainer: its method config (if any) over the synthetic
@@ -287,14 +224,14 @@ def build_bench_trainer(spec: dict):
     from dassl.engine import build_trainer
     from dassl.utils import set_random_seed
 
-    trainer_name, config, extra = METHODS[spec["method"]]
-    node = CFG_NODES.get(trainer_name, trainer_name.upper())
-    config_path = osp.join(REPO, "configs", "trainers", trainer_name, f"{config}.yaml")
+    trainer_name, config_path, extra = METHODS[spec["method"]]
+    backbone = ["MODEL.BACKBONE.NAME", spec["backbone"]] if spec.get("backbone") else []
+    node = method_node_name(trainer_name)
+    speed_keys = [f"TRAINER.{node}.TEXT_CHUNK", str(spec["text_chunk"]),
+                  f"TRAINER.{node}.CHECKPOINT_TEXT", str(spec.get("checkpoint_text", False))] if node else []
     args = cli.build_parser().parse_args([
         *bench_train_args(trainer_name, config_path, spec["root"], spec["work_dir"], spec["clip_path"],
-                          spec["arch"], spec["device"], spec["test_batch"]),
-        f"TRAINER.{node}.TEXT_CHUNK", str(spec["text_chunk"]),
-        f"TRAINER.{node}.CHECKPOINT_TEXT", str(spec.get("checkpoint_text", False)), *extra,
+                          spec["arch"], spec["device"], spec["test_batch"]), *speed_keys, *extra, *backbone,
     ])
     register_bench_dataset()
     cfg = cli.setup_cfg(args)
@@ -302,12 +239,13 @@ def build_bench_trainer(spec: dict):
     return (official_gopro.OfficialCostGOPro if spec["method"] == OFFICIAL_STYLE else build_trainer)(cfg)
 
 
-def normalised_images(count: int, resolution: int, generator: torch.Generator) -> torch.Tensor:
-    """Random images in [0, 1], CLIP-normalised like the real transforms' output."""
-    from trainers.views import CLIP_MEAN, CLIP_STD
+def method_node_name(trainer_name: str) -> str:
+    """The config node a trainer reads its options from (KgCoOp and ProGrad: COOP), or "" (zero-shot CLIP)."""
+    from dassl.engine import TRAINER_REGISTRY
+    from runs import cli
 
-    mean, std = torch.tensor(CLIP_MEAN).view(3, 1, 1), torch.tensor(CLIP_STD).view(3, 1, 1)
-    return (torch.rand(count, 3, resolution, resolution, generator=generator) - mean) / std
+    cli.setup_cfg(cli.build_parser().parse_args([]))  # imports (registers) every trainer module
+    return getattr(TRAINER_REGISTRY.get(trainer_name), "CFG_NODE", "")
 
 
 def synthetic_batch(num_classes: int, resolution: int, generator: torch.Generator, views: int = 1) -> dict:
@@ -364,10 +302,14 @@ def run_method_case(spec: dict) -> dict:
     generator = torch.Generator().manual_seed(0)
     batch = synthetic_batch(spec["num_classes"], resolution, generator, trainer.cfg.DATALOADER.K_TRANSFORMS)
 
-    trainer.set_model_mode("train")
-    trainer.batch_idx, trainer.num_batches = 0, 10**9  # never the last batch: no LR update
-    with PeakMemory(device) as train_memory:
-        step_times = timed(lambda: trainer.forward_backward(batch), device, repeats=spec["steps"])
+    result = {}
+    if trainer.get_model_names():  # (zero-shot CLIP learns nothing: evaluation only)
+        trainer.set_model_mode("train")
+        trainer.batch_idx, trainer.num_batches = 0, 10**9  # never the last batch: no LR update
+        with PeakMemory(device) as train_memory:
+            step_times = timed(lambda: trainer.forward_backward(batch), device, repeats=spec["steps"])
+        result = {"step_ms": best_ms(step_times), "step_times_ms": [1000 * t for t in step_times],
+                  "train_peak_mib": train_memory.mib}
 
     test_images = normalised_images(spec["test_batch"], resolution, generator).to(device)
     trainer.set_model_mode("eval")
@@ -376,8 +318,7 @@ def run_method_case(spec: dict) -> dict:
     with torch.no_grad(), caching, PeakMemory(device) as eval_memory:
         eval_times = timed(lambda: trainer.model_inference(test_images), device, repeats=spec["eval_batches"])
     return {
-        "step_ms": best_ms(step_times), "step_times_ms": [1000 * t for t in step_times],
-        "train_peak_mib": train_memory.mib,
+        **result,
         "eval_images_per_s": spec["test_batch"] / min(eval_times), "eval_times_ms": [1000 * t for t in eval_times],
         "eval_peak_mib": eval_memory.mib,
     }
@@ -482,6 +423,11 @@ def check_targets(text: dict, methods: Dict[str, Dict[int, dict]], classes: List
         add(f"C={c}: GOPro eval img/s / CoCoOp eval img/s",
             ratio(gopro.get("eval_images_per_s"), cocoop.get("eval_images_per_s")), ">= 0.9",
             lambda v: v >= 0.9, gopro, cocoop)
+        for label in methods:
+            if label.endswith(OPEN_CLIP_SUFFIX):
+                ours, theirs = case(label[:-len(OPEN_CLIP_SUFFIX)]), case(label)
+                add(f"C={c}: {label} step / clip step", ratio(theirs.get("step_ms"), ours.get("step_ms")), "<= 1.1",
+                    lambda v: v <= 1.1, theirs, ours)
     return targets
 
 
@@ -536,6 +482,40 @@ def print_report(report: dict) -> None:
     print(tabulate(rows, headers=["target", "measured", "goal", ""], tablefmt="github"))
 
 
+CSV_COLUMNS = ("method", "num_classes", "step_ms", "train_peak_mib", "eval_images_per_s", "eval_peak_mib",
+               "others_cpu_share", "error")
+COST_TABLE_MARKERS = ("<!-- cost-table:start -->", "<!-- cost-table:end -->")
+
+
+def case_rows(report: dict):
+    """One dict per (method, C) of a report, in the table's order."""
+    for c in report["setup"]["classes"]:
+        for method, by_c in report["methods"].items():
+            yield dict(by_c.get(str(c), {}), method=method, num_classes=c)
+
+
+def write_csv(report: dict, path: str) -> None:
+    import csv
+
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=CSV_COLUMNS, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(case_rows(report))
+
+
+def cost_table(report: dict) -> str:
+    """The README's cost table (markdown) from a report: every method at every C."""
+    setup = report["setup"]
+    lines = [f"Measured by `{setup['command']}` on {setup['machine']} ({setup['arch']} CLIP, "
+             f"{setup['precision']}, train batch {BATCH_SIZE}, test batch {setup['test_batch']}).", "",
+             "| C | method | step ms | train peak MiB | eval img/s | eval peak MiB |", "|---|---|---|---|---|---|"]
+    for r in case_rows(report):
+        cells = [r.get("error")] * 4 if "error" in r else [fmt(r.get("step_ms")), fmt(r.get("train_peak_mib"), 0),
+                                                             fmt(r.get("eval_images_per_s")), fmt(r.get("eval_peak_mib"), 0)]
+        lines.append(f"| {r['num_classes']} | {r['method']} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def machine_description(device: str) -> str:
     import platform
 
@@ -558,7 +538,7 @@ def parse_args(argv=None):
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     parser.add_argument("--out", default=osp.join(BENCH, "out", "results.json"), help="JSON results file")
     parser.add_argument("--classes", type=int, nargs="+", help="class counts C (default 10 100 1000; quick 10 100)")
-    parser.add_argument("--methods", nargs="+", choices=list(METHODS), default=available_methods())
+    parser.add_argument("--methods", nargs="+", choices=list(METHODS), default=list(METHODS))
     parser.add_argument("--steps", type=int, help="timed train steps per case (default 5; quick 4, official-style 1)")
     parser.add_argument("--test-batch", type=int, help="evaluation batch size (default 100; quick 8)")
     parser.add_argument("--text-chunk", type=int, default=0, help="TEXT_CHUNK of every trainer (0 = all at once)")
@@ -568,9 +548,13 @@ def parse_args(argv=None):
     parser.add_argument("--rounds", type=int,
                         help="measure every case this many times, in turns, and keep the best (default 1; quick 2; "
                              "the official-style reference runs once)")
+    parser.add_argument("--open-clip", nargs="*", choices=[m for m in METHODS if m != OFFICIAL_STYLE], metavar="METHOD",
+                        help="also run these methods (none given: CoOp MaPLe GOPro) on the same weights loaded "
+                             f"through open_clip ({OPEN_CLIP_BACKBONE})")
     parser.add_argument("--retries", type=int, default=0,
                         help="run a case again up to this many times when other processes kept the CPU busy")
     parser.add_argument("--case-timeout", type=int, default=1800, help="seconds before a case is abandoned")
+    parser.add_argument("--readme", metavar="FILE", help="put the cost table between the cost-table markers of FILE")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     return parser.parse_args(argv)
 
@@ -582,6 +566,7 @@ def main(argv=None) -> None:
     if args.device == "cuda" and not torch.cuda.is_available():
         raise SystemExit("--device cuda: no CUDA device is visible to torch (use --device cpu --quick)")
     quick = args.quick
+    open_clip_methods = [] if args.open_clip is None else (args.open_clip or ["CoOp", "MaPLe", "GOPro"])
     setup = dict(
         arch="quick" if quick else "ViT-B/16", device=args.device,
         precision="fp16" if args.device == "cuda" else "fp32",  # what the paper configs' PREC fp16 gives
@@ -611,6 +596,10 @@ def main(argv=None) -> None:
                 specs.append(dict(base, **repeats, kind="method", method=method, num_classes=c, root=root,
                                   label=f"{method} C={c}",
                                   result_path=osp.join(tmp, f"{method.replace(' ', '_')}_{c}.json")))
+            for method in open_clip_methods:
+                specs.append(dict(base, kind="method", method=method, num_classes=c, root=root,
+                                  backbone=OPEN_CLIP_BACKBONE, label=f"{method}{OPEN_CLIP_SUFFIX} C={c}",
+                                  result_path=osp.join(tmp, f"{method}_open_clip_{c}.json")))
         runs: Dict[str, List[dict]] = {spec["label"]: [] for spec in specs}
         for round_index in range(setup["rounds"]):
             for spec in specs:
@@ -618,7 +607,8 @@ def main(argv=None) -> None:
                     continue  # many times slower than the rest: one round says enough
                 runs[spec["label"]].append(run_case(spec, log_dir, args.case_timeout, args.retries))
         text = merge_rounds(runs["text tower"])
-        methods = {m: {str(c): merge_rounds(runs[f"{m} C={c}"]) for c in setup["classes"]} for m in args.methods}
+        labels = [*args.methods, *(m + OPEN_CLIP_SUFFIX for m in open_clip_methods)]
+        methods = {m: {str(c): merge_rounds(runs[f"{m} C={c}"]) for c in setup["classes"]} for m in labels}
     by_int = {m: {int(c): r for c, r in rs.items()} for m, rs in methods.items()}
     setup.pop("work_dir", None)
     report = dict(setup=setup, text=text, methods=methods, targets=check_targets(text, by_int, setup["classes"]),
@@ -627,6 +617,14 @@ def main(argv=None) -> None:
     os.makedirs(osp.dirname(osp.abspath(args.out)), exist_ok=True)
     with open(args.out, "w") as f:
         json.dump(report, f, indent=2)
+    csv_path = osp.splitext(args.out)[0] + ".csv"
+    write_csv(report, csv_path)
+    print(f"[bench] wrote {csv_path}")
+    if args.readme:
+        from tools.memory import replace_between_markers
+
+        replace_between_markers(args.readme, cost_table(report), COST_TABLE_MARKERS)
+        print(f"[bench] cost table written into {args.readme}")
     print(f"\n[bench] wrote {args.out} ({report['wall_s']:.0f} s in all)")
 
 

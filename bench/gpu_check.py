@@ -17,10 +17,13 @@ It prints a table and writes ``--out DIR``/gpu_check.json (default bench/out). S
    evaluate): train-step time and peak memory at batch 4, evaluation images/s, for every C and
    precision, and at the largest C per-image prompt methods also with ``CHECKPOINT_TEXT True``.
 
-Precisions are the trainers' own ``PREC`` on CUDA (``fp16``: the frozen towers in half precision,
-as the paper configs run; ``bf16``; ``amp``: fp16 autocast). On a CPU the trainers keep the towers
-in fp32 whatever ``PREC`` says, so there the check runs ``fp32`` and ``bf16`` = bf16 autocast
-around the step. Trainers without ``PREC`` (zero-shot CLIP: fp16 towers) run under the first one.
+5. **memory**: the memory predictor (``tools/memory.py``) against the measured peak of the same
+   training step (batch 4), for ``MEMORY_TRAINERS`` at the precision section's C.
+
+Precisions are the trainers' own ``PREC`` (``fp16``: the frozen towers in half precision, as the
+paper configs run; ``bf16``; ``amp``: fp16 autocast), on a CPU too: the worker sets
+``$GOPRO_HALF_ON_CPU=1``, so the towers take the real dtypes there instead of the CPU's fp32
+fallback. Trainers without ``PREC`` (zero-shot CLIP: fp16 towers) run under the first one.
 
 CLIP has random weights of the real architecture (ViT-B/16's shapes, or a tiny one with
 ``--quick``), built by ``clip.model`` and loaded through ``trainers.clip_backbone`` (no download).
@@ -54,6 +57,9 @@ from unittest import mock
 
 import bench_prompts as bp  # (puts the repository on sys.path)
 
+from tools.synthetic import fit_prompt_depths  # noqa: E402
+from trainers.clip_backbone import HALF_ON_CPU_ENV  # noqa: E402
+
 import torch  # noqa: E402
 
 REPO = bp.REPO
@@ -65,22 +71,14 @@ KIT_TRAINER, KIT_CONFIG = "GOPro", "vit_b16"
 
 @dataclass(frozen=True)
 class Precision:
-    """How a case runs: the trainers' ``PREC`` and, on a CPU, an autocast dtype around the step."""
+    """How a case runs: the trainers' ``PREC``."""
 
     name: str
     prec: str
-    autocast: Optional[torch.dtype] = None
-
-    def context(self, device: torch.device):
-        if self.autocast is None:
-            return contextlib.nullcontext()
-        return torch.autocast(device.type, dtype=self.autocast)
 
 
-PRECISIONS = {
-    "cuda": {name: Precision(name, name) for name in ("fp16", "bf16", "amp", "fp32")},
-    "cpu": {"fp32": Precision("fp32", "fp32"), "bf16": Precision("bf16", "fp32", torch.bfloat16)},
-}
+PRECISIONS = {name: Precision(name, name) for name in ("fp16", "bf16", "amp", "fp32")}
+MEMORY_TRAINERS = ("GOPro", "CoOp", "CoCoOp", "MaPLe", "PromptSRC")
 REFERENCE = "fp32"
 SIGNIFICANT = 0.01  # per-tensor gradient differences are reported for tensors with >= 1% of the gradient norm
 
@@ -100,7 +98,7 @@ class Sizes:
 
 
 def default_sizes(device: str, quick: bool) -> Sizes:
-    precisions = ("fp16", "bf16") if device == "cuda" else ("fp32", "bf16")
+    precisions = ("fp16", "bf16") if device == "cuda" else ("fp32", "fp16", "bf16", "amp")
     if quick:
         return Sizes("tiny", (4,), precisions, steps=1, eval_batches=1, test_batch=4, text_repeats=1,
                      budget_s=300, kit_shots=1, kit_workers=0)
@@ -143,7 +141,7 @@ def method_config(trainer: str) -> Optional[str]:
     from runs.methods import METHODS
 
     folder = osp.join(REPO, "configs", "trainers", trainer)
-    paper = [osp.join(folder, f"{m.b2n_cfg}.yaml") for m in METHODS.values() if m.trainer == trainer]
+    paper = [osp.join(folder, f"{m.training_cfg()}.yaml") for m in METHODS.values() if m.trainer == trainer]
     candidates = paper + sorted(glob.glob(osp.join(folder, "vit_b16*.yaml"))) + sorted(glob.glob(osp.join(folder, "*.yaml")))
     return next((c for c in candidates if osp.isfile(c)), None)
 
@@ -173,19 +171,6 @@ def release(device: torch.device) -> None:
     gc.collect()
     if device.type == "cuda":
         torch.cuda.empty_cache()
-
-
-def fit_prompt_depths(node, arch: str) -> None:
-    """Deep prompts of a config (``PROMPT_DEPTH*`` keys, 9 or 12 in the paper configs) through at
-    most all blocks of a smaller CLIP, whichever trainer the keys belong to; TCP's class-aware
-    tokens (``TKE_BLOCK``, 9) at its last block at the latest; MMRL's ``REP_LAYERS`` (6..12) moved
-    down to end at its last block, those that still exist."""
-    layers = min(bp.ARCHS[arch]["vision_layers"], bp.ARCHS[arch]["transformer_layers"])
-    for key in [k for k in node if k.startswith("PROMPT_DEPTH") or k == "TKE_BLOCK"]:
-        node[key] = min(node[key], layers)
-    if "REP_LAYERS" in node:
-        shift = max(0, max(node.REP_LAYERS) - layers)
-        node.REP_LAYERS = [block - shift for block in node.REP_LAYERS if block - shift >= 1]
 
 
 def build_trainer(run: dict, trainer: str, num_classes: int, precision: Precision, checkpoint_text: bool = False):
@@ -243,21 +228,26 @@ def is_per_image(trainer) -> bool:
 
 
 def measure(trainer, run: dict, num_classes: int, precision: Precision) -> dict:
-    """Train-step time and peak memory (when the trainer learns anything), then evaluation images/s."""
+    """Train-step time and peak memory (when the trainer learns anything; a frozen-feature method:
+    one whole fit on its cached features, after an untimed one that encodes them), then evaluation images/s."""
+    from trainers.frozen_features import FrozenFeatureTrainer
     from trainers.models import TextFeatureCache
 
     device = torch.device(run["device"])
     resolution = bp.ARCHS[run["arch"]]["image_resolution"]
     generator = torch.Generator().manual_seed(0)
     result = {}
-    if trainer.get_model_names():
+    if isinstance(trainer, FrozenFeatureTrainer):  # training is one fit on frozen features (encoding included)
+        with bp.PeakMemory(device) as memory:
+            times = bp.timed(trainer.fit_head, device, repeats=1)
+        result.update(fit_ms=bp.best_ms(times), train_peak_mib=memory.mib, note="step = one fit on cached features")
+    elif trainer.get_model_names():
         batch = bp.synthetic_batch(num_classes, resolution, generator, trainer.cfg.DATALOADER.K_TRANSFORMS)
         trainer.set_model_mode("train")
         trainer.batch_idx, trainer.num_batches = 0, 10**9  # never the last batch: no LR update
 
         def step():
-            with precision.context(device):
-                trainer.forward_backward(batch)
+            trainer.forward_backward(batch)
 
         with bp.PeakMemory(device) as memory:
             times = bp.timed(step, device, repeats=run["steps"])
@@ -268,7 +258,7 @@ def measure(trainer, run: dict, num_classes: int, precision: Precision) -> dict:
     trainer.set_model_mode("eval")
     model = getattr(trainer, "model", None)
     caching = model.caching() if isinstance(model, TextFeatureCache) else contextlib.nullcontext()
-    with torch.no_grad(), caching, precision.context(device), bp.PeakMemory(device) as memory:
+    with torch.no_grad(), caching, bp.PeakMemory(device) as memory:
         times = bp.timed(lambda: trainer.model_inference(images), device, repeats=run["eval_batches"])
     result.update(eval_images_per_s=run["test_batch"] / min(times), eval_peak_mib=memory.mib)
     return result
@@ -287,7 +277,7 @@ class MethodCases:
     def __init__(self, run: dict, deadline: float):
         self.run, self.deadline = run, deadline
         self.device = torch.device(run["device"])
-        self.precisions = PRECISIONS[run["device"]]
+        self.precisions = PRECISIONS
         self.history: Dict[Tuple[str, str], Tuple[int, float, float]] = {}
 
     def predicted_s(self, trainer: str, precision: str, num_classes: int) -> float:
@@ -339,8 +329,7 @@ def loss_and_gradients(trainer, batch: dict, precision: Precision, device: torch
     learnable = trainer.model.learnable
     learnable.zero_grad(set_to_none=True)
     torch.manual_seed(0)
-    with precision.context(device):
-        loss, _ = trainer.compute_loss(batch)
+    loss, _ = trainer.compute_loss(batch)
     loss.backward()
     grads = {n: p.grad.detach().float().flatten() for n, p in learnable.named_parameters() if p.grad is not None}
     return loss.item(), grads
@@ -355,7 +344,7 @@ def relative(a: torch.Tensor, b: torch.Tensor) -> float:
 def run_precision_case(run: dict, case: dict) -> dict:
     """Loss and gradients in one precision against fp32, same initial weights, same batch."""
     device = torch.device(run["device"])
-    precisions = PRECISIONS[run["device"]]
+    precisions = PRECISIONS
     c = case["num_classes"]
     batch = bp.synthetic_batch(c, bp.ARCHS[run["arch"]]["image_resolution"], torch.Generator().manual_seed(0))
     reference = build_trainer(run, PRECISION_TRAINER, c, precisions[REFERENCE])
@@ -381,12 +370,31 @@ def run_precision_case(run: dict, case: dict) -> dict:
                 worst_tensor=worst, worst_tensor_rel_diff=per_tensor[worst], tensors=len(names))
 
 
+def run_memory_case(run: dict, case: dict) -> dict:
+    """The predicted extra memory of one training step (``tools.memory``, on meta tensors) against
+    the peak measured on the device for the same trainer, C, precision and batch."""
+    from tools.memory import Setting, predict
+
+    trainer_name, c, precision = case["trainer"], case["num_classes"], PRECISIONS[case["precision"]]
+    setting = Setting(trainer_name, method_config(trainer_name), c, prec=precision.prec, batch_size=bp.BATCH_SIZE,
+                      backbone=run["arch"])
+    predicted = predict(setting).step_extra / 2**20
+    trainer = build_trainer(run, trainer_name, c, precision)
+    measured = measure(trainer, dict(run, steps=1, eval_batches=1), c, precision)
+    trainer = None
+    release(torch.device(run["device"]))
+    error = predicted / measured["train_peak_mib"] - 1 if measured.get("train_peak_mib") else None
+    return dict(method=trainer_name, num_classes=c, precision=precision.name, status="ok",
+                predicted_step_mib=predicted, measured_step_mib=measured.get("train_peak_mib"), relative_error=error)
+
+
 def worker(spec_path: str) -> None:
     """Run the cases of a spec file in order, appending one JSON line per case start and result."""
     with open(spec_path) as f:
         spec = json.load(f)
     run, deadline = spec["run"], spec["deadline"]
     device = torch.device(run["device"])
+    os.environ[HALF_ON_CPU_ENV] = "1"  # PREC's real dtypes on a CPU too (a GPU always has them)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # as train.py
     methods = MethodCases(run, deadline)
@@ -407,6 +415,8 @@ def worker(spec_path: str) -> None:
                 try:
                     if case["section"] == "text":
                         rows = [dict(bp.run_text_case(dict(run, precision=case["precision"])), **base, status="ok")]
+                    elif case["section"] == "memory":
+                        rows = [run_memory_case(run, case)]
                     else:
                         rows = [run_precision_case(run, case)]
                 except Exception as exc:
@@ -428,6 +438,9 @@ def plan_cases(device: str, sizes: Sizes, trainers: List[str]) -> List[dict]:
     precision_classes = max([c for c in sizes.classes if c <= 100] or [min(sizes.classes)])
     low = [p for p in sizes.precisions if p != REFERENCE]
     cases += [dict(id=f"precision {p}", section="precision", precision=p, num_classes=precision_classes) for p in low]
+    memory_precision = next(p for p in sizes.precisions if p != REFERENCE) if len(sizes.precisions) > 1 else REFERENCE
+    cases += [dict(id=f"memory {t}", section="memory", trainer=t, precision=memory_precision,
+                   num_classes=precision_classes) for t in MEMORY_TRAINERS if t in trainers]
     for c in sizes.classes:
         for i, precision in enumerate(sizes.precisions):
             for trainer in trainers:
@@ -516,7 +529,8 @@ def run_kit(device: str, sizes: Sizes, kit_root: str, work: str, log_path: str, 
         return dict(result, status=OVER_BUDGET)
     try:
         with open(log_path, "w") as log:
-            proc = subprocess.run(command, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, timeout=timeout)
+            proc = subprocess.run(command, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, timeout=timeout,
+                                  env={**os.environ, HALF_ON_CPU_ENV: "1"})  # the config's PREC fp16, also on a CPU
     except subprocess.TimeoutExpired:
         return dict(result, status="stopped: over budget", wall_s=time.time() - started)
     with open(log_path) as f:
@@ -528,7 +542,7 @@ def run_kit(device: str, sizes: Sizes, kit_root: str, work: str, log_path: str, 
 
 
 def collect(done: Dict[str, dict]) -> dict:
-    report = {"text": {}, "precision": [], "methods": []}
+    report = {"text": {}, "precision": [], "methods": [], "memory": []}
     for record in done.values():
         if record["section"] == "text":
             report["text"] = record["rows"][0]
@@ -569,9 +583,18 @@ def print_report(report: dict) -> None:
     print(tabulate(rows, headers=["precision", "C", "loss fp32", "loss", "loss rel. diff", "grad rel. diff",
                                   "worst tensor", "status"], tablefmt="github"))
 
+    print("\n## Memory predictor (tools/memory.py) vs the measured training step (MiB beyond the model; "
+          "on a CPU the measurement is the resident set's, an upper bound)")
+    rows = [[r.get("method"), r.get("num_classes"), r.get("precision"), fmt(r.get("predicted_step_mib"), 0),
+             fmt(r.get("measured_step_mib"), 0),
+             f"{r['relative_error']:+.0%}" if r.get("relative_error") is not None else "-", r["status"]]
+            for r in report.get("memory", [])]
+    print(tabulate(rows, headers=["method", "C", "precision", "predicted MiB", "measured MiB", "error", "status"],
+                   tablefmt="github"))
+
     print(f"\n## Train step (batch {bp.BATCH_SIZE}) and evaluation (test batch {setup['test_batch']})")
     rows = [[r["num_classes"], r["method"] + (" +CHECKPOINT_TEXT" if r["checkpoint_text"] else ""), r["precision"],
-             fmt(r.get("step_ms")), fmt(r.get("train_peak_mib"), 0), fmt(r.get("eval_images_per_s")),
+             fmt(r.get("step_ms", r.get("fit_ms"))), fmt(r.get("train_peak_mib"), 0), fmt(r.get("eval_images_per_s")),
              fmt(r.get("eval_peak_mib"), 0), fmt(r.get("wall_s")), r.get("note") or r["status"]]
             for r in report["methods"]]
     print(tabulate(rows, headers=["C", "method", "precision", "step ms", "train peak MiB", "eval img/s",
@@ -597,9 +620,9 @@ def check(args, argv) -> None:
     started = time.time()
     if args.device == "cuda" and not torch.cuda.is_available():
         raise SystemExit("--device cuda: torch sees no CUDA device (on a CPU: --device cpu --quick)")
-    unknown = sorted(set(args.precisions or ()) - set(PRECISIONS[args.device]))
+    unknown = sorted(set(args.precisions or ()) - set(PRECISIONS))
     if unknown:
-        raise SystemExit(f"--precisions {' '.join(unknown)}: on {args.device} choose from {' '.join(PRECISIONS[args.device])}")
+        raise SystemExit(f"--precisions {' '.join(unknown)}: on {args.device} choose from {' '.join(PRECISIONS)}")
     given = dict(classes=args.classes and tuple(args.classes), precisions=args.precisions and tuple(args.precisions),
                  budget_s=args.budget)
     sizes = replace(default_sizes(args.device, args.quick), **{k: v for k, v in given.items() if v})

@@ -1,5 +1,5 @@
 """The official GOPro cost model: GOPro with ``OFFICIAL True``, computed the way the official code
-computes it (benchmark reference only; methods spec §8.2, §8.4 and §11.2).
+computes it (benchmark reference only). The D-numbers are the deviations of docs/DEVIATIONS.md.
 
 It is our GOPro trainer, loss and model forward (``GOProCLIP.forward``) with the official code's
 towers and views plugged in, so it gives the numbers of our official mode

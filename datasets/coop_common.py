@@ -442,7 +442,7 @@ def subsample_setting(cfg) -> str:
 
 
 class CoOpDataset(DatasetFacts, DatasetBase):
-    """Constructor recipe of the trainable CoOp benchmarks (datasets spec 1.1).
+    """Constructor recipe of the trainable CoOp benchmarks (CoOp's DATASETS.md layout; see our DATASETS.md).
 
     Subclasses set the class attributes and implement ``build_splits`` (raw files -> lists):
 
@@ -560,7 +560,7 @@ def wnid_folder_records(image_dir: str, classnames: Mapping[str, str], source: s
 
 
 class ImageNetVariant(DatasetFacts, DatasetBase):
-    """Recipe of the test-only ImageNet variants (datasets spec 4): one list used as train_x and test.
+    """Recipe of the test-only ImageNet variants (DATASETS.md): one list used as train_x and test.
 
     ``NUM_SHOTS`` and ``SUBSAMPLE_CLASSES`` are ignored, nothing is cached and no folder is created.
     Subclasses set ``dataset_dir`` / ``image_subdir`` (+ ``skip_entries``, ``image_dir_hint``); the

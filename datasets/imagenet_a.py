@@ -17,7 +17,7 @@ class ImageNetA(ImageNetVariant):
     image_dir_hint = "Extract imagenet-a.tar inside imagenet-adversarial/."
 
     full_num_classes = 200
-    # The classes (datasets spec, Appendix A) in label order: their ImageNet-1k indices and wnids.
+    # The classes (imagenet_a_classes.txt) in label order: their ImageNet-1k indices and wnids.
     imagenet_indices, imagenet_wnids = read_imagenet_subset("imagenet_a_classes.txt")
     release_name = "ImageNet-A"
     sources = ("https://github.com/hendrycks/natural-adv-examples (imagenet-a.tar)",)

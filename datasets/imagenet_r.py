@@ -17,7 +17,7 @@ class ImageNetR(ImageNetVariant):
     image_dir_hint = "Extract imagenet-r.tar inside imagenet-rendition/."
 
     full_num_classes = 200
-    # The classes (datasets spec, Appendix A) in label order: their ImageNet-1k indices and wnids.
+    # The classes (imagenet_r_classes.txt) in label order: their ImageNet-1k indices and wnids.
     imagenet_indices, imagenet_wnids = read_imagenet_subset("imagenet_r_classes.txt")
     release_name = "ImageNet-R"
     sources = ("https://github.com/hendrycks/imagenet-r (imagenet-r.tar)",)

@@ -63,6 +63,8 @@ def extend_cfg(cfg, modules: List[ModuleType]) -> None:
         cfg.TRAINER[node] = CN(keys)
     if "PATH" not in cfg.MODEL.BACKBONE:
         cfg.MODEL.BACKBONE.PATH = ""  # a local CLIP checkpoint file (trainers/clip_backbone.py)
+    if "OPEN_CLIP_CONFIG" not in cfg.MODEL.BACKBONE:
+        cfg.MODEL.BACKBONE.OPEN_CLIP_CONFIG = ""  # a local open_clip model config JSON (trainers/open_clip_backbone.py)
     cfg.DATASET.SUBSAMPLE_CLASSES = "all"  # all, base or new
     if "SKIP_CORRUPT" not in cfg.DATALOADER:
         cfg.DATALOADER.SKIP_CORRUPT = False  # skip (and count) unreadable images instead of failing

@@ -9,12 +9,14 @@
 **The rule** for "changes results": every config key, except
 
 * where things are, not what they are: ``OUTPUT_DIR``, ``RESUME``, ``DATASET.ROOT``,
-  ``MODEL.BACKBONE.PATH`` (the weights are named by ``MODEL.BACKBONE.NAME``);
+  ``MODEL.BACKBONE.PATH`` (the weights are named by ``MODEL.BACKBONE.NAME``),
+  ``TRAINER.FEATURE_CACHE_DIR`` (the feature cache: its entries are keyed by what they hold);
 * how the run is watched or how fast it goes, documented as results-unchanged: worker counts,
   print and checkpoint frequencies, the evaluation batch size, confusion-matrix / per-class
   printing, and the text-tower speed knobs ``TRAINER.<X>.TRUNCATE_TEXT / TEXT_CHUNK / CHECKPOINT_TEXT``;
-* the nodes of other trainers: only ``TRAINER.NAME``'s own node counts (all nodes when the trainer
-  declares none, to stay on the safe side);
+* the nodes of other trainers: only ``TRAINER.NAME``'s own node and the nodes of the plug-ins in
+  ``TRAINER.PLUGINS`` (e.g. ``TRAINER.DEPT``) count (all nodes when the trainer declares none, to
+  stay on the safe side);
 
 plus three run arguments: ``--eval-only``, ``--load-epoch`` and, for an evaluation, the digest of
 the model folder it loads (so an evaluation goes stale when its training run is redone). Likewise a
@@ -55,9 +57,10 @@ from runs.results import TEST_END_SIGNAL, TRAIN_END_SIGNALS, read_metric
 
 # Config keys that do not change results (see the module docstring for the rule).
 IGNORED_KEYS = frozenset({
-    "OUTPUT_DIR", "RESUME", "DATASET.ROOT", "MODEL.BACKBONE.PATH",
+    "OUTPUT_DIR", "RESUME", "DATASET.ROOT", "MODEL.BACKBONE.PATH", "MODEL.BACKBONE.OPEN_CLIP_CONFIG",
     "DATALOADER.NUM_WORKERS", "DATALOADER.TEST.BATCH_SIZE", "TRAIN.PRINT_FREQ", "TRAIN.CHECKPOINT_FREQ",
     "TEST.COMPUTE_CMAT", "TEST.PER_CLASS_RESULT",
+    "TRAINER.FEATURE_CACHE_DIR",  # where frozen features are cached (trainers/feature_cache.py)
 })
 IGNORED_TRAINER_KEYS = frozenset({"TRUNCATE_TEXT", "TEXT_CHUNK", "CHECKPOINT_TEXT"})
 # Run arguments that change results (they are not config keys).
@@ -100,13 +103,22 @@ def trainer_node(name: str, nodes: Sequence[str]) -> Optional[str]:
     return next((c for c in (declared, str(name).upper()) if c in nodes), None)
 
 
-def counts(key: str, own_node: Optional[str]) -> bool:
-    """Whether a flat config key is part of the settings that change results."""
+def plugin_nodes(config: Mapping[str, Any]) -> List[str]:
+    """The ``TRAINER.<NODE>`` of each plug-in in a flat config's ``TRAINER.PLUGINS`` (its class's
+    ``CFG_NODE``, else its upper-cased name)."""
+    registry = getattr(sys.modules.get("trainers.plugins"), "PLUGIN_REGISTRY", {})
+    return [getattr(registry.get(name), "CFG_NODE", "") or str(name).upper()
+            for name in config.get("TRAINER.PLUGINS") or ()]
+
+
+def counts(key: str, own_nodes: Optional[Sequence[str]]) -> bool:
+    """Whether a flat config key is part of the settings that change results (``own_nodes``: the
+    trainer nodes that count, None: all)."""
     if key in IGNORED_KEYS:
         return False
     parts = key.split(".")
     if parts[0] == "TRAINER" and len(parts) > 2:  # TRAINER.<NODE>.<KEY>
-        if own_node is not None and parts[1] != own_node:
+        if own_nodes is not None and parts[1] not in own_nodes:
             return False
         return parts[-1] not in IGNORED_TRAINER_KEYS
     return True
@@ -117,7 +129,8 @@ def select_settings(config: Mapping[str, Any], eval_only: bool, load_epoch: Opti
     """The settings that change results (the rule above) of a flat config and the run arguments."""
     nodes = {k.split(".")[1] for k in config if k.startswith("TRAINER.") and k.count(".") >= 2}
     own = trainer_node(config.get("TRAINER.NAME", ""), nodes)
-    settings = {k: v for k, v in config.items() if counts(k, own)}
+    own_nodes = None if own is None else [own, *plugin_nodes(config)]
+    settings = {k: v for k, v in config.items() if counts(k, own_nodes)}
     settings[EVAL_ONLY] = bool(eval_only)
     if eval_only:
         settings[LOAD_EPOCH] = load_epoch

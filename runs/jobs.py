@@ -16,9 +16,11 @@ as a dependency and starts only after it succeeded. Tables:
     table3  GOPro loss ablation (scripts/gopro/ablation.sh ROW DATASET SEED)
     fig2    GOPro prompt length sweep (scripts/gopro/nctx.sh M DATASET SEED)
     fig3    base-to-new training on EuroSAT → t-SNE plot (scripts/gopro/tsne.sh SEED DATASET)
+    fewshot CoOp's few-shot protocol: per method/dataset/shot count/seed, train then test on all classes
+    msdg    multi-source DG on PACS, VLCS, OfficeHome, DomainNet: per held-out domain, train on the others then test it
 
 Environment (command-line flags win): ``METHODS``, ``DATASETS``, ``SEEDS`` (space or comma
-separated), ``ROWS`` (table3), ``NCTX`` (fig2); ``DATA``, ``OUTPUT``, ``SHOTS``, ``EPOCHS``,
+separated), ``ROWS`` (table3), ``NCTX`` (fig2), ``SHOTS_LIST`` (fewshot); ``DATA``, ``OUTPUT``, ``SHOTS``, ``EPOCHS``,
 ``BACKBONE``, ``XD_SOURCE``, ``EXTRA_OPTS`` and ``PYTHON`` pass through to the scripts (see
 ``scripts/common.sh``). ``CFG`` does not: each method's config comes from the registry
 (``runs/methods.py``), so that the report finds every run. A method without scripts of

@@ -16,14 +16,17 @@ from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from runs.layout import Layout, Run, ablation_layout, nctx_layout
 from runs.methods import ABLATION_ROWS, METHODS, NCTX_POINTS, PAPER_METHODS, Method, get_method
-from runs.results import B2N_DATASETS, DG_TARGETS, XD_TARGETS
-from runs.steps import GENERIC_RUNNER
+from runs.results import B2N_DATASETS, DG_TARGETS, MSDG_DATASETS, MSDG_DOMAINS, XD_TARGETS
+from runs.steps import GENERIC_RUNNER, shots_of
 
 REPO = Path(__file__).resolve().parents[1]
 
 # Variables the scripts read (scripts/common.sh); written into Slurm job lists when set.
 PASS_THROUGH = ("DATA", "OUTPUT", "SHOTS", "EPOCHS", "BACKBONE", "XD_SOURCE", "EXTRA_OPTS", "PYTHON", "RERUN_STALE")
-FIG3_METHODS = ("slip", "cocoop", "gopro")  # the paper's Figure 3 panels (methods spec 8.7)
+FIG3_METHODS = ("slip", "cocoop", "gopro")  # the paper's Figure 3 panels
+FEWSHOT_SHOTS = (1, 2, 4, 8, 16)  # CoOp's few-shot protocol
+FEWSHOT_METHODS = tuple(key for key, m in METHODS.items() if m.fewshot)
+MSDG_METHODS = tuple(key for key in PAPER_METHODS if not METHODS[key].zero_shot)
 
 
 # --------------------------------------------------------------------------------------------
@@ -93,6 +96,7 @@ class Selection:
     user_env: Mapping[str, str]
     rows: Tuple[str, ...] = tuple(ABLATION_ROWS)
     points: Tuple[str, ...] = NCTX_POINTS
+    shots_list: Tuple[int, ...] = FEWSHOT_SHOTS
 
 
 def script(method: Method, name: str) -> str:
@@ -234,6 +238,50 @@ def fig3(sel: Selection) -> Plan:
     return plan
 
 
+def fewshot(sel: Selection) -> Plan:
+    """CoOp's protocol: one training run per method, dataset, shot count and seed, whose final test on
+    all classes is the result; zero-shot CLIP once per dataset. Methods without it are noted and left out."""
+    plan = Plan("fewshot")
+    for method in sel.methods:
+        if not method.fewshot:
+            plan.skipped.append(f"{method.key}: skipped, it does not define the few-shot protocol (no fewshot_cfg)")
+            continue
+        if method.zero_shot:
+            if usable(plan, method, ["zeroshot"]):
+                for dataset in sel.datasets:
+                    zero_shot_job(plan, method, dataset, "all", sel.layout.fewshot_run(method, dataset, 0, 0))
+            continue
+        if not usable(plan, method, ["fewshot"]):
+            continue
+        for dataset in sel.datasets:
+            for shots in sel.shots_list:
+                for seed in sel.seeds:
+                    plan.add(Job(f"{method.key}/fewshot/{dataset}/shots{shots}/seed{seed}",
+                                 *step(method, "fewshot", dataset, str(shots), str(seed)),
+                                 env=(("CFG", method.fewshot_config(dataset, shots)),),
+                                 run=sel.layout.fewshot_run(method, dataset, shots, seed)))
+    return plan
+
+
+def msdg(sel: Selection) -> Plan:
+    """Leave one domain out: per method, multi-domain dataset, held-out domain and seed, one run that
+    trains on the other domains and tests on the held-out one."""
+    plan = Plan("msdg")
+    for method in sel.methods:
+        if method.zero_shot or not method.xd_cfg:
+            plan.skipped.append(f"{method.key}: skipped, no domain generalisation runs (zero-shot, or no xd_cfg)")
+            continue
+        if not usable(plan, method, ["msdg"]):
+            continue
+        for dataset in sel.datasets:
+            for target in MSDG_DOMAINS.get(dataset, ()):
+                for seed in sel.seeds:
+                    plan.add(Job(f"{method.key}/msdg/{dataset}/{target}/seed{seed}",
+                                 *step(method, "msdg", dataset, target, str(seed)), cfg_env(method, "xd"),
+                                 run=sel.layout.msdg_run(method, dataset, target, seed)))
+    return plan
+
+
 @dataclass(frozen=True)
 class TableSpec:
     build: Callable[[Selection], Plan]
@@ -249,6 +297,8 @@ TABLES: Dict[str, TableSpec] = {
     "table3": TableSpec(table3, ("gopro",), B2N_DATASETS),
     "fig2": TableSpec(fig2, ("gopro",), B2N_DATASETS),
     "fig3": TableSpec(fig3, FIG3_METHODS, ("eurosat",), seeds=(1,)),
+    "fewshot": TableSpec(fewshot, FEWSHOT_METHODS, B2N_DATASETS),
+    "msdg": TableSpec(msdg, MSDG_METHODS, MSDG_DATASETS),
 }
 
 
@@ -268,7 +318,7 @@ def build_selection(table: str, args, environ: Mapping[str, str]) -> Selection:
     spec = TABLES[table]
     methods = tuple(dict.fromkeys(get_method(m) for m in pick(args.methods, environ.get("METHODS"), spec.methods)))
     datasets = tuple(pick(args.datasets, environ.get("DATASETS"), spec.datasets))
-    known = set(B2N_DATASETS + DG_TARGETS)
+    known = set(B2N_DATASETS + DG_TARGETS + MSDG_DATASETS)
     unknown = [d for d in datasets if d not in known and not (REPO / "configs" / "datasets" / f"{d}.yaml").is_file()]
     if unknown:
         raise ValueError(f"Unknown dataset(s) {unknown}: use config names such as {' '.join(B2N_DATASETS)}")
@@ -282,5 +332,7 @@ def build_selection(table: str, args, environ: Mapping[str, str]) -> Selection:
         ablation_layout(Layout(Path(".")), row)  # raises with the valid names
     for point in points:
         nctx_layout(Layout(Path(".")), point)
-    layout = Layout(Path(environ["OUTPUT"]), int(environ.get("SHOTS") or 16), environ.get("XD_SOURCE") or "imagenet")
-    return Selection(methods, datasets, seeds, layout, environ, rows, points)
+    shots_list = tuple(shots_of(s) for s in pick(None, environ.get("SHOTS_LIST"), FEWSHOT_SHOTS))
+    layout = Layout(Path(environ["OUTPUT"]), int(environ.get("SHOTS") or 16), environ.get("XD_SOURCE") or "imagenet",
+                    environ.get("BACKBONE") or "")
+    return Selection(methods, datasets, seeds, layout, environ, rows, points, shots_list)

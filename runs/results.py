@@ -100,9 +100,18 @@ class SeedStats:
 
 
 # --------------------------------------------------------------------------------------------
-# Datasets of each protocol (methods spec 1.4), by config name (configs/datasets/<name>.yaml)
+# Datasets of each protocol (the paper's Tables 1 and 2), by config name (configs/datasets/<name>.yaml)
 # --------------------------------------------------------------------------------------------
 B2N_DATASETS = ("imagenet", "caltech101", "oxford_pets", "stanford_cars", "oxford_flowers", "food101",
                 "fgvc_aircraft", "sun397", "dtd", "eurosat", "ucf101")
 XD_TARGETS = B2N_DATASETS[1:]
 DG_TARGETS = ("imagenetv2", "imagenet_sketch", "imagenet_a", "imagenet_r")
+# Multi-source domain generalisation, leave one domain out: each dataset's domains, as its Dassl class
+# lists them (dassl/data/datasets/dg/); configs/datasets/dg/<dataset>_<domain>.yaml holds each split.
+MSDG_DOMAINS = {
+    "pacs": ("art_painting", "cartoon", "photo", "sketch"),
+    "vlcs": ("caltech", "labelme", "pascal", "sun"),
+    "office_home_dg": ("art", "clipart", "product", "real_world"),
+    "domainnet": ("clipart", "infograph", "painting", "quickdraw", "real", "sketch"),
+}
+MSDG_DATASETS = tuple(MSDG_DOMAINS)

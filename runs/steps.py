@@ -10,6 +10,11 @@ Steps (the runs come from the method registry, ``runs/methods.py``, and the outp
     base2new_test DATASET SEED     the new classes, with the last epoch of that training
     xd_train SEED                  all classes of the cross-dataset source (ImageNet)
     xd_test DATASET SEED           a cross-dataset / domain-generalisation target, the last epoch
+    fewshot DATASET SHOTS SEED     CoOp's few-shot protocol: training on SHOTS images of every class,
+                                   then, in the same run, the test on all classes of the test split
+    msdg DATASET TARGET SEED       multi-source domain generalisation: training on every domain of a
+                                   multi-domain dataset but TARGET (all classes, all images), then, in
+                                   the same run, the test on TARGET; the method's cross-dataset config
     zeroshot DATASET [SUBSET]      zero-shot CLIP on all, base or new classes (no seed, no training)
     SWEEP SETTING DATASET SEED     a setting of one of the method's sweeps (GOPro: ablation ROW,
                                    nctx M): base-to-new training, then its test
@@ -38,6 +43,8 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import functools
+import importlib
 import os
 import shlex
 import subprocess
@@ -46,17 +53,23 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import List, Mapping, Optional, Sequence, Tuple
 
+from dassl.config import get_cfg_default
+
 from runs.children import die_with_parent
+from runs.cli import extend_cfg
 from runs.identity import FolderState, asked_settings, end_signals, folder_state
 from runs.layout import Layout, sweep_layout
 from runs.methods import REPO, Method, get_method
 from runs.records import IDENTITY_FILE, LOG_FILE
+from runs.results import MSDG_DOMAINS
 
 LOAD_LAST = ("--load-epoch", "last")  # evaluations load the final epoch of their training run
 STEP_USAGE = {"base2new_train": "DATASET SEED", "base2new_test": "DATASET SEED", "xd_train": "SEED",
-              "xd_test": "DATASET SEED", "zeroshot": "DATASET [all|base|new]"}
+              "xd_test": "DATASET SEED", "fewshot": "DATASET SHOTS SEED",
+              "msdg": "DATASET TARGET SEED", "zeroshot": "DATASET [all|base|new]"}
 STEPS = tuple(STEP_USAGE)
 EXIT_USAGE, EXIT_STALE = 2, 3
+FEATURE_CACHE_KEY, FEATURE_CACHE_FOLDER = "TRAINER.FEATURE_CACHE_DIR", "feature_cache"  # <OUTPUT>/feature_cache
 GENERIC_RUNNER = "scripts/run.sh"  # any protocol step of any method: run.sh METHOD STEP ARGS...
 
 StepRun = Tuple[Path, Tuple[str, ...]]  # a run's folder and its train.py arguments before the caller's options
@@ -123,7 +136,7 @@ class Caller:
 
     @property
     def context(self) -> Context:
-        return Context(self.data, Layout(self.output, self.shots, self.xd_source), self.cfg)
+        return Context(self.data, Layout(self.output, self.shots, self.xd_source, self.backbone), self.cfg)
 
     def argv(self, folder: Path, args: Sequence[str]) -> Tuple[str, ...]:
         """train.py's arguments for a run: the backbone, the folder, the step's arguments, then the
@@ -171,14 +184,14 @@ def base2new(method: Method, ctx: Context, dataset: str, seed: int, phases: Sequ
              options: Sequence[str] = ()) -> List[StepRun]:
     """Training on the base classes (phase "train") and/or the new-class test of its last epoch ("test")."""
     cfg = method.cfg("b2n", dataset, ctx.cfg)
-    trained = ctx.layout.b2n_dir("train_base", dataset, method.trainer, cfg, seed)
+    trained = ctx.layout.b2n_dir("train_base", dataset, method.folder, cfg, seed)
     shots = ("DATASET.NUM_SHOTS", ctx.shots)
     runs = []
     if "train" in phases:
         runs.append((trained, (*run_args(method, ctx, cfg, dataset, seed), *shots,
                                        "DATASET.SUBSAMPLE_CLASSES", "base", *options)))
     if "test" in phases:
-        tested = ctx.layout.b2n_dir("test_new", dataset, method.trainer, cfg, seed)
+        tested = ctx.layout.b2n_dir("test_new", dataset, method.folder, cfg, seed)
         runs.append((tested, (*run_args(method, ctx, cfg, dataset, seed), "--model-dir", str(trained),
                                       *LOAD_LAST, "--eval-only", *shots, "DATASET.SUBSAMPLE_CLASSES", "new", *options)))
     return runs
@@ -210,17 +223,43 @@ def distilled_base2new(method: Method, ctx: Context, dataset: str, seed: int, st
 
 def xd_train(method: Method, ctx: Context, seed: int) -> List[StepRun]:
     cfg, source = method.cfg("xd", asked=ctx.cfg), ctx.layout.xd_source
-    return [(ctx.layout.xd_source_dir(method.trainer, cfg, seed),
+    return [(ctx.layout.xd_source_dir(method.folder, cfg, seed),
                      (*run_args(method, ctx, cfg, source, seed), "DATASET.NUM_SHOTS", ctx.shots,
                       "DATASET.SUBSAMPLE_CLASSES", "all"))]
 
 
 def xd_test(method: Method, ctx: Context, dataset: str, seed: int) -> List[StepRun]:
     cfg = method.cfg("xd", asked=ctx.cfg)
-    trained = ctx.layout.xd_source_dir(method.trainer, cfg, seed)
-    return [(ctx.layout.xd_target_dir(method.trainer, cfg, dataset, seed),
+    trained = ctx.layout.xd_source_dir(method.folder, cfg, seed)
+    return [(ctx.layout.xd_target_dir(method.folder, cfg, dataset, seed),
                      (*run_args(method, ctx, cfg, dataset, seed), "--model-dir", str(trained), *LOAD_LAST,
                       "--eval-only", "DATASET.SUBSAMPLE_CLASSES", "all"))]
+
+
+def fewshot(method: Method, ctx: Context, dataset: str, shots: int, seed: int) -> List[StepRun]:
+    """One run: training on ``shots`` images of every class; Dassl tests the last epoch on all
+    classes when training ends (CoOp's main.sh), so no evaluation run follows."""
+    if not method.fewshot:
+        raise ValueError(f"{method.key} does not define the few-shot protocol: give it a fewshot_cfg in runs/methods.py")
+    cfg = method.fewshot_config(dataset, shots, ctx.cfg)
+    return [(ctx.layout.fewshot_dir(dataset, shots, method.folder, cfg, seed),
+             (*run_args(method, ctx, cfg, dataset, seed), "DATASET.NUM_SHOTS", str(shots),
+              "DATASET.SUBSAMPLE_CLASSES", "all"))]
+
+
+def msdg(method: Method, ctx: Context, dataset: str, target: str, seed: int) -> List[StepRun]:
+    """One run on ``configs/datasets/dg/<dataset>_<target>.yaml`` (the sources: every other domain);
+    Dassl tests the target domain when training ends."""
+    domains = MSDG_DOMAINS.get(dataset)
+    if domains is None:
+        raise ValueError(f"{dataset} is not a multi-domain dataset: use one of {' '.join(MSDG_DOMAINS)}")
+    if target not in domains:
+        raise ValueError(f"{dataset} has no domain {target!r}: use one of {' '.join(domains)}")
+    if not method.xd_cfg:
+        raise ValueError(f"{method.key} has no cross-dataset config (xd_cfg), which its domain generalisation runs use")
+    cfg = method.cfg("xd", asked=ctx.cfg)
+    held_out = f"dg/{dataset}_{target}"  # configs/datasets/dg/: the sources and the target of one split
+    return [(ctx.layout.msdg_dir(dataset, target, method.folder, cfg, seed), tuple(run_args(method, ctx, cfg, held_out, seed)))]
 
 
 def zeroshot(method: Method, ctx: Context, dataset: str, subset: str = "all") -> List[StepRun]:
@@ -252,9 +291,15 @@ def step_runs(method: Method, step: str, args: Sequence[str], ctx: Context) -> L
     if step == "xd_train":
         dataset_config(ctx.layout.xd_source)
         return xd_train(method, ctx, seed_of(*args))
+    if step == "msdg":  # its dataset configs are one per held-out domain (msdg checks them)
+        dataset, target, seed = args
+        return msdg(method, ctx, dataset, target, seed_of(seed))
     dataset_config(args[0])
     if step == "zeroshot":
         return zeroshot(method, ctx, *args)
+    if step == "fewshot":
+        dataset, shots, seed = args
+        return fewshot(method, ctx, dataset, shots_of(shots), seed_of(seed))
     dataset, seed = args
     if step == "xd_test":
         return xd_test(method, ctx, dataset, seed_of(seed))
@@ -277,9 +322,36 @@ def seed_of(text: str) -> int:
         raise ValueError(f"SEED must be an integer, got {text!r}") from None
 
 
+def shots_of(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise ValueError(f"SHOTS must be a positive number of images per class, got {text!r}")
+    return int(text)
+
+
+@functools.lru_cache(maxsize=None)
+def keeps_feature_cache(method: Method) -> bool:
+    """Whether the method's config tree has ``TRAINER.FEATURE_CACHE_DIR`` (its trainer module adds it:
+    the frozen-feature methods, trainers/feature_cache.py). Only that module is imported."""
+    if not method.in_checkout():
+        return False
+    cfg = get_cfg_default()
+    extend_cfg(cfg, [importlib.import_module(f"trainers.{method.module or method.key}")])
+    return FEATURE_CACHE_KEY.split(".", 1)[1] in cfg.TRAINER
+
+
+def shared_options(method: Method, caller: Caller) -> Tuple[str, ...]:
+    """Options every run of the method gets: the feature cache shared by all steps under OUTPUT, so
+    that a second method (or protocol) on the same images reads the features the first encoded."""
+    if not keeps_feature_cache(method):
+        return ()
+    return (FEATURE_CACHE_KEY, str(caller.output / FEATURE_CACHE_FOLDER))
+
+
 def runs_of(method: Method, step: str, args: Sequence[str], caller: Caller) -> List[TrainRun]:
     """The train.py runs of ``METHOD STEP ARGS`` with the caller's options (ValueError / UsageError: bad arguments)."""
-    return [TrainRun(caller.argv(folder, step_args)) for folder, step_args in step_runs(method, step, args, caller.context)]
+    runs = step_runs(method, step, args, caller.context)
+    shared = shared_options(method, caller)
+    return [TrainRun(caller.argv(folder, (*step_args, *shared))) for folder, step_args in runs]
 
 
 def script_step(script: str, args: Sequence[str]) -> Tuple[str, str, Tuple[str, ...]]:
@@ -370,6 +442,7 @@ def main(argv: Optional[Sequence[str]] = None, environ: Mapping[str, str] = os.e
     try:
         caller = Caller.from_environ(environ)
         runs = runs_of(get_method(args.method), args.step, args.args, caller)
+        caller.context.layout.record_backbone()
     except UsageError as exc:
         print(f"Usage: {args.script} {exc}", file=sys.stderr)
         return EXIT_USAGE

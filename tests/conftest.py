@@ -53,24 +53,99 @@ def run_script(script: str, *args: str, env: dict, timeout: int = 900) -> subpro
     return proc
 
 
-def build_cfg(kit: Kit, output_dir: Path, trainer: str, config: str, *opts: str, dataset: str = "oxford_pets"):
-    """The frozen config ``train.py`` would build for a paper config pointed at the kit."""
+def build_cfg(kit: Kit, output_dir: Path, trainer: str, config: str, *opts: str, dataset: str = "oxford_pets",
+              config_folder: str = ""):
+    """The frozen config ``train.py`` would build for a paper config pointed at the kit; ``config``
+    names a file of ``configs/trainers/<config_folder or trainer>/`` or is the path of a ``.yaml`` file."""
     from runs import cli
 
+    config_file = Path(config) if config.endswith(".yaml") else \
+        REPO / "configs" / "trainers" / (config_folder or trainer) / f"{config}.yaml"
     args = cli.build_parser().parse_args([
         "--root", str(kit.data), "--seed", "1", "--trainer", trainer, "--output-dir", str(output_dir),
         "--dataset-config-file", str(REPO / "configs" / "datasets" / f"{dataset}.yaml"),
-        "--config-file", str(REPO / "configs" / "trainers" / trainer / f"{config}.yaml"),
+        "--config-file", str(config_file),
         *kit.opts(), "DATASET.NUM_SHOTS", "16", *opts,
     ])
     return cli.setup_cfg(args)
 
 
-def make_trainer(kit: Kit, output_dir: Path, trainer: str, config: str, *opts: str, dataset: str = "oxford_pets"):
+def make_trainer(kit: Kit, output_dir: Path, trainer: str, config: str, *opts: str, dataset: str = "oxford_pets",
+                 config_folder: str = ""):
     """A real trainer object built from the real configs on the kit (seeded like train.py)."""
     from dassl.engine import build_trainer
     from dassl.utils import set_random_seed
 
-    cfg = build_cfg(kit, output_dir, trainer, config, *opts, dataset=dataset)
+    cfg = build_cfg(kit, output_dir, trainer, config, *opts, dataset=dataset, config_folder=config_folder)
     set_random_seed(cfg.SEED)
     return build_trainer(cfg)
+
+
+@pytest.fixture(scope="session")
+def teacher_run(kit, tmp_path_factory) -> Path:
+    """A distillation teacher (PromptKD's: PromptSRC at the kit's ViT-L/14, the wider tiny CLIP), one
+    epoch on the base classes, its features exported by the command line."""
+    from runs.methods import METHODS
+    from tools.experiments import teacher_features
+
+    teacher = METHODS["promptkd"].teacher
+    trainer = METHODS[teacher.method].trainer
+    folder = tmp_path_factory.mktemp("teacher") / "run"
+    run_train("--root", str(kit.data), "--seed", "1", "--trainer", trainer,
+              "--dataset-config-file", str(REPO / "configs/datasets/oxford_pets.yaml"),
+              "--config-file", str(REPO / "configs/trainers" / trainer / f"{teacher.cfg}.yaml"),
+              "--output-dir", str(folder), *kit.opts(), "DATASET.NUM_SHOTS", "16", "OPTIM.MAX_EPOCH", "1",
+              "DATASET.SUBSAMPLE_CLASSES", "base")
+    assert teacher_features.main([str(folder)]) == 0
+    return folder
+
+
+def make_method_trainer(kit: Kit, output_dir: Path, method, *opts: str, request=None):
+    """A trainer of registry ``method`` as its base-to-new training builds it (its config, the base
+    classes) on the kit, or its 16-shot training where it has no base-to-new protocol; a distilled
+    method gets the session's teacher run (``request``: the test's, to reach the ``teacher_run`` fixture)."""
+    opts = ("DATASET.SUBSAMPLE_CLASSES", "base" if method.b2n_cfg else "all", *opts)
+    if method.teacher is not None:
+        opts = (method.teacher.option, str(request.getfixturevalue("teacher_run")), *opts)
+    return make_trainer(kit, output_dir, method.trainer, method.training_cfg(), *opts, config_folder=method.config_folder)
+
+
+def readme_guide(heading: str) -> str:
+    """The README's text under ``heading`` (e.g. "### Adding a method") up to the next "### " heading."""
+    return (REPO / "README.md").read_text().split(heading, 1)[1].split("\n### ", 1)[0]
+
+
+def copy_of_repository(repo: Path) -> Path:
+    """A copy of the code (no tests, no outputs) to edit as a README guide says."""
+    import shutil
+
+    for name in ("dassl", "datasets", "trainers", "configs", "tools", "runs", "scripts"):
+        shutil.copytree(REPO / name, repo / name, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(REPO / "train.py", repo / "train.py")
+    return repo
+
+
+def run_base2new_steps(repo: Path, key: str, env: dict) -> None:
+    """``bash scripts/run.sh KEY base2new_train|base2new_test oxford_pets 1`` in ``repo``."""
+    for step in ("base2new_train", "base2new_test"):
+        proc = subprocess.run(["bash", "scripts/run.sh", key, step, "oxford_pets", "1"], cwd=repo,
+                              env={**os.environ, "PYTHON": sys.executable, **env}, capture_output=True, text=True,
+                              timeout=900)
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+
+
+def follow_readme_guide(repo: Path, guide: str, files: List[str], entry_pattern: str, marker: str) -> None:
+    """Do what a README guide shows in ``repo``: write each of ``files`` (the guide's fenced block that
+    starts with ``# <path>``) and insert the registry entry (``entry_pattern``'s group 1) before
+    ``marker`` in the registry."""
+    for path in files:
+        fence = "python" if path.endswith(".py") else "yaml"
+        body = re.search(rf"```{fence}\n# {re.escape(path)}\n(.*?)```", guide, re.S).group(1)
+        target = repo / path
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(body)
+    entry = re.search(entry_pattern, guide, re.S).group(1)
+    registry = repo / "runs" / "methods.py"
+    source = registry.read_text()
+    assert source.count(marker) == 1, f"the registry has no single {marker!r}"
+    registry.write_text(source.replace(marker, "\n" + entry.rstrip("\n") + marker))

@@ -1,4 +1,4 @@
-"""Miniature on-disk trees for Dassl's multi-domain datasets (datasets.md 8.16).
+"""Miniature on-disk trees for Dassl's multi-domain datasets (layouts: DATASETS.md).
 
 Each writer builds the layout the loader reads, with tiny real images, under ``root`` and
 returns the dataset folder. Only the domains passed are written; class lists default to three
@@ -14,6 +14,7 @@ from PIL import Image
 
 PACS_CLASSES = ("dog", "elephant", "giraffe")
 PACS_CORRUPT_ENTRY = "sketch/dog/n02103406_4068-1.png"
+DOMAINNET_CLASSES = ("aircraft_carrier", "airplane", "alarm_clock")
 
 
 def write_image(path: Path, size=(12, 8), value: int = 0) -> Path:
@@ -78,6 +79,23 @@ def write_office_home_dg(root: Path, domains=("art", "clipart"),
 
 def write_digits_dg(root: Path, domains=("mnist", "svhn"), classes=("0", "1", "2")) -> Path:
     return write_train_val_folders(root, "digits_dg", domains, classes)
+
+
+def write_domainnet(root: Path, domains: Sequence[str] = ("clipart", "real"), classes=DOMAINNET_CLASSES,
+                    split_folders: Sequence[str] = ("splits", "splits_mini")) -> Path:
+    """``domainnet/<domain>/<class>/<domain>_<c>_00000{1,2}.jpg``; file 1 listed in
+    ``<split folder>/<domain>_train.txt``, file 2 in ``<domain>_test.txt`` (0-based labels)."""
+    base = root / "domainnet"
+    for d_index, domain in enumerate(domains):
+        for split, number in (("train", 1), ("test", 2)):
+            lines = []
+            for c_index, cls in enumerate(classes):
+                rel = f"{domain}/{cls}/{domain}_{c_index:03d}_00000{number}.jpg"
+                write_image(base / rel, value=10 * d_index + 3 * c_index + number)
+                lines.append(f"{rel} {c_index}")
+            for split_folder in split_folders:
+                _write_lines(base / split_folder / f"{domain}_{split}.txt", lines)
+    return base
 
 
 def dg_cfg(root: Path, name: str, sources: Sequence[str], targets: Sequence[str], size=(16, 16)):

@@ -55,10 +55,11 @@ def _scale(actual: torch.Tensor, expected: torch.Tensor, scale: Optional[float])
     return max(magnitudes, default=0.0)
 
 
-def tolerance(actual, expected, *, ulps: float = DEFAULT_ULPS, scale: Optional[float] = None) -> float:
+def tolerance(actual, expected, *, ulps: float = DEFAULT_ULPS, scale: Optional[float] = None,
+              dtype: Optional[torch.dtype] = None) -> float:
     """The absolute difference :func:`assert_close` allows between ``actual`` and ``expected``."""
     actual, expected = _as_tensor(actual), _as_tensor(expected)
-    return ulps * torch.finfo(expected.dtype).eps * _scale(actual, expected, scale)
+    return ulps * torch.finfo(dtype or expected.dtype).eps * _scale(actual, expected, scale)
 
 
 def _record(what: str, error: float, unit: float) -> None:
@@ -77,22 +78,27 @@ def max_difference(actual, expected) -> float:
     return (actual.double() - expected.double()).abs().max().item()
 
 
-def assert_close(actual, expected, *, what: str, ulps: float = DEFAULT_ULPS, scale: Optional[float] = None) -> None:
+def assert_close(actual, expected, *, what: str, ulps: float = DEFAULT_ULPS, scale: Optional[float] = None,
+                 dtype: Optional[torch.dtype] = None) -> None:
     """``actual`` equals ``expected`` up to rounding (see the module docstring for the rule).
 
     ``what`` names the comparison in the failure message. ``ulps`` is the number of epsilons of
-    ``expected``'s dtype allowed per unit of ``scale`` (default: the largest magnitude compared).
+    ``dtype`` allowed per unit of ``scale`` (default: the largest magnitude compared). ``dtype`` is
+    the precision the computation rounded in, by default ``expected``'s; a half-precision forward
+    whose fp32 outputs are compared with an fp32 reference passes ``torch.float16`` /
+    ``torch.bfloat16``.
     """
     actual_t, expected_t = _as_tensor(actual), _as_tensor(expected)
     if actual_t.dtype != expected_t.dtype:
         raise AssertionError(f"{what}: dtypes differ: {actual_t.dtype} vs {expected_t.dtype}")
+    rounding = dtype or expected_t.dtype
     error = max_difference(actual_t, expected_t)
-    allowed = tolerance(actual_t, expected_t, ulps=ulps, scale=scale)
+    allowed = tolerance(actual_t, expected_t, ulps=ulps, scale=scale, dtype=rounding)
     _record(what, error, allowed / ulps)
     if not error <= allowed:  # also fails on NaN
         raise AssertionError(
             f"{what}: max |difference| {error:.3g} exceeds the rounding tolerance {allowed:.3g} "
-            f"({ulps:g} eps({expected_t.dtype}) x scale {allowed / ulps / torch.finfo(expected_t.dtype).eps:.3g})")
+            f"({ulps:g} eps({rounding}) x scale {allowed / ulps / torch.finfo(rounding).eps:.3g})")
 
 
 def assert_differs(actual, expected, *, what: str, factor: float = 100.0, scale: Optional[float] = None) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import pickle
 import re
 import shutil
 import subprocess
@@ -163,8 +164,11 @@ def test_a_fatal_error_ends_the_console_with_one_line_and_keeps_the_traceback_in
                      check=False)
     assert proc.returncode == 1 and "** Config **" in proc.stdout  # found while building the model
     assert proc.stderr.splitlines()[-1].startswith(f"Error: {junk} is not a safe CLIP weights file")
-    assert "Traceback" not in proc.stderr and f"(traceback: in {out / 'log.txt'}, or rerun with" in proc.stderr
-    assert "Traceback (most recent call last)" in (out / "log.txt").read_text()
+    # A run that failed before it started keeps its log aside (log.txt-failed-<time>), named in the message.
+    [failed_log] = out.glob("log.txt-failed-*")
+    assert not (out / "log.txt").exists()
+    assert "Traceback" not in proc.stderr and f"(traceback: in {failed_log}, or rerun with" in proc.stderr
+    assert "Traceback (most recent call last)" in failed_log.read_text()
 
 
 @pytest.mark.parametrize("error, line", [
@@ -241,6 +245,21 @@ def test_model_dir_from_another_trainer_or_shape_names_the_mismatch(kit, tmp_pat
     with pytest.raises((FileNotFoundError, RuntimeError), match=message):
         train_main(*args(kit, tmp_path / "eval", trainer, config, *opts,
                          flags=("--eval-only", "--model-dir", model_dir, "--load-epoch", epoch)))
+
+
+def test_a_malicious_checkpoint_in_model_dir_is_refused_without_running_it_or_advising_to(kit, tmp_path, train_main):
+    marker = tmp_path / "code-ran"
+    evil = tmp_path / "run" / "prompt_learner" / "model.pth.tar-1"
+    evil.parent.mkdir(parents=True)
+    torch.save({"state_dict": RunsCode(f"open({str(marker)!r}, 'w').close()"), "epoch": 1}, evil)
+    with pytest.raises(pickle.UnpicklingError) as refused:
+        train_main(*args(kit, tmp_path / "eval", flags=("--eval-only", "--model-dir", tmp_path / "run",
+                                                        "--load-epoch", "1")))
+    message = str(refused.value)
+    assert message.startswith(f'Checkpoint "{evil}" holds objects other than tensors and plain data (the Python '
+                              "callable exec, which unpickling would call), so it was not loaded and nothing in it ran.")
+    assert "weights_only" not in message and refused.value.__cause__ is None  # nor torch's advice, chained
+    assert not marker.exists()
 
 
 # --------------------------------------------------------------------------------------------

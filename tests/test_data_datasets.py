@@ -20,6 +20,7 @@ from dg_fixtures import (
     PACS_CLASSES,
     dg_cfg,
     write_digits_dg,
+    write_domainnet,
     write_image,
     write_office_home_dg,
     write_pacs,
@@ -213,7 +214,7 @@ def test_missing_dg_folder_offline_gives_instructions(tmp_path, monkeypatch, nam
 # --- built-in datasets on fixtures ----------------------------------------------------------------
 
 def test_registry_holds_the_builtin_names():
-    for name in ["PACS", "VLCS", "OfficeHomeDG", "DigitsDG"]:
+    for name in ["PACS", "VLCS", "OfficeHomeDG", "DigitsDG", "DomainNet", "miniDomainNet"]:
         assert name in DATASET_REGISTRY.registered_names()
 
 
@@ -318,3 +319,35 @@ def test_missing_domain_folder_is_an_error(tmp_path):
     write_digits_dg(tmp_path)
     with pytest.raises(FileNotFoundError, match="digits_dg/syn/train.*DATASETS.md"):
         build_dataset(dg_cfg(tmp_path, "DigitsDG", ["syn"], ["svhn"]))
+
+
+def test_domainnet_reads_upstreams_lists(tmp_path):
+    write_domainnet(tmp_path, domains=("clipart", "painting", "real"))
+    dataset = build_dataset(dg_cfg(tmp_path, "DomainNet", ["clipart", "painting"], ["real"]))
+    assert [len(s) for s in (dataset.train_x, dataset.train_u, dataset.val, dataset.test)] == [6, 3, 6, 3]
+    assert dataset.classnames == ["aircraft_carrier", "airplane", "alarm_clock"] and dataset.num_classes == 3
+    root = tmp_path / "domainnet"
+    assert [(d.impath, d.label, d.domain) for d in dataset.train_x[2:4]] == [
+        (str(root / "clipart/alarm_clock/clipart_002_000001.jpg"), 2, 0),
+        (str(root / "painting/aircraft_carrier/painting_000_000001.jpg"), 0, 1)]
+    assert {Path(d.impath).parts[-3] for d in dataset.val} == {"clipart", "painting"}
+    assert all(d.impath.endswith("000002.jpg") for d in dataset.val + dataset.test)  # the test lists
+    assert all("/real/" in d.impath and d.impath.endswith("000001.jpg") for d in dataset.train_u)
+    assert all("/real/" in d.impath for d in dataset.test)
+    with pytest.raises(ValueError, match=r"Input domain must belong to .*quickdraw.*but got \[drawing\]"):
+        build_dataset(dg_cfg(tmp_path, "DomainNet", ["clipart"], ["drawing"]))
+
+
+def test_mini_domainnet_reads_splits_mini_and_has_no_val(tmp_path):
+    write_domainnet(tmp_path, split_folders=("splits_mini",))
+    dataset = build_dataset(dg_cfg(tmp_path, "miniDomainNet", ["clipart"], ["real"]))
+    assert dataset.val is None and [len(dataset.train_x), len(dataset.train_u), len(dataset.test)] == [3, 3, 3]
+    with pytest.raises(FileNotFoundError, match=r"domainnet/splits/clipart_train\.txt.*DATASETS\.md"):
+        build_dataset(dg_cfg(tmp_path, "DomainNet", ["clipart"], ["real"]))
+    with pytest.raises(ValueError, match=r"but got \[infograph\] \(miniDomainNet"):
+        build_dataset(dg_cfg(tmp_path, "miniDomainNet", ["infograph"], ["real"]))  # not a miniDomainNet domain
+
+
+def test_missing_domainnet_folder_names_where_to_get_it(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"domainnet\" does not exist.*M3SDA.*DATASETS\.md"):
+        build_dataset(dg_cfg(tmp_path, "DomainNet", ["clipart"], ["real"]))

@@ -179,6 +179,7 @@ def test_corrupt_image_error_names_the_file(tmp_path):
     with pytest.raises(UnreadableImageError) as info:
         wrapper[1]
     assert source[1].impath in str(info.value) and "DATALOADER.SKIP_CORRUPT" in str(info.value)
+    assert "from the dataset. Fix or delete the file" in str(info.value) and ".." not in str(info.value)
 
 
 def test_skip_corrupt_substitutes_and_counts(tmp_path):

@@ -1,6 +1,6 @@
 """Every benchmark loader on its miniature fixture (real layout, tiny images) in tmp_path.
 
-Expected names and sizes are the datasets spec's (section 8), written here independently of the
+Expected names and sizes are those of the fixtures (tools/kit/make_fixture_datasets.py), written here independently of the
 loaders and of the fixture writer.
 """
 from __future__ import annotations

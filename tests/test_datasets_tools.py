@@ -19,7 +19,7 @@ from tools.data import download_splits
 from tools.kit import make_fixture_datasets as mfd
 from tools.data.check_datasets import COOP_BENCHMARKS, benchmarks, check_dataset
 
-# Datasets spec 1.2 / 5: config file -> (registry name, dataset_dir).
+# DATASETS.md: config file -> (registry name, dataset_dir).
 SPEC_TABLE = {
     "imagenet": ("ImageNet", "imagenet"), "caltech101": ("Caltech101", "caltech-101"),
     "oxford_pets": ("OxfordPets", "oxford_pets"), "stanford_cars": ("StanfordCars", "stanford_cars"),
@@ -32,7 +32,7 @@ SPEC_TABLE = {
 
 
 # --------------------------------------------------------------------------------------------------
-# The tables agree with the spec and with each other
+# The tables agree with DATASETS.md and with each other
 
 
 @pytest.mark.parametrize("key", SPEC_TABLE)
@@ -52,6 +52,28 @@ def test_exactly_the_15_dataset_configs():
     assert sorted(p.stem for p in (REPO / "configs" / "datasets").glob("*.yaml")) == sorted(SPEC_TABLE)
 
 
+# Multi-source domain generalisation: one config per (dataset, held-out domain) in configs/datasets/dg/.
+DG_CONFIG_PREFIXES = {"pacs": "PACS", "vlcs": "VLCS", "office_home_dg": "OfficeHomeDG", "domainnet": "DomainNet",
+                      "mini_domainnet": "miniDomainNet"}
+
+
+def test_a_leave_one_domain_out_config_for_every_domain_of_every_dg_dataset():
+    from dassl.config import get_cfg_default
+    from dassl.data.datasets import DATASET_REGISTRY
+
+    expected = {}
+    for prefix, registry in DG_CONFIG_PREFIXES.items():
+        domains = DATASET_REGISTRY.get(registry).domains
+        expected.update({f"{prefix}_{target}": (registry, [d for d in domains if d != target], [target])
+                         for target in domains})
+    found = {}
+    for path in sorted((REPO / "configs" / "datasets" / "dg").glob("*.yaml")):
+        cfg = get_cfg_default()
+        cfg.merge_from_file(str(path))
+        found[path.stem] = (cfg.DATASET.NAME, list(cfg.DATASET.SOURCE_DOMAINS), list(cfg.DATASET.TARGET_DOMAINS))
+    assert found == expected and len(found) == 22
+
+
 def test_the_kit_offers_every_benchmark_and_refuses_unknown_names(tmp_path):
     from tools.kit import build as kit
 
@@ -69,7 +91,7 @@ def test_upstream_compatible_static_helpers():
     assert callable(dtd.read_and_split_data) and callable(imagenet.read_classnames)
 
 
-PUBLISHED_IDS = {  # datasets spec, section 2
+PUBLISHED_IDS = {  # the Google Drive ids CoOp's DATASETS.md publishes
     ("imagenet", "classnames.txt"): "1-61f_ol79pViBFDG_IDlUQSwoLcn2XXF",
     ("caltech101", "split_zhou_Caltech101.json"): "1hyarUivQE36mY6jSomru6Fjd-JzwcCzN",
     ("oxford_pets", "split_zhou_OxfordPets.json"): "1501r8Ber4nNKvmlFVQZ8SeUHTcdTTEqs",
@@ -335,7 +357,8 @@ def test_check_decodes_every_image_and_lists_the_unreadable_ones(tmp_path, capsy
     not_an_image.write_bytes(b"<html>403 Forbidden</html>")
     assert check_datasets.main([str(tmp_path), "oxford_pets", "--workers", "2"]) == 1
     out = capsys.readouterr().out
-    assert f"2 of {len(images)} images cannot be decoded" in out and "download or extract them again" in out
+    assert f"oxford_pets      {tmp_path / 'oxford_pets'}: 2 problem(s)\n" in out  # one per bad image
+    assert f"fix: 2 of {len(images)} images cannot be decoded: download or extract them again" in out
     assert f"unreadable: {truncated} (OSError: image file is truncated" in out
     assert f"unreadable: {not_an_image} (UnidentifiedImageError" in out
     assert check_datasets.main([str(tmp_path), "oxford_pets", "--fast"]) == 0  # layout and splits only

@@ -16,7 +16,15 @@ import torch.nn as nn
 from dassl.config import get_cfg_default
 from dassl.optim import build_lr_scheduler, build_optimizer
 from dassl.utils import load_checkpoint, load_pretrained_weights, resume_from_checkpoint, save_checkpoint
-from dassl.utils.torchtools import CheckpointWriteError, find_latest_checkpoint, get_rng_state
+from dassl.utils.torchtools import (
+    DIGEST_KEY,
+    CheckpointWriteError,
+    DamagedCheckpointError,
+    find_latest_checkpoint,
+    get_rng_state,
+    payload_digest,
+    resume_candidates,
+)
 from numerics import assert_close
 
 
@@ -212,16 +220,40 @@ def test_resume_restores_model_optimizer_scheduler_and_rng(tmp_path, capsys):
         assert line in out
 
 
-def test_find_latest_checkpoint_falls_back_to_highest_epoch(tmp_path):
+def test_resume_takes_the_newest_complete_file_whatever_the_pointer_says(tmp_path, capsys):
     assert find_latest_checkpoint(str(tmp_path / "missing")) is None
     assert find_latest_checkpoint(str(tmp_path)) is None
     for n in (2, 10, 4):
         torch.save({"epoch": n}, tmp_path / f"model.pth.tar-{n}")
+    pointer = tmp_path / "checkpoint"
     assert find_latest_checkpoint(str(tmp_path)) == str(tmp_path / "model.pth.tar-10")
-    (tmp_path / "checkpoint").write_text("model.pth.tar-4\n")
-    assert find_latest_checkpoint(str(tmp_path)) == str(tmp_path / "model.pth.tar-4")
-    (tmp_path / "checkpoint").write_text("model.pth.tar-99\n")  # dangling pointer
-    assert find_latest_checkpoint(str(tmp_path)) == str(tmp_path / "model.pth.tar-10")
+    # a kill between writing model.pth.tar-10 and updating the pointer
+    pointer.write_text("model.pth.tar-4\n")
+    assert resume_candidates(str(tmp_path)) == [str(tmp_path / f"model.pth.tar-{n}") for n in (10, 4, 2)]
+    assert "Warning" not in capsys.readouterr().out
+
+    for content, why in [(b"model.pth.tar-99\n", "it names 'model.pth.tar-99', which is not a file of that folder"),
+                         (b"\xff\xfe\x00garbage\x9c", "which cannot be read (UnicodeDecodeError: 'utf-8' codec")]:
+        pointer.write_bytes(content)
+        assert find_latest_checkpoint(str(tmp_path)) == str(tmp_path / "model.pth.tar-10")
+        out = capsys.readouterr().out
+        assert f'Warning: Ignoring the checkpoint pointer "{pointer}"' in out and why in out
+
+    # upstream's pointer may name model-best.pth.tar: it takes the place of its stored epoch
+    pointer.write_text("model-best.pth.tar\n")
+    torch.save({"epoch": 10}, tmp_path / "model-best.pth.tar")
+    assert find_latest_checkpoint(str(tmp_path)) == str(tmp_path / "model-best.pth.tar")  # a tie: the pointer's
+    torch.save({"epoch": 3}, tmp_path / "model-best.pth.tar")
+    assert resume_candidates(str(tmp_path))[:3] == [str(tmp_path / n) for n in ("model.pth.tar-10", "model.pth.tar-4",
+                                                                                 "model-best.pth.tar")]
+
+
+def test_garbage_pointer_never_stops_a_resume(tmp_path, capsys):
+    _, model, optim, sched = make_training_state()
+    save_checkpoint(state_of(model, optim, sched, epoch=5), str(tmp_path))
+    (tmp_path / "checkpoint").write_bytes(bytes(range(256)))
+    assert resume_from_checkpoint(str(tmp_path), make_training_state()[1]) == 5
+    assert f'Loading checkpoint from "{tmp_path / "model.pth.tar-5"}"' in capsys.readouterr().out
 
 
 def test_load_pretrained_weights_keeps_matching_keys(tmp_path, capsys):
@@ -259,3 +291,46 @@ def test_checkpoints_get_plain_file_permissions_under_the_umask(tmp_path, umask,
         os.umask(previous)
     for name in ("model.pth.tar-1", "checkpoint", "model-best.pth.tar"):
         assert (tmp_path / name).stat().st_mode & 0o777 == mode, name
+
+
+# ----------------------------------------------------------------------------- payload digest
+MARKER = torch.arange(1000, 1064, dtype=torch.float32)  # bytes that occur once in a checkpoint
+
+
+def zero_bytes_inside(path: Path, tensor: torch.Tensor, count: int = 16) -> None:
+    """What silent corruption does: a block of ``tensor``'s data in the file at ``path`` (its bytes
+    occur once there) becomes zeros; the file stays loadable."""
+    data = bytearray(path.read_bytes())
+    at = bytes(data).index(tensor.numpy().tobytes()) + tensor.numel() * tensor.element_size() // 2
+    data[at:at + count] = bytes(count)
+    path.write_bytes(bytes(data))
+
+
+def test_zeroed_tensor_bytes_are_caught_by_the_digest(tmp_path, capsys):
+    _, model, optim, sched = make_training_state()
+    save_checkpoint(state_of(model, optim, sched, epoch=1, marker=MARKER), str(tmp_path))
+    save_checkpoint(state_of(model, optim, sched, epoch=2, marker=MARKER), str(tmp_path))
+    newest = tmp_path / "model.pth.tar-2"
+    recorded = torch.load(newest, weights_only=True)
+    assert recorded[DIGEST_KEY] == payload_digest(recorded) and recorded[DIGEST_KEY].startswith("sha256:")
+    assert load_checkpoint(str(newest))["epoch"] == 2
+
+    zero_bytes_inside(newest, MARKER)
+    assert not torch.equal(torch.load(newest, weights_only=True)["marker"], MARKER)  # torch alone notices nothing
+    with pytest.raises(DamagedCheckpointError, match=f'"{newest}" is damaged: its contents no longer match'):
+        load_checkpoint(str(newest))
+    capsys.readouterr()
+    assert resume_from_checkpoint(str(tmp_path), make_training_state()[1]) == 1  # the resume falls back
+    assert f'Warning: Skipping unreadable checkpoint "{newest}" (DamagedCheckpointError' in capsys.readouterr().out
+
+
+def test_digest_covers_every_entry_and_files_without_one_load_unchecked(tmp_path):
+    state = {"state_dict": {"w": torch.ones(3, dtype=torch.bfloat16)}, "epoch": 4, "optimizer": None,
+             "scheduler": {"_last_lr": [0.1], "base_lrs": (0.1,)}}
+    digest = payload_digest(state)
+    assert payload_digest({**state, DIGEST_KEY: "sha256:old"}) == digest  # the digest entry is left out
+    for changed in ({**state, "epoch": 5}, {**state, "scheduler": {"_last_lr": [0.10000001], "base_lrs": (0.1,)}},
+                    {**state, "state_dict": {"w": torch.ones(3, dtype=torch.float16)}}):
+        assert payload_digest(changed) != digest
+    torch.save(state, tmp_path / "upstream.pth")  # upstream Dassl's layout: no digest
+    assert load_checkpoint(str(tmp_path / "upstream.pth"))["epoch"] == 4

@@ -1,4 +1,4 @@
-"""dassl.optim: optimizers, staged lr, schedulers (spec 6.2 trajectories)."""
+"""dassl.optim: optimizers, staged lr, schedulers (upstream Dassl 0.6.3's lr trajectories)."""
 
 from __future__ import annotations
 

@@ -163,7 +163,7 @@ def test_official_switch_sets_every_deviation(kit, tmp_path):
     assert {"loss_ce", "loss_sem", "loss_con"} <= set(summary)
 
 
-# ---- OFFICIAL, switch by switch: what each one changes on its own (methods spec §8.4) -------------
+# ---- OFFICIAL, switch by switch: what each one changes on its own (docs/DEVIATIONS.md) -----------------
 def seeded(compute):
     """``compute()`` with Python, NumPy and torch reseeded, so two trainers draw the same views."""
     set_random_seed(0)
@@ -327,7 +327,7 @@ def test_checkpoint_round_trip_restores_identical_predictions(kit, tmp_path):
 
 
 def official_layout(trainer) -> dict:
-    """A GOPro prompter's weights as the official code saves them (methods spec 8.2(n)): the whole
+    """A GOPro prompter's weights as the official code saves them (D3, docs/DEVIATIONS.md): the whole
     CustomCLIP, one nn.Linear per layer, one Linear(L→1) ρ, fp16 ctx, an unused meta_net,
     simproj = Sequential(Linear, BatchNorm1d), frozen CLIP and class buffers included."""
     ours = trainer.model.learnable.state_dict()
@@ -354,7 +354,7 @@ def test_official_checkpoints_load_and_predict_like_the_model_that_wrote_them(ki
         for p in official.model.learnable.parameters():
             p.add_(0.05 * torch.randn_like(p))
         ctx = official.model.learnable.prompt_learner.ctx
-        ctx.copy_(ctx.half().float())  # the official ctx is an fp16 parameter (D19)
+        ctx.copy_(ctx.half().float())  # the official ctx is an fp16 parameter (D19, docs/DEVIATIONS.md)
     folder = tmp_path / "released" / "gopro"
     folder.mkdir(parents=True)
     torch.save({"state_dict": official_layout(official), "epoch": 50, "optimizer": None, "scheduler": None},

@@ -123,25 +123,32 @@ def test_quick_cpu_check_runs_every_section(kit, tmp_path):
     assert text["truncated_seq_per_s"] > 0 and text["full_seq_per_s"] > 0
     assert text["max_abs_diff_fp32"] <= 1e-4  # truncation is exact up to fp32 reassociation
 
-    (precision,) = report["precision"]
-    assert precision["status"] == "ok" and precision["precision"] == "bf16"
-    # bf16 keeps 8 bits of mantissa (relative step 2^-8 ≈ 0.004): differences of a few steps per
-    # operation, far below the O(1) a broken path (zero or unrelated gradients) would give
-    assert 0.0 < precision["loss_rel_diff"] < 0.1 and 0.0 < precision["grad_rel_diff"] < 0.3
-    assert math.isfinite(precision["loss"]) and precision["tensors"] > 0
+    # the real half-precision towers on the CPU ($GOPRO_HALF_ON_CPU, set by the worker)
+    assert [p["precision"] for p in report["precision"]] == ["fp16", "bf16", "amp"]
+    for precision in report["precision"]:
+        assert precision["status"] == "ok"
+        # bf16 keeps 8 bits of mantissa (relative step 2^-8 ≈ 0.004), fp16 11: differences of a few
+        # steps per operation, far below the O(1) a broken path (zero or unrelated gradients) would give
+        assert 0.0 < precision["loss_rel_diff"] < 0.1 and 0.0 < precision["grad_rel_diff"] < 0.3
+        assert math.isfinite(precision["loss"]) and precision["tensors"] > 0
+
+    memory = report["memory"]
+    assert {r["method"] for r in memory} == set(gpu_check.MEMORY_TRAINERS)
+    assert all(r["status"] == "ok" and r["predicted_step_mib"] > 0 for r in memory), memory
 
     rows = report["methods"]
     assert {r["status"] for r in rows} == {"ok"}, [r for r in rows if r["status"] != "ok"]
     assert {r["method"] for r in rows} == set(gpu_check.registered_trainers())
     for r in rows:
         assert r["eval_images_per_s"] > 0 and r["eval_peak_mib"] is not None
-        if "step_ms" in r:
-            assert r["step_ms"] > 0 and r["train_peak_mib"] is not None
+        if "step_ms" in r or "fit_ms" in r:
+            assert r.get("step_ms", r.get("fit_ms")) > 0 and r["train_peak_mib"] is not None
         else:
             assert r["note"] == "eval only"
     precisions = lambda trainer: {r["precision"] for r in rows if r["method"] == trainer}
-    assert precisions("GOPro") == precisions("CoOp") == {"fp32", "bf16"}
+    assert precisions("GOPro") == precisions("CoOp") == {"fp32", "fp16", "bf16", "amp"}
     assert precisions("ZeroshotCLIP") == {"fp32"}
     assert all("step_ms" not in r for r in rows if r["method"] == "ZeroshotCLIP")  # evaluation only
+    assert all("fit_ms" in r for r in rows if r["method"] in ("GDA", "TipAdapter", "LinearProbe"))  # one fit
     checkpointed = {r["method"] for r in rows if r["checkpoint_text"]}
     assert {"GOPro", "CoCoOp", "StyLIP"} <= checkpointed and "CoOp" not in checkpointed

@@ -20,7 +20,8 @@ from test_report import b2n_logs, layout, make_report, row_of  # noqa: F401 (lay
 
 REPORTED = json.loads((REPO / "paper" / "modern_baselines_reported.json").read_text())["base2new_average"]["rows"]
 MODERN_TITLE = "Modern baselines: base-to-new, ours beside each method's reported numbers"
-# PromptSRC's config names (modern-baselines spec §2.5); its trainer and configs come with PromptSRC.
+# Modern baselines with scripts/<key>/ of their own (composed methods run through scripts/run.sh: test_dept.py).
+STANDALONE = tuple(k for k in MODERN_BASELINES if not METHODS[k].plugins and METHODS[k].teacher is None)
 
 
 def run_base2new_scripts(kit, output, folder: str, trainer: str, cfg: str, model_name: str = "prompt_learner"):
@@ -74,13 +75,15 @@ def test_every_registry_entry_is_runnable_and_its_group_matches_the_numbers_it_i
     reported = json.loads((REPO / "paper" / "modern_baselines_reported.json").read_text())["base2new_average"]["rows"]
     assert len({m.label for m in METHODS.values()}) == len(METHODS)  # the report's rows are told apart by label
     for key, method in METHODS.items():
-        assert method.key == key and re.fullmatch(r"[a-z][a-z0-9_]*", key), key
+        assert method.key == key and re.fullmatch(r"[a-z][a-z0-9_]*(\+[a-z][a-z0-9_]*)*", key), key  # + joins plug-ins
         assert method.in_checkout(), f"{key}: no trainer file"
-        configs = {method.b2n_cfg, method.xd_cfg, *method.b2n_dataset_cfg.values()}
-        assert all(method.config_path(c).is_file() for c in configs), (key, configs)
+        configs = {method.b2n_cfg, method.xd_cfg, *method.b2n_dataset_cfg.values(), method.fewshot_cfg,
+                   *method.fewshot_cfg_by_shots.values()} - {""}  # "": a protocol its upstream does not define
+        assert configs and all(method.config_path(c).is_file() for c in configs), (key, configs)
         assert method.group in (PAPER, MODERN, VARIANT, OTHER), (key, method.group)
         assert (method.label in paper) == (method.group == PAPER) == method.paper_row, key
-        assert method.group != MODERN or method.label in reported, key  # a modern baseline has reported numbers
+        # a modern baseline has reported numbers; a composed one (test_dept.py) where they are recorded
+        assert method.group != MODERN or method.label in reported or method.plugins, key
     assert PAPER_METHODS == tuple(k for k, m in METHODS.items() if m.group == PAPER)
     assert MODERN_BASELINES == tuple(k for k, m in METHODS.items() if m.group == MODERN)
     assert METHODS["prograd"].cfg("b2n", "imagenet") == "vit_b16_ep50"  # a per-dataset config
@@ -91,8 +94,7 @@ def test_a_new_registry_entry_is_no_paper_row_unless_it_says_so():
     assert new.group == OTHER and not new.paper_row
 
 
-# (a distilled method's steps also train its teacher: tests/test_promptkd.py)
-@pytest.mark.parametrize("key", [k for k in MODERN_BASELINES if METHODS[k].teacher is None])
+@pytest.mark.parametrize("key", STANDALONE)
 def test_scripts_match_the_registry_and_load_the_last_epoch(key, tmp_path):
     method = METHODS[key]
     for name, cfg in (("base2new_train", method.b2n_cfg), ("base2new_test", method.b2n_cfg),

@@ -4,6 +4,7 @@ host); a holder killed with SIGKILL leaves a record that the next run takes over
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -57,12 +58,12 @@ def test_lock_of_a_killed_run_is_taken_over_with_a_warning_and_released_at_the_e
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     assert (out / LOCK_NAME).read_text() == f"pid={proc.pid} host={socket.gethostname()}\n"  # the stale record
-    with pytest.warns(UserWarning, match=rf"Taking over .* from PID {proc.pid} on host .*killed"):
-        lock_output_dir(str(out))
+    takeover = lock_output_dir(str(out))
+    assert re.fullmatch(rf"Taking over the output folder {out} from PID {proc.pid} on host .*killed\?\)", takeover)
     try:
         assert holds_output_dir(str(out))
         assert (out / LOCK_NAME).read_text() == f"pid={os.getpid()} host={socket.gethostname()}\n"
-        lock_output_dir(str(out))  # idempotent within the holder
+        assert lock_output_dir(str(out)) is None  # idempotent within the holder
     finally:
         release_output_dir(str(out))
     assert not (out / LOCK_NAME).exists() and not holds_output_dir(str(out))

@@ -1,4 +1,4 @@
-"""tools/experiments/parse_test_res.py: upstream's command line and printed format (dassl-api spec 9.3)."""
+"""tools/experiments/parse_test_res.py: upstream's command line and printed format (upstream Dassl's tools/parse_test_res.py)."""
 from __future__ import annotations
 
 import math

@@ -23,21 +23,6 @@ DEPTHS = ["TRAINER.PROMPTKD.PROMPT_DEPTH_TEXT", str(TINY_LAYERS),
 BASE, NEW = ["DATASET.SUBSAMPLE_CLASSES", "base"], ["DATASET.SUBSAMPLE_CLASSES", "new"]
 
 
-@pytest.fixture(scope="module")
-def teacher_run(kit, tmp_path_factory) -> Path:
-    """A PromptSRC teacher at the kit's ViT-L/14 (the wider tiny CLIP), one epoch on the base
-    classes, its features exported by the command line."""
-    from tools.experiments import teacher_features
-
-    folder = tmp_path_factory.mktemp("teacher") / "run"
-    run_train("--root", str(kit.data), "--seed", "1", "--trainer", "PromptSRC",
-              "--dataset-config-file", str(REPO / "configs/datasets/oxford_pets.yaml"),
-              "--config-file", str(REPO / "configs/trainers/PromptSRC" / f"{TEACHER_CFG}.yaml"),
-              "--output-dir", str(folder), *kit.opts(), "DATASET.NUM_SHOTS", "16", "OPTIM.MAX_EPOCH", "1", *BASE)
-    assert teacher_features.main([str(folder)]) == 0
-    return folder
-
-
 def student(kit, path, teacher_run, *opts):
     return make_trainer(kit, path, "PromptKD", B2N, *DEPTHS, "TRAINER.PROMPTKD.TEACHER_RUN", str(teacher_run), *opts)
 

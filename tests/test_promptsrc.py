@@ -150,7 +150,7 @@ def test_gpa_weights_are_a_normalised_gaussian_over_epochs():
     hand = [math.exp(-(a - 15) ** 2 / 2) for a in range(1, 21)]
     assert torch.allclose(w, torch.tensor(hand, dtype=torch.float64) / sum(hand), rtol=1e-12)
     assert math.isclose(w.sum().item(), 1.0, rel_tol=1e-12)
-    # the spec's table (modern-baselines §2.4)
+    # the weights of PromptSRC's paper (Gaussian, μ = 15, σ = 1)
     assert [round(w[a - 1].item(), 4) for a in (12, 13, 14, 15, 16, 17, 18)] == [.0044, .0540, .2420, .3989, .2420,
                                                                                    .0540, .0044]
     xd = gpa_weights(20, 6, 10)

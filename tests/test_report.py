@@ -104,7 +104,7 @@ def test_methods_resolve_by_folder_label_or_trainer_and_unknown_names_say_what_e
     assert get_method("GOPro") is get_method("gopro") is GOPRO and get_method("ZeroshotCLIP") is ZSCLIP
     with pytest.raises(KeyError, match="choose from zsclip slip coop"):
         get_method("clipper")
-    # CoOp trains ImageNet base-to-new with the 50-epoch config (methods spec 9).
+    # CoOp trains ImageNet base-to-new with the 50-epoch config (CoOp's ImageNet recipe).
     assert COOP.cfg("b2n", "imagenet") == "vit_b16_ep50_ctxv1"
     assert COOP.cfg("b2n", "dtd") == "vit_b16_ctxv1"
 
@@ -132,10 +132,12 @@ def test_table1_cells_are_means_and_stds_over_seeds_and_the_hm_of_the_means(layo
 
     # base 82 ± sqrt(8/3); new 71 ± sqrt(2); HM(82, 71) = 2·82·71/153 = 76.105; paper GOPro pets 96.36/98.49/97.41.
     assert row_of(text, "OxfordPets", "GOPro") == [
-        "GOPro", "82.00 ± 1.63", "96.36", "-14.36", "71.00 ± 1.41", "98.49", "-27.49", "76.10", "97.41", "-21.31"]
+        "GOPro", "82.00 ± 1.63", "96.36", "-14.36", "71.00 ± 1.41", "98.49", "-27.49", "76.10", "97.41", "-21.31",
+        "inductive", "GOPro paper"]   # its regime, and where the number beside ours comes from
     # Zero-shot CLIP has one deterministic run: no ± and no seed count.
     assert row_of(text, "OxfordPets", "CLIP")[1:8:3] == ["91.20", "97.30", f"{harmonic_mean(91.2, 97.3):.2f}"]
     assert row_of(text, "OxfordPets", "CLIP")[2] == "91.17"
+    assert row_of(text, "OxfordPets", "CLIP")[-2:] == ["training-free", "GOPro paper"]
 
 
 def test_table1_average_is_the_hm_of_the_mean_base_and_mean_new(layout):

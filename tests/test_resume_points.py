@@ -5,17 +5,19 @@ from __future__ import annotations
 
 import os
 import shutil
-import warnings
 from pathlib import Path
 
 import pytest
 import torch
 import torch.nn as nn
 
-from dassl.engine import TrainerBase
+from dassl.engine import TRAINER_REGISTRY, TrainerBase
 from dassl.engine.trainer import RESUME_ONLY_KEY, ResumePointSchedule
 from dassl.utils import save_checkpoint
-from test_engine_trainer import CrashAtEpoch, make_cfg, toy_root  # noqa: F401 (fixture)
+from dassl.utils.torchtools import DamagedCheckpointError
+from numerics import assert_close
+from test_engine_checkpoint import zero_bytes_inside
+from test_engine_trainer import CrashAtEpoch, EngineToyTrainer, make_cfg, toy_root  # noqa: F401 (fixture)
 from test_engine_trainer import build as build_toy
 
 
@@ -90,7 +92,7 @@ def test_schedule_saves_every_epoch_when_cheap_and_bounds_the_overhead_when_cost
     assert ResumePointSchedule(max_overhead=None).due(now=0.0)
 
 
-def test_truncated_newest_checkpoint_never_stops_a_resume(toy_root, tmp_path):
+def test_truncated_newest_checkpoint_never_stops_a_resume(toy_root, tmp_path, capsys):
     """30 cut points over a real checkpoint: torch fails with RuntimeError, OSError, ... depending
     on the cut; each resumes from the previous epoch, or (none left) trains from scratch."""
     trainer = build(make_cfg(toy_root, tmp_path, "TRAIN.CHECKPOINT_FREQ", "1", "OPTIM.MAX_EPOCH", "2"))
@@ -102,10 +104,10 @@ def test_truncated_newest_checkpoint_never_stops_a_resume(toy_root, tmp_path):
 
     def resume_with_cut(cut: int):
         newest.write_bytes(intact[:cut])
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            epoch = trainer.resume_model_if_exist(str(tmp_path))
-        return epoch, [str(w.message) for w in caught]
+        capsys.readouterr()
+        epoch = trainer.resume_model_if_exist(str(tmp_path))
+        return epoch, [line[len("Warning: "):] for line in capsys.readouterr().out.splitlines()
+                       if line.startswith("Warning: ")]
 
     errors = set()
     for cut in cuts:
@@ -157,3 +159,107 @@ def test_temp_file_of_a_killed_save_is_removed_only_by_the_folder_holder(toy_roo
     finally:
         release_output_dir(str(tmp_path))
     assert not leftover.exists() and f"Removed {leftover} (left by a run killed while saving)" in capsys.readouterr().out
+
+
+@TRAINER_REGISTRY.register(force=True)
+class EngineCrashingLaterTrainer(EngineToyTrainer):
+    """Dies at the start of epoch index 3."""
+
+    def before_epoch(self):
+        if self.epoch == 3:
+            raise CrashAtEpoch
+
+
+class NeverDue(ResumePointSchedule):
+    """Resume points spaced out further than the run lasts (a costly save): a resumed run writes
+    none, so it never overwrites the files a kill left behind."""
+
+    def due(self, now=None):
+        return False
+
+
+def crash(toy_root, folder: Path, trainer: str, *opts: str) -> None:
+    with pytest.raises(CrashAtEpoch):
+        build(make_cfg(toy_root, folder, *opts, trainer=trainer)).train()
+
+
+def resume_without_resume_points(toy_root, folder: Path, *opts: str):
+    trainer = build_toy(make_cfg(toy_root, folder, *opts))
+    trainer.resume_schedule = NeverDue()
+    trainer.train()
+    return trainer
+
+
+@pytest.mark.slow
+def test_kill_before_the_pointer_update_resumes_from_the_newest_complete_file(toy_root, tmp_path, capsys):
+    opts = ("OPTIM.MAX_EPOCH", "5")
+    straight, run, later = tmp_path / "straight", tmp_path / "run", tmp_path / "later"
+    build(make_cfg(toy_root, straight, *opts)).train()
+    crash(toy_root, run, "EngineCrashingTrainer", *opts)
+    crash(toy_root, later, "EngineCrashingLaterTrainer", *opts)
+    # the kill came after model.pth.tar-3 was complete, before the pointer (still -2) was updated
+    shutil.copy(later / "model" / "model.pth.tar-3", run / "model")
+    assert files(run / "model") == ["checkpoint", "model.pth.tar-2", "model.pth.tar-3"]
+    assert (run / "model" / "checkpoint").read_text() == "model.pth.tar-2\n"
+    capsys.readouterr()
+
+    resume_without_resume_points(toy_root, run, *opts)
+    out = capsys.readouterr().out
+    assert "Previous epoch: 3" in out and "epoch [4/5]" in out and "epoch [3/5]" not in out
+    assert files(run / "model") == ["checkpoint", "model.pth.tar-5"]  # no stray -3 beside -5
+    assert_same_weights(run / "model" / "model.pth.tar-5", straight / "model" / "model.pth.tar-5")
+
+
+@pytest.mark.slow
+def test_finished_run_removes_resume_points_it_never_loaded_and_evaluation_checks_the_digest(toy_root, tmp_path, capsys):
+    opts = ("OPTIM.MAX_EPOCH", "5")
+    run, later = tmp_path / "run", tmp_path / "later"
+    crash(toy_root, run, "EngineCrashingTrainer", *opts)
+    crash(toy_root, later, "EngineCrashingLaterTrainer", *opts)
+    damaged = run / "model" / "model.pth.tar-3"
+    shutil.copy(later / "model" / "model.pth.tar-3", damaged)
+    zero_bytes_inside(damaged, torch.load(damaged, weights_only=True)["state_dict"]["classifier.weight"], count=8)
+    capsys.readouterr()
+
+    trainer = resume_without_resume_points(toy_root, run, *opts)
+    out = capsys.readouterr().out
+    assert f'Warning: Skipping unreadable checkpoint "{damaged}" (DamagedCheckpointError' in out
+    assert "Previous epoch: 2" in out
+    assert files(run / "model") == ["checkpoint", "model.pth.tar-5"]
+
+    final = run / "model" / "model.pth.tar-5"
+    zero_bytes_inside(final, torch.load(final, weights_only=True)["state_dict"]["classifier.weight"], count=8)
+    with pytest.raises(DamagedCheckpointError, match=str(final)):
+        trainer.load_model(str(run), epoch=5)
+
+
+def tensorboard_events(folder: Path) -> list:
+    """``(file index, event)`` of every event of the run's TensorBoard files, oldest file first."""
+    from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
+
+    paths = sorted(folder.glob("events.out.tfevents.*"), key=lambda p: (p.stat().st_mtime_ns, p.name))
+    return [(index, event) for index, path in enumerate(paths) for event in EventFileLoader(str(path)).Load()]
+
+
+@pytest.mark.slow
+def test_resumed_run_continues_the_tensorboard_curves_at_its_first_step(toy_root, tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from tensorboard.compat.proto.event_pb2 import SessionLog
+
+    opts = ("TRAIN.CHECKPOINT_FREQ", "1")
+    straight, run = tmp_path / "straight", tmp_path / "run"
+    build(make_cfg(toy_root, straight, *opts)).train()
+    crash(toy_root, run, "EngineCrashingTrainer", *opts)  # logged epochs 1 and 2 (steps 0-7)
+    (run / "model" / "model.pth.tar-2").unlink()  # so the resume repeats epoch 2: steps 4-7 again
+    build(make_cfg(toy_root, run, *opts)).train()
+
+    starts = [(index, event.step) for index, event in tensorboard_events(run / "tensorboard")
+              if event.HasField("session_log") and event.session_log.status == SessionLog.START]
+    assert starts[-1] == (1, 4)  # the resumed run's file hides what the killed one logged from step 4 on
+    curves = []
+    for folder in (straight, run):
+        accumulator = EventAccumulator(str(folder / "tensorboard"))
+        accumulator.Reload()
+        curves.append([(event.step, event.value) for event in accumulator.Scalars("train/loss")])
+    assert [step for step, _ in curves[1]] == list(range(12))
+    assert_close([value for _, value in curves[1]], [value for _, value in curves[0]], what="train/loss curve")

@@ -1,12 +1,14 @@
 """The real ``train.py`` on the tiny kit: ZS-CLIP and CoOp end to end, eval-only, CLI errors."""
 from __future__ import annotations
 
+import json
 import os
 import re
 
 import pytest
 
-from conftest import REPO, accuracies, run_train
+from conftest import (REPO, accuracies, copy_of_repository, follow_readme_guide, readme_guide, run_base2new_steps,
+                      run_train)
 
 DATASET_CFG = str(REPO / "configs/datasets/oxford_pets.yaml")
 COOP_CFG = str(REPO / "configs/trainers/CoOp/vit_b16_ctxv1.yaml")
@@ -211,35 +213,34 @@ def test_the_readme_method_runs_its_protocol_from_one_file_configs_and_a_registr
     """README "Adding a method", done for real in a copy of the repository: the trainer file, its
     config and one line in the registry; then scripts/run.sh trains it base-to-new on the kit and
     evaluates the last epoch on the new classes, with no other edit anywhere."""
-    import shutil
-    import subprocess
-    import sys
-
-    repo = tmp_path / "repo"
-    for name in ("dassl", "datasets", "trainers", "configs", "tools", "runs", "scripts"):
-        shutil.copytree(REPO / name, repo / name, ignore=shutil.ignore_patterns("__pycache__"))
-    shutil.copy(REPO / "train.py", repo / "train.py")
-    guide = (REPO / "README.md").read_text().split("### Adding a method", 1)[1].split("\n### ", 1)[0]
-    code = re.search(r"```python\n# trainers/smooth_coop.py\n(.*?)```", guide, re.S).group(1)
-    config = re.search(r"```yaml\n# configs/trainers/SmoothCoOp/vit_b16.yaml\n(.*?)```", guide, re.S).group(1)
-    entry = re.search(r"```python\n(    Method\(\"smooth_coop\".*?\n)```", guide, re.S).group(1)
-    (repo / "trainers" / "smooth_coop.py").write_text(code)
-    (repo / "configs" / "trainers" / "SmoothCoOp").mkdir()
-    (repo / "configs" / "trainers" / "SmoothCoOp" / "vit_b16.yaml").write_text(config)
-    registry = repo / "runs" / "methods.py"
-    source = registry.read_text()
-    end_of_methods = "\n)}\nPAPER_METHODS"
-    assert source.count(end_of_methods) == 1
-    registry.write_text(source.replace(end_of_methods, "\n" + entry.rstrip("\n") + end_of_methods))
-
-    env = {**os.environ, "PYTHON": sys.executable, "DATA": str(kit.data), "OUTPUT": str(tmp_path / "out"),
-           "EPOCHS": "2", "EXTRA_OPTS": " ".join(kit.opts())}
-    for step in ("base2new_train", "base2new_test"):
-        proc = subprocess.run(["bash", "scripts/run.sh", "smooth_coop", step, "oxford_pets", "1"], cwd=repo,
-                              env=env, capture_output=True, text=True, timeout=900)
-        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    repo = copy_of_repository(tmp_path / "repo")
+    follow_readme_guide(repo, readme_guide("### Adding a method"),
+                        ["trainers/smooth_coop.py", "configs/trainers/SmoothCoOp/vit_b16.yaml"],
+                        r"```python\n(    Method\(\"smooth_coop\".*?\n)```", "\n)}\nPAPER_METHODS")
+    run_base2new_steps(repo, "smooth_coop", {"DATA": str(kit.data), "OUTPUT": str(tmp_path / "out"), "EPOCHS": "2",
+                                             "EXTRA_OPTS": " ".join(kit.opts())})
     runs = tmp_path / "out" / "base2new"
     train = (runs / "train_base/oxford_pets/shots_16/SmoothCoOp/vit_b16/seed1/log.txt").read_text()
     test = (runs / "test_new/oxford_pets/shots_16/SmoothCoOp/vit_b16/seed1/log.txt").read_text()
     assert "Finish training" in train and len(accuracies(train)) == 1
     assert "model.pth.tar-2" in test and "# classes  2" in test and len(accuracies(test)) == 1
+
+
+def test_leave_one_domain_out_run_on_pacs(kit, tmp_path):
+    """Multi-source DG: train on three PACS domains, test on the held-out one (configs/datasets/dg/)."""
+    from dg_fixtures import write_pacs
+
+    data = tmp_path / "DATA"
+    write_pacs(data, domains=("art_painting", "cartoon", "photo", "sketch"))
+    out = tmp_path / "coop_pacs_sketch"
+    run_train("--root", str(data), "--seed", "1", "--trainer", "CoOp",
+              "--dataset-config-file", str(REPO / "configs/datasets/dg/pacs_sketch.yaml"),
+              "--config-file", str(REPO / "configs/trainers/CoOp/vit_b16_ep50_ctxv1.yaml"), "--output-dir", str(out),
+              *kit.opts(), "OPTIM.MAX_EPOCH", "1")
+    log = (out / "log.txt").read_text()
+    assert "Source     ('art_painting', 'cartoon', 'photo')\nTarget     ('sketch',)" in log
+    assert "# train_x  9\n" in log  # one train-list image per class and source domain
+    assert "* total: 6\n" in log and len(accuracies(log)) == 1  # sketch's train + crossval lists, minus the bad entry
+    assert sorted(os.listdir(out / "prompt_learner")) == ["checkpoint", "model.pth.tar-1"]
+    settings = json.loads((out / "run.json").read_text())["settings"]
+    assert (settings["DATASET.NAME"], settings["DATASET.TARGET_DOMAINS"]) == ("PACS", ["sketch"])

@@ -1,7 +1,7 @@
 """Our trainers under an upstream client's ``train.py``.
 
 Upstream CoOp, MaPLe and GOPro repos each define only their own config keys in ``extend_cfg``
-(methods spec 3, 5.5, 8.2), never our speed keys (``TRUNCATE_TEXT`` ...) nor the GOPro switches,
+(their trainers' ``extend_cfg``), never our speed keys (``TRUNCATE_TEXT`` ...) nor the GOPro switches,
 and no node at all for methods they do not know (StyLIP, SLIP-style). Our trainers must still
 build, train and evaluate there, taking their own defaults for whatever is missing.
 """

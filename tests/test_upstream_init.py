@@ -1,4 +1,4 @@
-"""IVLP and VPT start from upstream's initial prompts for the same seed (issue 15, item 4b).
+"""IVLP, VPT, PromptSRC and ProGrad start from upstream's initial prompts (and generator) for the same seed.
 
 Upstream (MaPLe / PromptSRC repositories) draws every deep prompt inside its patched CLIP's
 constructor, in construction order and between CLIP's own default initialisations; the prompt
@@ -112,18 +112,18 @@ def test_the_old_draw_order_would_differ(kit, tmp_path):
 
 def test_the_replay_draws_exactly_what_building_clip_draws(kit):
     """``replay_clip_init`` against the real CLIP constructor (the clip package's build_model)."""
-    from trainers.clip_backbone import load_clip
+    from trainers.clip_backbone import ClipBackbone, load_clip
     from trainers.upstream_init import replay_clip_init
 
-    clip_model = load_clip("ViT-B/16", str(kit.clip_path))
+    backbone = ClipBackbone(load_clip("ViT-B/16", str(kit.clip_path)))
     torch.manual_seed(SEED)
     load_clip("ViT-B/16", str(kit.clip_path))
     built = torch.get_rng_state()
     torch.manual_seed(SEED)
-    replay_clip_init(clip_model)
+    replay_clip_init(backbone)
     assert torch.equal(torch.get_rng_state(), built)
     torch.manual_seed(SEED)
-    replay_clip_init(clip_model, vision=(2, 2))  # plus upstream's prompts: more draws
+    replay_clip_init(backbone, vision=(2, 2))  # plus upstream's prompts: more draws
     assert not torch.equal(torch.get_rng_state(), built)
 
 
@@ -142,3 +142,32 @@ def test_promptsrc_starts_training_where_upstreams_generator_stands(kit, tmp_pat
     load_clip("ViT-B/16", str(kit.clip_path))
     assert torch.equal(started, torch.get_rng_state())
     trainer.close_writer()
+
+
+@pytest.mark.parametrize("ctx_init", ["", "template"])
+def test_prograd_starts_from_upstreams_context_and_data_order_for_the_same_seed(kit, tmp_path, ctx_init):
+    """Upstream's ProGrad loads CLIP twice (student, then its zero-shot teacher) before its prompt
+    learner draws a random context; the data loader shuffles after all of it."""
+    from trainers.clip_backbone import load_clip
+
+    trainer = make_trainer(kit, tmp_path, "ProGrad", "vit_b16", "TRAINER.COOP.CTX_INIT", ctx_init)
+    after_build = torch.get_rng_state()
+    ctx = trainer.model.learnable.ctx.detach().cpu()
+    torch.manual_seed(SEED)
+    load_clip("ViT-B/16", str(kit.clip_path))   # the student's CLIP
+    load_clip("ViT-B/16", str(kit.clip_path))   # the teacher's
+    if not ctx_init:
+        assert torch.equal(ctx, normal(16, trainer.backbone.text_width))
+    assert torch.equal(after_build, torch.get_rng_state())
+
+    def first_epoch_order(state: torch.Tensor) -> list:
+        torch.set_rng_state(state)
+        return [batch["index"].tolist() for batch in trainer.train_loader_x]
+
+    upstream_order = first_epoch_order(torch.get_rng_state())
+    assert first_epoch_order(after_build) == upstream_order
+    torch.manual_seed(SEED)
+    load_clip("ViT-B/16", str(kit.clip_path))  # one CLIP only: what the trainer did before the replay
+    if not ctx_init:
+        normal(16, trainer.backbone.text_width)
+    assert first_epoch_order(torch.get_rng_state()) != upstream_order

@@ -1,6 +1,16 @@
-"""The frozen CLIP backbone every trainer shares.
+"""The frozen CLIP backbone every trainer shares: the interface methods use, and its OpenAI implementation.
 
-Loading: ``MODEL.BACKBONE.NAME`` (RN50 ... ViT-L/14@336px) resolves to a local file first
+``ClipBackbone`` is the one interface between a method and CLIP: tokenizer, token embedding, the
+text tower with injected prompts and EOT pooling, the image tower with prompts and per-block token
+statistics, logit scale (and bias), precision policy, and the architecture facts a method sizes
+its parameters by. No method reads the library model (``backbone.clip``) itself.
+Two implementations, chosen by ``MODEL.BACKBONE.NAME`` in ``build_backbone``:
+
+* ``ViT-B/16``, ``RN50`` ... : OpenAI's ``clip`` package (this module);
+* ``open_clip:ARCH:TAG``: ``open_clip`` (``trainers/open_clip_backbone.py``, a subclass that only
+  says where its towers differ).
+
+Loading (OpenAI): ``MODEL.BACKBONE.NAME`` (RN50 ... ViT-L/14@336px) resolves to a local file first
 (``MODEL.BACKBONE.PATH``, a file or a folder holding ``<official file name>``, then ``$CLIP_WEIGHTS_DIR/<file>``, then ``~/.cache/clip/<file>``) and
 downloads through the CLIP package only when no local copy exists. JIT archives and plain state
 dicts both load; offline with no file gives one error saying which file to put where.
@@ -16,13 +26,14 @@ Running: the towers are re-run from the public submodules of an *unmodified* ``c
 from __future__ import annotations
 
 import contextlib
+import functools
 import inspect
 import os
 import pickle
 import re
 import warnings
 from dataclasses import dataclass
-from typing import List, Optional, Sequence
+from typing import List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
@@ -41,6 +52,9 @@ PLAIN_CLIP_DESIGN = dict(trainer="IVLP", vision_depth=0, language_depth=0, visio
 WEIGHTS_DIR_ENV = "CLIP_WEIGHTS_DIR"
 DEFAULT_CACHE = os.path.expanduser("~/.cache/clip")
 PRECISIONS = ("fp16", "bf16", "fp32", "amp")
+# Set to 1 to run the towers in PREC's real dtype on a CPU too (the tests and ``bench/gpu_check.py
+# --device cpu`` do, so that half-precision paths are exercised without a GPU).
+HALF_ON_CPU_ENV = "GOPRO_HALF_ON_CPU"
 
 
 # --------------------------------------------------------------------------------------------
@@ -176,16 +190,28 @@ def attention(attn: nn.MultiheadAttention, x: torch.Tensor, causal: bool,
 
 
 def queries_keys_values(attn: nn.MultiheadAttention, x: torch.Tensor) -> torch.Tensor:
-    """q, k, v stacked as [3, n, heads, length, head_dim] for batch-first ``x``."""
+    """q, k, v stacked as [3, n, heads, length, head_dim] for batch-first ``x``. A module that
+    ``attn`` carries as ``qkv_adaptation`` (CLIP-LoRA's low-rank update) adds its output [.., 3 D]."""
     n, length, width = x.shape
     qkv = F.linear(x, attn.in_proj_weight, attn.in_proj_bias)
+    adaptation = getattr(attn, "qkv_adaptation", None)
+    if adaptation is not None:
+        qkv = qkv + adaptation(x).to(qkv.dtype)
     return qkv.view(n, length, 3, attn.num_heads, width // attn.num_heads).permute(2, 0, 3, 1, 4)
 
 
 def run_block(block: nn.Module, x: torch.Tensor, causal: bool, past: Optional[torch.Tensor] = None) -> torch.Tensor:
-    """One CLIP ``ResidualAttentionBlock`` on batch-first tokens, built from its submodules."""
-    x = x + attention(block.attn, block.ln_1(x), causal, past)
-    return x + block.mlp(block.ln_2(x))
+    """One CLIP ``ResidualAttentionBlock`` on batch-first tokens, built from its submodules.
+
+    open_clip's block has the same submodules plus optional layer scales ``ls_1`` / ``ls_2``
+    (``nn.Identity`` when its model has none); OpenAI's has none."""
+    x = x + layer_scaled(block, "ls_1", attention(block.attn, block.ln_1(x), causal, past))
+    return x + layer_scaled(block, "ls_2", block.mlp(block.ln_2(x)))
+
+
+def layer_scaled(block: nn.Module, name: str, x: torch.Tensor) -> torch.Tensor:
+    scale = getattr(block, name, None)
+    return x if scale is None else scale(x)
 
 
 def length_buckets(eot: torch.Tensor, chunk_size: int = 0, slack: float = 0.25) -> List[torch.Tensor]:
@@ -233,15 +259,45 @@ def deep_prompts_of(deep_prompts: Optional[Sequence[Optional[torch.Tensor]]], in
     return [p[index] if p is not None and p.dim() == 3 else p for p in deep_prompts]
 
 
+def cast_weights(clip_model: nn.Module, dtype: torch.dtype) -> nn.Module:
+    """CLIP with its towers in ``dtype`` as the official loader makes fp16 CLIP: the weights of
+    convolutions, linear layers, attention and the two output projections in ``dtype``; layer
+    norms, embeddings and the logit scale in fp32. (CLIP's ``LayerNorm`` computes in fp32 from an
+    fp32 copy of its input, so half-precision norm weights stop it: "mixed dtype" on a CPU.)"""
+    clip_model = clip_model.float()
+    for module in clip_model.modules():
+        if isinstance(module, (nn.Conv1d, nn.Conv2d, nn.Linear, nn.MultiheadAttention)):
+            for param in module.parameters(recurse=False):
+                param.data = param.data.to(dtype)
+    for owner, name in ((clip_model, "text_projection"), (clip_model.visual, "proj")):
+        param = getattr(owner, name, None)
+        if isinstance(param, torch.Tensor):
+            param.data = param.data.to(dtype)
+    return clip_model
+
+
+def precision_applies(device: torch.device) -> bool:
+    """Whether the towers take ``PREC``'s dtype on ``device``: always on a GPU, on a CPU only with
+    ``$GOPRO_HALF_ON_CPU=1``."""
+    return device.type != "cpu" or os.environ.get(HALF_ON_CPU_ENV, "") == "1"
+
+
 class ClipBackbone(nn.Module):
-    """Frozen CLIP towers with the entry points prompt learners need.
+    """Frozen CLIP towers with the entry points prompt learners need (the backbone interface).
+
+    This class runs OpenAI's ``clip.model.CLIP``; ``OpenClipBackbone`` runs open_clip's models
+    through the same code and overrides only the hooks where open_clip differs (tokenizer, where
+    the text tower lives, causal or not, text projection, image pooling, logit bias).
 
     ``precision``: ``fp16`` / ``bf16`` keep the towers in half precision on GPU (the official
     numerics); ``amp`` keeps fp32 weights under fp16 autocast; ``fp32`` is plain fp32. On a CPU the
-    towers always run in fp32 (half matmuls are slow or unsupported there). Whatever the policy,
+    towers run in fp32 (half matmuls are slow there) unless ``$GOPRO_HALF_ON_CPU`` is 1, which
+    applies the policy as on a GPU (``precision_applies``). Whatever the policy,
     inputs are cast to the tower dtype on entry and outputs come back in fp32, so learnable
     parameters, losses and statistics stay fp32.
     """
+
+    library = "clip"  # which package built ``self.clip``, for logs and messages only
 
     def __init__(self, clip_model: nn.Module, precision: str = "fp32", device: torch.device | str = "cpu"):
         super().__init__()
@@ -250,13 +306,12 @@ class ClipBackbone(nn.Module):
         device = torch.device(device)
         self.precision = precision
         self.autocast_dtype: Optional[torch.dtype] = None
-        if device.type == "cuda" and precision == "fp16":
-            clip_model = clip_model.half()
-        elif device.type == "cuda" and precision == "bf16":
-            clip_model = clip_model.to(torch.bfloat16)
+        applies = precision_applies(device)
+        if applies and precision in ("fp16", "bf16"):
+            clip_model = cast_weights(clip_model, torch.float16 if precision == "fp16" else torch.bfloat16)
         else:
             clip_model = clip_model.float()
-            if device.type == "cuda" and precision == "amp":
+            if applies and precision == "amp":
                 self.autocast_dtype = torch.float16
         self.clip = clip_model.to(device)
         self.clip.requires_grad_(False)
@@ -268,31 +323,111 @@ class ClipBackbone(nn.Module):
         self.clip.eval()
         return self
 
+    # ---- where the towers live (hooks an implementation overrides) ---------------------------
+    @property
+    def text_model(self) -> nn.Module:
+        """The module holding ``token_embedding``, ``positional_embedding``, ``transformer``,
+        ``ln_final`` and ``text_projection`` (OpenAI: the CLIP model itself)."""
+        return self.clip
+
+    @property
+    def text_causal(self) -> bool:
+        """Whether the text tower attends causally (OpenAI: always). Truncation after the longest
+        EOT and shared-prefix runs are exact only then."""
+        return True
+
+    def project_text(self, pooled: torch.Tensor) -> torch.Tensor:
+        return pooled @ self.text_model.text_projection
+
+    def pool_image(self, x: torch.Tensor, num_image_tokens: int) -> torch.Tensor:
+        """Image embedding [B, E] from the last block's tokens [B, L, D_v] (the first
+        ``num_image_tokens`` are CLS + patches, prompts follow). OpenAI: ln_post(CLS) · proj."""
+        visual = self.clip.visual
+        return visual.ln_post(x[:, 0]) @ visual.proj
+
+    # ---- the towers piece by piece (for methods that change the token sequence between blocks) --
+    @property
+    def text_blocks(self) -> Sequence[nn.Module]:
+        return self.text_model.transformer.resblocks
+
+    @property
+    def vision_blocks(self) -> Sequence[nn.Module]:
+        self.require_vit("Running the image tower block by block")
+        return self.clip.visual.transformer.resblocks
+
+    def text_input(self, prompts: torch.Tensor, length: int, offset: int = 0) -> torch.Tensor:
+        """The first block's input [N, length, D_t] (tower dtype): prompt embeddings of positions
+        ``offset..offset+length-1`` plus their positional embeddings."""
+        positions = self.text_model.positional_embedding[offset:offset + length]
+        return prompts[:, :length].to(self.dtype) + positions.to(self.dtype)
+
+    def text_output(self, x: torch.Tensor, eot: torch.Tensor) -> torch.Tensor:
+        """Text features [N, E] from the last block's tokens: final layer norm, the EOT token, projection."""
+        x = self.text_model.ln_final(x)
+        return self.project_text(x[torch.arange(x.shape[0], device=x.device), eot])
+
+    def image_input(self, images: torch.Tensor, shallow_prompts: Optional[torch.Tensor] = None
+                    ) -> Tuple[torch.Tensor, int]:
+        """The first vision block's input [B, L, D_v] (tower dtype) and the number of image tokens
+        (CLS + patches) in it: patch embedding, CLS, positions, ``shallow_prompts`` [n, D_v] appended,
+        ``ln_pre``."""
+        visual = self.clip.visual
+        x = visual.conv1(images.to(self.device, self.dtype))           # [B, D_v, g, g]
+        x = x.flatten(2).transpose(1, 2)                                 # [B, g*g, D_v]
+        cls = visual.class_embedding.to(x.dtype).expand(x.shape[0], 1, -1)
+        x = torch.cat([cls, x], dim=1) + visual.positional_embedding.to(x.dtype)
+        num_image_tokens = x.shape[1]
+        if shallow_prompts is not None:
+            x = torch.cat([x, shallow_prompts.to(x.dtype).expand(x.shape[0], -1, -1)], dim=1)
+        return visual.ln_pre(x), num_image_tokens
+
+    def image_token_norm(self, x: torch.Tensor) -> torch.Tensor:
+        """The image tower's final layer norm (``ln_post``) applied to tokens [B, K, D_v]."""
+        return self.clip.visual.ln_post(x)
+
     # ---- facts about the loaded model ------------------------------------------------------
     @property
     def dtype(self) -> torch.dtype:
-        return self.clip.token_embedding.weight.dtype
+        """The dtype the towers compute in (their first text block's attention weights: ``cast_weights``
+        keeps the embeddings and norms in fp32)."""
+        return self.text_blocks[0].attn.in_proj_weight.dtype
 
     @property
     def device(self) -> torch.device:
-        return self.clip.token_embedding.weight.device
+        return self.text_model.token_embedding.weight.device
 
     @property
     def is_vit(self) -> bool:
+        """Whether the image tower takes prompts and yields token statistics (a ViT of CLIP's form)."""
         return hasattr(self.clip.visual, "transformer")
 
     @property
     def text_width(self) -> int:
-        return self.clip.ln_final.weight.shape[0]
+        return self.text_model.ln_final.weight.shape[0]
 
     @property
     def embed_dim(self) -> int:
-        return self.clip.text_projection.shape[1]
+        return self.text_model.text_projection.shape[1]
+
+    @property
+    def vocab_size(self) -> int:
+        return self.text_model.token_embedding.weight.shape[0]
 
     @property
     def vision_width(self) -> int:
         self.require_vit("per-layer visual tokens")
         return self.clip.visual.conv1.out_channels
+
+    @property
+    def patch_size(self) -> int:
+        self.require_vit("patch tokens")
+        return self.clip.visual.conv1.kernel_size[0]
+
+    @property
+    def num_image_tokens(self) -> int:
+        """CLS + patch tokens of one image (the rows of the visual positional embedding)."""
+        self.require_vit("visual tokens")
+        return self.clip.visual.positional_embedding.shape[0]
 
     @property
     def num_vision_layers(self) -> int:
@@ -301,15 +436,25 @@ class ClipBackbone(nn.Module):
 
     @property
     def num_text_layers(self) -> int:
-        return len(self.clip.transformer.resblocks)
+        return len(self.text_model.transformer.resblocks)
 
     @property
     def context_length(self) -> int:
-        return self.clip.positional_embedding.shape[0]
+        return self.text_model.positional_embedding.shape[0]
 
     @property
     def logit_scale(self) -> torch.Tensor:
         return self.clip.logit_scale.exp().float()
+
+    @property
+    def logit_bias(self) -> Optional[torch.Tensor]:
+        """The learned logit bias of sigmoid-trained models (SigLIP-like); None for CLIP."""
+        return None
+
+    @property
+    def speedups_exact(self) -> bool:
+        """Whether EOT truncation and shared-prefix runs give the same features (causal towers)."""
+        return self.text_causal
 
     def require_vit(self, what: str) -> None:
         if not self.is_vit:
@@ -325,10 +470,19 @@ class ClipBackbone(nn.Module):
     def tokenize(self, texts: Sequence[str]) -> torch.Tensor:
         return clip.tokenize(list(texts), context_length=self.context_length).to(self.device)
 
+    def bpe_tokens(self, text: str) -> List[int]:
+        """BPE ids of ``text`` without SOS/EOT (to locate class-name tokens inside a prompt)."""
+        return openai_bpe().encode(text)
+
+    @property
+    def token_embedding(self) -> nn.Embedding:
+        """The text tower's (frozen) token embedding, whichever library built it."""
+        return self.text_model.token_embedding
+
     @torch.no_grad()
     def embed_tokens(self, tokens: torch.Tensor) -> torch.Tensor:
         """Token embeddings [N, T, D_t] in fp32 (buffers for prompt assembly)."""
-        return self.clip.token_embedding(tokens.to(self.device)).float()
+        return self.token_embedding(tokens.to(self.device)).float()
 
     @torch.no_grad()
     def encode_tokens(self, tokens: torch.Tensor, chunk_size: int = 0) -> torch.Tensor:
@@ -350,6 +504,8 @@ class ClipBackbone(nn.Module):
         P positions (SOS and context). Those run once per group and the rest of every sequence
         attends to their cached keys and values: exact for the same reason, the prefix never sees
         what follows it.
+        Both tricks need the causal mask: on a tower without one they are switched off (and the
+        log says so once), whatever the caller asks.
         ``deep_prompts[i]`` [n, D_t] replaces positions ``1..n`` before block ``i + 1`` (MaPLe);
         an entry may be None (that block's input is kept) or [N, n, D_t], one set per sequence
         (TCP's class-aware tokens; not with ``shared_prefix``, which they would break).
@@ -359,6 +515,9 @@ class ClipBackbone(nn.Module):
         n = prompts.shape[0]
         if n == 0:
             return prompts.new_zeros(0, self.embed_dim)
+        if not self.speedups_exact and (truncate or shared_prefix):
+            self._say_speedups_off()
+            truncate, shared_prefix = False, 0
         eot = eot.to(prompts.device)
         past, group = None, None
         if shared_prefix > 0:
@@ -388,14 +547,22 @@ class ClipBackbone(nn.Module):
                 outputs.append(self._text_tower(*args))
         return torch.cat(outputs)[torch.argsort(torch.cat(batches))]
 
+    _said_speedups_off = False
+
+    def _say_speedups_off(self) -> None:
+        if not self._said_speedups_off:
+            print(f"Text tower of this {self.library} model is not causal: EOT truncation and shared-prefix runs "
+                  f"are off (they are exact only under a causal mask); every prompt runs all "
+                  f"{self.context_length} positions")
+            self._said_speedups_off = True
+
     def _prefix_keys_values(self, prefix: torch.Tensor, deep_prompts) -> List[torch.Tensor]:
         """Per block, the keys and values [2, G, heads, P, head_dim] of the shared positions 0..P-1."""
-        model = self.clip
         length = prefix.shape[1]
         cache = []
         with self.autocast():
-            x = prefix.to(self.dtype) + model.positional_embedding[:length].to(self.dtype)
-            for i, block in enumerate(model.transformer.resblocks):
+            x = self.text_input(prefix, length)
+            for i, block in enumerate(self.text_blocks):
                 if block_prompt(deep_prompts, i) is not None:
                     x = replace_tokens(x, 1, deep_prompts[i - 1])
                 cache.append(queries_keys_values(block.attn, block.ln_1(x))[1:])
@@ -407,17 +574,16 @@ class ClipBackbone(nn.Module):
                     truncate: bool) -> torch.Tensor:
         """Features of sequences continuing the cached prefix ``past[block][:, group]`` (positions
         P.., and ``eot`` counted from P), or of whole sequences without ``past``."""
-        model = self.clip
+        causal = self.text_causal
         offset = 0 if past is None else past[0].shape[-2]
         length = int(eot.max()) + 1 if truncate else prompts.shape[1]
         with self.autocast():
-            x = prompts[:, :length].to(self.dtype) + model.positional_embedding[offset:offset + length].to(self.dtype)
-            for i, block in enumerate(model.transformer.resblocks):
+            x = self.text_input(prompts, length, offset)
+            for i, block in enumerate(self.text_blocks):
                 if past is None and block_prompt(deep_prompts, i) is not None:
                     x = replace_tokens(x, 1, deep_prompts[i - 1])  # with a prefix they live in it
-                x = run_block(block, x, causal=True, past=None if past is None else past[i][:, group])
-            x = model.ln_final(x)
-            x = x[torch.arange(x.shape[0], device=x.device), eot] @ model.text_projection
+                x = run_block(block, x, causal=causal, past=None if past is None else past[i][:, group])
+            x = self.text_output(x, eot)
         return x.float()
 
     # ---- image -----------------------------------------------------------------------------
@@ -436,22 +602,14 @@ class ClipBackbone(nn.Module):
             if shallow_prompts is not None or deep_prompts is not None or with_stats:
                 self.require_vit("Visual prompts and per-layer token statistics")
             with self.autocast():
-                return ImageOutput(self.clip.encode_image(images.to(self.dtype)).float())
+                return ImageOutput(self.clip.encode_image(images.to(self.device, self.dtype)).float())
         if stats_tokens not in ("all", "patch"):
             raise ValueError(f"stats_tokens must be 'all' or 'patch', got {stats_tokens!r}")
-        visual = self.clip.visual
         with self.autocast():
-            x = visual.conv1(images.to(self.device, self.dtype))           # [B, D_v, g, g]
-            x = x.flatten(2).transpose(1, 2)                                 # [B, g*g, D_v]
-            cls = visual.class_embedding.to(x.dtype).expand(x.shape[0], 1, -1)
-            x = torch.cat([cls, x], dim=1) + visual.positional_embedding.to(x.dtype)
-            num_image_tokens = x.shape[1]
-            if shallow_prompts is not None:
-                x = torch.cat([x, shallow_prompts.to(x.dtype).expand(x.shape[0], -1, -1)], dim=1)
-            x = visual.ln_pre(x)
+            x, num_image_tokens = self.image_input(images, shallow_prompts)
             first = 1 if stats_tokens == "patch" else 0
             means, stds = [], []
-            for i, block in enumerate(visual.transformer.resblocks):
+            for i, block in enumerate(self.vision_blocks):
                 if deep_prompts is not None and 1 <= i <= len(deep_prompts):
                     x = replace_tokens(x, -deep_prompts[i - 1].shape[-2], deep_prompts[i - 1])
                 x = run_block(block, x, causal=False)
@@ -460,15 +618,34 @@ class ClipBackbone(nn.Module):
                     var, mean = torch.var_mean(tokens, dim=1, unbiased=False)
                     means.append(mean)
                     stds.append(torch.sqrt(var + stats_eps))
-            features = visual.ln_post(x[:, 0]) @ visual.proj
+            features = self.pool_image(x, num_image_tokens)
         if not with_stats:
             return ImageOutput(features.float())
         return ImageOutput(features.float(), torch.stack(means, 1), torch.stack(stds, 1))
 
 
+@functools.lru_cache(maxsize=1)
+def openai_bpe():
+    """The clip package's BPE tokenizer (built once: it reads the 49k-merge vocabulary)."""
+    from clip.simple_tokenizer import SimpleTokenizer
+
+    return SimpleTokenizer()
+
+
+OPEN_CLIP_PREFIX = "open_clip:"
+
+
 def build_backbone(cfg, precision: str, device: torch.device | str) -> ClipBackbone:
-    """The shared frozen backbone from ``cfg.MODEL.BACKBONE`` (NAME, optional PATH)."""
+    """The shared frozen backbone from ``cfg.MODEL.BACKBONE`` (NAME, optional PATH): OpenAI's
+    ``clip`` for its model names, open_clip for ``open_clip:ARCH:TAG``."""
     backbone_cfg = cfg.MODEL.BACKBONE
     name, path = backbone_cfg.NAME, backbone_cfg.get("PATH", "")
+    if name.startswith(OPEN_CLIP_PREFIX):
+        from .open_clip_backbone import build_open_clip_backbone  # imports open_clip only when asked
+
+        config = backbone_cfg.get("OPEN_CLIP_CONFIG", "")
+        print(f"Loading open_clip (backbone: {name}{', file: ' + path if path else ''}"
+              f"{', model config: ' + config if config else ''})")
+        return build_open_clip_backbone(name, path, config, precision, device)
     print(f"Loading CLIP (backbone: {name}{', file: ' + path if path else ''})")
     return ClipBackbone(load_clip(name, path), precision=precision, device=device)

@@ -3,7 +3,8 @@
 * ``LayerwiseLinear``: L independent per-layer Linear maps, run as one einsum;
 * ``StyleProjector`` / ``ContentProjector``: multi-scale style (μ_l, σ_l) and content (μ_l) of the
   image tower's layers, projected to the text width, one vector per layer;
-* ``ImageProjector``: P_v, a Linear(E → E) on the normalised CLIP image feature.
+* ``ImageProjector``: P_v, a Linear(E → E) on the normalised CLIP image feature;
+* ``QuickGELU``: CLIP's activation x·σ(1.702·x), for heads that use it (TCP's TKE).
 
 Module and parameter names are part of the checkpoint keys (``style.proj.weight``, ...): renaming
 them breaks old checkpoints.
@@ -14,6 +15,13 @@ import math
 
 import torch
 import torch.nn as nn
+
+
+class QuickGELU(nn.Module):
+    """CLIP's sigmoid approximation of GELU, x·σ(1.702·x) (no parameters)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * torch.sigmoid(1.702 * x)
 
 
 class LayerwiseLinear(nn.Module):
@@ -69,7 +77,7 @@ class ImageProjector(nn.Linear):
     global torch RNG when it is built; ``identity`` overwrites them afterwards, so ``PV_INIT`` does
     not move the draws of anything built later. GOProPrompter builds P_v after style, content and
     ρ, where the official CustomCLIP builds simproj (after its PromptLearner). The official
-    PromptLearner also draws an unused meta_net (D3) and one Linear per layer, so the same seed
+    PromptLearner also draws an unused meta_net (D3 of docs/DEVIATIONS.md) and one Linear per layer, so the same seed
     does not give the official code's initial values; parity runs start from its weights instead.
     """
 

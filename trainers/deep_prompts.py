@@ -1,6 +1,6 @@
 """Deep prompts of the MaPLe repository's family (IVLP, VPT, PromptSRC; MaPLe's context rule).
 
-Independent vision-language prompts (methods spec §5.3, modern-baselines spec §2.1), with
+Independent vision-language prompts (IVLP, as in the MaPLe repository's ``trainers/independentVL.py``), with
 n_t / n_v tokens and depths J_t / J_v:
 
     text:   [SOS] ctx_1..ctx_{n_t} <rest of CTX_INIT> <class> . [EOT]; before text block
@@ -140,7 +140,7 @@ def build_vl_prompts(backbone: ClipBackbone, classnames: Sequence[str], options:
     if depth_v:
         check_depth(depth_v, backbone, f"TRAINER.{node}.PROMPT_DEPTH_VISION")
     n_v = options.N_CTX_VISION if depth_v else 0
-    vision, text = draw_prompts_in_upstream_order(backbone.clip, rng_before_clip, (n_v, depth_v),
+    vision, text = draw_prompts_in_upstream_order(backbone, rng_before_clip, (n_v, depth_v),
                                                   (options.N_CTX_TEXT, depth_t))
     ctx, template = init_leading_context(backbone, options.N_CTX_TEXT, options.CTX_INIT)
     print(f'{method}: text template "{template}", {ctx.shape[0]} text tokens to depth {depth_t}, '

@@ -20,8 +20,8 @@ views, returns the logits of x and what the losses read (``GOProOutput``); ``GOP
 into L = W_CE·L_ce + W_SEM·L_sem + W_CON·L_con. Test: the x branch only (ρ_f), one image-encoder
 pass per image; the official test cost (D12) passes the extra views to the same forward.
 
-Where the official code differs from the paper (methods spec §8.4), our default follows the paper
-and each deviation has a switch under ``TRAINER.GOPRO``; ``OFFICIAL True`` sets all of them to the
+Where the official code differs from the paper (docs/DEVIATIONS.md: D1–D23, cited as D<n> below),
+our default follows the paper and each deviation has a switch under ``TRAINER.GOPRO``; ``OFFICIAL True`` sets all of them to the
 official behaviour at once (``configs/trainers/GOPro/vit_b16_official.yaml``).
 """
 from __future__ import annotations
@@ -47,7 +47,7 @@ from .views import CLIP_MEAN, CLIP_STD, IMAGENET_MEAN, IMAGENET_STD, augmix_view
 
 VIEWS = ("orig", "moco", "augmix")
 
-# Official behaviour of every documented deviation (methods spec §8.4, D1-D14).
+# Official behaviour of every deviation with a switch (docs/DEVIATIONS.md).
 OFFICIAL_SWITCHES = dict(
     RHO_PER_VIEW=False,           # D1: one ρ shared by the three views
     RHO_TOKENWISE=False,          # D2: one Linear(L→1) repeated M times (M identical tokens)
@@ -195,7 +195,7 @@ class GOProCLIP(StyleStatistics, InstancePromptCLIP):
         super().__init__(backbone, prompter, prompter.prompt_learner, text_encoding)
         self.pv_in_logits = pv_in_logits
         self.stats_tokens = stats_tokens
-        tokens = backbone.clip.visual.positional_embedding.shape[0] - (stats_tokens == "patch")
+        tokens = backbone.num_image_tokens - (stats_tokens == "patch")
         self.stats_eps = 2.3e-8 / tokens  # official σ = sqrt((Σ(h-μ)² + 2.3e-8) / n_tokens)
 
     # ---- the one forward -----------------------------------------------------------------
@@ -271,7 +271,7 @@ class GOProCLIP(StyleStatistics, InstancePromptCLIP):
 
 
 # --------------------------------------------------------------------------------------------
-# Checkpoints of the official code (methods spec §8.2(n), D3)
+# Checkpoints of the official code (D3)
 # --------------------------------------------------------------------------------------------
 _OFFICIAL_LAYER_KEY = re.compile(r"(?:^|\.)(style|content)\.linear\.(\d+)\.(weight|bias)$")
 
@@ -488,7 +488,7 @@ class GOPro(ClipPromptTrainer):
 
     @torch.no_grad()
     def log_prompt_shift(self, g: torch.Tensor) -> None:
-        """Methods spec 8.3.5: how far the first generated prompts are from CTX_INIT. A shift R much
+        """How far the first generated prompts are from CTX_INIT. A shift R much
         larger than ctx means the initial prompt is far from the hand-crafted one (then consider
         ``RHO_INIT zeros``, which starts from ctx exactly)."""
         prompter = self.model.learnable

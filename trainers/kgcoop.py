@@ -16,7 +16,7 @@ Upstream interface kept: the config node ``TRAINER.COOP`` (shared with CoOp, plu
 ``token_prefix``, ``token_suffix``. Upstream files also hold ``bias_vectors`` and ``meta_net.*``,
 never trained: loading ignores them (and the class buffers), as upstream loads non-strictly.
 
-Choices where upstream leaves one (modern-baselines spec §1.8):
+Choices where upstream leaves one:
 
 * K1: a non-empty ``CTX_INIT`` means "a photo of a" and 4 vectors whatever its text and N_CTX
   (upstream hard-codes the phrase; its configs write ``CTX_INIT: True``, which our string key

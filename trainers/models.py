@@ -78,11 +78,14 @@ def concat_outputs(outputs: Sequence[Output]) -> Output:
 
 
 def clip_logits(backbone: ClipBackbone, image_features: torch.Tensor, text_features: torch.Tensor) -> torch.Tensor:
-    """100·cos logits. ``image_features`` [B, E] normalised; text [C, E] or per image [B, C, E]."""
-    scale = backbone.logit_scale
+    """100·cos logits (plus the model's logit bias where it has one, as sigmoid-trained open_clip
+    models do). ``image_features`` [B, E] normalised; text [C, E] or per image [B, C, E]."""
+    scale, bias = backbone.logit_scale, backbone.logit_bias
     if text_features.dim() == 2:
-        return scale * image_features @ text_features.t()
-    return scale * torch.einsum("be,bce->bc", image_features, text_features)
+        logits = scale * image_features @ text_features.t()
+    else:
+        logits = scale * torch.einsum("be,bce->bc", image_features, text_features)
+    return logits if bias is None else logits + bias
 
 
 def in_image_groups(forward: Callable[[torch.Tensor], Output], image: torch.Tensor, num_classes: int,

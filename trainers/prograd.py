@@ -22,13 +22,18 @@ Upstream interface kept: ``TRAINER.COOP`` (N_CTX, CTX_INIT, CSC, CLASS_TOKEN_POS
 ``LOSS.{NAME, T, LAMBDA}``; registered name ``prompt_learner`` with ``ctx``, ``token_prefix``,
 ``token_suffix``.
 
-Choices where upstream leaves one (modern-baselines spec §3):
+Choices where upstream leaves one:
 
 * ``LOSS.NAME`` must be "prograd" (upstream raises otherwise); "" (our ``train.py`` default, kept
   for GOPro's command lines) means "prograd" too. A client without a ``LOSS`` node gets τ = λ = 1.
 * The teacher shares the student's frozen image features (upstream runs a second, fp32 CLIP on the
   same batch: the same weights, so only rounding differs) and encodes its class features once with
   the same frozen text tower, on first use.
+* Same seed, same start: upstream loads CLIP twice (the student's, then the teacher's) before the
+  prompt learner draws a random context, and the data loader's first shuffle comes after both. Our
+  teacher needs no second CLIP, so that load's random draws are replayed where upstream makes them
+  (``replay_clip_construction``): the same seed gives upstream's initial context and data order,
+  with ``CTX_INIT`` empty or not.
 * ``CLASS_TOKEN_POSITION`` "middle" works here (upstream crashes on it).
 * Distributed: g_ce and g_kd are each averaged over processes before the projection, so a step
   equals one process's on the global batch.
@@ -45,12 +50,13 @@ import torch.nn.functional as F
 
 from dassl.engine import TRAINER_REGISTRY
 
-from .clip_backbone import ClipBackbone
+from .clip_backbone import ClipBackbone, load_clip
 from .distributed import all_reduce_mean_
 from .prompts import CLASS_TOKEN_POSITIONS, PromptLearner, TextEncoding, coop_context
 from .templates import CUSTOM_TEMPLATES
 from .trainer_base import ClipPromptTrainer, add_coop_keys
 from .teachers import GuidedOutput, GuidedPromptCLIP, ZeroShotClassifier, template_of
+from .upstream_init import replay_clip_construction
 
 # The teacher's template per dataset (also the context init): the category phrase comes first.
 TEACHER_TEMPLATES = {
@@ -144,6 +150,8 @@ class ProGrad(ClipPromptTrainer):
     def build_clip_model(self, backbone: ClipBackbone, classnames: Sequence[str]) -> nn.Module:
         options = self.options
         template = template_of(self.cfg.DATASET.NAME, TEACHER_TEMPLATES)
+        backbone_cfg = self.cfg.MODEL.BACKBONE
+        replay_clip_construction(backbone, lambda: load_clip(backbone_cfg.NAME, backbone_cfg.PATH))  # the teacher's
         if options.CTX_INIT:
             ctx, prefix = template_context(backbone, options.N_CTX, template)
         else:

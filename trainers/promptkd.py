@@ -352,7 +352,7 @@ class PromptKD(DeepPromptTrainer):
         # Upstream builds, in this order: the student's CLIP (prompts in both towers, the text ones
         # unused), the teacher's CLIP, then the projector. Same draws here, same seed, same values.
         vision, _ = draw_prompts_in_upstream_order(
-            backbone.clip, self.rng_before_clip, (options.N_CTX_VISION, options.PROMPT_DEPTH_VISION),
+            backbone, self.rng_before_clip, (options.N_CTX_VISION, options.PROMPT_DEPTH_VISION),
             (options.N_CTX_TEXT, options.PROMPT_DEPTH_TEXT))
         teacher = FrozenTeacher(self.teacher_backbone(record), record)
         projector = FeatureProjector(backbone.embed_dim, teacher.backbone.embed_dim)
@@ -365,10 +365,11 @@ class PromptKD(DeepPromptTrainer):
     def teacher_backbone(self, record: TeacherRecord) -> ClipBackbone:
         """The teacher's frozen CLIP, built with upstream's draws (its prompts come from the record)."""
         rng_before = torch.get_rng_state()
-        clip_model = load_clip(record.backbone, record.backbone_path)
-        draw_prompts_in_upstream_order(clip_model, rng_before, tuple(record.prompt_shapes["vision"]),
+        teacher = ClipBackbone(load_clip(record.backbone, record.backbone_path), precision=self.options.PREC,
+                               device=self.device)
+        draw_prompts_in_upstream_order(teacher, rng_before, tuple(record.prompt_shapes["vision"]),
                                        tuple(record.prompt_shapes["text"]))
-        return ClipBackbone(clip_model, precision=self.options.PREC, device=self.device)
+        return teacher
 
     def build_criterion(self) -> DistillationLoss:
         return DistillationLoss(self.options.KD_WEIGHT, self.options.TEMPERATURE)

@@ -13,7 +13,6 @@
 """
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass
 from typing import List, Optional, Sequence, Tuple
 
@@ -93,7 +92,7 @@ class ClassPrompts(nn.Module):
         self.class_token_position = class_token_position
         self.truncate = truncate
         self.class_specific = class_specific
-        self.name_lens = [len(bpe_tokens(n)) for n in names]
+        self.name_lens = [len(backbone.bpe_tokens(n)) for n in names]
         tokens = backbone.tokenize([f"{template_prefix} {name}." for name in names])   # [C, T]
         embedding = backbone.embed_tokens(tokens)                                        # [C, T, D]
         self.register_buffer("token_prefix", embedding[:, :1].clone())                    # SOS
@@ -162,17 +161,6 @@ class PromptLearner(ClassPrompts):
         return super().assemble(self.ctx if ctx is None else ctx)
 
 
-@functools.lru_cache(maxsize=1)
-def _tokenizer():
-    from clip.simple_tokenizer import SimpleTokenizer
-    return SimpleTokenizer()
-
-
-def bpe_tokens(text: str) -> List[int]:
-    """BPE ids of ``text`` without SOS/EOT (to locate class-name tokens inside a prompt)."""
-    return _tokenizer().encode(text)
-
-
 def common_prefix_length(tokens: torch.Tensor) -> int:
     """Number of leading token ids [C, T] that all rows share, capped so every EOT stays after it."""
     differs = (tokens != tokens[:1]).any(dim=0)
@@ -208,7 +196,7 @@ def encode_class_prompts(backbone: ClipBackbone, template: ClassPrompts, prompts
 
     Per-image prompts [B, C, T', D] (CoCoOp, GOPro, StyLIP) cost B·C sequences; with
     ``encoding.truncate`` the positions the C prompts of one image share (SOS + context,
-    ``template.shared_prefix``) run once per image instead of C times (methods spec §11.4, item 2).
+    ``template.shared_prefix``) run once per image instead of C times.
     Class-shared prompts [C, T', D] run once per step, where sharing would save little.
     """
     lead = prompts.shape[:-2]

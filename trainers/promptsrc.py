@@ -17,10 +17,10 @@ Gaussian prompt aggregation (GPA): with N epochs, w_a ∝ exp(−(a − μ)² / 
 scheduler stepped, S ← S + w_a · θ_a over the learnable prompts θ; at the end of epoch N the
 prompts become S, so the last checkpoint and every evaluation use the aggregated prompts.
 
-Interfaces as upstream (modern-baselines spec §2): trainer ``PromptSRC``, config node
+Interfaces as upstream (muzairkhattak/PromptSRC): trainer ``PromptSRC``, config node
 ``TRAINER.PROMPTSRC``, registered module ``VLPromptLearner`` with IVLP's keys (``prompt_learner.ctx``,
 ``image_encoder.VPT``, ``{image,text}_encoder.transformer.resblocks.<j>.VPT_shallow``).
-Deliberate differences (spec §2.4, §2.9): GPA sums the learnable prompts in fp32 and leaves the
+Deliberate differences: GPA sums the learnable prompts in fp32 and leaves the
 frozen CLIP untouched (upstream sums the whole fp16 state, moving frozen weights by ~1 ulp); the GPA
 running sum is checkpointed (registered as ``GPA``) so an interrupted run resumes exactly; losses
 run in fp32; the teachers are the frozen backbone itself (no second CLIP), and the 60-template text
@@ -109,7 +109,7 @@ class SelfRegulatingLoss(nn.Module):
             "loss_ce": F.cross_entropy(out.logits, label),
             "loss_text": self.text_weight * F.l1_loss(out.text_features, out.zs_text_features),
             "loss_image": self.image_weight * F.l1_loss(out.image_features, out.zs_image_features),
-            # sum over batch and classes, divided by B·C (not "batchmean": spec §2.3, P5)
+            # sum over batch and classes, divided by B·C (not "batchmean": upstream's sum over numel)
             "loss_logits": F.kl_div(F.log_softmax(out.logits, dim=-1), F.log_softmax(out.zs_logits, dim=-1),
                                     reduction="sum", log_target=True) / out.logits.numel(),
         }
@@ -188,7 +188,7 @@ class PromptSRC(DeepPromptTrainer):
         # make the same draws, so that the same seed gives upstream's data order too. (Here, not
         # in build_model: evaluation-only runs do not need it.)
         for _ in range(2):
-            replay_clip_init(self.backbone.clip)
+            replay_clip_init(self.backbone)
         super().before_train()
 
     def forward_backward(self, batch):

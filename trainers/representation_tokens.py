@@ -48,14 +48,12 @@ def encode_text_with_tokens(backbone: ClipBackbone, prompts: torch.Tensor, eot: 
     """Text features [N, E] (fp32) of prompt embeddings [N, T, D_t] with ``layer_tokens`` inserted.
 
     Only the positions up to the longest EOT run (exact under the causal mask)."""
-    clip = backbone.clip
-    length = int(eot.max()) + 1
+    length = int(eot.max()) + 1 if backbone.text_causal else prompts.shape[1]
     shift = next(iter(layer_tokens.values())).shape[0] if layer_tokens else 0
     with backbone.autocast():
-        x = prompts[:, :length].to(backbone.dtype) + clip.positional_embedding[:length].to(backbone.dtype)
-        x = _run_blocks(clip.transformer.resblocks, x, layer_tokens, causal=True)
-        x = clip.ln_final(x)
-        x = x[torch.arange(x.shape[0], device=x.device), eot.to(x.device) + shift] @ clip.text_projection
+        x = backbone.text_input(prompts, length)
+        x = _run_blocks(backbone.text_blocks, x, layer_tokens, causal=backbone.text_causal)
+        x = backbone.text_output(x, eot.to(x.device) + shift)
     return x.float()
 
 
@@ -64,13 +62,10 @@ def encode_image_with_tokens(backbone: ClipBackbone, images: torch.Tensor, layer
     """(class-token features [B, E] through CLIP's frozen ``proj``, the inserted tokens' outputs
     after ``ln_post`` [B, K, D_v]), both fp32, of a ViT with ``layer_tokens`` inserted."""
     backbone.require_vit("Representation tokens")
-    visual = backbone.clip.visual
     k = next(iter(layer_tokens.values())).shape[0]
     with backbone.autocast():
-        x = visual.conv1(images.to(backbone.device, backbone.dtype)).flatten(2).transpose(1, 2)
-        cls = visual.class_embedding.to(x.dtype).expand(x.shape[0], 1, -1)
-        x = visual.ln_pre(torch.cat([cls, x], dim=1) + visual.positional_embedding.to(x.dtype))
-        x = _run_blocks(visual.transformer.resblocks, x, layer_tokens, causal=False)
-        features = visual.ln_post(x[:, 0]) @ visual.proj
-        inserted = visual.ln_post(x[:, 1:1 + k])
+        x, num_image_tokens = backbone.image_input(images)
+        x = _run_blocks(backbone.vision_blocks, x, layer_tokens, causal=False)
+        features = backbone.pool_image(x, num_image_tokens)  # the CLS token (inserted tokens follow it)
+        inserted = backbone.image_token_norm(x[:, 1:1 + k])
     return features.float(), inserted.float()

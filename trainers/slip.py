@@ -1,7 +1,7 @@
 """SLIP-style baseline: frozen CLIP, hand-crafted class prompts, and a light image-side module
 trained with SLIP's multi-task objective (CLIP cross-entropy + SimCLR).
 
-This is an *interpretation* of the "SLIP" rows of GOPro's tables (methods spec §7): the paper
+This is an *interpretation* of the "SLIP" rows of GOPro's tables: the paper
 text that would define them could not be read. Released SLIP models are far weaker than the
 reported row, which sits just above zero-shot CLIP, so we read it as frozen OpenAI CLIP plus a
 learnable projection trained SLIP-style on the few-shot data:

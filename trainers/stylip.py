@@ -1,6 +1,6 @@
 """StyLIP (Bose et al., WACV 2024), reconstructed: style-conditioned prompts from multi-scale
 statistics of the frozen vision encoder. No official code is public and only the abstract could be
-read, so this is our reconstruction (methods spec §6.3), not the authors' implementation.
+read, so this is our reconstruction, not the authors' implementation.
 
 For every image x with per-layer token statistics μ_l, σ_l [D_v] (l = 1..L):
 

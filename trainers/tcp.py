@@ -52,11 +52,11 @@ from typing import List, Optional, Sequence
 
 import torch
 import torch.nn as nn
-from clip.model import QuickGELU
 
 from dassl.engine import TRAINER_REGISTRY
 
 from .clip_backbone import ClipBackbone
+from .components import QuickGELU
 from .losses import KnowledgeGuidedLoss
 from .prompts import PromptLearner, TextEncoding, clean_classname, encode_class_prompts, init_context
 from .teachers import GuidedPromptCLIP, ZeroShotClassifier, template_of

@@ -3,7 +3,7 @@
 * ``CUSTOM_TEMPLATES``: one template per dataset (CoOp/CoCoOp papers; zero-shot CLIP, VPT, SLIP);
 * ``IMAGENET_TEMPLATES_SELECT``: CoOp's seven-template ensemble (``ZeroshotCLIP2``);
 * ``PROMPTSRC_TEMPLATES``: the 60 templates of PromptSRC's frozen text teacher, used for every
-  dataset (modern-baselines spec §2.2).
+  dataset (upstream PromptSRC's ``trainers/imagenet_templates.py``).
 """
 from __future__ import annotations
 

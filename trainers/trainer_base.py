@@ -2,7 +2,8 @@
 
 * ``add_prompt_keys`` / ``add_coop_keys`` / ``check_choices``: a method's ``TRAINER.<NODE>``;
 * ``ClipPromptTrainer``: the ``TrainerX`` plumbing (backbone, precision policy, optimizer
-  registration, upstream-compatible checkpoint loading) and one training step that reads like the
+  registration, the plug-ins of ``TRAINER.PLUGINS`` composed around the model and loss
+  (``trainers/plugins.py``), upstream-compatible checkpoint loading) and one training step that reads like the
   paper's: views → model → loss::
 
       inputs, label = self.model_inputs(batch)     # the images (and views) the model needs
@@ -15,7 +16,6 @@ on upstream Dassl.pytorch unchanged.
 """
 from __future__ import annotations
 
-import contextlib
 import os
 import os.path as osp
 import sys
@@ -34,7 +34,8 @@ from dassl.utils import load_checkpoint
 from .clip_backbone import PRECISIONS, ClipBackbone, build_backbone
 from .deep_prompts import VLPrompts, build_vl_prompts
 from .losses import ClassificationLoss
-from .models import ModelOutput, TextFeatureCache
+from .models import ModelOutput
+from .plugins import Plugin, node_options, plugins_of, text_feature_caching
 
 
 # --------------------------------------------------------------------------------------------
@@ -118,17 +119,12 @@ class ClipPromptTrainer(TrainerX):
         TRAINER.GOPRO has N_CTX, CTX_INIT and PREC only), or no node at all for methods it does
         not know: there the missing keys take this trainer's defaults, and the given ones win.
         """
-        scratch = CN()
-        scratch.TRAINER = CN()
-        hook = _nearest_extend_cfg(cls)
-        if hook is not None:
-            hook(scratch)
-        options = scratch.TRAINER.get(cls.CFG_NODE, CN())
-        for key, value in cfg.TRAINER.get(cls.CFG_NODE, CN()).items():
-            options[key] = value
-        if options.get("DATASET_OPTIONS", False):
+        options = node_options(cfg, cls.CFG_NODE, _nearest_extend_cfg(cls))
+        if options.get("DATASET_OPTIONS", False):  # the method's per-dataset table (MMRL, CoPrompt)
+            options = options.clone()
+            options.defrost()
             options.update(cls.PER_DATASET_OPTIONS.get(cfg.DATASET.NAME, {}))
-        options.freeze()
+            options.freeze()
         return options
 
     @classmethod
@@ -161,6 +157,11 @@ class ClipPromptTrainer(TrainerX):
         print(f"Building custom CLIP ({self.__class__.__name__})")
         self.model = self.build_clip_model(self.backbone, classnames).to(self.device)
         self.criterion = self.build_criterion()
+        self.plugins = plugins_of(cfg, self.MODEL_NAME, classnames)
+        for plugin in self.plugins:
+            print(f"Composing plug-in {plugin.NAME} with {self.__class__.__name__}")
+            self.model, self.criterion = plugin.compose(self.model, self.criterion)
+            self.model.to(self.device)
         learnable = self.model.learnable
         if cfg.MODEL.INIT_WEIGHTS:
             from dassl.utils import load_pretrained_weights
@@ -170,6 +171,28 @@ class ClipPromptTrainer(TrainerX):
         self.optim = build_optimizer(learnable, cfg.OPTIM)
         self.sched = build_lr_scheduler(self.optim, cfg.OPTIM)
         self.register_model(self.MODEL_NAME, learnable, self.optim, self.sched)
+        for plugin in self.plugins:
+            self.register_plugin_module(plugin)
+
+    def register_plugin_module(self, plugin: Plugin) -> None:
+        """A plug-in's module as a model of its own: its folder, its optimizer (``OPTIM`` with the
+        plug-in's learning-rate multiplier) and the same schedule."""
+        optim_cfg = self.cfg.OPTIM.clone()
+        optim_cfg.defrost()
+        optim_cfg.LR = self.cfg.OPTIM.LR * plugin.lr_multiplier()
+        optim = build_optimizer(plugin.module, optim_cfg)
+        print(f"# {plugin.NAME} params: {sum(p.numel() for p in plugin.module.parameters()):,} (lr {optim_cfg.LR:g})")
+        self.register_model(plugin.NAME, plugin.module, optim, build_lr_scheduler(optim, optim_cfg))
+
+    def before_train(self):
+        plugins = getattr(self, "plugins", ())
+        if plugins and type(self).update is not ClipPromptTrainer.update:
+            # A method's own update rule (ProGrad's projected gradient) steps its prompts only.
+            raise ValueError(f"{type(self).__name__} has its own update rule, which does not train plug-in "
+                             f"parameters: it cannot be composed with TRAINER.PLUGINS {[p.NAME for p in plugins]}.")
+        for plugin in plugins:
+            plugin.check_training()
+        super().before_train()
 
     def build_clip_model(self, backbone: ClipBackbone, classnames: Sequence[str]) -> nn.Module:
         raise NotImplementedError
@@ -223,8 +246,7 @@ class ClipPromptTrainer(TrainerX):
     @torch.no_grad()
     def test(self, split=None):
         """Dassl's test loop; image-independent text features are encoded once per evaluation."""
-        caching = self.model.caching() if isinstance(self.model, TextFeatureCache) else contextlib.nullcontext()
-        with caching:
+        with text_feature_caching(self.model):
             return super().test(split)
 
     # ---- checkpoints ---------------------------------------------------------------------
@@ -239,24 +261,56 @@ class ClipPromptTrainer(TrainerX):
         The class-name buffers ``token_prefix``/``token_suffix`` are dropped (the evaluation label
         space may differ from training, e.g. new classes), as upstream does; frozen CLIP weights in
         upstream files are ignored. Anything else must match by name and shape, and a mismatch is
-        reported by name instead of a raw state-dict traceback.
+        reported by name instead of a raw state-dict traceback. A plug-in's module loads from its
+        own folder, or from an upstream file that holds the whole composed model (``split_upstream``,
+        found under the plug-in's ``upstream_folder()``).
         """
         if not directory:
             print("Note that load_model() is skipped as no pretrained model is given (ignore this if it's done on purpose)")
             return
         filename = "model-best.pth.tar" if epoch is None else f"model.pth.tar-{epoch}"
+        plugins = {plugin.NAME: plugin for plugin in getattr(self, "plugins", ())}
+        in_upstream_file: Dict[str, Dict[str, torch.Tensor]] = {}  # plug-in tensors of an upstream whole-model file
         for name in self.get_model_names():
-            path = osp.join(directory, name, filename)
-            if not osp.exists(path):
-                raise FileNotFoundError(
-                    f"No model at {path}. Check --model-dir (it must hold a '{name}' folder, i.e. a run "
-                    f"of trainer {self.cfg.TRAINER.NAME}) and --load-epoch (files there: "
-                    f"{', '.join(_list_checkpoints(osp.join(directory, name))) or 'none'}).")
+            if name in plugins:
+                continue
+            path = self._checkpoint_path(directory, name, filename, plugins.values())
             checkpoint = load_checkpoint(path)
-            state_dict = self.convert_checkpoint(checkpoint["state_dict"])
-            state_dict = adapt_state_dict(state_dict, self._models[name], path)
-            print(f'Load {path} to {name} (epoch={checkpoint.get("epoch")})')
-            self._models[name].load_state_dict(state_dict, strict=False)
+            state_dict = checkpoint["state_dict"]
+            for plugin in plugins.values():
+                state_dict, found = plugin.split_upstream(state_dict)
+                if found:
+                    in_upstream_file[plugin.NAME] = found
+            self._load_state(name, self.convert_checkpoint(state_dict), path, checkpoint.get("epoch"))
+        for name in plugins:
+            path = osp.join(directory, name, filename)
+            if osp.exists(path):
+                checkpoint = load_checkpoint(path)
+                self._load_state(name, checkpoint["state_dict"], path, checkpoint.get("epoch"))
+            elif name in in_upstream_file:
+                self._load_state(name, in_upstream_file[name], f"{path} (from upstream's whole-model file)", epoch)
+            else:
+                raise FileNotFoundError(
+                    f"No {name} weights at {path}, nor in the base model's file: --model-dir must be a run "
+                    f"trained with TRAINER.PLUGINS {list(plugins)} (or upstream's composed trainer).")
+
+    def _checkpoint_path(self, directory: str, name: str, filename: str, plugins) -> str:
+        """``directory/name/filename``, or a plug-in's upstream folder holding that file instead."""
+        candidates = [name] + [p.upstream_folder() for p in plugins if p.upstream_folder()]
+        for folder in candidates:
+            path = osp.join(directory, folder, filename)
+            if osp.exists(path):
+                return path
+        path = osp.join(directory, name, filename)
+        raise FileNotFoundError(
+            f"No model at {path}. Check --model-dir (it must hold a '{name}' folder, i.e. a run "
+            f"of trainer {self.cfg.TRAINER.NAME}) and --load-epoch (files there: "
+            f"{', '.join(_list_checkpoints(osp.join(directory, name))) or 'none'}).")
+
+    def _load_state(self, name: str, state_dict: Dict[str, torch.Tensor], path: str, epoch) -> None:
+        state_dict = adapt_state_dict(state_dict, self._models[name], path)
+        print(f'Load {path} to {name} (epoch={epoch})')
+        self._models[name].load_state_dict(state_dict, strict=False)
 
 
 def _nearest_extend_cfg(cls):

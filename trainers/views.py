@@ -138,6 +138,6 @@ def augmix_view(size: int, severity: float = 1.0, mean=CLIP_MEAN, std=CLIP_STD) 
 
 def wrapped_uint8_image(tensor: torch.Tensor) -> Image.Image:
     """PIL image of a normalised tensor the way ``to_pil_image(x)`` does it: ×255 then a uint8
-    cast that wraps out-of-range values modulo 256 (reproduces the official GOPro views, D8)."""
+    cast that wraps out-of-range values modulo 256 (reproduces the official GOPro views, D8 of docs/DEVIATIONS.md)."""
     wrapped = torch.remainder(torch.trunc(tensor.detach().float().cpu() * 255), 256).to(torch.uint8)
     return Image.fromarray(wrapped.permute(1, 2, 0).numpy())

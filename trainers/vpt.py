@@ -66,7 +66,7 @@ class VPT(DeepPromptTrainer):
         if options.N_CTX_VISION < 1:
             raise ValueError(f"TRAINER.VPT.N_CTX_VISION must be >= 1, got {options.N_CTX_VISION}")
         print(f'VPT: {options.N_CTX_VISION} vision tokens to depth {options.PROMPT_DEPTH_VISION}; text "{TEXT_TEMPLATE}"')
-        prompts, _ = draw_prompts_in_upstream_order(backbone.clip, self.rng_before_clip,
+        prompts, _ = draw_prompts_in_upstream_order(backbone, self.rng_before_clip,
                                                     (options.N_CTX_VISION, options.PROMPT_DEPTH_VISION), (0, 0))
         tower = DeepPromptTower(prompts, shallow=True)
         class_features = encode_templates(backbone, classnames, [TEXT_TEMPLATE])

@@ -270,8 +270,8 @@ class DatasetWrapper(TorchDataset):
             except OSError as err:
                 if not self.skip_corrupt:
                     raise UnreadableImageError(
-                        f'Cannot load image "{impath}" (item {j} of {n}): {err}. Fix or delete the file and '
-                        "its split entry, or set DATALOADER.SKIP_CORRUPT True to skip unreadable images."
+                        f'Cannot load image "{impath}" (item {j} of {n}): {str(err).rstrip(".")}. Fix or delete '
+                        "the file and its split entry, or set DATALOADER.SKIP_CORRUPT True to skip unreadable images."
                     ) from err
                 self._bad_flags[j] = 1
                 warnings.warn(f'Skipping unreadable image "{impath}" (DATALOADER.SKIP_CORRUPT): {err}')

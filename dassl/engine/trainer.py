@@ -19,7 +19,6 @@ import functools
 import os
 import os.path as osp
 import time
-import warnings
 from collections import OrderedDict
 from typing import Any, Dict, List, Optional, Tuple
 
@@ -47,16 +46,18 @@ from ..utils.distributed import (
     is_main_process,
 )
 from ..utils.torchtools import (
-    find_latest_checkpoint,
+    epoch_files,
     get_rng_state,
     load_checkpoint,
-    load_newest_readable_checkpoint,
+    load_first_readable,
     older_epoch_checkpoints,
     peek_checkpoint,
     remove_temp_files,
     restore_training_state,
+    resume_candidates,
 )
 from ..utils.output_lock import holds_output_dir
+from ..utils.tools import log_warning
 
 # Marks an epoch checkpoint that only exists so that a killed run can resume (it is deleted once a
 # newer one is complete); upstream Dassl ignores the key.
@@ -137,17 +138,19 @@ class TrainerBase:
 
         Unlike upstream (which only checked that the sub-directories exist), a sub-directory that
         holds no checkpoint file also means "train from scratch", and so do checkpoints of which
-        none can be read (with a warning per file). The models resume from one common epoch.
+        none can be read (with a logged warning per file). Each model loads its newest complete
+        checkpoint (see ``resume_candidates``); the models resume from one common epoch.
         """
         names = self.get_model_names()
-        if not all(find_latest_checkpoint(osp.join(directory, name)) for name in names):
+        candidates = {name: resume_candidates(osp.join(directory, name)) for name in names}
+        if not all(candidates.values()):
             print("No checkpoint found, train from scratch")
             return 0
 
         print(f"Found checkpoint at {directory} (will resume training)")
-        found = {name: load_newest_readable_checkpoint(osp.join(directory, name)) for name in names}
+        found = {name: load_first_readable(paths) for name, paths in candidates.items()}
         if any(item is None for item in found.values()):
-            warnings.warn(f"No checkpoint in {directory} could be read (see the warnings above); training from scratch")
+            log_warning(f"No checkpoint in {directory} could be read (see the warnings above); training from scratch")
             return 0
         found = _at_common_epoch(directory, found)
         epochs = {
@@ -264,12 +267,14 @@ class TrainerBase:
         self.model_update(names)
 
     # ------------------------------------------------------------------ tensorboard
-    def init_writer(self, log_dir: str) -> None:
+    def init_writer(self, log_dir: str, purge_step: Optional[int] = None) -> None:
+        """``purge_step``: a resumed run's first step; TensorBoard hides what the interrupted run
+        logged from that step on, so the curves continue instead of overlapping."""
         if self._writer is None:
             from torch.utils.tensorboard import SummaryWriter
 
             print(f"Initialize tensorboard (log_dir={log_dir})")
-            self._writer = SummaryWriter(log_dir=log_dir)
+            self._writer = SummaryWriter(log_dir=log_dir, purge_step=purge_step)
 
     def close_writer(self) -> None:
         if self._writer is not None:
@@ -387,7 +392,7 @@ class SimpleTrainer(TrainerBase):
         if is_main_process():
             writer_dir = osp.join(self.output_dir, "tensorboard")
             mkdir_if_missing(writer_dir)
-            self.init_writer(writer_dir)
+            self.init_writer(writer_dir, purge_step=self._first_train_step())
 
         self.time_start = time.time()
 
@@ -408,8 +413,28 @@ class SimpleTrainer(TrainerBase):
 
         if meet_checkpoint_freq or last_epoch:
             self._timed_epoch_save(resume_only=False)
+            if last_epoch:
+                self._remove_stray_resume_points()
         else:
             self._save_resume_point()
+
+    def _first_train_step(self) -> int:
+        """The TensorBoard step of the first batch of ``start_epoch`` (``train/*`` scalars count
+        batches: see ``_after_train_batch``). Events an earlier, interrupted run logged from there
+        on (also a run that restarts from scratch) are hidden by TensorBoard."""
+        return self.start_epoch * len(self.train_loader_x)
+
+    def _remove_stray_resume_points(self) -> None:
+        """A finished run keeps exactly upstream's files: once the last epoch's file is complete,
+        every resume-only checkpoint left in the output folder goes too, also those this run did not
+        write or resume from (a newer one that a kill kept the pointer from naming, say)."""
+        if not is_main_process():
+            return
+        for name in self.get_model_names():
+            for path in epoch_files(osp.join(self.output_dir, name)).values():
+                entries = peek_checkpoint(path)
+                if isinstance(entries, dict) and entries.get(RESUME_ONLY_KEY, False):
+                    os.remove(path)
 
     def _remove_leftover_temp_files(self) -> None:
         """A run killed while writing a checkpoint leaves its temp file (as large as a checkpoint).

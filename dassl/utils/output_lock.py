@@ -18,7 +18,6 @@ import fcntl
 import os
 import os.path as osp
 import socket
-import warnings
 from typing import Dict, Optional
 
 from .distributed import is_main_process
@@ -68,17 +67,19 @@ def _read_record(fd: int) -> str:
     return os.read(fd, 4096).decode("utf-8", "replace").strip()
 
 
-def lock_output_dir(directory: str) -> None:
+def lock_output_dir(directory: str) -> Optional[str]:
     """Make this process the only writer of ``directory`` until it exits (rank 0 only).
 
     Raises :class:`OutputDirLockedError` naming the holder when a live process holds the folder;
-    takes over, with a warning, the record of a run that died holding it. Idempotent.
+    takes over the record of a run that died holding it and returns a warning saying so (the
+    caller logs it once its log is set up: it belongs in the run's ``log.txt``), else ``None``.
+    Idempotent.
     """
     if not is_main_process():
-        return
+        return None
     key = osp.realpath(directory)
     if key in _held:
-        return
+        return None
     path = osp.join(key, LOCK_NAME)
     fd = _open_locked(path)
     if fd is None:
@@ -89,13 +90,14 @@ def lock_output_dir(directory: str) -> None:
             "--output-dir."
         )
     previous = _read_record(fd)
-    if previous:
-        warnings.warn(f"Taking over the output folder {directory} from {_holder_text(previous)}, which ended "
-                      "without releasing it (killed?)")
     os.ftruncate(fd, 0)
     os.lseek(fd, 0, os.SEEK_SET)
     os.write(fd, f"pid={os.getpid()} host={socket.gethostname()}\n".encode())
     _held[key] = fd
+    if not previous:
+        return None
+    return (f"Taking over the output folder {directory} from {_holder_text(previous)}, which ended without "
+            "releasing it (killed?)")
 
 
 def _read_lock_file(path: str) -> str:

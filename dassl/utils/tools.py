@@ -22,6 +22,7 @@ from PIL import Image
 __all__ = [
     "mkdir_if_missing",
     "check_isfile",
+    "log_warning",
     "read_json",
     "write_json",
     "set_random_seed",
@@ -51,6 +52,14 @@ def check_isfile(fpath: str) -> bool:
     if not isfile:
         warnings.warn(f'No file found at "{fpath}"')
     return isfile
+
+
+def log_warning(message: str) -> None:
+    """A warning that belongs to the run's record (why a run resumed from an older checkpoint or
+    restarted): printed like the run's other messages, so dassl's logger writes it to the console
+    and ``log.txt``; ``warnings.warn`` would drop it from the log and vanish under
+    ``PYTHONWARNINGS=ignore``."""
+    print(f"Warning: {message}")
 
 
 def read_json(fpath: str) -> Any:

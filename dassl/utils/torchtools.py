@@ -5,8 +5,15 @@ Project rules on top of the upstream API:
 * checkpoints and the ``checkpoint`` pointer file are written atomically (temp file in the same
   directory, fsync, ``os.replace``), so a crash or a full disk never leaves a truncated file; they
   get plain-file permissions under the user's umask (0644 with umask 022), like ``open()``;
-* a resume skips a checkpoint that cannot be read, whatever the error, with one warning, and uses
-  the previous one (or starts from scratch when none is readable);
+* a resume loads the newest complete checkpoint: the ``checkpoint`` pointer only breaks ties (a
+  pointer that is garbage, or names a missing file, is ignored with a logged warning), and a
+  checkpoint that cannot be read, whatever the error, is skipped with a logged warning for the
+  previous one (or training starts from scratch when none is readable). The warnings are printed,
+  so they reach the console and ``log.txt`` whatever ``PYTHONWARNINGS`` says;
+* every checkpoint records a digest of its payload (``payload_digest``, see
+  :func:`payload_digest`), checked on every load: a file damaged after it was written (a flipped
+  or zeroed block) is an unreadable checkpoint instead of silently wrong weights. Files without
+  the key (upstream Dassl's, older ones) load unchecked, and upstream Dassl ignores the key;
 * every load uses ``torch.load(weights_only=True)``. Upstream Dassl checkpoints whose warmup
   scheduler state holds a pickled torch scheduler (and, through it, its optimizer) are loaded by a
   second weights-only attempt that allowlists exactly those classes (see ``_LEGACY_SAFE_GLOBALS``);
@@ -15,6 +22,7 @@ Project rules on top of the upstream API:
 
 from __future__ import annotations
 
+import hashlib
 import os
 import os.path as osp
 import pickle
@@ -32,7 +40,7 @@ import torch
 import torch.nn as nn
 
 from .distributed import is_main_process
-from .tools import mkdir_if_missing
+from .tools import log_warning, mkdir_if_missing
 
 __all__ = [
     "save_checkpoint",
@@ -46,9 +54,13 @@ __all__ = [
     "get_rng_state",
     "set_rng_state",
     "find_latest_checkpoint",
+    "resume_candidates",
+    "load_first_readable",
     "load_newest_readable_checkpoint",
     "restore_training_state",
     "CheckpointWriteError",
+    "DamagedCheckpointError",
+    "payload_digest",
 ]
 
 POINTER_FILE = "checkpoint"
@@ -204,10 +216,75 @@ def set_rng_state(state: Dict[str, Any]) -> None:
         if len(states) == torch.cuda.device_count():
             torch.cuda.set_rng_state_all(states)
         else:
-            warnings.warn(
-                f"Checkpoint has CUDA RNG states for {len(states)} devices but {torch.cuda.device_count()} "
-                "are visible; CUDA RNG states not restored"
-            )
+            log_warning(f"Checkpoint has CUDA RNG states for {len(states)} devices but {torch.cuda.device_count()} "
+                        "are visible; CUDA RNG states not restored")
+
+
+# --------------------------------------------------------------------------------------------
+# Payload digest
+# --------------------------------------------------------------------------------------------
+
+# The checkpoint entry holding the digest (a string, so upstream Dassl and weights-only loads read
+# the file as before). Kept inside the file rather than in a sidecar: a copy or a move (what
+# ``model-best.pth.tar`` is, what users do with run folders) carries it along.
+DIGEST_KEY = "payload_digest"
+# SHA-256: ~0.18 s for a 300 MB state dict on one core where the CPU has SHA instructions, under a
+# tenth of the save itself (bench/checkpoint_digest.py, bench/RESULTS.md). The record names the
+# algorithm, so files stay verifiable if it ever changes.
+DIGEST_ALGORITHM = "sha256"
+
+
+class DamagedCheckpointError(RuntimeError):
+    """A checkpoint's contents differ from the digest recorded when it was written."""
+
+
+def _tensor_bytes(tensor: torch.Tensor) -> memoryview:
+    """The raw bytes of a tensor's elements (any dtype, bfloat16 included), without a copy on CPU."""
+    flat = tensor.detach().cpu().contiguous().reshape(-1)
+    return memoryview(flat.view(torch.uint8).numpy())
+
+
+def _feed_digest(hasher: Any, value: Any) -> None:
+    """Hash ``value`` in a canonical walk: the structure, every key, every leaf (tensors by dtype,
+    shape and bytes; other leaves by ``repr``, exact for ints, floats and strings)."""
+    if isinstance(value, torch.Tensor):
+        hasher.update(f"tensor {value.dtype} {tuple(value.shape)};".encode())
+        hasher.update(_tensor_bytes(value))
+    elif isinstance(value, dict):
+        hasher.update(f"dict {len(value)};".encode())
+        for key, item in value.items():
+            _feed_digest(hasher, key)
+            _feed_digest(hasher, item)
+    elif isinstance(value, (list, tuple)):
+        hasher.update(f"{type(value).__name__} {len(value)};".encode())
+        for item in value:
+            _feed_digest(hasher, item)
+    else:
+        hasher.update(f"{type(value).__name__} {value!r};".encode())
+
+
+def payload_digest(state: Dict[str, Any], algorithm: str = DIGEST_ALGORITHM) -> str:
+    """``"<algorithm>:<hex>"`` over every entry of a checkpoint dict except the digest itself."""
+    hasher = hashlib.new(algorithm)
+    _feed_digest(hasher, {key: value for key, value in state.items() if key != DIGEST_KEY})
+    return f"{algorithm}:{hasher.hexdigest()}"
+
+
+def verify_payload_digest(checkpoint: Any, fpath: str) -> None:
+    """Raise :class:`DamagedCheckpointError` if ``checkpoint`` records a digest its contents do not
+    match. Checkpoints without one (upstream Dassl's, plain state dicts) pass unchecked."""
+    if not isinstance(checkpoint, dict) or DIGEST_KEY not in checkpoint:
+        return
+    recorded = checkpoint[DIGEST_KEY]
+    algorithm = recorded.split(":", 1)[0] if isinstance(recorded, str) else ""
+    if algorithm not in hashlib.algorithms_available:
+        raise DamagedCheckpointError(f'Checkpoint "{fpath}" has an unreadable {DIGEST_KEY} entry ({recorded!r})')
+    if payload_digest(checkpoint, algorithm) != recorded:
+        raise DamagedCheckpointError(
+            f'Checkpoint "{fpath}" is damaged: its contents no longer match the digest recorded when it was '
+            "written (a changed or zeroed block: disk, copy or memory error). Use an older checkpoint or "
+            "train again."
+        )
 
 
 # --------------------------------------------------------------------------------------------
@@ -229,7 +306,8 @@ def save_checkpoint(
 ) -> Optional[str]:
     """Save ``state`` to ``save_dir/<model_name or model.pth.tar-{epoch}>`` and update the pointer.
 
-    Both the checkpoint and ``save_dir/checkpoint`` (basename + newline) are written atomically.
+    Both the checkpoint and ``save_dir/checkpoint`` (basename + newline) are written atomically;
+    the checkpoint gets a ``payload_digest`` entry (the caller's ``state`` is not changed by it).
     With ``is_best`` the file is also copied to ``model-best.pth.tar``. Only rank 0 writes when
     distributed (other ranks return ``None``). Returns the path written.
     """
@@ -239,6 +317,7 @@ def save_checkpoint(
 
     if remove_module_from_keys and "state_dict" in state:
         state["state_dict"] = _strip_module_prefix(state["state_dict"])
+    state = {**state, DIGEST_KEY: payload_digest(state)}
 
     fname = model_name or f"model.pth.tar-{state['epoch']}"
     fpath = osp.join(save_dir, fname)
@@ -307,12 +386,20 @@ def _weights_only_load(fpath: str, map_location: Any, **kwargs: Any) -> Any:
             return torch.load(fpath, map_location=map_location, weights_only=True, **kwargs)
 
 
+def _refused_callable(error: Exception) -> str:
+    """The callable torch's weights-only unpickler refused to call, as a clause (torch's message
+    names it as ``GLOBAL module.name``), or nothing when the message does not name one."""
+    found = re.search(r"GLOBAL ([\w.]+)", str(error))
+    return f" (the Python callable {found.group(1)}, which unpickling would call)" if found else ""
+
+
 def load_checkpoint(fpath: str) -> Any:
     """Load a checkpoint with ``torch.load(weights_only=True)`` onto GPU if available else CPU.
 
-    Raises ``ValueError`` for ``None``, ``FileNotFoundError`` for a missing file, and
+    Raises ``ValueError`` for ``None``, ``FileNotFoundError`` for a missing file,
     ``pickle.UnpicklingError`` explaining the situation when the file contains objects outside
-    the weights-only allowlist (it is never unpickled in full).
+    the weights-only allowlist (it is never unpickled in full), and :class:`DamagedCheckpointError`
+    when its contents do not match its recorded digest.
     """
     if fpath is None:
         raise ValueError("File path is None")
@@ -322,50 +409,83 @@ def load_checkpoint(fpath: str) -> Any:
     map_location = None if torch.cuda.is_available() else "cpu"
     try:
         try:
-            return _weights_only_load(fpath, map_location)
+            checkpoint = _weights_only_load(fpath, map_location)
         except UnicodeDecodeError:
             # Checkpoints pickled by Python 2 store byte strings; latin-1 maps them losslessly.
-            return _weights_only_load(fpath, map_location, encoding="latin1")
+            checkpoint = _weights_only_load(fpath, map_location, encoding="latin1")
+        verify_payload_digest(checkpoint, fpath)
+        return checkpoint
     except pickle.UnpicklingError as e:
         print(f'Unable to load checkpoint from "{fpath}"')
+        # Not torch's text, nor chained: it advises weights_only=False, i.e. running the file's code.
         raise pickle.UnpicklingError(
-            f'Checkpoint "{fpath}" contains objects that are not allowed by the weights-only loader '
-            f"({e}). It was not unpickled. Re-save it from plain tensors/state_dicts, or load it "
-            "yourself with torch.load(weights_only=False) only if you trust its source."
-        ) from e
+            f'Checkpoint "{fpath}" holds objects other than tensors and plain data{_refused_callable(e)}, so it '
+            "was not loaded and nothing in it ran. Use a checkpoint written by this code or by upstream Dassl, "
+            "or re-save trusted weights as plain tensors: torch.save({'state_dict': model.state_dict()}, path)."
+        ) from None
     except Exception:
         print(f'Unable to load checkpoint from "{fpath}"')
         raise
 
 
-def find_latest_checkpoint(fdir: str) -> Optional[str]:
-    """The checkpoint file a resume should load from ``fdir``, or ``None`` if there is none.
+def _read_pointer(fdir: str) -> Optional[str]:
+    """The checkpoint file the ``checkpoint`` pointer of ``fdir`` names, or ``None``.
 
-    Upstream semantics first: the file named by the ``checkpoint`` pointer (which may be
-    ``model-best.pth.tar``). If the pointer is missing or names a file that does not exist (a
-    run killed between writes, files copied by hand), fall back to the highest
-    ``model.pth.tar-N`` present.
+    ``None`` when there is no pointer; a pointer that cannot be read (garbage bytes, a
+    permission error) or that names no file of ``fdir`` is ignored with a logged warning.
     """
     pointer = osp.join(fdir, POINTER_FILE)
-    if osp.isfile(pointer):
-        with open(pointer, "r") as f:
-            fname = f.readline().strip()
-        if fname and osp.isfile(osp.join(fdir, fname)):
-            return osp.join(fdir, fname)
-    if not osp.isdir(fdir):
+    if not osp.isfile(pointer):
         return None
-    epochs = [int(m.group(1)) for m in map(_EPOCH_CKPT.match, os.listdir(fdir)) if m]
-    return osp.join(fdir, f"model.pth.tar-{max(epochs)}") if epochs else None
+    try:
+        with open(pointer, "r", encoding="utf-8") as f:
+            fname = f.readline().strip()
+    except (OSError, UnicodeDecodeError) as e:
+        log_warning(f'Ignoring the checkpoint pointer "{pointer}", which cannot be read ({_one_line(e)}); '
+                    "using the newest checkpoint file instead")
+        return None
+    if fname and osp.basename(fname) == fname and osp.isfile(osp.join(fdir, fname)):
+        return osp.join(fdir, fname)
+    log_warning(f'Ignoring the checkpoint pointer "{pointer}": it names {fname!r}, which is not a file of that '
+                "folder; using the newest checkpoint file instead")
+    return None
 
 
-def _resume_candidates(fdir: str) -> List[str]:
-    """:func:`find_latest_checkpoint`'s choice first, then every ``model.pth.tar-N``, newest first."""
-    first = find_latest_checkpoint(fdir)
-    if first is None:
-        return []
-    epochs = sorted((int(m.group(1)) for m in map(_EPOCH_CKPT.match, os.listdir(fdir)) if m), reverse=True)
-    rest = [osp.join(fdir, f"model.pth.tar-{epoch}") for epoch in epochs]
-    return [first] + [path for path in rest if path != first]
+def epoch_files(fdir: str) -> Dict[int, str]:
+    """``{N: path}`` of the ``model.pth.tar-N`` files of ``fdir`` (empty if it does not exist)."""
+    if not osp.isdir(fdir):
+        return {}
+    matches = (_EPOCH_CKPT.match(name) for name in os.listdir(fdir))
+    return {int(m.group(1)): osp.join(fdir, m.group(0)) for m in matches if m}
+
+
+def _stored_epoch(path: str) -> int:
+    entries = peek_checkpoint(path)
+    epoch = entries.get("epoch") if isinstance(entries, dict) else None
+    return epoch if isinstance(epoch, int) else -1
+
+
+def resume_candidates(fdir: str) -> List[str]:
+    """The checkpoint files a resume may load from ``fdir``, newest epoch first.
+
+    Every ``model.pth.tar-N``, and the file the ``checkpoint`` pointer names when it is not one of
+    them (upstream's pointer may name ``model-best.pth.tar``; placed by its stored epoch). The
+    pointer only breaks a tie: a kill between writing ``model.pth.tar-13`` and updating the
+    pointer (still naming -11) resumes from the complete 13, and an unreadable pointer costs
+    nothing (see :func:`_read_pointer`).
+    """
+    by_epoch = epoch_files(fdir)
+    pointed = _read_pointer(fdir)
+    ranked = [(epoch, path == pointed, path) for epoch, path in by_epoch.items()]
+    if pointed is not None and pointed not in by_epoch.values():
+        ranked.append((_stored_epoch(pointed), True, pointed))
+    return [path for *_, path in sorted(ranked, reverse=True)]
+
+
+def find_latest_checkpoint(fdir: str) -> Optional[str]:
+    """The checkpoint file a resume tries first in ``fdir`` (see :func:`resume_candidates`), or ``None``."""
+    candidates = resume_candidates(fdir)
+    return candidates[0] if candidates else None
 
 
 def older_epoch_checkpoints(path: str) -> List[str]:
@@ -374,8 +494,8 @@ def older_epoch_checkpoints(path: str) -> List[str]:
     match = _EPOCH_CKPT.match(name)
     if match is None:
         return []
-    epochs = sorted((int(m.group(1)) for m in map(_EPOCH_CKPT.match, os.listdir(fdir)) if m), reverse=True)
-    return [osp.join(fdir, f"model.pth.tar-{epoch}") for epoch in epochs if epoch < int(match.group(1))]
+    by_epoch = epoch_files(fdir)
+    return [by_epoch[epoch] for epoch in sorted(by_epoch, reverse=True) if epoch < int(match.group(1))]
 
 
 def peek_checkpoint(path: str) -> Optional[Dict[str, Any]]:
@@ -395,20 +515,26 @@ def load_newest_readable_checkpoint(fdir: str) -> Optional[Tuple[str, Dict[str, 
     """``(path, checkpoint)`` of the newest checkpoint of ``fdir`` that loads, or ``None``.
 
     Our writes are atomic, so an unreadable file was damaged by something else (a partial copy,
-    an upstream-style non-atomic writer, a full disk while copying, a foreign file). Whatever the
-    error (torch raises ``RuntimeError``, ``EOFError``, ``OSError``, ``UnpicklingError``, ... depending
-    on where the file was cut), it is skipped with one warning and the previous checkpoint is
-    tried; ``None`` means no checkpoint of ``fdir`` could be read (each was warned about).
+    an upstream-style non-atomic writer, a full disk while copying, a foreign file, a changed
+    block that its digest reveals). Whatever the error (torch raises ``RuntimeError``,
+    ``EOFError``, ``OSError``, ``UnpicklingError``, ... depending on where the file was cut), it is
+    skipped with one logged warning and the previous checkpoint is tried; ``None`` means no
+    checkpoint of ``fdir`` could be read (each was warned about).
     """
-    candidates = _resume_candidates(fdir)
+    candidates = resume_candidates(fdir)
     if not candidates:
         raise FileNotFoundError(f'No checkpoint found in "{fdir}" (no "{POINTER_FILE}" file and no model.pth.tar-N)')
+    return load_first_readable(candidates)
+
+
+def load_first_readable(candidates: List[str]) -> Optional[Tuple[str, Dict[str, Any]]]:
+    """``(path, checkpoint)`` of the first of ``candidates`` that loads, or ``None`` (each failure logged)."""
     for fpath in candidates:
         print(f'Loading checkpoint from "{fpath}"')
         try:
             return fpath, load_checkpoint(fpath)
         except Exception as e:  # noqa: BLE001 -- any read error means "use an older checkpoint"
-            warnings.warn(f'Skipping unreadable checkpoint "{fpath}" ({_one_line(e)}); trying an older one')
+            log_warning(f'Skipping unreadable checkpoint "{fpath}" ({_one_line(e)}); trying an older one')
     return None
 
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# GOPro loss ablation (Table 3, methods spec 8.7): one row on one dataset and seed, base-to-new
+# GOPro loss ablation (the paper's Table 3): one row on one dataset and seed, base-to-new
 # (train on the base classes, then evaluate the last epoch on the new ones).
 # Usage: ablation.sh ROW DATASET SEED
 #

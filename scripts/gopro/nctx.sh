@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# GOPro prompt-length sweep (Figure 2, methods spec 8.7): base-to-new with M context tokens.
+# GOPro prompt-length sweep (the paper's Figure 2): base-to-new with M context tokens.
 # Usage: nctx.sh M DATASET SEED
 #
 #   M = 1 2 4 8 16   random context (CTX_INIT ""), output tree $OUTPUT/nctx/m<M>/base2new/...

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Figure 3: t-SNE of the visual embeddings of the base-class test images (methods spec 8.7).
+# Figure 3: t-SNE of the visual embeddings of the base-class test images (the paper's Figure 3).
 # Usage: tsne.sh SEED [DATASET]      (DATASET default: eurosat)
 #
 # Embeds with the base-to-new checkpoints of seed SEED (train them first, e.g. with

@@ -40,11 +40,14 @@ from datasets.facts import CLASS_FOLDERS, COOP_BENCHMARKS, benchmark_class
 
 @dataclass
 class Report:
-    """The outcome for one dataset: problems fail the check, notes are informational."""
+    """The outcome for one dataset: problems fail the check (one per thing wrong, so the count in
+    the status line is the number of things to fix), fixes say what to do about several problems
+    at once, notes are informational."""
 
     name: str
     path: Path
     problems: List[str] = field(default_factory=list)
+    fixes: List[str] = field(default_factory=list)
     notes: List[str] = field(default_factory=list)
     summary: str = ""
 
@@ -57,6 +60,7 @@ class Report:
         detail = self.summary if self.ok else f"{len(self.problems)} problem(s)"
         out = [f"{status:<8} {self.name:<16} {self.path}: {detail}"]
         out += [f"         - {problem}" for problem in self.problems]
+        out += [f"         fix: {fix}" for fix in self.fixes]
         out += [f"         note: {note}" for note in self.notes]
         return out
 
@@ -192,9 +196,9 @@ def _decode_all(lists: Dict[str, list], report: Report, workers: int) -> None:
     paths = sorted({item.impath for items in lists.values() for item in items})
     bad = unreadable_images(paths, report.name, workers)
     if bad:
-        report.problems.append(f"{len(bad)} of {len(paths):,} images cannot be decoded; fix: download or extract "
-                               f"them again (DATALOADER.SKIP_CORRUPT True would skip them at run time):")
         report.problems += [f"unreadable: {path} ({error})" for path, error in bad]
+        report.fixes.append(f"{len(bad)} of {len(paths):,} images cannot be decoded: download or extract them "
+                            "again (DATALOADER.SKIP_CORRUPT True would skip them at run time)")
 
 
 def _check_files(cls: type, dataset_dir: Path, report: Report) -> None:

@@ -8,7 +8,7 @@
 ``DIR/<run>/log.txt`` is read for every non-hidden entry ``<run>`` of DIR (usually ``seed1`` ...).
 The value is the last ``* <keyword>: X%`` line at or after the end signal: ``Finish training`` (or
 MaPLe's ``Finished training``) in a training log, ``=> result`` with ``--test-log``. The printed
-lines are upstream's (dassl-api spec 9.3). Unlike upstream, a missing or unfinished log is reported
+lines are upstream's (Dassl's tools/parse_test_res.py). Unlike upstream, a missing or unfinished log is reported
 and left out instead of stopping the script with an assertion; it exits non-zero only when a
 folder holds no result at all.
 """

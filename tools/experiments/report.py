@@ -18,15 +18,18 @@ layout:
 
 Conventions:
 
+* the runs of each backbone (``BACKBONE``; ``layout.py``) get their own set of tables, labelled with
+  the backbone when there is more than the configs' own;
 * every number of ours is the mean over seeds (± population std, as ``parse_test_res.py``);
   zero-shot CLIP has no seed;
 * an HM is the HM of the two means; an average over datasets takes the mean of the per-dataset
-  means of base and of new, and its HM is the HM of those two means (methods spec 1.4);
+  means of base and of new, and its HM is the HM of those two means (as CoCoOp's and the GOPro paper's averages);
 * Δ = ours − paper; an average is compared with the paper only when it covers the paper's datasets;
 * a missing cell reads ``n/a (0/3 seeds)``; a cell from fewer seeds than asked says so
   (``(2/3 seeds)``), and an average lacking a dataset reads ``n/a (10/11 datasets)``;
 * every run's recorded settings (``run.json``, see ``runs/identity.py``) are compared with the
-  paper's, i.e. what the scripts run without ``EPOCHS`` / ``EXTRA_OPTS`` / ``BACKBONE``: a cell from
+  paper's, i.e. what the scripts run without ``EPOCHS`` / ``EXTRA_OPTS`` (and, for the tables of
+  another backbone, with that ``BACKBONE``): a cell from
   other settings gets a footnote mark ``[n]`` listing them (``OPTIM.MAX_EPOCH=2``), an average the
   marks of all its parts; seeds made with different settings are not averaged
   (``n/a (seeds differ: OPTIM.MAX_EPOCH)``); runs that record no settings are counted in the header.
@@ -46,25 +49,30 @@ from typing import Dict, FrozenSet, Iterable, List, Optional, Sequence, Set, Tup
 
 from tabulate import tabulate
 
-from runs.layout import Layout, Run, ablation_layout, nctx_layout, seed_stats
+from runs.layout import (DEFAULT_BACKBONE, Layout, Run, ablation_layout, backbone_folder, nctx_layout,
+                         seed_stats)
 from runs.methods import (ABLATION_ROWS, METHODS, MODERN, NCTX_DEFAULT_POINT, NCTX_LENGTHS,
                          REPORTED_METHODS, Method, get_method)
-from runs.results import B2N_DATASETS, DG_TARGETS, XD_TARGETS, SeedStats, harmonic_mean, mean
+from runs.results import (B2N_DATASETS, DG_TARGETS, MSDG_DATASETS, MSDG_DOMAINS, XD_TARGETS, SeedStats,
+                          harmonic_mean, mean)
 from runs.identity import MODEL_DIGEST, asked_settings, differences, stored_settings
-from runs.plans import PASS_THROUGH, TABLES as PLANS, build_selection
+from runs.plans import FEWSHOT_SHOTS, PASS_THROUGH, TABLES as PLANS, build_selection
 from runs.steps import TrainRun, command_runs
 
 REPO = Path(__file__).resolve().parents[2]
 
 PAPER_JSON = REPO / "paper" / "gopro_bmvc2023_results.json"
 REPORTED_JSON = REPO / "paper" / "modern_baselines_reported.json"
-TABLES = ("table1", "xd", "dg", "table3", "fig2", "modern")
+FEWSHOT_REPORTED_JSON = REPO / "paper" / "fewshot_reported.json"
+TABLES = ("table1", "xd", "dg", "table3", "fig2", "modern", "fewshot", "msdg")
+OWN_PROTOCOLS = ("fewshot", "msdg")  # not the GOPro paper's: reported when asked (--tables)
 PRETTY = {
     "imagenet": "ImageNet", "caltech101": "Caltech101", "oxford_pets": "OxfordPets",
     "stanford_cars": "StanfordCars", "oxford_flowers": "Flowers102", "food101": "Food101",
     "fgvc_aircraft": "FGVCAircraft", "sun397": "SUN397", "dtd": "DTD", "eurosat": "EuroSAT",
     "ucf101": "UCF101", "imagenetv2": "-V2", "imagenet_sketch": "-Sketch", "imagenet_a": "-A",
-    "imagenet_r": "-R", "average": "Average",
+    "imagenet_r": "-R", "average": "Average", "pacs": "PACS", "vlcs": "VLCS", "office_home_dg": "OfficeHome",
+    "domainnet": "DomainNet",
 }
 METRICS = ("base", "new", "hm")
 NO_VALUE = "–"
@@ -89,6 +97,10 @@ class Paper:
     def b2n(self, label: str, dataset: str) -> Tuple[Optional[float], ...]:
         values = self.data["base2new"].get(dataset, {}).get(label)
         return tuple(values) if values else (None, None, None)
+
+    def b2n_source(self, label: str, dataset: str) -> str:
+        """Where the base-to-new number beside ours comes from ("–": none)."""
+        return "GOPro paper" if any(v is not None for v in self.b2n(label, dataset)) else NO_VALUE
 
     def _columns(self, table: str, label: str, dataset: str) -> Optional[float]:
         section = self.data[table]
@@ -154,7 +166,7 @@ class Provenances:
     with the caller's overrides (``EPOCHS``, ``EXTRA_OPTS``, ``BACKBONE``) unset, listed by the
     scripts' steps through the job plans of ``runs/plans.py``."""
 
-    TABLES = ("table1", "xd", "table2", "table3", "fig2")
+    TABLES = ("table1", "xd", "table2", "table3", "fig2", "fewshot", "msdg")
 
     def __init__(self, layout: Layout, methods: Sequence[Method], datasets: Sequence[str], seeds: Sequence[int]):
         self.layout, self.methods, self.datasets, self.seeds = layout, methods, datasets, seeds
@@ -164,9 +176,10 @@ class Provenances:
 
     def paper_environment(self) -> Dict[str, str]:
         kept = {k: v for k, v in os.environ.items() if k not in PASS_THROUGH and k not in (
-            "CFG", "METHODS", "DATASETS", "SEEDS", "ROWS", "NCTX", "RERUN_STALE")}
+            "CFG", "METHODS", "DATASETS", "SEEDS", "ROWS", "NCTX", "SHOTS_LIST", "RERUN_STALE")}
+        backbone = {} if self.layout.own_backbone else {"BACKBONE": self.layout.backbone}
         return {**kept, "OUTPUT": str(self.layout.root), "SHOTS": str(self.layout.shots),
-                "XD_SOURCE": self.layout.xd_source, "DATA": str(REPO / "DATA"), "PYTHON": sys.executable}
+                "XD_SOURCE": self.layout.xd_source, "DATA": str(REPO / "DATA"), "PYTHON": sys.executable, **backbone}
 
     def job_of(self, folder: Path):
         """The job (of any table) that writes ``folder`` under the paper's settings, or None."""
@@ -335,7 +348,7 @@ def b2n_cells(result: B2NResult, paper: Tuple[Optional[float], ...]) -> List[Cel
 
 
 def b2n_average(results: Sequence[B2NResult], paper: Tuple[Optional[float], ...], comparable: bool) -> List[Cell]:
-    """Mean of the per-dataset base means, of the new means, and the HM of the two (spec 1.4)."""
+    """Mean of the per-dataset base means, of the new means, and the HM of the two (see the module docstring)."""
     found = [r for r in results if r.available]
     source = Provenance.union(r.source for r in results)
     if len(found) < len(results) or not results:
@@ -393,14 +406,23 @@ class Request:
         return [d for d in candidates if d in self.datasets]
 
 
-B2N_HEADERS = ["Method", "Base", "Base (paper)", "Δ", "New", "New (paper)", "Δ", "HM", "HM (paper)", "Δ"]
+B2N_HEADERS = ["Method", "Base", "Base (paper)", "Δ", "New", "New (paper)", "Δ", "HM", "HM (paper)", "Δ",
+               "Regime", "Paper number from"]
 
 
-def b2n_row(label: str, cells: Sequence[Cell]) -> List[str]:
-    row = [label]
+def regime(method: Method) -> str:
+    """What a row's method uses beyond the base classes' labelled shots (registry ``tags``: transductive,
+    teacher, LLM text, plug-in, ...), so that rows of different regimes are not compared unawares."""
+    return ", ".join(method.tags) or ("training-free" if method.zero_shot else "inductive")
+
+
+def b2n_row(method: Method, cells: Sequence[Cell], source: str) -> List[str]:
+    """Ours (mean ± std over seeds, footnoted with its settings where they are not the paper's), the
+    paper's number and Δ per metric; the method's regime; where the paper's number comes from."""
+    row = [method.label]
     for cell in cells:
         row += [cell.format_ours(), cell.format_paper(), cell.format_delta()]
-    return row
+    return row + [regime(method), source]
 
 
 def table1(req: Request) -> Section:
@@ -413,7 +435,7 @@ def table1(req: Request) -> Section:
     average_rows = []
     for m in req.methods:
         cells = b2n_average(list(results[m.key].values()), req.paper.b2n(m.label, "average"), comparable)
-        average_rows.append(b2n_row(m.label, cells))
+        average_rows.append(b2n_row(m, cells, req.paper.b2n_source(m.label, "average")))
         section.records += [c.record(row=m.label, column="average", metric=k) for k, c in zip(METRICS, cells)]
     title = "Average over 11 datasets" if comparable else f"Average over the {len(datasets)} listed datasets"
     section.blocks.append(Block(title, B2N_HEADERS, average_rows))
@@ -424,7 +446,7 @@ def table1(req: Request) -> Section:
         rows = []
         for m in req.methods:
             cells = b2n_cells(results[m.key][d], req.paper.b2n(m.label, d))
-            rows.append(b2n_row(m.label, cells))
+            rows.append(b2n_row(m, cells, req.paper.b2n_source(m.label, d)))
             section.records += [c.record(row=m.label, column=d, metric=k) for k, c in zip(METRICS, cells)]
         section.blocks.append(Block(PRETTY[d], B2N_HEADERS, rows))
     return section
@@ -492,7 +514,7 @@ def ablation(req: Request) -> Section:
                      triple(by_reading["B"], "paper"), triple(by_reading["B"], "delta")])
         section.records += [c.record(row=row, column="average", metric=k) for k, c in zip(METRICS, cells)]
     section.blocks.append(Block("", headers, rows))
-    section.notes.append("The paper's Table 3 layout is uncertain (methods spec 10.4): reading A puts each triple "
+    section.notes.append("The paper's Table 3 layout is uncertain: reading A puts each triple "
                          "after its label, reading B one label earlier. Row 'all' is GOPro's Table 1 run.")
     if not comparable:
         section.notes.append(f"Averages over the {len(datasets)} listed datasets: no Δ against the paper's 11.")
@@ -562,6 +584,7 @@ class Reported:
 
     def __init__(self, data: dict, paper: Paper):
         self.rows = data["base2new_average"]["rows"]
+        self.sources = data.get("sources", {})
         self.paper = paper
 
     @classmethod
@@ -571,6 +594,12 @@ class Reported:
     def b2n(self, label: str, dataset: str) -> Tuple[Optional[float], ...]:
         row = self.rows.get(label) if dataset == "average" else None
         return tuple(row["values"]) if row else self.paper.b2n(label, dataset)
+
+    def b2n_source(self, label: str, dataset: str) -> str:
+        row = self.rows.get(label) if dataset == "average" else None
+        if not row:
+            return self.paper.b2n_source(label, dataset)
+        return re.sub(r" at [0-9a-f]{7,40}$", "", self.sources.get(row["source"], row["source"]))  # without the commit
 
 
 def paper_rows(req: Request) -> Request:
@@ -594,6 +623,116 @@ def modern_baselines(req: Request) -> Optional[Section]:
     section.notes.append("Reported: the 11-dataset averages of the methods' READMEs (paper/modern_baselines_reported.json; "
                          "no per-dataset numbers are published) and the GOPro paper for GOPro. Same data, seeds, "
                          "backbone and protocol for every row of ours.")
+    return section
+
+
+# --------------------------------------------------------------------------------------------
+# Few-shot (CoOp's protocol): datasets x shots per method, the average beside the published ones
+# --------------------------------------------------------------------------------------------
+FewshotCells = Dict[str, Dict[str, List[Cell]]]  # method label -> dataset (and "average") -> one cell per shot count
+
+
+def fewshot_cells(req: Request, shots_list: Sequence[int]) -> FewshotCells:
+    """Each method's cells over seeds, per dataset and shot count, and their average over the datasets."""
+    datasets = req.pick(B2N_DATASETS)
+    cells: FewshotCells = {}
+    for method in (m for m in req.methods if m.fewshot):
+        rows = {d: [seed_cell([req.layout.fewshot_run(method, d, shots, s) for s in run_seeds(method, req.seeds)],
+                              None, req.provenances) for shots in shots_list] for d in datasets}
+        rows["average"] = [column_average([rows[d][i] for d in datasets], None, True, "datasets")
+                           for i in range(len(shots_list))]
+        cells[method.label] = rows
+    return cells
+
+
+def fewshot_reported(path: Path = FEWSHOT_REPORTED_JSON) -> Dict[str, Dict[int, float]]:
+    """The published 11-dataset averages: method label -> shots -> accuracy."""
+    data = json.loads(Path(path).read_text())
+    return {label: dict(zip(data["columns"], row["values"])) for label, row in data["rows"].items()}
+
+
+def fewshot_section(cells: FewshotCells, shots_list: Sequence[int], reported: Dict[str, Dict[int, float]]) -> Section:
+    section = Section("fewshot", "Few-shot classification (CoOp's protocol): all classes, accuracy (%) against shots per class")
+    headers = ["Dataset", *(f"{n} shot{'s' if n > 1 else ''}" for n in shots_list)]
+    average_rows = [[label, *(c.format_ours() for c in rows["average"])] for label, rows in cells.items()]
+    average_rows += [[f"{label} (reported)", *(_num2(values.get(n)) for n in shots_list)] for label, values in reported.items()]
+    section.blocks.append(Block("Average over the datasets", ["Method", *headers[1:]], average_rows))
+    for label, rows in cells.items():
+        section.blocks.append(Block(label, headers, [[PRETTY.get(d, d), *(c.format_ours() for c in row)]
+                                                     for d, row in rows.items()]))
+        section.records += [c.record(row=label, column=f"{d}/{n}shots", metric="accuracy")
+                            for d, row in rows.items() for n, c in zip(shots_list, row)]
+    section.notes.append("Each run trains on N images of every class and tests on all classes of the test split "
+                         "(scripts/reproduce/fewshot.sh); zero-shot CLIP is one run per dataset, the same at every N. "
+                         "Reported: paper/fewshot_reported.json (its not_found list says which published averages "
+                         "are missing and why).")
+    return section
+
+
+def _num2(value: Optional[float]) -> str:
+    return NO_VALUE if value is None else f"{value:.2f}"
+
+
+def plot_fewshot(cells: FewshotCells, shots_list: Sequence[int], reported: Dict[str, Dict[int, float]],
+                 path: Path) -> bool:
+    """One panel per dataset and one for the average: accuracy against shots (log scale), a line per
+    method, the published averages dashed on the average panel (CoOp's figure)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels = list(next(iter(cells.values()), {}))
+    panels = ["average", *[p for p in panels if p != "average"]]
+    if not any(c.ours is not None for rows in cells.values() for row in rows.values() for c in row):
+        return False
+    columns = 4
+    fig, axes = plt.subplots((len(panels) + columns - 1) // columns, columns, figsize=(13, 3 * ((len(panels) + 3) // 4)),
+                             squeeze=False)
+    for ax, panel in zip(axes.flat, panels):
+        for label, rows in cells.items():
+            points = [(n, c.ours) for n, c in zip(shots_list, rows[panel]) if c.ours is not None]
+            if points:
+                ax.plot(*zip(*points), "o-", label=label)
+        if panel == "average":
+            for label, values in reported.items():
+                ax.plot([n for n in shots_list if n in values], [values[n] for n in shots_list if n in values], "--",
+                        label=f"{label} (reported)")
+        ax.set_title("Average over datasets" if panel == "average" else PRETTY.get(panel, panel), fontsize=9)
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(list(shots_list), [str(n) for n in shots_list])
+        ax.grid(alpha=0.3)
+    for ax in list(axes.flat)[len(panels):]:
+        ax.axis("off")
+    axes.flat[0].set_ylabel("accuracy (%)")
+    axes.flat[0].set_xlabel("shots per class")
+    axes.flat[0].legend(fontsize=6)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return True
+
+
+# --------------------------------------------------------------------------------------------
+# Multi-source domain generalisation (leave one domain out): targets x methods per dataset
+# --------------------------------------------------------------------------------------------
+def msdg_section(req: Request) -> Section:
+    section = Section("msdg", "Multi-source domain generalisation: train on the other domains, test on the target")
+    methods = [m for m in req.methods if m.xd_cfg and not m.zero_shot]
+    for dataset in req.pick(MSDG_DATASETS):
+        targets = MSDG_DOMAINS[dataset]
+        rows = []
+        for method in methods:
+            cells = [seed_cell([req.layout.msdg_run(method, dataset, t, s) for s in req.seeds], None, req.provenances)
+                     for t in targets]
+            cells.append(column_average(cells, None, True, "targets"))
+            rows.append([method.label, *(c.format_ours() for c in cells)])
+            section.records += [c.record(row=method.label, column=f"{dataset}/{t}", metric="accuracy")
+                                for t, c in zip((*targets, "average"), cells)]
+        section.blocks.append(Block(PRETTY.get(dataset, dataset), ["Method", *targets, "Avg"], rows))
+    section.notes.append("Ours: mean ± std over seeds of the target domain's accuracy; Avg: mean over the targets "
+                         "(scripts/reproduce/msdg.sh).")
     return section
 
 
@@ -641,9 +780,11 @@ def write_csv(sections: Sequence[Section], folder: Path) -> List[Path]:
 
 def build_sections(req: Request, tables: Sequence[str]) -> Tuple[List[Section], Optional[list]]:
     builders = {"table1": lambda r: table1(paper_rows(r)), "xd": cross_dataset, "dg": domain_generalization,
-                "table3": ablation, "modern": modern_baselines}
+                "table3": ablation, "modern": modern_baselines, "msdg": msdg_section}
     sections, points = [], None
     for name in tables:
+        if name == "fewshot":
+            continue  # its own section and plot (main): it needs the shot counts
         if name == "fig2":
             points = nctx_points(req)
             sections.append(figure2(req, points))
@@ -662,10 +803,16 @@ def build_parser() -> argparse.ArgumentParser:
                         help=f"rows to show, by script folder or paper name (default: {' '.join(REPORTED_METHODS)})")
     parser.add_argument("--seeds", nargs="+", type=int, default=[1, 2, 3])
     parser.add_argument("--datasets", nargs="+", help="only these datasets (config names; default: all)")
-    parser.add_argument("--tables", nargs="+", choices=TABLES, default=list(TABLES))
+    parser.add_argument("--tables", nargs="+", choices=TABLES, default=[t for t in TABLES if t not in OWN_PROTOCOLS],
+                        help=f"default: all but {' and '.join(OWN_PROTOCOLS)} (ask for them by name)")
     parser.add_argument("--shots", type=int, default=16, help="SHOTS the runs used (default: 16)")
     parser.add_argument("--xd-source", default="imagenet", help="XD_SOURCE the runs used (default: imagenet)")
     parser.add_argument("--paper", type=Path, default=PAPER_JSON, help="the paper's numbers (JSON)")
+    parser.add_argument("--backbones", nargs="+", metavar="NAME",
+                        help="backbones whose runs to report, one set of tables each, as BACKBONE names them "
+                             "('' = the configs' own; default: every backbone with runs under OUTPUT_ROOT)")
+    parser.add_argument("--shots-list", nargs="+", type=int, default=list(FEWSHOT_SHOTS),
+                        help="shot counts of the few-shot table (default: 1 2 4 8 16)")
     return parser
 
 
@@ -679,16 +826,31 @@ def main(argv: Optional[List[str]] = None) -> int:
     except KeyError as exc:
         print(exc.args[0], file=sys.stderr)
         return 2
-    known = B2N_DATASETS + DG_TARGETS
+    known = B2N_DATASETS + DG_TARGETS + MSDG_DATASETS
     unknown = [d for d in args.datasets or () if d not in known]
     if unknown:
         print(f"Unknown dataset(s) {unknown}: choose from {' '.join(known)}.", file=sys.stderr)
         return 2
-    req = Request(Layout(args.output_root.resolve(), args.shots, args.xd_source), Paper.load(args.paper),
-                  methods, tuple(args.seeds), tuple(args.datasets or known))
+    root = Layout(args.output_root.resolve(), args.shots, args.xd_source)
+    backbones = args.backbones or root.backbones()
+    for backbone in backbones:
+        req = Request(root.on_backbone(backbone), Paper.load(args.paper), methods, tuple(args.seeds),
+                      tuple(args.datasets or known))
+        report_backbone(req, args, labelled=backbones != [""])
+    return 0
+
+
+def report_backbone(req: Request, args, labelled: bool) -> None:
+    """Print (and write) every table of the runs on one backbone; ``labelled``: say which."""
     sections, points = build_sections(req, args.tables)
-    header = (f"# Results in {req.layout.root}\n\nSeeds {' '.join(map(str, req.seeds))}, {req.layout.shots} shots. "
+    fewshot = fewshot_cells(req, args.shots_list) if "fewshot" in args.tables else None
+    if fewshot is not None:
+        sections.append(fewshot_section(fewshot, args.shots_list, fewshot_reported()))
+    header = (f"# Results in {req.layout.tree}\n\nSeeds {' '.join(map(str, req.seeds))}, {req.layout.shots} shots. "
               "Ours: mean ± std over seeds; paper: GOPro (BMVC 2023); Δ = ours − paper.")
+    if labelled:
+        backbone = req.layout.backbone or f"{DEFAULT_BACKBONE} (the configs' own)"
+        header += f" Backbone: {backbone}."
     if req.layout.shots != 16:
         header += " The paper uses 16 shots."
     if req.provenances.unknown:
@@ -696,19 +858,27 @@ def main(argv: Optional[List[str]] = None) -> int:
                    "log), so they cannot be checked against the paper's settings.")
     text = to_markdown(sections, header)
     print(text)
+    subfolder = "" if req.layout.own_backbone else backbone_folder(req.layout.backbone)
     if args.markdown:
-        args.markdown.parent.mkdir(parents=True, exist_ok=True)
-        args.markdown.write_text(text)
-        print(f"Markdown written to {args.markdown}")
+        markdown = args.markdown.with_name(f"{args.markdown.stem}_{subfolder}{args.markdown.suffix}") if subfolder \
+            else args.markdown
+        markdown.parent.mkdir(parents=True, exist_ok=True)
+        markdown.write_text(text)
+        print(f"Markdown written to {markdown}")
     if args.csv:
-        print(f"CSV written to {', '.join(str(p) for p in write_csv(sections, args.csv))}")
+        print(f"CSV written to {', '.join(str(p) for p in write_csv(sections, args.csv / subfolder))}")
     if points is not None:
-        figure = (args.figures or args.output_root / "figures") / "fig2_nctx.png"
+        figure = (args.figures or args.output_root / "figures") / subfolder / "fig2_nctx.png"
         if plot_figure2(points, figure):
             print(f"Figure 2 written to {figure}")
         else:
             print("Figure 2: no N_CTX run has results yet (scripts/reproduce/fig2.sh), no plot written.")
-    return 0
+    if fewshot is not None:
+        figure = (args.figures or args.output_root / "figures") / subfolder / "fewshot.png"
+        if plot_fewshot(fewshot, args.shots_list, fewshot_reported(), figure):
+            print(f"Few-shot figure written to {figure}")
+        else:
+            print("Few-shot: no run has results yet (scripts/reproduce/fewshot.sh), no plot written.")
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ output tree (``runs/layout.py``; zero-shot CLIP has none), and the base-class te
 are embedded with ``model.visual_embedding(x)``, the image side of the logits (the
 ``image_features`` of the model's output record, without the text pass; GOPro: normalize(P_v(f_v(x)));
 CoOp: the frozen normalize(f_v(x))), or normalize(f_v(x)) for trainers without one. ``--run LABEL=TRAINER:CONFIG:DIR``
-adds any other checkpoint. t-SNE (methods spec 8.7; the paper's settings are unknown): scikit-learn,
+adds any other checkpoint. t-SNE (the paper's Figure 3; its settings are unknown): scikit-learn,
 2-D, perplexity min(30, (n − 1) / 3), PCA init, ``random_state`` = the seed. Points are coloured by class.
 The 2-D points are saved beside the PNG (``.npz``) to re-plot without recomputing.
 """
@@ -54,7 +54,7 @@ def method_panel(layout: Layout, name: str, dataset: str, seed: int) -> Panel:
     method = get_method(name)
     cfg = method.cfg("b2n", dataset)
     # Zero-shot CLIP reads CoOp's config (its registry entry's config_folder).
-    model_dir = None if method.zero_shot else layout.b2n_dir("train_base", dataset, method.trainer, cfg, seed)
+    model_dir = None if method.zero_shot else layout.b2n_dir("train_base", dataset, method.folder, cfg, seed)
     return Panel(method.label, method.trainer, method.config_path(cfg), model_dir)
 
 

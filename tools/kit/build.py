@@ -3,9 +3,12 @@
 Used by the tests, the demo (``make demo``) and anyone who wants to try the pipeline without
 downloading ViT-B/16 and the benchmarks:
 
-    python -m tools.kit.build kit/                 # writes kit/clip/ViT-{B-16,L-14}.pt and kit/DATA/...
+    python -m tools.kit.build kit/                 # writes kit/clip/ViT-{B-16,L-14}.pt, kit/open_clip/ and kit/DATA/...
     export DATA=kit/DATA EXTRA_OPTS="$(python -m tools.kit.build kit/ --print-opts)"
     bash scripts/gopro/base2new_train.sh oxford_pets 1
+    # the same on the tiny open_clip model (open_clip's own architecture, random weights)
+    BACKBONE=open_clip:tiny-ViT:kit EXTRA_OPTS="$(python -m tools.kit.build kit/ --print-opts --open-clip)" \
+        bash scripts/gopro/base2new_train.sh oxford_pets 1
 
 ``--world`` writes the synthetic world of ``tools/kit/world.py`` instead (a benchmark on which prompt
 learning has something to learn; its dataset is ``oxford_pets``).
@@ -18,13 +21,14 @@ from pathlib import Path
 from typing import Iterable, List, Tuple
 
 from runs.methods import METHODS
-from tools.kit.make_tiny_clip import TINY_WIDE, write_tiny_clip
+from tools.kit.make_tiny_clip import TINY_OPEN_CLIP_ARCH, TINY_WIDE, write_tiny_clip, write_tiny_open_clip
 from trainers.clip_backbone import checkpoint_filename
 
 REPO = Path(__file__).resolve().parents[2]
 
 IMAGE_SIZE = 32
 TINY_LAYERS = 3  # transformer blocks per tower of the tiny CLIP
+OPEN_CLIP_BACKBONE = f"open_clip:{TINY_OPEN_CLIP_ARCH}:kit"  # BACKBONE of the kit's tiny open_clip model
 # The backbone names the kit's two tiny CLIPs answer to (file names in Kit.clip_dir).
 KIT_BACKBONE, KIT_WIDE_BACKBONE = "ViT-B/16", "ViT-L/14"
 # The demo/base-to-new dataset: 5 classes (odd, so base = 3 and new = 2 differ in size).
@@ -69,15 +73,28 @@ class Kit:
         return self.clip_dir / checkpoint_filename(KIT_WIDE_BACKBONE)
 
     @property
+    def open_clip_config(self) -> Path:
+        return self.root / "open_clip" / f"{TINY_OPEN_CLIP_ARCH}.json"
+
+    @property
+    def open_clip_weights(self) -> Path:
+        return self.root / "open_clip" / f"{TINY_OPEN_CLIP_ARCH}.pt"
+
+    @property
     def data(self) -> Path:
         return self.root / "DATA"
 
-    def opts(self, workers: int = 0) -> List[str]:
+    def opts(self, workers: int = 0, open_clip: bool = False) -> List[str]:
         """train.py ``KEY VALUE`` options that point a paper config at the kit (deep prompts of
         MaPLe, IVLP, VPT and PromptSRC reach through all the tiny CLIP's blocks instead of 9 or 12,
-        TCP's class-aware tokens enter its last block, MMRL's representation tokens its upper two)."""
+        TCP's class-aware tokens enter its last block, MMRL's representation tokens its upper two).
+        ``open_clip``: the weights and model config of the tiny open_clip model instead of the tiny
+        OpenAI CLIPs (run it with ``BACKBONE=open_clip:tiny-ViT:kit``, ``OPEN_CLIP_BACKBONE``)."""
         depths = [x for key in tiny_prompt_depth_keys() for x in (key, str(TINY_LAYERS))]
-        return ["MODEL.BACKBONE.PATH", str(self.clip_dir), "INPUT.SIZE", f"({IMAGE_SIZE},{IMAGE_SIZE})",
+        weights = ["MODEL.BACKBONE.PATH", str(self.open_clip_weights),
+                   "MODEL.BACKBONE.OPEN_CLIP_CONFIG", str(self.open_clip_config)] if open_clip else [
+                   "MODEL.BACKBONE.PATH", str(self.clip_dir)]
+        return [*weights, "INPUT.SIZE", f"({IMAGE_SIZE},{IMAGE_SIZE})",
                 "DATALOADER.NUM_WORKERS", str(workers), "DATALOADER.TEST.BATCH_SIZE", "50",
                 "TRAIN.PRINT_FREQ", "5", "USE_CUDA", "False", *depths, *tiny_method_opts()]
 
@@ -98,6 +115,8 @@ def build_kit(root: str | Path, datasets: Iterable[dict] = (DEMO_DATASET,), seed
         pairs = [s for spec in datasets for s in training_pairs(kit.data, spec["name"])]
         for path, dims in missing:
             write_tiny_clip(path, seed=seed, layers=TINY_LAYERS, image_resolution=IMAGE_SIZE, pretrain_on=pairs, **dims)
+    if not kit.open_clip_weights.exists():
+        write_tiny_open_clip(kit.open_clip_weights.parent, seed=seed, layers=TINY_LAYERS, image_resolution=IMAGE_SIZE)
     return kit
 
 
@@ -149,6 +168,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("root", help="kit folder")
     parser.add_argument("--print-opts", action="store_true", help="only print the train.py options")
+    parser.add_argument("--open-clip", action="store_true",
+                        help=f"options for the tiny open_clip model (run with BACKBONE={OPEN_CLIP_BACKBONE})")
     parser.add_argument("--datasets", nargs="+", default=[DEMO_DATASET["name"]], metavar="NAME",
                         help=f"fixture datasets to write, or 'all' (default: {DEMO_DATASET['name']}); "
                              f"names: {' '.join(ALL_DATASETS)}")
@@ -165,11 +186,14 @@ def main() -> None:
         kit = build_world(args.root)
     else:
         kit = build_kit(args.root, [dict(DEMO_DATASET, name=name) for name in names])
+    opts = " ".join(kit.opts(open_clip=args.open_clip))
     if args.print_opts:
-        print(" ".join(kit.opts()))
+        print(opts)
         return
-    print(f"Tiny CLIPs: {kit.clip_dir} (ViT-B/16; ViT-L/14 a wider one)\nDatasets:  {kit.data}")
-    print(f'export DATA={kit.data} EXTRA_OPTS="{" ".join(kit.opts())}"')
+    print(f"Tiny CLIPs: {kit.clip_dir} (ViT-B/16; ViT-L/14 a wider one)")
+    print(f"Tiny open_clip model: {kit.open_clip_weights} ({OPEN_CLIP_BACKBONE})\nDatasets:  {kit.data}")
+    backbone = f"BACKBONE={OPEN_CLIP_BACKBONE} " if args.open_clip else ""
+    print(f'export {backbone}DATA={kit.data} EXTRA_OPTS="{opts}"')
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ What the per-class counts mean (``train_per_class`` / ``test_per_class``):
 * FGVCAircraft: lines per class in images_variant_train / images_variant_val and _test;
 * ImageNet variants (test only): ``test_per_class`` images per class.
 
-Defaults reproduce the fixtures of the datasets spec (section 8): 3 classes, e.g. OxfordPets
+Defaults: 3 classes, e.g. OxfordPets
 trainval 5 + test 1 per class. Only the raw files are written by default (the loaders then create
 ``split_zhou_*.json`` themselves); ``with_split_json=True`` also writes the split JSON, with a
 deterministic (unshuffled) split, as the published files would be found on disk.

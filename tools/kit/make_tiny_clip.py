@@ -155,6 +155,46 @@ def write_tiny_clip(path: str | Path, fmt: str = "state_dict", seed: int = 0, la
     return path
 
 
+# A tiny model of open_clip's own architecture family (not OpenAI's): nn.GELU, layer scales, two
+# heads per block, written as an open_clip model config, so the open_clip backbone runs code paths
+# that OpenAI-format weights never reach.
+TINY_OPEN_CLIP_ARCH = "tiny-ViT"
+
+
+def tiny_open_clip_config(layers: int = 3, image_resolution: int = 32) -> dict:
+    return {
+        "embed_dim": 32,
+        "quick_gelu": False,
+        "vision_cfg": {"image_size": image_resolution, "layers": layers, "width": 64, "head_width": 32,
+                       "patch_size": 8, "ls_init_value": 0.5},
+        "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 64, "heads": 2, "layers": layers,
+                     "ls_init_value": 0.5},
+    }
+
+
+def write_tiny_open_clip(folder: str | Path, seed: int = 0, layers: int = 3, image_resolution: int = 32
+                         ) -> Tuple[Path, Path]:
+    """Write ``<folder>/tiny-ViT.json`` (an open_clip model config) and ``<folder>/tiny-ViT.pt`` (the
+    state dict of that model, randomly initialised by open_clip with ``seed``); return both paths.
+    Runs use them as ``MODEL.BACKBONE.NAME open_clip:tiny-ViT:kit`` with ``MODEL.BACKBONE.PATH`` the
+    weights and ``MODEL.BACKBONE.OPEN_CLIP_CONFIG`` the config."""
+    import json
+
+    import open_clip
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    config, weights = folder / f"{TINY_OPEN_CLIP_ARCH}.json", folder / f"{TINY_OPEN_CLIP_ARCH}.pt"
+    config.write_text(json.dumps(tiny_open_clip_config(layers, image_resolution), indent=2))
+    open_clip.add_model_config(config)
+    torch.manual_seed(seed)
+    model = open_clip.create_model(TINY_OPEN_CLIP_ARCH)
+    with torch.no_grad():
+        model.logit_scale.fill_(math.log(100.0))  # CLIP's trained temperature, as the tiny OpenAI model's
+    torch.save(model.state_dict(), weights)
+    return config, weights
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("out", help="output file, e.g. kit/tiny-clip.pt")
