@@ -81,16 +81,14 @@ def make_trainer(kit: Kit, output_dir: Path, trainer: str, config: str, *opts: s
     return build_trainer(cfg)
 
 
-@pytest.fixture(scope="session")
-def teacher_run(kit, tmp_path_factory) -> Path:
-    """A distillation teacher (PromptKD's: PromptSRC at the kit's ViT-L/14, the wider tiny CLIP), one
-    epoch on the base classes, its features exported by the command line."""
+def train_teacher(kit: Kit, folder: Path) -> Path:
+    """A distillation teacher in ``folder`` (PromptKD's: PromptSRC at the kit's ViT-L/14, the wider
+    tiny CLIP), one epoch on the base classes, its features exported by the command line."""
     from runs.methods import METHODS
     from tools.experiments import teacher_features
 
     teacher = METHODS["promptkd"].teacher
     trainer = METHODS[teacher.method].trainer
-    folder = tmp_path_factory.mktemp("teacher") / "run"
     run_train("--root", str(kit.data), "--seed", "1", "--trainer", trainer,
               "--dataset-config-file", str(REPO / "configs/datasets/oxford_pets.yaml"),
               "--config-file", str(REPO / "configs/trainers" / trainer / f"{teacher.cfg}.yaml"),
@@ -98,6 +96,12 @@ def teacher_run(kit, tmp_path_factory) -> Path:
               "DATASET.SUBSAMPLE_CLASSES", "base")
     assert teacher_features.main([str(folder)]) == 0
     return folder
+
+
+@pytest.fixture(scope="session")
+def teacher_run(kit, tmp_path_factory) -> Path:
+    """The session's teacher run, for tests that build every registry method (never modify it)."""
+    return train_teacher(kit, tmp_path_factory.mktemp("teacher") / "run")
 
 
 def make_method_trainer(kit: Kit, output_dir: Path, method, *opts: str, request=None):

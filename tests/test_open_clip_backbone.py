@@ -247,14 +247,16 @@ def test_runs_on_another_backbone_get_their_own_tree(tmp_path, name, folder):
 
 @pytest.mark.slow
 def test_every_method_runs_base_to_new_on_the_kits_open_clip_model_through_the_scripts(kit, tmp_path):
-    """BACKBONE=open_clip:tiny-ViT:kit: every registered method trains on the base classes and is
-    evaluated on the new ones by scripts/run.sh, and the report shows the rows under that backbone."""
+    """BACKBONE=open_clip:tiny-ViT:kit: every registered method with a base-to-new protocol trains on
+    the base classes and is evaluated on the new ones by scripts/run.sh, and the report shows the rows
+    under that backbone. Not here: the few-shot-only methods (no base-to-new protocol), and PromptKD,
+    whose teacher would take BACKBONE too (the steps do not yet keep a teacher on its own backbone)."""
     from conftest import run_script
     from tools.experiments import report
 
     env = {"DATA": str(kit.data), "OUTPUT": str(tmp_path), "EPOCHS": "1", "BACKBONE": OPEN_CLIP_BACKBONE,
            "EXTRA_OPTS": " ".join(kit.opts(open_clip=True))}
-    methods = methods_in_checkout()
+    methods = [m for m in methods_in_checkout() if m.b2n_cfg and m.teacher is None]
     for method in methods:
         steps = [("zeroshot", s) for s in ("base", "new")] if method.zero_shot else [("base2new_train", "1"),
                                                                                        ("base2new_test", "1")]

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import REPO, accuracies, build_cfg, make_trainer, run_train
+from conftest import REPO, accuracies, build_cfg, make_trainer, run_train, train_teacher
 from numerics import assert_close
 from tools.kit.build import TINY_LAYERS
 
@@ -21,6 +21,12 @@ TEACHER_CFG = "vit_l14_c2_ep20_batch8_4+4ctx"
 DEPTHS = ["TRAINER.PROMPTKD.PROMPT_DEPTH_TEXT", str(TINY_LAYERS),
           "TRAINER.PROMPTKD.PROMPT_DEPTH_VISION", str(TINY_LAYERS)]
 BASE, NEW = ["DATASET.SUBSAMPLE_CLASSES", "base"], ["DATASET.SUBSAMPLE_CLASSES", "new"]
+
+
+@pytest.fixture(scope="module")
+def teacher_run(kit, tmp_path_factory) -> Path:
+    """This module's own teacher run (some tests here replace its export)."""
+    return train_teacher(kit, tmp_path_factory.mktemp("teacher") / "run")
 
 
 def student(kit, path, teacher_run, *opts):

@@ -195,16 +195,23 @@ def test_an_upstream_style_trainer_folder_runs_with_our_train_py(kit, tmp_path):
               "--dataset-config-file", "configs/datasets/oxford_pets.yaml",
               "--config-file", "configs/trainers/CoOp/vit_b16_ctxv1.yaml"]
 
+    # The kit's options for the trainer nodes this checkout still has (train.py defines the
+    # upstream clients' nodes; the other methods' files are not in the copy).
+    pairs = list(zip(kit.opts()[::2], kit.opts()[1::2]))
+    upstream_nodes = ("COOP", "COCOOP", "MAPLE", "IVLP", "VPT", "GOPRO", "PROMPTSRC")
+    kit_opts = [x for key, value in pairs if not key.startswith("TRAINER.") or key.split(".")[1] in upstream_nodes
+                for x in (key, value)]
+
     def run(*args):
         proc = subprocess.run([sys.executable, "train.py", *common, *args], cwd=repo, capture_output=True, text=True)
         assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
         return proc.stdout
 
-    run("--output-dir", str(tmp_path / "out"), *kit.opts(), "OPTIM.MAX_EPOCH", "2")
+    run("--output-dir", str(tmp_path / "out"), *kit_opts, "OPTIM.MAX_EPOCH", "2")
     log = (tmp_path / "out" / "log.txt").read_text()
     assert "upstream keys: N_CTX=16 CSC=False CTX_INIT=a photo of a POS=end" in log and "Finish training" in log
     evaluated = run("--output-dir", str(tmp_path / "eval"), "--eval-only", "--model-dir", str(tmp_path / "out"),
-                    "--load-epoch", "2", *kit.opts())
+                    "--load-epoch", "2", *kit_opts)
     assert len(accuracies(log)) == 1 and accuracies(evaluated) == accuracies(log)
 
 
