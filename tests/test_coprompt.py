@@ -169,7 +169,8 @@ def test_upstream_checkpoint_loads_its_learnable_tensors(trainer, tmp_path):
 
 
 def test_upstream_checkpoint_evaluates_with_eval_only_and_model_dir(kit, tmp_path):
-    evaluate_upstream_checkpoint(kit, tmp_path, "CoPrompt", CONFIG, NAME, 8, upstream_state())
+    log = evaluate_upstream_checkpoint(kit, tmp_path, "CoPrompt", CONFIG, NAME, 8, upstream_state())
+    assert str(tmp_path / "upstream" / NAME / "model.pth.tar-8") in log  # the upstream file is what was evaluated
 
 
 # ---- registry and scripts -------------------------------------------------------------------------

@@ -139,7 +139,8 @@ def upstream_state(n_cls: int = 3) -> dict:
 
 
 def test_upstream_checkpoint_evaluates_with_eval_only_and_model_dir(kit, tmp_path):
-    evaluate_upstream_checkpoint(kit, tmp_path, "TCP", CONFIG, "prompt_learner", 50, upstream_state())
+    log = evaluate_upstream_checkpoint(kit, tmp_path, "TCP", CONFIG, "prompt_learner", 50, upstream_state())
+    assert str(tmp_path / "upstream" / "prompt_learner" / "model.pth.tar-50") in log  # the upstream file was evaluated
 
 
 def test_upstream_checkpoint_loads_its_tensors_and_keeps_this_runs_classes(trainer, tmp_path):
