@@ -82,7 +82,6 @@ class Method:
     kit_depth_keys: Tuple[str, ...] = ()          # prompt depths the kit lowers to the tiny CLIP's blocks
     kit_opts: Tuple[str, ...] = ()                # other KEY VALUE pairs that fit the paper configs to the kit
     fewshot_cfg: str = ""                         # config of the few-shot protocol ("" = not defined)
-    fewshot_cfg_by_shots: Mapping[int, str] = field(default_factory=dict, hash=False)  # where upstream has one
     sweeps: Tuple[Sweep, ...] = ()
     teacher: Optional[Teacher] = None             # a distilled method's teacher (PromptKD)
     plugins: Tuple[str, ...] = ()                 # plug-ins composed with the trainer (its configs' TRAINER.PLUGINS)
