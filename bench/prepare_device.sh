@@ -9,8 +9,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
 # Missing on the device image, with the dependencies it also lacks (clip-anytorch needs ftfy,
-# ftfy needs wcwidth; both CLIP packagings import pkg_resources, gone from setuptools 81).
-WHEELS=(clip-anytorch==2.6.0 yacs==0.1.8 ftfy==6.3.1 wcwidth==0.2.13 "setuptools==80.9.0")
+# ftfy needs wcwidth; both CLIP packagings import pkg_resources, gone from setuptools 81). The
+# open_clip backbone is imported with the trainers; its own needs (timm, huggingface_hub,
+# safetensors, regex) are on the image.
+WHEELS=(clip-anytorch==2.6.0 open-clip-torch==3.3.0 yacs==0.1.8 ftfy==6.3.1 wcwidth==0.2.13 "setuptools==80.9.0")
 grep -qx '/.whl/' .git/info/exclude 2>/dev/null || grep -qx '/.whl/' .gitignore || echo '/.whl/' >> .git/info/exclude
 mkdir -p .whl
 "$PY" -m pip download --quiet --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
