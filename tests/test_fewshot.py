@@ -83,6 +83,9 @@ def test_the_dry_run_lists_11_datasets_5_shot_counts_and_3_seeds_per_method(tmp_
 # configs differ by shot count (CoOp, CLIP-Adapter) and the 16-shot fits use a larger cache and more data.
 CHEAP_FAMILY = tuple(k for k in FEWSHOT_METHODS if {"training-free", "fine-tuned"} & set(METHODS[k].tags))
 PROMPT_LEARNERS = tuple(k for k in FEWSHOT_METHODS if k not in CHEAP_FAMILY)
+REGIMES = {"zsclip": "training-free", "gda": "training-free", "tip_adapter": "training-free",
+           "tip_adapter_f": "fine-tuned", "linear_probe": "fine-tuned", "clip_adapter": "fine-tuned",
+           "clip_lora": "fine-tuned"}  # the prompt learners: inductive
 KIT_FEWSHOT_OPTS = ("TRAINER.CLIPLORA.N_ITERS", "2")  # CLIP-LoRA: 2 x shots iterations instead of 500 x shots
 
 
@@ -97,7 +100,8 @@ def run_fewshot_script(kit, output: Path, methods, shots_list: str) -> None:
 def test_every_few_shot_method_runs_through_the_scripts_and_fills_the_table_and_plot(kit, tmp_path):
     """scripts/reproduce/fewshot.sh on the kit (one seed, OxfordPets, EPOCHS=1) for every method of the
     registry that defines the protocol, then the report: a row per method, with its regime, backbone and
-    origin, beside the published rows. Measured: about 5 CPU-minutes (23 runs of 10-16 s)."""
+    origin, beside the published rows. Measured: 5.2 CPU-minutes (23 runs of 10-16 s),
+    9 minutes of wall time on 2 shared cores (load average 5-10)."""
     assert {"gda", "tip_adapter", "tip_adapter_f", "linear_probe", "clip_adapter", "clip_lora"} <= set(CHEAP_FAMILY)
     output = tmp_path / "output"
     run_fewshot_script(kit, output, PROMPT_LEARNERS, "1")
@@ -113,8 +117,7 @@ def test_every_few_shot_method_runs_through_the_scripts_and_fills_the_table_and_
     for key in FEWSHOT_METHODS:
         method = METHODS[key]
         row = row_of(text, average, method.label)
-        expected = ", ".join(method.tags) or ("training-free" if method.zero_shot else "inductive")
-        assert row[3:] == [expected, "ViT-B/16", "ours"], row
+        assert row[3:] == [REGIMES.get(key, "inductive"), "ViT-B/16", "ours"], row
         ran_16 = key in CHEAP_FAMILY or key in ("coop", "zsclip")
         for cell in row[1:3] if ran_16 else row[1:2]:
             assert 0 <= float(cell.split(" ")[0]) <= 100 and "[" in cell, row  # a number, footnoted (EPOCHS=1)
