@@ -645,27 +645,82 @@ def fewshot_cells(req: Request, shots_list: Sequence[int]) -> FewshotCells:
     return cells
 
 
-def fewshot_reported(path: Path = FEWSHOT_REPORTED_JSON) -> Dict[str, Dict[int, float]]:
-    """The published 11-dataset averages: method label -> shots -> accuracy."""
+@dataclass(frozen=True)
+class Reported:
+    """One method's published few-shot numbers (``paper/fewshot_reported.json``): shots -> accuracy
+    per dataset and on average, the backbone they were measured on and where they are printed."""
+
+    label: str
+    backbone: str
+    source: str
+    average: Dict[int, float]                 # the published 11-dataset average, else the mean of per_dataset
+    average_derived: bool                     # True: the mean of the published per-dataset numbers
+    per_dataset: Dict[str, Dict[int, float]]
+
+    @property
+    def origin(self) -> str:
+        """The "Numbers from" column: the source, and how its average was obtained."""
+        how = "; average = mean of its 11 per-dataset numbers" if self.average_derived and self.average else ""
+        return self.source + how
+
+
+def reported_average(per_dataset: Dict[str, Dict[int, float]], columns: Sequence[int]) -> Dict[int, float]:
+    """The mean over the 11 datasets, per shot count, only where every one of them is published."""
+    if set(per_dataset) != set(B2N_DATASETS):
+        return {}
+    return {n: mean([per_dataset[d][n] for d in B2N_DATASETS]) for n in columns}
+
+
+def fewshot_reported(path: Path = FEWSHOT_REPORTED_JSON) -> Dict[str, Reported]:
+    """The published numbers, by method label (a row holds ``values``, a published average over the
+    datasets, and/or ``per_dataset``, dataset -> one number per column)."""
     data = json.loads(Path(path).read_text())
-    return {label: dict(zip(data["columns"], row["values"])) for label, row in data["rows"].items()}
+    columns = data["columns"]
+    reported = {}
+    for label, row in data["rows"].items():
+        per_dataset = {d: dict(zip(columns, values)) for d, values in row.get("per_dataset", {}).items()}
+        published = dict(zip(columns, row["values"])) if "values" in row else {}
+        reported[label] = Reported(label, row["backbone"], row["source"],
+                                   published or reported_average(per_dataset, columns), not published, per_dataset)
+    return reported
 
 
-def fewshot_section(cells: FewshotCells, shots_list: Sequence[int], reported: Dict[str, Dict[int, float]]) -> Section:
+def method_regime(label: str) -> str:
+    """The regime of a row by its label ("" for a method the registry does not hold)."""
+    try:
+        return regime(get_method(label))
+    except KeyError:
+        return ""
+
+
+def fewshot_section(cells: FewshotCells, shots_list: Sequence[int], reported: Dict[str, Reported],
+                    backbone: str = DEFAULT_BACKBONE) -> Section:
+    """The average over the datasets (ours, then the published rows, each with its regime, backbone and
+    source), then one block per method of ours: datasets x shots, with the published numbers of that
+    method under each dataset where there are some."""
     section = Section("fewshot", "Few-shot classification (CoOp's protocol): all classes, accuracy (%) against shots per class")
-    headers = ["Dataset", *(f"{n} shot{'s' if n > 1 else ''}" for n in shots_list)]
-    average_rows = [[label, *(c.format_ours() for c in rows["average"])] for label, rows in cells.items()]
-    average_rows += [[f"{label} (reported)", *(_num2(values.get(n)) for n in shots_list)] for label, values in reported.items()]
-    section.blocks.append(Block("Average over the datasets", ["Method", *headers[1:]], average_rows))
+    shot_headers = [f"{n} shot{'s' if n > 1 else ''}" for n in shots_list]
+    average_rows = [[label, *(c.format_ours() for c in rows["average"]), method_regime(label), backbone, "ours"]
+                    for label, rows in cells.items()]
+    average_rows += [[f"{label} (reported)", *(_num2(r.average.get(n)) for n in shots_list), method_regime(label),
+                      r.backbone, r.origin] for label, r in reported.items()]
+    section.blocks.append(Block("Average over the datasets", ["Method", *shot_headers, "Regime", "Backbone",
+                                                              "Numbers from"], average_rows))
     for label, rows in cells.items():
-        section.blocks.append(Block(label, headers, [[PRETTY.get(d, d), *(c.format_ours() for c in row)]
-                                                     for d, row in rows.items()]))
+        published = reported[label].per_dataset if label in reported else {}
+        block_rows = []
+        for d, row in rows.items():
+            block_rows.append([PRETTY.get(d, d), *(c.format_ours() for c in row)])
+            if d in published:
+                block_rows.append([f"{PRETTY.get(d, d)} (reported, {reported[label].backbone})",
+                                   *(_num2(published[d].get(n)) for n in shots_list)])
+        section.blocks.append(Block(label, ["Dataset", *shot_headers], block_rows))
         section.records += [c.record(row=label, column=f"{d}/{n}shots", metric="accuracy")
                             for d, row in rows.items() for n, c in zip(shots_list, row)]
     section.notes.append("Each run trains on N images of every class and tests on all classes of the test split "
                          "(scripts/reproduce/fewshot.sh); zero-shot CLIP is one run per dataset, the same at every N. "
-                         "Reported: paper/fewshot_reported.json (its not_found list says which published averages "
-                         "are missing and why).")
+                         "Reported: paper/fewshot_reported.json, each row on the backbone it names (compare rows of "
+                         "one backbone); its not_found list says which published numbers are missing and why.")
     return section
 
 
@@ -673,10 +728,9 @@ def _num2(value: Optional[float]) -> str:
     return NO_VALUE if value is None else f"{value:.2f}"
 
 
-def plot_fewshot(cells: FewshotCells, shots_list: Sequence[int], reported: Dict[str, Dict[int, float]],
-                 path: Path) -> bool:
+def plot_fewshot(cells: FewshotCells, shots_list: Sequence[int], reported: Dict[str, Reported], path: Path) -> bool:
     """One panel per dataset and one for the average: accuracy against shots (log scale), a line per
-    method, the published averages dashed on the average panel (CoOp's figure)."""
+    method, the published numbers dashed (CoOp's figure)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -694,10 +748,11 @@ def plot_fewshot(cells: FewshotCells, shots_list: Sequence[int], reported: Dict[
             points = [(n, c.ours) for n, c in zip(shots_list, rows[panel]) if c.ours is not None]
             if points:
                 ax.plot(*zip(*points), "o-", label=label)
-        if panel == "average":
-            for label, values in reported.items():
-                ax.plot([n for n in shots_list if n in values], [values[n] for n in shots_list if n in values], "--",
-                        label=f"{label} (reported)")
+        for label, r in reported.items():
+            values = r.average if panel == "average" else r.per_dataset.get(panel, {})
+            shown = [n for n in shots_list if n in values]
+            if shown:
+                ax.plot(shown, [values[n] for n in shown], "--", label=f"{label} (reported, {r.backbone})")
         ax.set_title("Average over datasets" if panel == "average" else PRETTY.get(panel, panel), fontsize=9)
         ax.set_xscale("log", base=2)
         ax.set_xticks(list(shots_list), [str(n) for n in shots_list])
@@ -845,7 +900,8 @@ def report_backbone(req: Request, args, labelled: bool) -> None:
     sections, points = build_sections(req, args.tables)
     fewshot = fewshot_cells(req, args.shots_list) if "fewshot" in args.tables else None
     if fewshot is not None:
-        sections.append(fewshot_section(fewshot, args.shots_list, fewshot_reported()))
+        sections.append(fewshot_section(fewshot, args.shots_list, fewshot_reported(),
+                                        req.layout.backbone or DEFAULT_BACKBONE))
     header = (f"# Results in {req.layout.tree}\n\nSeeds {' '.join(map(str, req.seeds))}, {req.layout.shots} shots. "
               "Ours: mean ± std over seeds; paper: GOPro (BMVC 2023); Δ = ours − paper.")
     if labelled:
