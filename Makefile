@@ -46,9 +46,12 @@ world-gopro-ablation: $(STAMP)
 	WORLD=$(WORLD) WORLD_SEEDS="$(WORLD_SEEDS)" WORLD_EPOCHS=$(WORLD_EPOCHS) WORLD_JOBS=$(WORLD_JOBS) PYTHON=$(PY) \
 	  bash bench/world_gopro_ablation.sh
 
-# The whole test suite (what CI runs).
+# The whole test suite (what CI runs), in TEST_JOBS processes (pytest-xdist): most of the suite's
+# time is single-threaded (Python start-ups of train.py and the scripts), so two processes on two
+# cores take about half the time. A test file stays in one process (its fixtures are built once).
+TEST_JOBS ?= 2
 test: $(STAMP)
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q -n $(TEST_JOBS) --dist loadfile tests
 
 # Unit tests only (seconds).
 test-fast: $(STAMP)
