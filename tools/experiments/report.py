@@ -580,10 +580,12 @@ def plot_figure2(points: List[Tuple[str, List[Cell]]], path: Path) -> bool:
 # --------------------------------------------------------------------------------------------
 class Reported:
     """Base-to-new numbers the modern baselines' authors report (``paper/modern_baselines_reported.json``:
-    11-dataset averages only), falling back to the GOPro paper (GOPro's own row, per dataset)."""
+    the 11-dataset averages, and each dataset where a repository prints it), falling back to the GOPro
+    paper (GOPro's own row, per dataset)."""
 
     def __init__(self, data: dict, paper: Paper):
         self.rows = data["base2new_average"]["rows"]
+        self.per_dataset = data.get("base2new_per_dataset", {}).get("rows", {})
         self.sources = data.get("sources", {})
         self.paper = paper
 
@@ -591,15 +593,25 @@ class Reported:
     def load(cls, paper: Paper, path: Path = REPORTED_JSON) -> "Reported":
         return cls(json.loads(Path(path).read_text()), paper)
 
+    def _row(self, label: str, dataset: str) -> Optional[Tuple[Tuple[float, ...], str]]:
+        """(base, new, hm) and the source key of a reported number; None where none is recorded."""
+        if dataset == "average":
+            row = self.rows.get(label)
+            return (tuple(row["values"]), row["source"]) if row else None
+        row = self.per_dataset.get(label)
+        if row and dataset in row["values"]:
+            return tuple(row["values"][dataset]), row["source"]
+        return None
+
     def b2n(self, label: str, dataset: str) -> Tuple[Optional[float], ...]:
-        row = self.rows.get(label) if dataset == "average" else None
-        return tuple(row["values"]) if row else self.paper.b2n(label, dataset)
+        found = self._row(label, dataset)
+        return found[0] if found else self.paper.b2n(label, dataset)
 
     def b2n_source(self, label: str, dataset: str) -> str:
-        row = self.rows.get(label) if dataset == "average" else None
-        if not row:
+        found = self._row(label, dataset)
+        if not found:
             return self.paper.b2n_source(label, dataset)
-        return re.sub(r" at [0-9a-f]{7,40}$", "", self.sources.get(row["source"], row["source"]))  # without the commit
+        return re.sub(r" at [0-9a-f]{7,40}$", "", self.sources.get(found[1], found[1]))  # without the commit
 
 
 def paper_rows(req: Request) -> Request:
@@ -620,9 +632,9 @@ def modern_baselines(req: Request) -> Optional[Section]:
     for block in section.blocks:
         block.headers = [h.replace("(paper)", "(reported)") for h in block.headers]
     section.notes = [n.replace("The paper averages", "The reported numbers average") for n in section.notes]
-    section.notes.append("Reported: the 11-dataset averages of the methods' READMEs (paper/modern_baselines_reported.json; "
-                         "no per-dataset numbers are published) and the GOPro paper for GOPro. Same data, seeds, "
-                         "backbone and protocol for every row of ours.")
+    section.notes.append("Reported: the methods' own numbers (paper/modern_baselines_reported.json: the 11-dataset "
+                         "averages, and each dataset where the method's repository prints it; \"–\" where nothing is "
+                         "recorded) and the GOPro paper for GOPro. Same data, seeds, backbone and protocol for every row of ours.")
     return section
 
 
