@@ -197,7 +197,7 @@ def test_modern_table_puts_reported_numbers_beside_ours_and_table1_keeps_the_pap
     assert row_of(text, average, "PromptSRC")[1:3] == ["n/a (0/11 datasets)", "84.26"]
     assert row_of(text, average, "GOPro")[2] == "84.21"
     dtd = row_of(text, "DTD", "ProGrad")
-    assert dtd[1:4] == ["75.00", "–", "–"]  # no per-dataset numbers are reported
+    assert dtd[1:4] == ["75.00", "–", "–"]  # ProGrad's repository prints no per-dataset numbers
     assert row_of(text, "DTD", "GOPro")[2] == "82.41"  # GOPro's paper
     rows = list(csv.DictReader((tmp_path / "csv" / "modern_baselines_base2new.csv").open()))
     record = next(r for r in rows if (r["row"], r["column"], r["metric"]) == ("KgCoOp", "average", "base"))
