@@ -55,7 +55,7 @@ from runs.methods import (ABLATION_ROWS, METHODS, MODERN, NCTX_DEFAULT_POINT, NC
                          REPORTED_METHODS, Method, get_method)
 from runs.results import (B2N_DATASETS, DG_TARGETS, MSDG_DATASETS, MSDG_DOMAINS, XD_TARGETS, SeedStats,
                           harmonic_mean, mean)
-from runs.identity import MODEL_DIGEST, asked_settings, differences, stored_settings
+from runs.identity import MODEL_DIGEST, asked_settings, differences, is_reference_digest, stored_settings
 from runs.plans import FEWSHOT_SHOTS, PASS_THROUGH, TABLES as PLANS, build_selection
 from runs.steps import TrainRun, command_runs
 
@@ -130,7 +130,7 @@ class Paper:
 # Which settings our numbers come from
 # --------------------------------------------------------------------------------------------
 FOOTNOTE = re.compile(r"⟦(.+?)⟧")  # one setting of a cell until to_markdown numbers it
-SEED_KEYS = ("SEED", MODEL_DIGEST)  # what rightly differs between the seeds of one cell
+SEED_KEYS = ("SEED", MODEL_DIGEST)  # what rightly differs between the seeds of one cell (and is_reference_digest)
 
 
 @dataclass(frozen=True)
@@ -216,7 +216,10 @@ class Provenances:
             reference = self.reference(folder)
             asked = asked_settings(reference.argv) if reference else stored.settings
             found.append((stored.settings, differences(stored.settings, asked, ignore=(MODEL_DIGEST,))))
-        mixed = {d.key for a, _ in found for b, _ in found for d in differences(a, b, ignore=SEED_KEYS)}
+        # A run built on another (PromptKD's teacher) builds on that seed's run: its digest differs
+        # between seeds as the model folder's does; each seed's is still checked against the asked one.
+        mixed = {d.key for a, _ in found for b, _ in found for d in differences(a, b, ignore=SEED_KEYS)
+                 if not is_reference_digest(d.key)}
         deviations = {f"{d.key}={json.dumps(d.stored)}" for _, diffs in found for d in diffs}
         return Provenance(frozenset(deviations), frozenset(mixed))
 
