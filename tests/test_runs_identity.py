@@ -204,15 +204,20 @@ def footnote(text: str, cell: str) -> str:
     return ", ".join(listed[mark] for mark in marks)
 
 
+def paper_environment(output) -> dict:
+    """The scripts' environment with the paper's settings (none of this shell's overrides), writing to ``output``."""
+    overrides = ("EPOCHS", "EXTRA_OPTS", "BACKBONE", "SHOTS", "CFG", "METHODS", "DATASETS", "SEEDS")
+    return jobs.script_environment({**{k: v for k, v in os.environ.items() if k not in overrides},
+                                    "OUTPUT": str(output), "PYTHON": sys.executable})
+
+
 def test_the_report_marks_numbers_from_other_settings_and_never_averages_mixed_seeds(tmp_path):
     from tools.experiments import report
     from runs.layout import Layout
     from runs.methods import METHODS
     from test_report import row_of
 
-    overrides = ("EPOCHS", "EXTRA_OPTS", "BACKBONE", "SHOTS", "CFG", "METHODS", "DATASETS", "SEEDS")
-    paper = jobs.script_environment({**{k: v for k, v in os.environ.items() if k not in overrides},
-                                     "OUTPUT": str(tmp_path), "PYTHON": sys.executable})
+    paper = paper_environment(tmp_path)
     flags = jobs.build_parser().parse_args(["table1", "--methods", "coop", "gopro", "--datasets", "dtd",
                                             "--seeds", "1", "2"])
     plan = plans.table1(plans.build_selection("table1", flags, paper))
@@ -275,9 +280,7 @@ def test_the_report_averages_seeds_that_build_on_their_own_seeds_teacher(tmp_pat
     from runs.methods import METHODS
     from test_report import row_of
 
-    overrides = ("EPOCHS", "EXTRA_OPTS", "BACKBONE", "SHOTS", "CFG", "METHODS", "DATASETS", "SEEDS")
-    paper = jobs.script_environment({**{k: v for k, v in os.environ.items() if k not in overrides},
-                                     "OUTPUT": str(tmp_path), "PYTHON": sys.executable})
+    paper = paper_environment(tmp_path)
     flags = jobs.build_parser().parse_args(["table1", "--methods", "promptkd", "--datasets", "dtd", "--seeds", "1", "2"])
     for job in plans.table1(plans.build_selection("table1", flags, paper)).jobs:  # teachers before their students
         record_runs(job, paper)
