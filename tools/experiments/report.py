@@ -32,7 +32,9 @@ Conventions:
   another backbone, with that ``BACKBONE``): a cell from
   other settings gets a footnote mark ``[n]`` listing them (``OPTIM.MAX_EPOCH=2``), an average the
   marks of all its parts; seeds made with different settings are not averaged
-  (``n/a (seeds differ: OPTIM.MAX_EPOCH)``); runs that record no settings are counted in the header.
+  (``n/a (seeds differ: OPTIM.MAX_EPOCH)``; the run a seed builds on, PromptKD's teacher of that seed,
+  rightly differs by seed and is checked against the asked one only); runs that record no settings
+  are counted in the header.
 """
 from __future__ import annotations
 
