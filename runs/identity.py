@@ -68,6 +68,12 @@ EVAL_ONLY, LOAD_EPOCH, MODEL_DIGEST = "--eval-only", "--load-epoch", "--model-di
 
 # A trainer key holding the output folder of another run (e.g. a distillation teacher).
 RUN_REFERENCE = re.compile(r"TRAINER\.[A-Z0-9_]+\.[A-Z0-9_]*_RUN")
+REFERENCE_DIGEST = " digest"  # a referenced run's key in the settings: "<key> digest"
+
+
+def is_reference_digest(key: str) -> bool:
+    """Whether a settings key is the digest of a run this one builds on (``TEACHER_RUN digest``)."""
+    return key.endswith(REFERENCE_DIGEST) and RUN_REFERENCE.fullmatch(key[:-len(REFERENCE_DIGEST)]) is not None
 
 # Exit status of ``train.py --check-finished``.
 EXIT_DONE, EXIT_TODO, EXIT_STALE = 0, 1, 3
@@ -153,7 +159,7 @@ def settings_of(cfg, eval_only: bool = False, load_epoch: Union[int, str, None] 
     config = flatten(cfg)
     for key, reference in referenced_runs(config).items():  # a run it builds on counts by its digest
         del config[key]
-        config[f"{key} digest"] = reference["digest"]
+        config[key + REFERENCE_DIGEST] = reference["digest"]
     return select_settings(config, eval_only, epoch, identity and identity.get("digest"))
 
 

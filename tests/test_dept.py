@@ -266,7 +266,8 @@ def test_report_rows_carry_regime_and_the_source_of_the_reported_number():
     assert reported.b2n("PromptSRC+DePT", "average") == (85.19, 76.17, 80.43)
     assert reported.b2n_source("PromptSRC+DePT", "average").startswith("DePT paper")
     assert reported.b2n_source("KgCoOp", "average") == "htyao89/KgCoOp readme.md"   # the commit left out
-    assert reported.b2n_source("KgCoOp+DePT", "average") == "–"                      # nothing recorded yet
+    assert reported.b2n("KgCoOp+DePT", "eurosat") == (89.03, 71.07, 79.04)          # the paper's per-dataset table
+    assert reported.b2n_source("GOPro+DePT", "average") == "–"                       # nothing published
 
 
 # ---- registry and the reproduce command ------------------------------------------------------

@@ -204,15 +204,20 @@ def footnote(text: str, cell: str) -> str:
     return ", ".join(listed[mark] for mark in marks)
 
 
+def paper_environment(output) -> dict:
+    """The scripts' environment with the paper's settings (none of this shell's overrides), writing to ``output``."""
+    overrides = ("EPOCHS", "EXTRA_OPTS", "BACKBONE", "SHOTS", "CFG", "METHODS", "DATASETS", "SEEDS")
+    return jobs.script_environment({**{k: v for k, v in os.environ.items() if k not in overrides},
+                                    "OUTPUT": str(output), "PYTHON": sys.executable})
+
+
 def test_the_report_marks_numbers_from_other_settings_and_never_averages_mixed_seeds(tmp_path):
     from tools.experiments import report
     from runs.layout import Layout
     from runs.methods import METHODS
     from test_report import row_of
 
-    overrides = ("EPOCHS", "EXTRA_OPTS", "BACKBONE", "SHOTS", "CFG", "METHODS", "DATASETS", "SEEDS")
-    paper = jobs.script_environment({**{k: v for k, v in os.environ.items() if k not in overrides},
-                                     "OUTPUT": str(tmp_path), "PYTHON": sys.executable})
+    paper = paper_environment(tmp_path)
     flags = jobs.build_parser().parse_args(["table1", "--methods", "coop", "gopro", "--datasets", "dtd",
                                             "--seeds", "1", "2"])
     plan = plans.table1(plans.build_selection("table1", flags, paper))
@@ -265,3 +270,23 @@ def test_scripts_stop_at_a_stale_folder_unless_rerun_stale_moves_it_aside(kit, t
     assert json.loads((folder / "run.json").read_text())["settings"]["OPTIM.MAX_EPOCH"] == 2
     aside = list(folder.parent.glob("seed1.stale-*"))
     assert len(aside) == 1 and json.loads((aside[0] / "run.json").read_text())["settings"]["OPTIM.MAX_EPOCH"] == 1
+
+
+def test_the_report_averages_seeds_that_build_on_their_own_seeds_teacher(tmp_path):
+    """Each PromptKD seed distils from the teacher run of its own seed: the teachers' digests differ
+    between seeds as the model folders do, which is no reason to refuse the mean."""
+    from tools.experiments import report
+    from runs.layout import Layout
+    from runs.methods import METHODS
+    from test_report import row_of
+
+    paper = paper_environment(tmp_path)
+    flags = jobs.build_parser().parse_args(["table1", "--methods", "promptkd", "--datasets", "dtd", "--seeds", "1", "2"])
+    for job in plans.table1(plans.build_selection("table1", flags, paper)).jobs:  # teachers before their students
+        record_runs(job, paper)
+    student = [json.loads(p.read_text()) for p in sorted(tmp_path.glob("base2new/train_base/dtd/*/PromptKD/*/seed*/run.json"))]
+    digests = {s["settings"]["TRAINER.PROMPTKD.TEACHER_RUN digest"] for s in student}
+    assert len(student) == 2 and len(digests) == 2  # two seeds, two teachers
+    request = report.Request(Layout(tmp_path), report.Paper.load(), (METHODS["promptkd"],), (1, 2), ("dtd",))
+    row = row_of(report.to_markdown([report.table1(request)], ""), "DTD", "PromptKD")
+    assert row[1] == "50.00 ± 0.00" and row[4] == "50.00 ± 0.00"
