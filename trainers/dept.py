@@ -36,9 +36,13 @@ Where we depart from upstream, and why:
   their configs are the base's own recipe plus DePT's defaults; documented in the configs).
 * **The head reads the base model's normalised features** (``ModelOutput.image_features`` /
   ``text_features``, what the logits use), not the unnormalised tower outputs upstream feeds it:
-  the plug-in then needs nothing from a base model but its output. Consequence: the head's scale
-  differs, so an upstream checkpoint evaluates here with the same new-class accuracy (similarity
-  only) but not exactly the same base-class accuracy (its head was trained on unnormalised features).
+  the plug-in then needs nothing from a base model but its output. Consequences: an upstream
+  checkpoint evaluates here with the same new-class accuracy (similarity only) but not the same
+  base-class accuracy (its head was trained on unnormalised features); and the head's logits span
+  far less than the 100·cos logits, so the fusion barely moves them. On the synthetic world
+  (bench/WORLD.md) PromptSRC+DePT's head alone scored 50.8 on base, the similarity logits 34.8, the
+  fusion 35.4. This departure is known to weaken the method. Removing it needs the base models to
+  hand out their unnormalised features (``ModelOutput``); that change is open.
 * **Own checkpoint folder** ``DePT/`` (cwT and head) next to the base's unchanged folder, with its
   own optimizer and scheduler (``OPTIM`` at ``LR · LR_MULT``, the same schedule: the same updates
   as upstream's two parameter groups); the frozen CLIP is not saved.
