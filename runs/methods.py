@@ -53,11 +53,14 @@ class Sweep:
 class Teacher:
     """A distillation teacher made by another method of the registry: its base-to-new training run
     (``method`` with config ``cfg``, same dataset and seed) and its exported features, whose folder
-    the student's runs receive in config key ``option``."""
+    the student's runs receive in config key ``option``. The teacher runs on ``cfg``'s backbone
+    whatever the student's; the scripts' TEACHER_BACKBONE changes it, and the student's runs then
+    receive that name in config key ``backbone_option`` (the backbone the student expects)."""
 
     method: str
     cfg: str
     option: str
+    backbone_option: str
 
 
 @dataclass(frozen=True)
@@ -268,7 +271,8 @@ METHODS: Dict[str, Method] = {m.key: m for m in (
     Method("promptkd", "PromptKD", "PromptKD", "vit_b16_c2_ep20_batch8_4+4ctx",
            "vit_b16_c2_ep20_batch8_4+4ctx_cross_datasets", b2n_dataset_cfg=PROMPTKD_KD200, group=MODERN,
            kit_depth_keys=PROMPTKD_DEPTHS, tags=("transductive", "teacher ViT-L/14"),
-           teacher=Teacher("promptsrc", "vit_l14_c2_ep20_batch8_4+4ctx", "TRAINER.PROMPTKD.TEACHER_RUN")),
+           teacher=Teacher("promptsrc", "vit_l14_c2_ep20_batch8_4+4ctx", "TRAINER.PROMPTKD.TEACHER_RUN",
+                           "TRAINER.PROMPTKD.TEACHER_NAME")),
     # Frozen-feature methods (trainers/frozen_features.py). A protocol whose config is "" is not
     # defined by the method's upstream. GDA's cross-dataset runs fit ImageNet and name each target's
     # classes with its unseen-class classifier (our choice: upstream has no cross-dataset script).
