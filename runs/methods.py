@@ -88,6 +88,10 @@ class Method:
     sweeps: Tuple[Sweep, ...] = ()
     teacher: Optional[Teacher] = None             # a distilled method's teacher (PromptKD)
     plugins: Tuple[str, ...] = ()                 # plug-ins composed with the trainer (its configs' TRAINER.PLUGINS)
+    feature_cache: bool = False                   # its trainer module adds TRAINER.FEATURE_CACHE_DIR (frozen
+                                                  # features, trainers/feature_cache.py): the scripts pass one
+                                                  # folder under OUTPUT (a fact of the trainer, stated here so
+                                                  # that the scripts need not import it; tests check it)
     tags: Tuple[str, ...] = ()                    # regime shown in the report: "training-free", "fine-tuned",
                                                   # "transductive", "teacher ViT-L/14", "LLM text", "plug-in" ...
                                                   # (empty = inductive prompt learner)
@@ -277,13 +281,13 @@ METHODS: Dict[str, Method] = {m.key: m for m in (
     # defined by the method's upstream. GDA's cross-dataset runs fit ImageNet and name each target's
     # classes with its unseen-class classifier (our choice: upstream has no cross-dataset script).
     Method("gda", "GDA", "GDA", "vit_b16_base2new", "vit_b16", module="gda",
-           fewshot_cfg="vit_b16", tags=("training-free",)),
+           fewshot_cfg="vit_b16", feature_cache=True, tags=("training-free",)),
     Method("tip_adapter", "Tip-Adapter", "TipAdapter", "", "", module="tip_adapter",
-           fewshot_cfg="vit_b16", tags=("training-free",)),
+           fewshot_cfg="vit_b16", feature_cache=True, tags=("training-free",)),
     Method("tip_adapter_f", "Tip-Adapter-F", "TipAdapterF", "", "", module="tip_adapter",
-           fewshot_cfg="vit_b16", tags=("fine-tuned",)),
+           fewshot_cfg="vit_b16", feature_cache=True, tags=("fine-tuned",)),
     Method("linear_probe", "Linear probe", "LinearProbe", "", "", module="linear_probe",
-           fewshot_cfg="vit_b16", tags=("fine-tuned",)),
+           fewshot_cfg="vit_b16", feature_cache=True, tags=("fine-tuned",)),
     Method("clip_adapter", "CLIP-Adapter", "CLIPAdapter", "", "", module="clip_adapter",
            fewshot_cfg="vit_b16", fewshot_cfg_by_shots={1: "vit_b16_ep50", 2: "vit_b16_ep100", 4: "vit_b16_ep100"},
            tags=("fine-tuned",)),

@@ -48,8 +48,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import datetime
-import functools
-import importlib
 import os
 import shlex
 import subprocess
@@ -58,10 +56,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import List, Mapping, Optional, Sequence, Tuple
 
-from dassl.config import get_cfg_default
-
 from runs.children import die_with_parent
-from runs.cli import extend_cfg
 from runs.identity import FolderState, asked_settings, end_signals, folder_state
 from runs.layout import Layout, sweep_layout
 from runs.methods import REPO, Method, get_method
@@ -354,21 +349,10 @@ def shots_of(text: str) -> int:
     return int(text)
 
 
-@functools.lru_cache(maxsize=None)
-def keeps_feature_cache(method: Method) -> bool:
-    """Whether the method's config tree has ``TRAINER.FEATURE_CACHE_DIR`` (its trainer module adds it:
-    the frozen-feature methods, trainers/feature_cache.py). Only that module is imported."""
-    if not method.in_checkout():
-        return False
-    cfg = get_cfg_default()
-    extend_cfg(cfg, [importlib.import_module(f"trainers.{method.module or method.key}")])
-    return FEATURE_CACHE_KEY.split(".", 1)[1] in cfg.TRAINER
-
-
 def shared_options(method: Method, caller: Caller) -> Tuple[str, ...]:
     """Options every run of the method gets: the feature cache shared by all steps under OUTPUT, so
     that a second method (or protocol) on the same images reads the features the first encoded."""
-    if not keeps_feature_cache(method):
+    if not method.feature_cache:
         return ()
     return (FEATURE_CACHE_KEY, str(caller.output / FEATURE_CACHE_FOLDER))
 
