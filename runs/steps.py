@@ -24,8 +24,8 @@ teacher method's base-to-new training with the teacher's config, same dataset an
 ``base2new_train`` runs it first (skipped when done), and its runs receive the teacher's folder (the
 student exports the teacher's features there where they are missing). It has no cross-dataset
 steps yet (the teacher's features cover its own dataset). BACKBONE is the student's: the teacher
-runs on its config's backbone (PromptKD: ViT-L/14, upstream's fixed teacher), or on TEACHER_BACKBONE,
-in that backbone's tree of the layout; its runs get EXTRA_OPTS then TEACHER_OPTS (``Caller.teacher``),
+runs on its config's backbone (PromptKD: ViT-L/14, upstream's fixed teacher), or on TEACHER_BACKBONE
+(an OpenAI CLIP name; open_clip teachers are refused), in that backbone's tree of the layout; its runs get EXTRA_OPTS then TEACHER_OPTS (``Caller.teacher``),
 and the student's runs get the teacher's backbone name (``Teacher.backbone_option``).
 
 The caller's options come from the environment (``Caller.from_environ``; see scripts/common.sh):
@@ -211,6 +211,9 @@ def base2new(method: Method, ctx: Context, dataset: str, seed: int, phases: Sequ
 
 TEACHER_STEP = "teacher_train"
 DISTILLED_STEPS = ("base2new_train", "base2new_test", TEACHER_STEP)
+# open_clip names (trainers/clip_backbone.py OPEN_CLIP_PREFIX, not imported: it would import torch
+# into every script call): a teacher there is not supported yet (trainers/promptkd.py's teacher_backbone)
+OPEN_CLIP_TEACHER = "open_clip:"
 
 
 def teacher_of(method: Method) -> Method:
@@ -239,6 +242,10 @@ def distilled_runs(method: Method, step: str, args: Sequence[str], caller: Calle
                          "(cross-dataset runs need a teacher exported for each target)")
     dataset, seed = expect(args, "DATASET SEED")
     dataset_config(dataset)
+    if caller.teacher_backbone.startswith(OPEN_CLIP_TEACHER):
+        raise ValueError(f"TEACHER_BACKBONE={caller.teacher_backbone}: {method.key}'s student loads its teacher "
+                         "through OpenAI's clip package only; name an OpenAI CLIP (ViT-L/14, ViT-L/14@336px, "
+                         "ViT-B/16 ...) or leave TEACHER_BACKBONE unset (the teacher config's ViT-L/14).")
     teacher = teacher_runs(method, caller, dataset, seed_of(seed))
     if step == TEACHER_STEP:
         return teacher

@@ -95,7 +95,7 @@ def test_backbone_is_the_students_and_the_teacher_keeps_its_own_unless_told(tmp_
     from runs import steps
     from runs.layout import backbone_folder
 
-    student_backbone, teacher_backbone = "open_clip:ViT-B-16:laion2b_s34b_b88k", "open_clip:ViT-L-14:laion2b_s32b_b82k"
+    student_backbone, teacher_backbone = "open_clip:ViT-B-16:laion2b_s34b_b88k", "ViT-L/14@336px"
     env = {"OUTPUT": str(tmp_path), "DATA": "D", "BACKBONE": student_backbone,
            "EXTRA_OPTS": "MODEL.BACKBONE.PATH student.bin", "TEACHER_OPTS": "MODEL.BACKBONE.PATH clip_folder"}
 
@@ -116,6 +116,12 @@ def test_backbone_is_the_students_and_the_teacher_keeps_its_own_unless_told(tmp_
     assert moved.folder == tmp_path / "backbone" / backbone_folder(teacher_backbone) / teacher.folder.relative_to(tmp_path)
     assert value(student, "TRAINER.PROMPTKD.TEACHER_RUN") == str(moved.folder)
     assert value(student, "TRAINER.PROMPTKD.TEACHER_NAME") == teacher_backbone
+    from trainers.clip_backbone import OPEN_CLIP_PREFIX
+
+    assert steps.OPEN_CLIP_TEACHER == OPEN_CLIP_PREFIX
+    with pytest.raises(RuntimeError, match="TEACHER_BACKBONE=open_clip:ViT-L-14:x: .*OpenAI's clip package only"):
+        steps.command_runs(["bash", "scripts/promptkd/base2new_train.sh", "dtd", "1"],
+                           {**env, "TEACHER_BACKBONE": "open_clip:ViT-L-14:x"})
     with pytest.raises(RuntimeError, match="TEACHER_OPTS must be KEY VALUE pairs"):
         steps.command_runs(["bash", "scripts/promptkd/teacher_train.sh", "dtd", "1"], {**env, "TEACHER_OPTS": "A"})
 
