@@ -53,11 +53,14 @@ class Sweep:
 class Teacher:
     """A distillation teacher made by another method of the registry: its base-to-new training run
     (``method`` with config ``cfg``, same dataset and seed) and its exported features, whose folder
-    the student's runs receive in config key ``option``."""
+    the student's runs receive in config key ``option``. The teacher runs on ``cfg``'s backbone
+    whatever the student's; the scripts' TEACHER_BACKBONE changes it, and the student's runs then
+    receive that name in config key ``backbone_option`` (the backbone the student expects)."""
 
     method: str
     cfg: str
     option: str
+    backbone_option: str
 
 
 @dataclass(frozen=True)
@@ -85,6 +88,10 @@ class Method:
     sweeps: Tuple[Sweep, ...] = ()
     teacher: Optional[Teacher] = None             # a distilled method's teacher (PromptKD)
     plugins: Tuple[str, ...] = ()                 # plug-ins composed with the trainer (its configs' TRAINER.PLUGINS)
+    feature_cache: bool = False                   # its trainer module adds TRAINER.FEATURE_CACHE_DIR (frozen
+                                                  # features, trainers/feature_cache.py): the scripts pass one
+                                                  # folder under OUTPUT (a fact of the trainer, stated here so
+                                                  # that the scripts need not import it; tests check it)
     tags: Tuple[str, ...] = ()                    # regime shown in the report: "training-free", "fine-tuned",
                                                   # "transductive", "teacher ViT-L/14", "LLM text", "plug-in" ...
                                                   # (empty = inductive prompt learner)
@@ -268,18 +275,19 @@ METHODS: Dict[str, Method] = {m.key: m for m in (
     Method("promptkd", "PromptKD", "PromptKD", "vit_b16_c2_ep20_batch8_4+4ctx",
            "vit_b16_c2_ep20_batch8_4+4ctx_cross_datasets", b2n_dataset_cfg=PROMPTKD_KD200, group=MODERN,
            kit_depth_keys=PROMPTKD_DEPTHS, tags=("transductive", "teacher ViT-L/14"),
-           teacher=Teacher("promptsrc", "vit_l14_c2_ep20_batch8_4+4ctx", "TRAINER.PROMPTKD.TEACHER_RUN")),
+           teacher=Teacher("promptsrc", "vit_l14_c2_ep20_batch8_4+4ctx", "TRAINER.PROMPTKD.TEACHER_RUN",
+                           "TRAINER.PROMPTKD.TEACHER_NAME")),
     # Frozen-feature methods (trainers/frozen_features.py). A protocol whose config is "" is not
     # defined by the method's upstream. GDA's cross-dataset runs fit ImageNet and name each target's
     # classes with its unseen-class classifier (our choice: upstream has no cross-dataset script).
     Method("gda", "GDA", "GDA", "vit_b16_base2new", "vit_b16", module="gda",
-           fewshot_cfg="vit_b16", tags=("training-free",)),
+           fewshot_cfg="vit_b16", feature_cache=True, tags=("training-free",)),
     Method("tip_adapter", "Tip-Adapter", "TipAdapter", "", "", module="tip_adapter",
-           fewshot_cfg="vit_b16", tags=("training-free",)),
+           fewshot_cfg="vit_b16", feature_cache=True, tags=("training-free",)),
     Method("tip_adapter_f", "Tip-Adapter-F", "TipAdapterF", "", "", module="tip_adapter",
-           fewshot_cfg="vit_b16", tags=("fine-tuned",)),
+           fewshot_cfg="vit_b16", feature_cache=True, tags=("fine-tuned",)),
     Method("linear_probe", "Linear probe", "LinearProbe", "", "", module="linear_probe",
-           fewshot_cfg="vit_b16", tags=("fine-tuned",)),
+           fewshot_cfg="vit_b16", feature_cache=True, tags=("fine-tuned",)),
     Method("clip_adapter", "CLIP-Adapter", "CLIPAdapter", "", "", module="clip_adapter",
            fewshot_cfg="vit_b16", fewshot_cfg_by_shots={1: "vit_b16_ep50", 2: "vit_b16_ep100", 4: "vit_b16_ep100"},
            tags=("fine-tuned",)),

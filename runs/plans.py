@@ -22,7 +22,8 @@ from runs.steps import GENERIC_RUNNER, shots_of
 REPO = Path(__file__).resolve().parents[1]
 
 # Variables the scripts read (scripts/common.sh); written into Slurm job lists when set.
-PASS_THROUGH = ("DATA", "OUTPUT", "SHOTS", "EPOCHS", "BACKBONE", "XD_SOURCE", "EXTRA_OPTS", "PYTHON", "RERUN_STALE")
+PASS_THROUGH = ("DATA", "OUTPUT", "SHOTS", "EPOCHS", "BACKBONE", "XD_SOURCE", "EXTRA_OPTS", "TEACHER_BACKBONE",
+                "TEACHER_OPTS", "PYTHON", "RERUN_STALE")
 FIG3_METHODS = ("slip", "cocoop", "gopro")  # the paper's Figure 3 panels
 FEWSHOT_SHOTS = (1, 2, 4, 8, 16)  # CoOp's few-shot protocol
 FEWSHOT_METHODS = tuple(key for key, m in METHODS.items() if m.fewshot)

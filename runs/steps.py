@@ -23,11 +23,15 @@ A distilled method (a registry ``teacher``: PromptKD) also has ``teacher_train D
 teacher method's base-to-new training with the teacher's config, same dataset and seed); its
 ``base2new_train`` runs it first (skipped when done), and its runs receive the teacher's folder (the
 student exports the teacher's features there where they are missing). It has no cross-dataset
-steps yet (the teacher's features cover its own dataset).
+steps yet (the teacher's features cover its own dataset). BACKBONE is the student's: the teacher
+runs on its config's backbone (PromptKD: ViT-L/14, upstream's fixed teacher), or on TEACHER_BACKBONE
+(an OpenAI CLIP name; open_clip teachers are refused), in that backbone's tree of the layout; its runs get EXTRA_OPTS then TEACHER_OPTS (``Caller.teacher``),
+and the student's runs get the teacher's backbone name (``Teacher.backbone_option``).
 
 The caller's options come from the environment (``Caller.from_environ``; see scripts/common.sh):
 DATA, OUTPUT, SHOTS, XD_SOURCE, CFG, EPOCHS (``OPTIM.MAX_EPOCH``), BACKBONE (``--backbone``),
-EXTRA_OPTS (``KEY VALUE`` pairs split like a shell command line) and RERUN_STALE. Each run is
+EXTRA_OPTS (``KEY VALUE`` pairs split like a shell command line), TEACHER_BACKBONE, TEACHER_OPTS
+and RERUN_STALE. Each run is
 skipped when its folder holds its final result made with these settings, resumes when unfinished,
 and, when the folder holds a run with other settings (stale), stops the step with exit status 3
 unless RERUN_STALE moves the folder aside to ``<folder>.stale-<time>``. Wrong arguments (their
@@ -42,9 +46,8 @@ Other modules ask for runs in-process: ``runs_of(method, step, args, caller)`` a
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime
-import functools
-import importlib
 import os
 import shlex
 import subprocess
@@ -53,10 +56,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import List, Mapping, Optional, Sequence, Tuple
 
-from dassl.config import get_cfg_default
-
 from runs.children import die_with_parent
-from runs.cli import extend_cfg
 from runs.identity import FolderState, asked_settings, end_signals, folder_state
 from runs.layout import Layout, sweep_layout
 from runs.methods import REPO, Method, get_method
@@ -92,17 +92,17 @@ class Context:
         return str(self.layout.shots)
 
 
-def split_extra_opts(text: str) -> Tuple[str, ...]:
-    """EXTRA_OPTS as train.py's KEY VALUE words, split like a shell would (quotes keep spaces;
-    nothing is run or expanded, so values such as (32,32) stay as they are)."""
+def split_extra_opts(text: str, variable: str = "EXTRA_OPTS") -> Tuple[str, ...]:
+    """``variable`` (EXTRA_OPTS, TEACHER_OPTS) as train.py's KEY VALUE words, split like a shell
+    would (quotes keep spaces; nothing is run or expanded, so values such as (32,32) stay as they are)."""
     if not text:
         return ()
     try:
         words = shlex.split(text)
     except ValueError:
-        raise ValueError(f"EXTRA_OPTS has an unmatched quote: {text}") from None
+        raise ValueError(f"{variable} has an unmatched quote: {text}") from None
     if len(words) % 2:
-        raise ValueError(f"EXTRA_OPTS must be KEY VALUE pairs, got {len(words)} words: {text} "
+        raise ValueError(f"{variable} must be KEY VALUE pairs, got {len(words)} words: {text} "
                          "(quote a value with spaces: KEY 'a b')")
     return tuple(words)
 
@@ -119,6 +119,8 @@ class Caller:
     epochs: str = ""
     backbone: str = ""
     extra_opts: Tuple[str, ...] = ()
+    teacher_backbone: str = ""           # a distillation teacher's backbone ("" = its config's)
+    teacher_opts: Tuple[str, ...] = ()   # options of the teacher's runs only, after extra_opts
     rerun_stale: bool = False
     python: str = field(default=sys.executable, compare=False)
 
@@ -132,7 +134,17 @@ class Caller:
                    shots=int(shots), xd_source=environ.get("XD_SOURCE") or "imagenet", cfg=environ.get("CFG", ""),
                    epochs=environ.get("EPOCHS", ""), backbone=environ.get("BACKBONE", ""),
                    extra_opts=split_extra_opts(environ.get("EXTRA_OPTS", "")),
+                   teacher_backbone=environ.get("TEACHER_BACKBONE", ""),
+                   teacher_opts=split_extra_opts(environ.get("TEACHER_OPTS", ""), "TEACHER_OPTS"),
                    rerun_stale=bool(environ.get("RERUN_STALE")), python=environ.get("PYTHON") or "python")
+
+    def teacher(self) -> "Caller":
+        """The options of a distillation teacher's runs: BACKBONE names the student's backbone, so
+        the teacher keeps its config's (or TEACHER_BACKBONE), and its runs live in that backbone's
+        tree; TEACHER_OPTS follow EXTRA_OPTS, so they win (e.g. the teacher's MODEL.BACKBONE.PATH
+        where EXTRA_OPTS gives the student's weights file)."""
+        return dataclasses.replace(self, backbone=self.teacher_backbone,
+                                   extra_opts=(*self.extra_opts, *self.teacher_opts))
 
     @property
     def context(self) -> Context:
@@ -198,27 +210,50 @@ def base2new(method: Method, ctx: Context, dataset: str, seed: int, phases: Sequ
 
 
 TEACHER_STEP = "teacher_train"
+DISTILLED_STEPS = ("base2new_train", "base2new_test", TEACHER_STEP)
+# open_clip names (trainers/clip_backbone.py OPEN_CLIP_PREFIX, not imported: it would import torch
+# into every script call): a teacher there is not supported yet (trainers/promptkd.py's teacher_backbone)
+OPEN_CLIP_TEACHER = "open_clip:"
 
 
 def teacher_of(method: Method) -> Method:
     return get_method(method.teacher.method)
 
 
-def teacher_folder(method: Method, ctx: Context, dataset: str, seed: int) -> Path:
+def teacher_runs(method: Method, caller: Caller, dataset: str, seed: int) -> List[TrainRun]:
+    """A distilled method's teacher training run for ``dataset`` / ``seed``, with the teacher's
+    options (``Caller.teacher``): its folder is in the tree of the teacher's backbone."""
+    teacher, options = teacher_of(method), caller.teacher()
+    ctx = dataclasses.replace(options.context, cfg=method.teacher.cfg)
+    return caller_runs(teacher, options, base2new(teacher, ctx, dataset, seed, ("train",)))
+
+
+def teacher_folder(method: Method, caller: Caller, dataset: str, seed: int) -> Path:
     """Where a distilled method's teacher run for ``dataset`` / ``seed`` lives."""
-    return ctx.layout.b2n_dir("train_base", dataset, teacher_of(method).trainer, method.teacher.cfg, seed)
+    return teacher_runs(method, caller, dataset, seed)[0].folder
 
 
-def distilled_base2new(method: Method, ctx: Context, dataset: str, seed: int, step: str) -> List[StepRun]:
+def distilled_runs(method: Method, step: str, args: Sequence[str], caller: Caller) -> List[TrainRun]:
     """A distilled method's base-to-new steps: its teacher's training, then its own runs, which get
-    the teacher's folder (``method.teacher.option``)."""
-    train_teacher = base2new(teacher_of(method), Context(ctx.data, ctx.layout, method.teacher.cfg), dataset, seed,
-                             ("train",))
+    the teacher's folder (``method.teacher.option``) and, when it is not the teacher config's own,
+    the teacher's backbone (``method.teacher.backbone_option``)."""
+    if step not in DISTILLED_STEPS:
+        raise ValueError(f"{method.key} has no step {step!r}: use one of {' '.join(DISTILLED_STEPS)} "
+                         "(cross-dataset runs need a teacher exported for each target)")
+    dataset, seed = expect(args, "DATASET SEED")
+    dataset_config(dataset)
+    if caller.teacher_backbone.startswith(OPEN_CLIP_TEACHER):
+        raise ValueError(f"TEACHER_BACKBONE={caller.teacher_backbone}: {method.key}'s student loads its teacher "
+                         "through OpenAI's clip package only; name an OpenAI CLIP (ViT-L/14, ViT-L/14@336px, "
+                         "ViT-B/16 ...) or leave TEACHER_BACKBONE unset (the teacher config's ViT-L/14).")
+    teacher = teacher_runs(method, caller, dataset, seed_of(seed))
     if step == TEACHER_STEP:
-        return train_teacher
-    own = base2new(method, ctx, dataset, seed, ("train",) if step == "base2new_train" else ("test",),
-                   (method.teacher.option, str(teacher_folder(method, ctx, dataset, seed))))
-    return [*train_teacher, *own] if step == "base2new_train" else own
+        return teacher
+    backbone = (method.teacher.backbone_option, caller.teacher_backbone) if caller.teacher_backbone else ()
+    own = caller_runs(method, caller, base2new(method, caller.context, dataset, seed_of(seed),
+                                               ("train",) if step == "base2new_train" else ("test",),
+                                               (method.teacher.option, str(teacher[0].folder), *backbone)))
+    return [*teacher, *own] if step == "base2new_train" else own
 
 
 def xd_train(method: Method, ctx: Context, seed: int) -> List[StepRun]:
@@ -277,13 +312,6 @@ def step_runs(method: Method, step: str, args: Sequence[str], ctx: Context) -> L
         layout = sweep_layout(ctx.layout, sweep, setting)
         options = sweep.options(setting)  # validates the setting
         return base2new(method, Context(ctx.data, layout, ctx.cfg), dataset, seed_of(seed), ("train", "test"), options)
-    if method.teacher is not None:
-        if step not in ("base2new_train", "base2new_test", TEACHER_STEP):
-            raise ValueError(f"{method.key} has no step {step!r}: use one of base2new_train base2new_test "
-                             f"{TEACHER_STEP} (cross-dataset runs need a teacher exported for each target)")
-        dataset, seed = expect(args, "DATASET SEED")
-        dataset_config(dataset)
-        return distilled_base2new(method, ctx, dataset, seed_of(seed), step)
     if (step == "zeroshot") != method.zero_shot or step not in STEPS:
         steps = ["zeroshot"] if method.zero_shot else [*STEPS[:-1], *(s.name for s in method.sweeps)]
         raise ValueError(f"{method.key} has no step {step!r}: use one of {' '.join(steps)}")
@@ -328,30 +356,25 @@ def shots_of(text: str) -> int:
     return int(text)
 
 
-@functools.lru_cache(maxsize=None)
-def keeps_feature_cache(method: Method) -> bool:
-    """Whether the method's config tree has ``TRAINER.FEATURE_CACHE_DIR`` (its trainer module adds it:
-    the frozen-feature methods, trainers/feature_cache.py). Only that module is imported."""
-    if not method.in_checkout():
-        return False
-    cfg = get_cfg_default()
-    extend_cfg(cfg, [importlib.import_module(f"trainers.{method.module or method.key}")])
-    return FEATURE_CACHE_KEY.split(".", 1)[1] in cfg.TRAINER
-
-
 def shared_options(method: Method, caller: Caller) -> Tuple[str, ...]:
     """Options every run of the method gets: the feature cache shared by all steps under OUTPUT, so
     that a second method (or protocol) on the same images reads the features the first encoded."""
-    if not keeps_feature_cache(method):
+    if not method.feature_cache:
         return ()
     return (FEATURE_CACHE_KEY, str(caller.output / FEATURE_CACHE_FOLDER))
 
 
-def runs_of(method: Method, step: str, args: Sequence[str], caller: Caller) -> List[TrainRun]:
-    """The train.py runs of ``METHOD STEP ARGS`` with the caller's options (ValueError / UsageError: bad arguments)."""
-    runs = step_runs(method, step, args, caller.context)
+def caller_runs(method: Method, caller: Caller, runs: Sequence[StepRun]) -> List[TrainRun]:
+    """The train.py runs of a method's step runs with the caller's options."""
     shared = shared_options(method, caller)
     return [TrainRun(caller.argv(folder, (*step_args, *shared))) for folder, step_args in runs]
+
+
+def runs_of(method: Method, step: str, args: Sequence[str], caller: Caller) -> List[TrainRun]:
+    """The train.py runs of ``METHOD STEP ARGS`` with the caller's options (ValueError / UsageError: bad arguments)."""
+    if method.teacher is not None:
+        return distilled_runs(method, step, args, caller)
+    return caller_runs(method, caller, step_runs(method, step, args, caller.context))
 
 
 def script_step(script: str, args: Sequence[str]) -> Tuple[str, str, Tuple[str, ...]]:

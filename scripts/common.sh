@@ -13,6 +13,10 @@
 #   XD_SOURCE   source dataset of the cross-dataset runs (default: imagenet)
 #   EXTRA_OPTS  extra "KEY VALUE" pairs for train.py, quoted like a shell command line
 #               (e.g. EXTRA_OPTS="TRAINER.GOPRO.CTX_INIT 'a photo of a' OPTIM.LR 0.01")
+#   TEACHER_BACKBONE  a distilled method's (PromptKD's) teacher backbone (default: its config's, ViT-L/14;
+#               BACKBONE changes the student only)
+#   TEACHER_OPTS      "KEY VALUE" pairs for the teacher's runs only, after EXTRA_OPTS
+#               (e.g. TEACHER_OPTS="MODEL.BACKBONE.PATH ~/clip" where EXTRA_OPTS names the student's weights file)
 #   PYTHON      interpreter (default: python)
 #   RERUN_STALE 1: a folder holding a run with other settings is moved aside (to
 #               <folder>.stale-<time>) and the run starts afresh; unset: the script stops (exit 3) and names them

@@ -190,20 +190,25 @@ def test_a_table_asked_for_a_method_without_its_protocol_skips_it(tmp_path):
     assert re.findall(r"^\[todo\] (\S+)", proc.stdout, re.M) == ["coop/b2n_train/dtd/seed1", "coop/b2n_test/dtd/seed1"]
 
 
-def test_methods_with_a_feature_cache_share_one_folder_under_output(tmp_path, monkeypatch):
-    """A trainer module whose extend_cfg adds TRAINER.FEATURE_CACHE_DIR gets <OUTPUT>/feature_cache in
-    every run; one without it (CoOp) gets nothing."""
-    import dataclasses
-    import types
-
-    from runs import steps
-
+def test_methods_with_a_feature_cache_share_one_folder_under_output(tmp_path):
+    """A method whose trainer keeps the feature cache gets <OUTPUT>/feature_cache in every run; one
+    without it (CoOp) gets nothing."""
     caller = Caller.from_environ({"OUTPUT": str(tmp_path), "DATA": "/data"})
-    assert not steps.keeps_feature_cache(METHODS["coop"])
-    frozen = types.ModuleType("trainers.frozen_stub")
-    frozen.extend_cfg = lambda cfg: setattr(cfg.TRAINER, "FEATURE_CACHE_DIR", "")
-    monkeypatch.setitem(sys.modules, "trainers.frozen_stub", frozen)
-    stub = dataclasses.replace(METHODS["coop"], key="frozen_stub", module="frozen_stub")
-    monkeypatch.setattr(type(stub), "in_checkout", lambda self, repo=REPO: True)
-    (run,) = runs_of(stub, "fewshot", ["dtd", "4", "1"], caller)
-    assert run.argv[-2:] == ("TRAINER.FEATURE_CACHE_DIR", str(tmp_path / "feature_cache"))
+    (probe,) = runs_of(METHODS["linear_probe"], "fewshot", ["dtd", "4", "1"], caller)
+    assert probe.argv[-2:] == ("TRAINER.FEATURE_CACHE_DIR", str(tmp_path / "feature_cache"))
+    (coop,) = runs_of(METHODS["coop"], "fewshot", ["dtd", "4", "1"], caller)
+    assert "TRAINER.FEATURE_CACHE_DIR" not in coop.argv
+
+
+@pytest.mark.parametrize("method", [m for m in METHODS.values() if m.in_checkout()], ids=lambda m: m.key)
+def test_the_registry_says_which_trainers_keep_the_feature_cache(method):
+    """``Method.feature_cache`` is what the trainer module's extend_cfg does (the scripts read the
+    registry instead of importing the trainer, which costs seconds per script)."""
+    import importlib
+
+    from dassl.config import get_cfg_default
+    from runs.cli import extend_cfg
+
+    cfg = get_cfg_default()
+    extend_cfg(cfg, [importlib.import_module(f"trainers.{method.module or method.key}")])
+    assert ("FEATURE_CACHE_DIR" in cfg.TRAINER) == method.feature_cache

@@ -5,6 +5,10 @@ cannot run is refused with a message."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -245,33 +249,58 @@ def test_runs_on_another_backbone_get_their_own_tree(tmp_path, name, folder):
     assert own.backbones() == ["", name]
 
 
+def run_table1(methods, env: dict) -> None:
+    """``python -m runs.jobs table1`` for ``methods`` on oxford_pets, seed 1: every method's scripts
+    (base-to-new training, then its test), as many jobs at a time as the machine has cores (up to 4;
+    one thread each: the tiny runs are all start-up). On failure: the failed jobs' logs."""
+    jobs = str(max(1, min(4, os.cpu_count() or 1)))
+    proc = subprocess.run([sys.executable, "-m", "runs.jobs", "table1", "--gpus", "", "--jobs", jobs,
+                           "--methods", *(m.key for m in methods), "--datasets", "oxford_pets", "--seeds", "1"],
+                          cwd=REPO, capture_output=True, text=True, timeout=1200,
+                          env={**os.environ, "PYTHON": sys.executable, "OMP_NUM_THREADS": "1", **env})
+    if proc.returncode != 0:
+        failed = [Path(line.rsplit(": ", 1)[1]) for line in proc.stdout.splitlines() if line.startswith("  failed: ")]
+        logs = "\n".join(f"--- {log}\n{log.read_text()[-3000:]}" for log in failed if log.is_file())
+        raise AssertionError(f"runs.jobs table1 failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}\n{logs}")
+
+
 @pytest.mark.slow
 def test_every_method_runs_base_to_new_on_the_kits_open_clip_model_through_the_scripts(kit, tmp_path):
     """BACKBONE=open_clip:tiny-ViT:kit: every registered method with a base-to-new protocol trains on
-    the base classes and is evaluated on the new ones by scripts/run.sh, and the report shows the rows
-    under that backbone. Not here: the few-shot-only methods (no base-to-new protocol), and PromptKD,
-    whose teacher would take BACKBONE too (the steps do not yet keep a teacher on its own backbone)."""
-    from conftest import run_script
+    the base classes and is evaluated on the new ones by its scripts (through the job engine, as
+    scripts/reproduce/table1.sh runs them), and the report shows the rows under that backbone. Not
+    here: the few-shot-only methods (no base-to-new protocol). PromptKD's teacher keeps its own
+    backbone: the kit's ViT-L/14 stand-in, in the top tree, whose weights come from TEACHER_OPTS."""
+    from runs.identity import read_identity
+    from runs.layout import Layout
+    from runs.steps import Caller, teacher_folder
     from tools.experiments import report
 
     env = {"DATA": str(kit.data), "OUTPUT": str(tmp_path), "EPOCHS": "1", "BACKBONE": OPEN_CLIP_BACKBONE,
-           "EXTRA_OPTS": " ".join(kit.opts(open_clip=True))}
-    methods = [m for m in methods_in_checkout() if m.b2n_cfg and m.teacher is None]
-    for method in methods:
-        steps = [("zeroshot", s) for s in ("base", "new")] if method.zero_shot else [("base2new_train", "1"),
-                                                                                       ("base2new_test", "1")]
-        for step, last in steps:
-            run_script("run.sh", method.key, step, "oxford_pets", last, env=env)
+           "EXTRA_OPTS": " ".join(kit.opts(open_clip=True)), "TEACHER_OPTS": f"MODEL.BACKBONE.PATH {kit.clip_dir}"}
+    methods = [m for m in methods_in_checkout() if m.b2n_cfg]
+    assert any(m.teacher for m in methods)
+    run_table1(methods, env)
     logs = list((tmp_path / "backbone").rglob("log.txt"))
-    assert len(logs) == 2 * len(methods) and not list(tmp_path.glob("base2new"))  # nothing at the top of the tree
+    assert len(logs) == 2 * len(methods)
     assert all(f"Loading open_clip (backbone: {OPEN_CLIP_BACKBONE}" in log.read_text() for log in logs)
+    # the teacher: the one run at the top of the tree, on its config's backbone; the student records it
+    (teacher_log,) = tmp_path.glob("base2new/**/log.txt")
+    assert "Loading CLIP (backbone: ViT-L/14" in teacher_log.read_text()
+    for method in (m for m in methods if m.teacher):
+        teacher = teacher_folder(method, Caller.from_environ(env), "oxford_pets", 1)
+        assert teacher == teacher_log.parent
+        student = Layout(tmp_path, backbone=OPEN_CLIP_BACKBONE).b2n_run(method, "base", "oxford_pets", 1).log.parent
+        assert read_identity(student)["references"][method.teacher.option] == {
+            "folder": str(teacher), "digest": read_identity(teacher)["digest"], "backbone": "ViT-L/14"}
     text = report_text(report, tmp_path)
     assert f"Backbone: {OPEN_CLIP_BACKBONE}." in text
     tables = text.split(f"Backbone: {OPEN_CLIP_BACKBONE}.")[1]
-    for method in methods:
-        if method.key in REPORTED_METHODS:  # variants and the "other" group appear in no table
-            row = next(line for line in tables.splitlines() if line.startswith(f"| {method.label} "))
-            assert "n/a" not in row.split("|")[2], row  # its oxford_pets base accuracy
+    reported = [m for m in methods if m.key in REPORTED_METHODS]  # variants and the "other" group appear in no table
+    assert "promptkd" in {m.key for m in reported}
+    for method in reported:
+        row = next(line for line in tables.splitlines() if line.startswith(f"| {method.label} "))
+        assert "n/a" not in row.split("|")[2], row  # its oxford_pets base accuracy
 
 
 def report_text(report, output) -> str:
@@ -287,8 +316,6 @@ def report_text(report, output) -> str:
 
 def test_the_benchmark_times_a_method_on_both_libraries_and_reports_their_ratio(tmp_path):
     """bench_prompts --open-clip: the same random OpenAI-format weights, one case per library."""
-    import sys
-
     sys.path.insert(0, str(REPO / "bench"))
     import bench_prompts as bench
 

@@ -86,6 +86,46 @@ def test_the_steps_train_the_teacher_first_and_hand_its_folder_to_the_student(tm
         steps.command_runs(["bash", "scripts/run.sh", "promptkd", "xd_train", "1"], env)
 
 
+
+def test_backbone_is_the_students_and_the_teacher_keeps_its_own_unless_told(tmp_path):
+    """BACKBONE moves the student (and only it) to another backbone's tree: the teacher stays the
+    config's ViT-L/14 run, which students on every backbone share; TEACHER_BACKBONE moves the
+    teacher, and tells the student which teacher backbone to expect. TEACHER_OPTS reach the teacher
+    only, after EXTRA_OPTS (so they win)."""
+    from runs import steps
+    from runs.layout import backbone_folder
+
+    student_backbone, teacher_backbone = "open_clip:ViT-B-16:laion2b_s34b_b88k", "ViT-L/14@336px"
+    env = {"OUTPUT": str(tmp_path), "DATA": "D", "BACKBONE": student_backbone,
+           "EXTRA_OPTS": "MODEL.BACKBONE.PATH student.bin", "TEACHER_OPTS": "MODEL.BACKBONE.PATH clip_folder"}
+
+    def value(run, key):  # the value train.py takes: the last one given
+        return run.argv[max(i for i, word in enumerate(run.argv) if word == key) + 1]
+
+    teacher, student = steps.command_runs(["bash", "scripts/promptkd/base2new_train.sh", "dtd", "1"], env)
+    assert "--backbone" not in teacher.argv and value(teacher, "MODEL.BACKBONE.PATH") == "clip_folder"
+    assert teacher.folder == tmp_path / "base2new/train_base/dtd/shots_16/PromptSRC" / TEACHER_CFG / "seed1"
+    assert value(student, "--backbone") == student_backbone and value(student, "MODEL.BACKBONE.PATH") == "student.bin"
+    assert student.folder.is_relative_to(tmp_path / "backbone" / backbone_folder(student_backbone))
+    assert value(student, "TRAINER.PROMPTKD.TEACHER_RUN") == str(teacher.folder)
+    assert "TRAINER.PROMPTKD.TEACHER_NAME" not in student.argv  # its config's: the teacher config's ViT-L/14
+
+    moved, student = steps.command_runs(["bash", "scripts/promptkd/base2new_train.sh", "dtd", "1"],
+                                        {**env, "TEACHER_BACKBONE": teacher_backbone})
+    assert value(moved, "--backbone") == teacher_backbone
+    assert moved.folder == tmp_path / "backbone" / backbone_folder(teacher_backbone) / teacher.folder.relative_to(tmp_path)
+    assert value(student, "TRAINER.PROMPTKD.TEACHER_RUN") == str(moved.folder)
+    assert value(student, "TRAINER.PROMPTKD.TEACHER_NAME") == teacher_backbone
+    from trainers.clip_backbone import OPEN_CLIP_PREFIX
+
+    assert steps.OPEN_CLIP_TEACHER == OPEN_CLIP_PREFIX
+    with pytest.raises(RuntimeError, match="TEACHER_BACKBONE=open_clip:ViT-L-14:x: .*OpenAI's clip package only"):
+        steps.command_runs(["bash", "scripts/promptkd/base2new_train.sh", "dtd", "1"],
+                           {**env, "TEACHER_BACKBONE": "open_clip:ViT-L-14:x"})
+    with pytest.raises(RuntimeError, match="TEACHER_OPTS must be KEY VALUE pairs"):
+        steps.command_runs(["bash", "scripts/promptkd/teacher_train.sh", "dtd", "1"], {**env, "TEACHER_OPTS": "A"})
+
+
 # ---- the loss -------------------------------------------------------------------------------
 def test_the_distillation_loss_equals_a_hand_computation():
     from trainers.promptkd import DistillationLoss, DistilledOutput

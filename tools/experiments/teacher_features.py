@@ -41,7 +41,7 @@ def teacher_folder_of(method_key: str, dataset: str, seed: str) -> str:
     if method.teacher is None:
         raise ValueError(f"{method.key} has no teacher (registry entry without 'teacher').")
     dataset_config(dataset)
-    return str(teacher_folder(method, Caller.from_environ(os.environ).context, dataset, seed_of(seed)))
+    return str(teacher_folder(method, Caller.from_environ(os.environ), dataset, seed_of(seed)))
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
