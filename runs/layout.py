@@ -120,10 +120,10 @@ class Layout:
         return self.tree / "zsclip" / subsample / dataset
 
     def msdg_dir(self, dataset: str, target: str, trainer: str, cfg: str, seed: int) -> Path:
-        return self.root / "msdg" / dataset / target / trainer / cfg / f"seed{seed}"
+        return self.tree / "msdg" / dataset / target / trainer / cfg / f"seed{seed}"
 
     def fewshot_dir(self, dataset: str, shots: int, trainer: str, cfg: str, seed: int) -> Path:
-        return self.root / "fewshot" / dataset / f"shots_{shots}" / trainer / cfg / f"seed{seed}"
+        return self.tree / "fewshot" / dataset / f"shots_{shots}" / trainer / cfg / f"seed{seed}"
 
     # Runs of a method ------------------------------------------------------------------------
     def b2n_run(self, method: Method, phase: str, dataset: str, seed: int) -> Run:

@@ -245,6 +245,8 @@ def test_runs_on_another_backbone_get_their_own_tree(tmp_path, name, folder):
         tmp_path / "backbone" / folder / "base2new/train_base/dtd/shots_16/CoOp/c/seed1"
     assert other.sub("ablation", "ce").zeroshot_dir("new", "dtd") == \
         tmp_path / "ablation/ce/backbone" / folder / "zsclip/new/dtd"
+    assert other.fewshot_dir("dtd", 4, "CoOp", "c", 1) == tmp_path / "backbone" / folder / "fewshot/dtd/shots_4/CoOp/c/seed1"
+    assert other.msdg_dir("pacs", "sketch", "CoOp", "c", 1) == tmp_path / "backbone" / folder / "msdg/pacs/sketch/CoOp/c/seed1"
     other.record_backbone()
     assert own.backbones() == ["", name]
 
