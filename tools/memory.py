@@ -150,9 +150,11 @@ def module_tensors(module: torch.nn.Module) -> List[torch.Tensor]:
 
 
 def trainer_modules(trainer) -> List[torch.nn.Module]:
-    """The modules a trainer holds on its device: its model and every registered one (PromptSRC's
-    GPA sum is not part of the model)."""
-    modules = [trainer.model] if isinstance(getattr(trainer, "model", None), torch.nn.Module) else []
+    """The modules a trainer holds on its device: its model, its backbone (a frozen-feature
+    method's model is only its fitted tensors) and every registered one (PromptSRC's GPA sum is
+    not part of the model)."""
+    held = [getattr(trainer, "model", None), getattr(trainer, "backbone", None)]
+    modules = [m for m in held if isinstance(m, torch.nn.Module)]
     return modules + [trainer._models[name] for name in trainer.get_model_names()]
 
 
@@ -195,20 +197,29 @@ class Setting:
 
 
 @contextlib.contextmanager
-def clip_of_architecture(arch: dict, meta: bool) -> Iterator[None]:
-    """``trainers.clip_backbone.load_clip`` building a randomly initialised CLIP of ``arch``
-    (on the meta device when ``meta``) instead of reading a weights file."""
+def clips_of_their_architecture(meta: bool) -> Iterator[None]:
+    """``load_clip`` building a randomly initialised CLIP of the architecture its name gives
+    (``tools.synthetic.ARCHS``; on the meta device when ``meta``) instead of reading a weights file,
+    in every trainer module that calls it (the backbone, ProGrad's second construction, PromptKD's
+    teacher)."""
+    import sys
+
     from clip.model import CLIP, convert_weights
 
     from trainers import clip_backbone
 
     def build(name: str, path: str = ""):
         with torch.device("meta") if meta else contextlib.nullcontext():
-            model = CLIP(**arch)
+            model = CLIP(**architecture_of(name))
             convert_weights(model)
         return model.eval()
 
-    with mock.patch.object(clip_backbone, "load_clip", build):
+    original = clip_backbone.load_clip
+    callers = [m for name, m in list(sys.modules.items())
+               if name.startswith("trainers.") and getattr(m, "load_clip", None) is original]
+    with contextlib.ExitStack() as stack:
+        for module in callers:
+            stack.enter_context(mock.patch.object(module, "load_clip", build))
         yield
 
 
@@ -222,6 +233,7 @@ def setting_cfg(setting: Setting, label_root: str, device: str):
     """The frozen config of ``setting`` over the synthetic label space at ``label_root``."""
     from runs import cli
     from tools.synthetic import LABEL_SPACE_DATASET, fit_prompt_depths, register_bench_dataset
+    from trainers.plugins import PLUGINS_KEY
 
     register_bench_dataset()
     if setting.base_cfg is not None:
@@ -236,6 +248,10 @@ def setting_cfg(setting: Setting, label_root: str, device: str):
     cfg.DATASET.NAME, cfg.DATASET.ROOT, cfg.OUTPUT_DIR = LABEL_SPACE_DATASET, label_root, os.path.join(label_root, "run")
     cfg.DATALOADER.NUM_WORKERS, cfg.USE_CUDA, cfg.VERBOSE = 0, device == "cuda", False
     cfg.MODEL.INIT_WEIGHTS = ""
+    if cfg.TRAINER.get(PLUGINS_KEY):
+        # Plug-ins (DePT's head) train on the base classes of base-to-new: the label space stands
+        # for them (the synthetic dataset keeps all its classes whatever SUBSAMPLE_CLASSES says).
+        cfg.DATASET.SUBSAMPLE_CLASSES = "base"
     if setting.backbone:
         cfg.MODEL.BACKBONE.NAME = setting.backbone
     resolution = architecture(cfg)["image_resolution"]
@@ -254,13 +270,71 @@ def setting_cfg(setting: Setting, label_root: str, device: str):
     return cfg
 
 
-def architecture(cfg) -> dict:
+def architecture_of(name: str) -> dict:
     from tools.synthetic import ARCHS
 
-    name = cfg.MODEL.BACKBONE.NAME
     if name not in ARCHS:
         raise ValueError(f"No architecture known for backbone {name!r}: tools.synthetic.ARCHS has {', '.join(ARCHS)}")
     return ARCHS[name]
+
+
+def architecture(cfg) -> dict:
+    return architecture_of(cfg.MODEL.BACKBONE.NAME)
+
+
+def registry_teacher(trainer_name: str):
+    """The ``Teacher`` of the registry method trained by ``trainer_name`` (None: it has none)."""
+    from runs.methods import METHODS
+
+    return next((m.teacher for m in METHODS.values() if m.trainer == trainer_name and m.teacher), None)
+
+
+def write_placeholder_teacher(folder: str, teacher, classnames: Sequence[str], backbone: str) -> str:
+    """A teacher run folder holding what a distilled student reads of its teacher (PromptKD's
+    ``teacher_features.pt``: text features of all classes, the image-tower prompts its config
+    gives, the backbone): zeros of the real shapes, since memory depends on shapes only. The
+    teacher config's backbone is kept unless ``backbone`` names another (the small validation)."""
+    import json
+
+    import yaml
+
+    from runs.methods import METHODS
+    from trainers.promptkd import TEACHER_FILE, TeacherRecord
+
+    teacher_method = METHODS[teacher.method]
+    config = yaml.safe_load(teacher_method.config_path(teacher.cfg).read_text())
+    backbone = backbone or config["MODEL"]["BACKBONE"]["NAME"]
+    arch = architecture_of(backbone)
+    node = config["TRAINER"][method_node(teacher_method.trainer)]
+    layers = min(arch["vision_layers"], arch["transformer_layers"])
+    vision = [node["N_CTX_VISION"], min(node["PROMPT_DEPTH_VISION"], layers)]
+    text = [node["N_CTX_TEXT"], min(node["PROMPT_DEPTH_TEXT"], layers)]
+    prompts = {"image_encoder.VPT": torch.zeros(vision[0], arch["vision_width"])}
+    prompts.update({f"image_encoder.transformer.resblocks.{j}.VPT_shallow": torch.zeros(vision[0], arch["vision_width"])
+                    for j in range(1, vision[1])})
+    os.makedirs(folder, exist_ok=True)
+    with open(os.path.join(folder, "run.json"), "w") as f:
+        json.dump({"digest": "memory-placeholder"}, f)
+    TeacherRecord(text_features=torch.zeros(len(classnames), arch["embed_dim"]), classnames=list(classnames),
+                  image_prompts=prompts, prompt_shapes={"vision": vision, "text": text}, backbone=backbone,
+                  backbone_path="", run=folder, digest="memory-placeholder", epoch=1
+                  ).save(os.path.join(folder, TEACHER_FILE))
+    return backbone
+
+
+def with_placeholder_teacher(cfg, setting: Setting, root: str, classnames: Sequence[str]):
+    """``cfg`` of a distilled student reading a placeholder teacher run (``write_placeholder_teacher``)
+    under ``root``; any other ``cfg`` (and a run's own config, whose teacher exists) as it is."""
+    teacher = registry_teacher(setting.trainer)
+    if teacher is None or setting.base_cfg is not None:
+        return cfg
+    folder = os.path.join(root, "teacher")
+    backbone = write_placeholder_teacher(folder, teacher, classnames, setting.backbone)
+    cfg = cfg.clone()
+    cfg.defrost()
+    cfg.merge_from_list([teacher.option, folder, teacher.option.rsplit(".", 1)[0] + ".TEACHER_NAME", backbone])
+    cfg.freeze()
+    return cfg
 
 
 @contextlib.contextmanager
@@ -276,10 +350,11 @@ def built_trainer(setting: Setting, meta: bool, device: str = "cpu"):
     with tempfile.TemporaryDirectory(prefix="memory_") as root, \
             mock.patch.dict(os.environ, {HALF_ON_CPU_ENV: "1"}), \
             contextlib.redirect_stdout(open(os.devnull, "w")):
-        write_label_space(root, list(setting.classnames) or class_names(setting.num_classes))
-        cfg = setting_cfg(setting, root, device)
+        names = list(setting.classnames) or class_names(setting.num_classes)
+        write_label_space(root, names)
+        cfg = with_placeholder_teacher(setting_cfg(setting, root, device), setting, root, names)
         set_random_seed(cfg.SEED)
-        with clip_of_architecture(architecture(cfg), meta):
+        with clips_of_their_architecture(meta):
             yield build_trainer(cfg)
 
 
@@ -305,23 +380,63 @@ class Prediction:
         return max(self.train_peak, self.eval_peak) / GIB + OVERHEAD_GIB
 
 
+def fits_frozen_features(trainer) -> bool:
+    from trainers.frozen_features import FrozenFeatureTrainer
+
+    return isinstance(trainer, FrozenFeatureTrainer)
+
+
 def synthetic_inputs(trainer, resolution: int, test_batch: int, on_meta: bool):
-    """A training batch with the views the trainer's workers would add, and evaluation images."""
-    batch_size = trainer.cfg.DATALOADER.TRAIN_X.BATCH_SIZE
+    """A training batch as the trainer's loader gives it (``K_TRANSFORMS`` views of each image in
+    a list, the extra views its workers add as ``img2``, ...) and evaluation images. A frozen-
+    feature method's "training" batch is a feature-extraction batch: the test batch size."""
+    cfg = trainer.cfg
+    batch_size = cfg.DATALOADER.TEST.BATCH_SIZE if fits_frozen_features(trainer) else cfg.DATALOADER.TRAIN_X.BATCH_SIZE
     make = (lambda n: torch.empty(n, 3, resolution, resolution, device="meta")) if on_meta else \
         (lambda n: torch.randn(n, 3, resolution, resolution))
     views = len(getattr(trainer, "train_transforms", lambda: None)() or [])
-    batch = {"img": make(batch_size), "label": torch.arange(batch_size) % trainer.num_classes}
+    k = cfg.DATALOADER.K_TRANSFORMS
+    batch = {"img": [make(batch_size) for _ in range(k)] if k > 1 else make(batch_size),
+             "label": torch.arange(batch_size) % trainer.num_classes}
     batch.update({f"img{i + 2}": make(batch_size) for i in range(views)})
     return batch, make(test_batch)
+
+
+def training_step(trainer, batch) -> None:
+    """What one training step runs on the GPU. A prompt learner: ``forward_backward`` (forward,
+    loss, backward, optimizer step). A frozen-feature method: its GPU work before the fit, the
+    zero-shot class features and one batch of the feature-extraction pass; the fit itself
+    (closed forms, Tip-Adapter-F's and the linear probe's training) runs on the CPU's cached
+    features (``trainers/frozen_features.py``), so it adds no GPU memory."""
+    trainer.set_model_mode("train")
+    if fits_frozen_features(trainer):
+        with torch.no_grad():
+            trainer.zero_shot_weights()
+            trainer.backbone.encode_image(batch["img"])
+        return
+    trainer.batch_idx, trainer.num_batches = 0, 10**9  # not the epoch's last batch
+    trainer.forward_backward(batch)
+
+
+def evaluation_step(trainer, images) -> None:
+    """One evaluation batch: ``model_inference`` (class features encoded once per evaluation where
+    the model caches them); a frozen-feature method's test pass encodes images and classifies
+    the cached features on the CPU."""
+    from trainers.models import TextFeatureCache
+
+    trainer.set_model_mode("eval")
+    caching = trainer.model.caching() if isinstance(trainer.model, TextFeatureCache) else contextlib.nullcontext()
+    with torch.no_grad(), caching:
+        if fits_frozen_features(trainer):
+            trainer.backbone.encode_image(images)
+        else:
+            trainer.model_inference(images)
 
 
 def measure(setting: Setting, meta: bool, device: str = "cpu", block: int = BLOCK) -> Prediction:
     """The tracker's account of one training step and one evaluation batch of ``setting``: a
     prediction on meta tensors (``meta=True``) or the real allocation on this CPU; storages
     rounded up to ``block`` bytes."""
-    from trainers.models import TextFeatureCache
-
     prediction = Prediction(setting)
     tracker = MemoryTracker(meta=meta, block=block)
     with tracker, built_trainer(setting, meta, device) as trainer:
@@ -337,25 +452,20 @@ def measure(setting: Setting, meta: bool, device: str = "cpu", block: int = BLOC
         resolution = trainer.cfg.INPUT.SIZE[0]
         test_batch = trainer.cfg.DATALOADER.TEST.BATCH_SIZE
         batch, images = synthetic_inputs(trainer, resolution, test_batch, on_meta=meta)
-        inputs = tracker.track_all([t for t in batch.values()])
+        inputs = tracker.track_all([t for t in tree_leaves(batch) if isinstance(t, torch.Tensor)])
         start = tracker.live
         if trainer.get_model_names():
             tracker.reset_peak()
-            trainer.set_model_mode("train")
-            trainer.batch_idx, trainer.num_batches = 0, 10**9  # not the epoch's last batch
-            trainer.forward_backward(batch)
+            training_step(trainer, batch)
             prediction.train_peak, prediction.step_extra = tracker.peak, tracker.peak - start
             prediction.grads_and_optimizer = max(0, tracker.live - start)
             prediction.activations = max(0, (tracker.live_at_backward or start) - start)
             prediction.temporaries = max(0, tracker.peak - start - prediction.activations
                                          - prediction.grads_and_optimizer) + inputs
         batch = None
-        trainer.set_model_mode("eval")
         tracker.track(images)
         tracker.reset_peak()
-        caching = trainer.model.caching() if isinstance(trainer.model, TextFeatureCache) else contextlib.nullcontext()
-        with torch.no_grad(), caching:
-            trainer.model_inference(images)
+        evaluation_step(trainer, images)
         prediction.eval_peak, prediction.eval_batch = tracker.peak, test_batch
     prediction.placeholder_scalars = tracker.placeholder_scalars
     return prediction
@@ -372,12 +482,12 @@ def measured_step_extra_on_cpu(setting: Setting) -> int:
     from torch.profiler import ProfilerActivity, profile
 
     with built_trainer(setting, meta=False) as trainer:
+        if not trainer.get_model_names():
+            return 0  # nothing trains (zero-shot CLIP): no step
         resolution = trainer.cfg.INPUT.SIZE[0]
         batch, _ = synthetic_inputs(trainer, resolution, 1, on_meta=False)
-        trainer.set_model_mode("train")
-        trainer.batch_idx, trainer.num_batches = 0, 10**9
         with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as profiler:
-            trainer.forward_backward(batch)
+            training_step(trainer, batch)
     events = sorted((e for e in profiler.profiler.kineto_results.events() if e.name() == "[memory]"),
                     key=lambda e: e.start_ns())
     live = peak = 0
@@ -444,26 +554,6 @@ def print_prediction(p: Prediction) -> None:
     print(f"  ({p.placeholder_scalars} scalars read from meta tensors, e.g. the logged loss, got placeholder values)")
 
 
-def not_predicted(method) -> str:
-    """Why the predictor cannot build ``method``'s training step yet ("": it can). It runs one
-    labelled step over all classes with one view per image."""
-    import yaml
-    from dassl.engine import TRAINER_REGISTRY
-    from trainers.frozen_features import FrozenFeatureTrainer
-
-    method_node(method.trainer)  # registers every trainer
-    if issubclass(TRAINER_REGISTRY.get(method.trainer), FrozenFeatureTrainer):
-        return "it fits on frozen features (no training steps to predict)"
-    if method.teacher is not None:
-        return "a distilled student needs its teacher run"
-    if method.plugins:
-        return "plug-ins compose on the base classes only, which the predictor does not select yet"
-    config = yaml.safe_load(method.config_path(method.training_cfg()).read_text()) or {}
-    if (config.get("DATALOADER") or {}).get("K_TRANSFORMS", 1) > 1:
-        return "it trains on several augmented views per image, which the predictor does not feed yet"
-    return ""
-
-
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trainer", default="GOPro")
@@ -495,9 +585,6 @@ def main(argv=None) -> None:
     config = args.config_file
     if not config:
         method = get_method(args.trainer)
-        reason = not_predicted(method)
-        if reason:
-            raise SystemExit(f"tools.memory cannot predict {method.label} yet: {reason}.")
         config = str(method.config_path(method.training_cfg()))
     classes = args.classes or dataset_classes(args.dataset_config_file, args.subsample)
     setting = Setting(args.trainer, config, classes, prec=args.prec or "", batch_size=args.batch_size or 0,
@@ -551,7 +638,7 @@ def readme_table_lines(keys: Sequence[str] = ()) -> Iterator[str]:
     yield "| " + " | ".join(header) + " |"
     yield "|" + "---|" * len(header)
     for method in METHODS.values():
-        if not method.in_checkout() or (keys and method.key not in keys) or not_predicted(method):
+        if not method.in_checkout() or (keys and method.key not in keys):
             continue
         cells = []
         for c in TABLE_CLASSES:
