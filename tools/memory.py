@@ -16,6 +16,16 @@ labels) stay real, so the data-dependent parts of the text path (truncation at t
 length buckets, chunks) take the branches a real run takes. A scalar read from a meta tensor
 (``loss.item()`` for the log) gets a placeholder value; the predictor counts such reads.
 
+Every registry method is predicted; what "one training step" is follows what the method runs on
+the GPU: a prompt learner's ``forward_backward``; CoPrompt's with its ``K_TRANSFORMS`` views of each
+image; a plug-in (DePT) composed with its base method on the base classes, where its head trains
+(the label space stands for them); a distilled student (PromptKD) with its teacher's image tower
+running in every step (the teacher's text features are precomputed, as the trainer reads them from
+its teacher run: a placeholder run of the real shapes is written); a frozen-feature method (GDA,
+Tip-Adapter(-F), the linear probe) its GPU work before the fit, the zero-shot class features and
+one feature-extraction batch, since its fit runs on the CPU's cached features. Only a backbone
+without a known architecture (``tools.synthetic.ARCHS``: the OpenAI ViTs) is refused, by name.
+
 The breakdown: frozen weights; learnable parameters with their gradients and optimizer state;
 activations kept for backward (what is alive when backward starts, beyond the step's inputs);
 temporaries (the rest of the peak). The GPU needs the predicted peak plus the CUDA context and
@@ -143,6 +153,30 @@ class MemoryTracker(TorchDispatchMode):
         kwargs = dict(kwargs, device=torch.device("cpu"))
         out = tree_map_only(torch.Tensor, lambda t: t.to(meta) if t.is_floating_point() else t, func(*args, **kwargs))
         return out, args, kwargs
+
+
+@contextlib.contextmanager
+def fused_attention_on_meta() -> Iterator[None]:
+    """``F.scaled_dot_product_attention`` on meta tensors as CPUs and GPUs run it. On meta, PyTorch
+    takes its math path (the attention probabilities [.., L, L] kept for backward, half precision
+    upcast to fp32 first); a CPU runs its fused flash kernel and a GPU flash or memory-efficient
+    attention, which keep only the output and the log-sum-exp [.., L]. The math path made the
+    prediction of a step 20-30 % too high on the GPU where both towers learn (MaPLe, PromptSRC)."""
+    import torch.nn.functional as F
+
+    original = F.scaled_dot_product_attention
+
+    def fused(query, key, value, attn_mask=None, dropout_p=0.0, is_causal=False, scale=None, **kwargs):
+        if not query.is_meta:
+            return original(query, key, value, attn_mask=attn_mask, dropout_p=dropout_p, is_causal=is_causal,
+                            scale=scale, **kwargs)
+        if attn_mask is not None and attn_mask.dtype == torch.bool:  # the kernels take it as additive
+            attn_mask = torch.zeros(attn_mask.shape, dtype=query.dtype, device=query.device)
+        return aten._scaled_dot_product_flash_attention_for_cpu(query, key, value, dropout_p, is_causal,
+                                                                 attn_mask=attn_mask, scale=scale)[0]
+
+    with mock.patch.object(F, "scaled_dot_product_attention", fused):
+        yield
 
 
 def module_tensors(module: torch.nn.Module) -> List[torch.Tensor]:
@@ -439,7 +473,7 @@ def measure(setting: Setting, meta: bool, device: str = "cpu", block: int = BLOC
     rounded up to ``block`` bytes."""
     prediction = Prediction(setting)
     tracker = MemoryTracker(meta=meta, block=block)
-    with tracker, built_trainer(setting, meta, device) as trainer:
+    with tracker, fused_attention_on_meta(), built_trainer(setting, meta, device) as trainer:
         models = trainer_modules(trainer)
         if meta:
             onto_meta(models)
@@ -629,37 +663,64 @@ def fitting_setting(setting: Setting, card_gb: float) -> Tuple[Prediction, Optio
     return first, None
 
 
-def readme_table_lines(keys: Sequence[str] = ()) -> Iterator[str]:
-    """The README table's markdown lines: every registry method (base-to-new config, ViT-B/16) x C
-    x PREC, the GiB a GPU needs as configured and the cheapest setting that fits a 24 GB card."""
+def readme_table_header() -> List[str]:
+    header = ["method"] + [f"C = {c}, {p}" for c in TABLE_CLASSES for p in TABLE_PRECISIONS]
+    return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+
+
+def readme_row_name(method) -> str:
+    return f"{method.label} (`{method.training_cfg()}`)"
+
+
+def readme_table_row(method) -> str:
+    """One method's row: per C and PREC, the GiB a GPU needs as configured (ViT-B/16, the config
+    of its main training) and, in brackets, the cheapest setting that fits a 24 GB card."""
+    cells = []
+    for c in TABLE_CLASSES:
+        for prec in TABLE_PRECISIONS:
+            setting = Setting(method.trainer, str(method.config_path(method.training_cfg())), c, prec=prec)
+            first, fit = fitting_setting(setting, TABLE_CARD_GB)
+            advice = "fits" if fit is first else (fit.setting.describe() if fit else "no knob fits")
+            cells.append(f"{first.needed_gib():.1f} ({advice})")
+    return f"| {readme_row_name(method)} | " + " | ".join(cells) + " |"
+
+
+def table_methods(keys: Sequence[str] = ()) -> list:
+    """The registry methods of the README table (those of this checkout; ``keys``: only these)."""
     from runs.methods import METHODS
 
-    header = ["method"] + [f"C = {c}, {p}" for c in TABLE_CLASSES for p in TABLE_PRECISIONS]
-    yield "| " + " | ".join(header) + " |"
-    yield "|" + "---|" * len(header)
-    for method in METHODS.values():
-        if not method.in_checkout() or (keys and method.key not in keys):
-            continue
-        cells = []
-        for c in TABLE_CLASSES:
-            for prec in TABLE_PRECISIONS:
-                setting = Setting(method.trainer, str(method.config_path(method.training_cfg())), c, prec=prec)
-                first, fit = fitting_setting(setting, TABLE_CARD_GB)
-                advice = "fits" if fit is first else (fit.setting.describe() if fit else "no knob fits")
-                cells.append(f"{first.needed_gib():.1f} ({advice})")
-        yield f"| {method.label} (`{method.training_cfg()}`) | " + " | ".join(cells) + " |"
+    return [m for m in METHODS.values() if m.in_checkout() and (not keys or m.key in keys)]
+
+
+def readme_table_lines(keys: Sequence[str] = ()) -> Iterator[str]:
+    """The README table's markdown lines: every registry method x C x PREC (``readme_table_row``)."""
+    yield from readme_table_header()
+    for method in table_methods(keys):
+        yield readme_table_row(method)
+
+
+def marked_parts(content: str, path: str, markers: Tuple[str, str]) -> Tuple[str, str, str]:
+    """(before the start marker, between the markers, from the end marker on) of a file's text."""
+    start, end = markers
+    if start not in content or end not in content:
+        raise SystemExit(f"{path} has no {start} ... {end} markers around its generated table")
+    before, rest = content.split(start, 1)
+    inside, after = rest.split(end, 1)
+    return before, inside, after
+
+
+def text_between_markers(path: str, markers: Tuple[str, str] = TABLE_MARKERS) -> str:
+    """The generated text between the two marker lines of the file at ``path``."""
+    with open(path) as f:
+        return marked_parts(f.read(), path, markers)[1].strip("\n")
 
 
 def replace_between_markers(path: str, text: str, markers: Tuple[str, str] = TABLE_MARKERS) -> None:
     """Put ``text`` between the two marker lines of the file at ``path`` (a generated README table)."""
-    start, end = markers
-    content = open(path).read()
-    if start not in content or end not in content:
-        raise SystemExit(f"{path} has no {start} ... {end} markers to put the table between")
-    before, rest = content.split(start, 1)
-    after = rest.split(end, 1)[1]
+    with open(path) as f:
+        before, _, after = marked_parts(f.read(), path, markers)
     with open(path, "w") as f:
-        f.write(f"{before}{start}\n{text}\n{end}{after}")
+        f.write(f"{before}{markers[0]}\n{text}\n{markers[1]}{after}")
 
 
 MEMORY_CHECK_ENV = "GOPRO_MEMORY_CHECK"
