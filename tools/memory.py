@@ -31,9 +31,14 @@ activations kept for backward (what is alive when backward starts, beyond the st
 temporaries (the rest of the peak). The GPU needs the predicted peak plus the CUDA context and
 allocator slack: ``OVERHEAD_GIB`` is added before comparing with a card's memory.
 
+Attention is counted as the fused kernels of CPUs and GPUs keep it (``fused_attention_on_meta``).
+Checked against ``torch.cuda.max_memory_allocated`` of a step on an H200 (bench/RESULTS.md): within
+9 % at C = 100 (GOPro, CoOp, CoCoOp, MaPLe, PromptSRC), within 1.3 % for GOPro, CoCoOp and CoOp at
+C = 1000, 15 % over for CLIP-LoRA.
+
 Known limits: ``PREC amp`` is predicted as fp32 activations (meta tensors bypass autocast: an
-upper bound); attention is the CPU kernel's (on a GPU, flash attention keeps less); fragmentation
-of the caching allocator is in the overhead, not modelled.
+upper bound); fragmentation of the caching allocator and cuBLAS workspaces are in the overhead,
+not modelled.
 """
 from __future__ import annotations
 
