@@ -48,7 +48,7 @@ def predicted_methods():
 
 
 def test_a_backbone_without_a_known_architecture_is_a_clear_error():
-    with pytest.raises(ValueError, match="No architecture known for backbone 'RN50'"):
+    with pytest.raises(SystemExit, match="No architecture known for backbone 'RN50'"):
         memory.main(["--trainer", "CoOp", "--classes", "10", "--backbone", "RN50", "--no-knobs"])
 
 
@@ -140,7 +140,7 @@ def test_the_readme_memory_table_has_a_row_for_every_registry_method():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("key", ["zsclip", "coop", "gda"])
+@pytest.mark.parametrize("key", ["coop", "gda"])
 def test_the_readme_memory_table_is_what_the_generator_writes(key):
     """A few rows regenerated (each is four predictions at ViT-B/16 size): a change of the predictor
     that moves the numbers fails here until the table is regenerated."""

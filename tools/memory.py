@@ -628,7 +628,10 @@ def main(argv=None) -> None:
     classes = args.classes or dataset_classes(args.dataset_config_file, args.subsample)
     setting = Setting(args.trainer, config, classes, prec=args.prec or "", batch_size=args.batch_size or 0,
                       backbone=args.backbone or "", opts=tuple(args.opts))
-    print_report(setting, knobs=not args.no_knobs)
+    try:
+        print_report(setting, knobs=not args.no_knobs)
+    except ValueError as exc:  # a setting the predictor cannot build (unknown backbone, bad option)
+        raise SystemExit(f"tools.memory: {exc}") from None
 
 
 def print_report(setting: Setting, knobs: bool = True) -> None:
