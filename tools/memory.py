@@ -33,8 +33,8 @@ allocator slack: ``OVERHEAD_GIB`` is added before comparing with a card's memory
 
 Attention is counted as the fused kernels of CPUs and GPUs keep it (``fused_attention_on_meta``).
 Checked against ``torch.cuda.max_memory_allocated`` of a step on an H200 (bench/RESULTS.md): within
-9 % at C = 100 (GOPro, CoOp, CoCoOp, MaPLe, PromptSRC), within 1.3 % for GOPro, CoCoOp and CoOp at
-C = 1000, 15 % over for CLIP-LoRA.
+9 % at C = 100 (GOPro, CoOp, CoCoOp, MaPLe, PromptSRC); at C = 1000 within 6 % for every trainer
+but CLIP-LoRA (15 % over) and CLIP-Adapter (2 MiB under).
 
 Known limits: ``PREC amp`` is predicted as fp32 activations (meta tensors bypass autocast: an
 upper bound); fragmentation of the caching allocator and cuBLAS workspaces are in the overhead,
@@ -444,14 +444,17 @@ def synthetic_inputs(trainer, resolution: int, test_batch: int, on_meta: bool):
 def training_step(trainer, batch) -> None:
     """What one training step runs on the GPU. A prompt learner: ``forward_backward`` (forward,
     loss, backward, optimizer step). A frozen-feature method: its GPU work before the fit, the
-    zero-shot class features and one batch of the feature-extraction pass; the fit itself
+    zero-shot class features (where it uses them) and one batch of the feature-extraction pass; the fit itself
     (closed forms, Tip-Adapter-F's and the linear probe's training) runs on the CPU's cached
     features (``trainers/frozen_features.py``), so it adds no GPU memory."""
     trainer.set_model_mode("train")
     if fits_frozen_features(trainer):
         with torch.no_grad():
-            trainer.zero_shot_weights()
-            trainer.backbone.encode_image(batch["img"])
+            if trainer.USES_ZERO_SHOT:
+                trainer.zero_shot_weights()
+            # the batch's copy to the device as encode_split makes it (trainer.device: the backbone's is
+            # meta here, which would skip the copy a GPU makes)
+            trainer.backbone.encode_image(batch["img"].to(trainer.device))
         return
     trainer.batch_idx, trainer.num_batches = 0, 10**9  # not the epoch's last batch
     trainer.forward_backward(batch)
@@ -467,7 +470,7 @@ def evaluation_step(trainer, images) -> None:
     caching = trainer.model.caching() if isinstance(trainer.model, TextFeatureCache) else contextlib.nullcontext()
     with torch.no_grad(), caching:
         if fits_frozen_features(trainer):
-            trainer.backbone.encode_image(images)
+            trainer.backbone.encode_image(images.to(trainer.device))
         else:
             trainer.model_inference(images)
 
