@@ -16,9 +16,9 @@ SMALL = dict(num_classes=10, prec="fp32", backbone="tiny")
 # before it) predicted on meta tensors vs the CPU allocator's own account of the real step (from
 # the profiler's allocation events); a frozen-feature method's step is its GPU work before the fit
 # (zero-shot class features, one feature-extraction batch). Measured: within 4 % for every method
-# but those training at batch 32 (CoOp, KgCoOp, TCP, CLIP-Adapter, SLIP, ProGrad: 12-19 % over),
-# where the difference is the input batch's copy to the model's device, which a GPU step makes and
-# a CPU step does not (on the GPU the predictor was within 9 %: bench/RESULTS.md).
+# but those with a large input batch (batch 32: CoOp, KgCoOp, TCP, CLIP-Adapter, SLIP, ProGrad; the
+# frozen-feature methods' extraction batch: 12-19 % over), where the difference is the batch's copy
+# to the model's device, which a GPU step makes and a CPU step does not (on the GPU: bench/RESULTS.md).
 PREDICTION_ERROR = 0.25
 
 
