@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: venv demo world world-gopro-ablation test test-fast test-portable bench memory-table clean
+.PHONY: venv demo world world-gopro-ablation test test-fast test-portable bench memory-table cost-table clean
 
 venv: $(STAMP)
 
@@ -68,6 +68,10 @@ bench: $(STAMP)
 # README's predicted-GPU-memory table (tools/memory.py: every registry method, C = 100 / 1000, fp16 / fp32).
 memory-table: $(STAMP)
 	$(PY) -m tools.memory --readme-table --write README.md
+
+# README's cost table from the measured GPU check (bench/gpu_check.json, written by bench/gpu_check.sh on a GPU).
+cost-table: $(STAMP)
+	$(PY) bench/cost_table.py --write README.md
 
 clean:
 	rm -rf $(VENV) demo_output world_output .pytest_cache

@@ -484,7 +484,6 @@ def print_report(report: dict) -> None:
 
 CSV_COLUMNS = ("method", "num_classes", "step_ms", "train_peak_mib", "eval_images_per_s", "eval_peak_mib",
                "others_cpu_share", "error")
-COST_TABLE_MARKERS = ("<!-- cost-table:start -->", "<!-- cost-table:end -->")
 
 
 def case_rows(report: dict):
@@ -501,19 +500,6 @@ def write_csv(report: dict, path: str) -> None:
         writer = csv.DictWriter(f, fieldnames=CSV_COLUMNS, extrasaction="ignore")
         writer.writeheader()
         writer.writerows(case_rows(report))
-
-
-def cost_table(report: dict) -> str:
-    """The README's cost table (markdown) from a report: every method at every C."""
-    setup = report["setup"]
-    lines = [f"Measured by `{setup['command']}` on {setup['machine']} ({setup['arch']} CLIP, "
-             f"{setup['precision']}, train batch {BATCH_SIZE}, test batch {setup['test_batch']}).", "",
-             "| C | method | step ms | train peak MiB | eval img/s | eval peak MiB |", "|---|---|---|---|---|---|"]
-    for r in case_rows(report):
-        cells = [r.get("error")] * 4 if "error" in r else [fmt(r.get("step_ms")), fmt(r.get("train_peak_mib"), 0),
-                                                             fmt(r.get("eval_images_per_s")), fmt(r.get("eval_peak_mib"), 0)]
-        lines.append(f"| {r['num_classes']} | {r['method']} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
 
 
 def machine_description(device: str) -> str:
@@ -554,7 +540,6 @@ def parse_args(argv=None):
     parser.add_argument("--retries", type=int, default=0,
                         help="run a case again up to this many times when other processes kept the CPU busy")
     parser.add_argument("--case-timeout", type=int, default=1800, help="seconds before a case is abandoned")
-    parser.add_argument("--readme", metavar="FILE", help="put the cost table between the cost-table markers of FILE")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     return parser.parse_args(argv)
 
@@ -620,11 +605,6 @@ def main(argv=None) -> None:
     csv_path = osp.splitext(args.out)[0] + ".csv"
     write_csv(report, csv_path)
     print(f"[bench] wrote {csv_path}")
-    if args.readme:
-        from tools.memory import replace_between_markers
-
-        replace_between_markers(args.readme, cost_table(report), COST_TABLE_MARKERS)
-        print(f"[bench] cost table written into {args.readme}")
     print(f"\n[bench] wrote {args.out} ({report['wall_s']:.0f} s in all)")
 
 

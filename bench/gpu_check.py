@@ -639,6 +639,7 @@ def check(args, argv) -> None:
     setup = dict(device=args.device, arch=sizes.arch, classes=list(sizes.classes), precisions=list(sizes.precisions),
                  methods=trainers, batch_size=bp.BATCH_SIZE, test_batch=sizes.test_batch, steps=sizes.steps,
                  budget_s=sizes.budget_s, machine=bp.machine_description(args.device),
+                 date=time.strftime("%Y-%m-%d", time.gmtime(started)),
                  command=" ".join(["bash bench/gpu_check.sh", *(sys.argv[1:] if argv is None else argv)]))
     print(f"[gpu_check] {setup['machine']}\n[gpu_check] {sizes.arch} CLIP, {args.device}, C {list(sizes.classes)}, "
           f"{list(sizes.precisions)}, {len(trainers)} trainers, budget {sizes.budget_s:.0f} s", flush=True)

@@ -16,14 +16,29 @@ labels) stay real, so the data-dependent parts of the text path (truncation at t
 length buckets, chunks) take the branches a real run takes. A scalar read from a meta tensor
 (``loss.item()`` for the log) gets a placeholder value; the predictor counts such reads.
 
+Every registry method is predicted; what "one training step" is follows what the method runs on
+the GPU: a prompt learner's ``forward_backward``; CoPrompt's with its ``K_TRANSFORMS`` views of each
+image; a plug-in (DePT) composed with its base method on the base classes, where its head trains
+(the label space stands for them); a distilled student (PromptKD) with its teacher's image tower
+running in every step (the teacher's text features are precomputed, as the trainer reads them from
+its teacher run: a placeholder run of the real shapes is written); a frozen-feature method (GDA,
+Tip-Adapter(-F), the linear probe) its GPU work before the fit, the zero-shot class features and
+one feature-extraction batch, since its fit runs on the CPU's cached features. Only a backbone
+without a known architecture (``tools.synthetic.ARCHS``: the OpenAI ViTs) is refused, by name.
+
 The breakdown: frozen weights; learnable parameters with their gradients and optimizer state;
 activations kept for backward (what is alive when backward starts, beyond the step's inputs);
 temporaries (the rest of the peak). The GPU needs the predicted peak plus the CUDA context and
 allocator slack: ``OVERHEAD_GIB`` is added before comparing with a card's memory.
 
+Attention is counted as the fused kernels of CPUs and GPUs keep it (``fused_attention_on_meta``).
+Checked against ``torch.cuda.max_memory_allocated`` of a step on an H200 (bench/RESULTS.md): within
+9 % at C = 100 (GOPro, CoOp, CoCoOp, MaPLe, PromptSRC); at C = 1000 within 6 % for every trainer
+but CLIP-LoRA (15 % over) and CLIP-Adapter (2 MiB under).
+
 Known limits: ``PREC amp`` is predicted as fp32 activations (meta tensors bypass autocast: an
-upper bound); attention is the CPU kernel's (on a GPU, flash attention keeps less); fragmentation
-of the caching allocator is in the overhead, not modelled.
+upper bound); fragmentation of the caching allocator and cuBLAS workspaces are in the overhead,
+not modelled.
 """
 from __future__ import annotations
 
@@ -145,14 +160,40 @@ class MemoryTracker(TorchDispatchMode):
         return out, args, kwargs
 
 
+@contextlib.contextmanager
+def fused_attention_on_meta() -> Iterator[None]:
+    """``F.scaled_dot_product_attention`` on meta tensors as CPUs and GPUs run it. On meta, PyTorch
+    takes its math path (the attention probabilities [.., L, L] kept for backward, half precision
+    upcast to fp32 first); a CPU runs its fused flash kernel and a GPU flash or memory-efficient
+    attention, which keep only the output and the log-sum-exp [.., L]. The math path made the
+    prediction of a step 20-30 % too high on the GPU where both towers learn (MaPLe, PromptSRC)."""
+    import torch.nn.functional as F
+
+    original = F.scaled_dot_product_attention
+
+    def fused(query, key, value, attn_mask=None, dropout_p=0.0, is_causal=False, scale=None, **kwargs):
+        if not query.is_meta:
+            return original(query, key, value, attn_mask=attn_mask, dropout_p=dropout_p, is_causal=is_causal,
+                            scale=scale, **kwargs)
+        if attn_mask is not None and attn_mask.dtype == torch.bool:  # the kernels take it as additive
+            attn_mask = torch.zeros(attn_mask.shape, dtype=query.dtype, device=query.device)
+        return aten._scaled_dot_product_flash_attention_for_cpu(query, key, value, dropout_p, is_causal,
+                                                                 attn_mask=attn_mask, scale=scale)[0]
+
+    with mock.patch.object(F, "scaled_dot_product_attention", fused):
+        yield
+
+
 def module_tensors(module: torch.nn.Module) -> List[torch.Tensor]:
     return [*module.parameters(), *module.buffers()]
 
 
 def trainer_modules(trainer) -> List[torch.nn.Module]:
-    """The modules a trainer holds on its device: its model and every registered one (PromptSRC's
-    GPA sum is not part of the model)."""
-    modules = [trainer.model] if isinstance(getattr(trainer, "model", None), torch.nn.Module) else []
+    """The modules a trainer holds on its device: its model, its backbone (a frozen-feature
+    method's model is only its fitted tensors) and every registered one (PromptSRC's GPA sum is
+    not part of the model)."""
+    held = [getattr(trainer, "model", None), getattr(trainer, "backbone", None)]
+    modules = [m for m in held if isinstance(m, torch.nn.Module)]
     return modules + [trainer._models[name] for name in trainer.get_model_names()]
 
 
@@ -195,20 +236,28 @@ class Setting:
 
 
 @contextlib.contextmanager
-def clip_of_architecture(arch: dict, meta: bool) -> Iterator[None]:
-    """``trainers.clip_backbone.load_clip`` building a randomly initialised CLIP of ``arch``
-    (on the meta device when ``meta``) instead of reading a weights file."""
+def clips_of_their_architecture(meta: bool) -> Iterator[None]:
+    """``load_clip`` building a randomly initialised CLIP of the architecture its name gives
+    (``tools.synthetic.ARCHS``; on the meta device when ``meta``) instead of reading a weights file,
+    in every trainer module that calls it (the backbone, ProGrad's second construction, PromptKD's
+    teacher)."""
+    import sys
+
     from clip.model import CLIP, convert_weights
 
-    from trainers import clip_backbone
+    import trainers.clip_backbone  # noqa: F401  (loaded, so that the backbone's own load_clip is patched too)
 
     def build(name: str, path: str = ""):
         with torch.device("meta") if meta else contextlib.nullcontext():
-            model = CLIP(**arch)
+            model = CLIP(**architecture_of(name))
             convert_weights(model)
         return model.eval()
 
-    with mock.patch.object(clip_backbone, "load_clip", build):
+    callers = [m for name, m in list(sys.modules.items())
+               if name.startswith("trainers.") and callable(getattr(m, "load_clip", None))]
+    with contextlib.ExitStack() as stack:
+        for module in callers:
+            stack.enter_context(mock.patch.object(module, "load_clip", build))
         yield
 
 
@@ -222,6 +271,7 @@ def setting_cfg(setting: Setting, label_root: str, device: str):
     """The frozen config of ``setting`` over the synthetic label space at ``label_root``."""
     from runs import cli
     from tools.synthetic import LABEL_SPACE_DATASET, fit_prompt_depths, register_bench_dataset
+    from trainers.plugins import PLUGINS_KEY
 
     register_bench_dataset()
     if setting.base_cfg is not None:
@@ -236,6 +286,10 @@ def setting_cfg(setting: Setting, label_root: str, device: str):
     cfg.DATASET.NAME, cfg.DATASET.ROOT, cfg.OUTPUT_DIR = LABEL_SPACE_DATASET, label_root, os.path.join(label_root, "run")
     cfg.DATALOADER.NUM_WORKERS, cfg.USE_CUDA, cfg.VERBOSE = 0, device == "cuda", False
     cfg.MODEL.INIT_WEIGHTS = ""
+    if cfg.TRAINER.get(PLUGINS_KEY):
+        # Plug-ins (DePT's head) train on the base classes of base-to-new: the label space stands
+        # for them (the synthetic dataset keeps all its classes whatever SUBSAMPLE_CLASSES says).
+        cfg.DATASET.SUBSAMPLE_CLASSES = "base"
     if setting.backbone:
         cfg.MODEL.BACKBONE.NAME = setting.backbone
     resolution = architecture(cfg)["image_resolution"]
@@ -254,13 +308,71 @@ def setting_cfg(setting: Setting, label_root: str, device: str):
     return cfg
 
 
-def architecture(cfg) -> dict:
+def architecture_of(name: str) -> dict:
     from tools.synthetic import ARCHS
 
-    name = cfg.MODEL.BACKBONE.NAME
     if name not in ARCHS:
         raise ValueError(f"No architecture known for backbone {name!r}: tools.synthetic.ARCHS has {', '.join(ARCHS)}")
     return ARCHS[name]
+
+
+def architecture(cfg) -> dict:
+    return architecture_of(cfg.MODEL.BACKBONE.NAME)
+
+
+def registry_teacher(trainer_name: str):
+    """The ``Teacher`` of the registry method trained by ``trainer_name`` (None: it has none)."""
+    from runs.methods import METHODS
+
+    return next((m.teacher for m in METHODS.values() if m.trainer == trainer_name and m.teacher), None)
+
+
+def write_placeholder_teacher(folder: str, teacher, classnames: Sequence[str], backbone: str) -> str:
+    """A teacher run folder holding what a distilled student reads of its teacher (PromptKD's
+    ``teacher_features.pt``: text features of all classes, the image-tower prompts its config
+    gives, the backbone): zeros of the real shapes, since memory depends on shapes only. The
+    teacher config's backbone is kept unless ``backbone`` names another (the small validation)."""
+    import json
+
+    import yaml
+
+    from runs.methods import METHODS
+    from trainers.promptkd import TEACHER_FILE, TeacherRecord
+
+    teacher_method = METHODS[teacher.method]
+    config = yaml.safe_load(teacher_method.config_path(teacher.cfg).read_text())
+    backbone = backbone or config["MODEL"]["BACKBONE"]["NAME"]
+    arch = architecture_of(backbone)
+    node = config["TRAINER"][method_node(teacher_method.trainer)]
+    layers = min(arch["vision_layers"], arch["transformer_layers"])
+    vision = [node["N_CTX_VISION"], min(node["PROMPT_DEPTH_VISION"], layers)]
+    text = [node["N_CTX_TEXT"], min(node["PROMPT_DEPTH_TEXT"], layers)]
+    prompts = {"image_encoder.VPT": torch.zeros(vision[0], arch["vision_width"])}
+    prompts.update({f"image_encoder.transformer.resblocks.{j}.VPT_shallow": torch.zeros(vision[0], arch["vision_width"])
+                    for j in range(1, vision[1])})
+    os.makedirs(folder, exist_ok=True)
+    with open(os.path.join(folder, "run.json"), "w") as f:
+        json.dump({"digest": "memory-placeholder"}, f)
+    TeacherRecord(text_features=torch.zeros(len(classnames), arch["embed_dim"]), classnames=list(classnames),
+                  image_prompts=prompts, prompt_shapes={"vision": vision, "text": text}, backbone=backbone,
+                  backbone_path="", run=folder, digest="memory-placeholder", epoch=1
+                  ).save(os.path.join(folder, TEACHER_FILE))
+    return backbone
+
+
+def with_placeholder_teacher(cfg, setting: Setting, root: str, classnames: Sequence[str]):
+    """``cfg`` of a distilled student reading a placeholder teacher run (``write_placeholder_teacher``)
+    under ``root``; any other ``cfg`` (and a run's own config, whose teacher exists) as it is."""
+    teacher = registry_teacher(setting.trainer)
+    if teacher is None or setting.base_cfg is not None:
+        return cfg
+    folder = os.path.join(root, "teacher")
+    backbone = write_placeholder_teacher(folder, teacher, classnames, setting.backbone)
+    cfg = cfg.clone()
+    cfg.defrost()
+    cfg.merge_from_list([teacher.option, folder, teacher.option.rsplit(".", 1)[0] + ".TEACHER_NAME", backbone])
+    cfg.freeze()
+    return cfg
 
 
 @contextlib.contextmanager
@@ -276,10 +388,11 @@ def built_trainer(setting: Setting, meta: bool, device: str = "cpu"):
     with tempfile.TemporaryDirectory(prefix="memory_") as root, \
             mock.patch.dict(os.environ, {HALF_ON_CPU_ENV: "1"}), \
             contextlib.redirect_stdout(open(os.devnull, "w")):
-        write_label_space(root, list(setting.classnames) or class_names(setting.num_classes))
-        cfg = setting_cfg(setting, root, device)
+        names = list(setting.classnames) or class_names(setting.num_classes)
+        write_label_space(root, names)
+        cfg = with_placeholder_teacher(setting_cfg(setting, root, device), setting, root, names)
         set_random_seed(cfg.SEED)
-        with clip_of_architecture(architecture(cfg), meta):
+        with clips_of_their_architecture(meta):
             yield build_trainer(cfg)
 
 
@@ -305,26 +418,69 @@ class Prediction:
         return max(self.train_peak, self.eval_peak) / GIB + OVERHEAD_GIB
 
 
+def fits_frozen_features(trainer) -> bool:
+    from trainers.frozen_features import FrozenFeatureTrainer
+
+    return isinstance(trainer, FrozenFeatureTrainer)
+
+
 def synthetic_inputs(trainer, resolution: int, test_batch: int, on_meta: bool):
-    """A training batch with the views the trainer's workers would add, and evaluation images."""
-    batch_size = trainer.cfg.DATALOADER.TRAIN_X.BATCH_SIZE
+    """A training batch as the trainer's loader gives it (``K_TRANSFORMS`` views of each image in
+    a list, the extra views its workers add as ``img2``, ...) and evaluation images. A frozen-
+    feature method's "training" batch is a feature-extraction batch: the test batch size."""
+    cfg = trainer.cfg
+    batch_size = cfg.DATALOADER.TEST.BATCH_SIZE if fits_frozen_features(trainer) else cfg.DATALOADER.TRAIN_X.BATCH_SIZE
     make = (lambda n: torch.empty(n, 3, resolution, resolution, device="meta")) if on_meta else \
         (lambda n: torch.randn(n, 3, resolution, resolution))
     views = len(getattr(trainer, "train_transforms", lambda: None)() or [])
-    batch = {"img": make(batch_size), "label": torch.arange(batch_size) % trainer.num_classes}
+    k = cfg.DATALOADER.K_TRANSFORMS
+    batch = {"img": [make(batch_size) for _ in range(k)] if k > 1 else make(batch_size),
+             "label": torch.arange(batch_size) % trainer.num_classes}
     batch.update({f"img{i + 2}": make(batch_size) for i in range(views)})
     return batch, make(test_batch)
+
+
+def training_step(trainer, batch) -> None:
+    """What one training step runs on the GPU. A prompt learner: ``forward_backward`` (forward,
+    loss, backward, optimizer step). A frozen-feature method: its GPU work before the fit, the
+    zero-shot class features (where it uses them) and one batch of the feature-extraction pass; the fit itself
+    (closed forms, Tip-Adapter-F's and the linear probe's training) runs on the CPU's cached
+    features (``trainers/frozen_features.py``), so it adds no GPU memory."""
+    trainer.set_model_mode("train")
+    if fits_frozen_features(trainer):
+        with torch.no_grad():
+            if trainer.USES_ZERO_SHOT:
+                trainer.zero_shot_weights()
+            # the batch's copy to the device as encode_split makes it (trainer.device: the backbone's is
+            # meta here, which would skip the copy a GPU makes)
+            trainer.backbone.encode_image(batch["img"].to(trainer.device))
+        return
+    trainer.batch_idx, trainer.num_batches = 0, 10**9  # not the epoch's last batch
+    trainer.forward_backward(batch)
+
+
+def evaluation_step(trainer, images) -> None:
+    """One evaluation batch: ``model_inference`` (class features encoded once per evaluation where
+    the model caches them); a frozen-feature method's test pass encodes images and classifies
+    the cached features on the CPU."""
+    from trainers.models import TextFeatureCache
+
+    trainer.set_model_mode("eval")
+    caching = trainer.model.caching() if isinstance(trainer.model, TextFeatureCache) else contextlib.nullcontext()
+    with torch.no_grad(), caching:
+        if fits_frozen_features(trainer):
+            trainer.backbone.encode_image(images.to(trainer.device))
+        else:
+            trainer.model_inference(images)
 
 
 def measure(setting: Setting, meta: bool, device: str = "cpu", block: int = BLOCK) -> Prediction:
     """The tracker's account of one training step and one evaluation batch of ``setting``: a
     prediction on meta tensors (``meta=True``) or the real allocation on this CPU; storages
     rounded up to ``block`` bytes."""
-    from trainers.models import TextFeatureCache
-
     prediction = Prediction(setting)
     tracker = MemoryTracker(meta=meta, block=block)
-    with tracker, built_trainer(setting, meta, device) as trainer:
+    with tracker, fused_attention_on_meta(), built_trainer(setting, meta, device) as trainer:
         models = trainer_modules(trainer)
         if meta:
             onto_meta(models)
@@ -337,25 +493,20 @@ def measure(setting: Setting, meta: bool, device: str = "cpu", block: int = BLOC
         resolution = trainer.cfg.INPUT.SIZE[0]
         test_batch = trainer.cfg.DATALOADER.TEST.BATCH_SIZE
         batch, images = synthetic_inputs(trainer, resolution, test_batch, on_meta=meta)
-        inputs = tracker.track_all([t for t in batch.values()])
+        inputs = tracker.track_all([t for t in tree_leaves(batch) if isinstance(t, torch.Tensor)])
         start = tracker.live
         if trainer.get_model_names():
             tracker.reset_peak()
-            trainer.set_model_mode("train")
-            trainer.batch_idx, trainer.num_batches = 0, 10**9  # not the epoch's last batch
-            trainer.forward_backward(batch)
+            training_step(trainer, batch)
             prediction.train_peak, prediction.step_extra = tracker.peak, tracker.peak - start
             prediction.grads_and_optimizer = max(0, tracker.live - start)
             prediction.activations = max(0, (tracker.live_at_backward or start) - start)
             prediction.temporaries = max(0, tracker.peak - start - prediction.activations
                                          - prediction.grads_and_optimizer) + inputs
         batch = None
-        trainer.set_model_mode("eval")
         tracker.track(images)
         tracker.reset_peak()
-        caching = trainer.model.caching() if isinstance(trainer.model, TextFeatureCache) else contextlib.nullcontext()
-        with torch.no_grad(), caching:
-            trainer.model_inference(images)
+        evaluation_step(trainer, images)
         prediction.eval_peak, prediction.eval_batch = tracker.peak, test_batch
     prediction.placeholder_scalars = tracker.placeholder_scalars
     return prediction
@@ -372,12 +523,12 @@ def measured_step_extra_on_cpu(setting: Setting) -> int:
     from torch.profiler import ProfilerActivity, profile
 
     with built_trainer(setting, meta=False) as trainer:
+        if not trainer.get_model_names():
+            return 0  # nothing trains (zero-shot CLIP): no step
         resolution = trainer.cfg.INPUT.SIZE[0]
         batch, _ = synthetic_inputs(trainer, resolution, 1, on_meta=False)
-        trainer.set_model_mode("train")
-        trainer.batch_idx, trainer.num_batches = 0, 10**9
         with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as profiler:
-            trainer.forward_backward(batch)
+            training_step(trainer, batch)
     events = sorted((e for e in profiler.profiler.kineto_results.events() if e.name() == "[memory]"),
                     key=lambda e: e.start_ns())
     live = peak = 0
@@ -444,26 +595,6 @@ def print_prediction(p: Prediction) -> None:
     print(f"  ({p.placeholder_scalars} scalars read from meta tensors, e.g. the logged loss, got placeholder values)")
 
 
-def not_predicted(method) -> str:
-    """Why the predictor cannot build ``method``'s training step yet ("": it can). It runs one
-    labelled step over all classes with one view per image."""
-    import yaml
-    from dassl.engine import TRAINER_REGISTRY
-    from trainers.frozen_features import FrozenFeatureTrainer
-
-    method_node(method.trainer)  # registers every trainer
-    if issubclass(TRAINER_REGISTRY.get(method.trainer), FrozenFeatureTrainer):
-        return "it fits on frozen features (no training steps to predict)"
-    if method.teacher is not None:
-        return "a distilled student needs its teacher run"
-    if method.plugins:
-        return "plug-ins compose on the base classes only, which the predictor does not select yet"
-    config = yaml.safe_load(method.config_path(method.training_cfg()).read_text()) or {}
-    if (config.get("DATALOADER") or {}).get("K_TRANSFORMS", 1) > 1:
-        return "it trains on several augmented views per image, which the predictor does not feed yet"
-    return ""
-
-
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trainer", default="GOPro")
@@ -495,14 +626,14 @@ def main(argv=None) -> None:
     config = args.config_file
     if not config:
         method = get_method(args.trainer)
-        reason = not_predicted(method)
-        if reason:
-            raise SystemExit(f"tools.memory cannot predict {method.label} yet: {reason}.")
         config = str(method.config_path(method.training_cfg()))
     classes = args.classes or dataset_classes(args.dataset_config_file, args.subsample)
     setting = Setting(args.trainer, config, classes, prec=args.prec or "", batch_size=args.batch_size or 0,
                       backbone=args.backbone or "", opts=tuple(args.opts))
-    print_report(setting, knobs=not args.no_knobs)
+    try:
+        print_report(setting, knobs=not args.no_knobs)
+    except ValueError as exc:  # a setting the predictor cannot build (unknown backbone, bad option)
+        raise SystemExit(f"tools.memory: {exc}") from None
 
 
 def print_report(setting: Setting, knobs: bool = True) -> None:
@@ -542,37 +673,64 @@ def fitting_setting(setting: Setting, card_gb: float) -> Tuple[Prediction, Optio
     return first, None
 
 
-def readme_table_lines(keys: Sequence[str] = ()) -> Iterator[str]:
-    """The README table's markdown lines: every registry method (base-to-new config, ViT-B/16) x C
-    x PREC, the GiB a GPU needs as configured and the cheapest setting that fits a 24 GB card."""
+def readme_table_header() -> List[str]:
+    header = ["method"] + [f"C = {c}, {p}" for c in TABLE_CLASSES for p in TABLE_PRECISIONS]
+    return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+
+
+def readme_row_name(method) -> str:
+    return f"{method.label} (`{method.training_cfg()}`)"
+
+
+def readme_table_row(method) -> str:
+    """One method's row: per C and PREC, the GiB a GPU needs as configured (ViT-B/16, the config
+    of its main training) and, in brackets, the cheapest setting that fits a 24 GB card."""
+    cells = []
+    for c in TABLE_CLASSES:
+        for prec in TABLE_PRECISIONS:
+            setting = Setting(method.trainer, str(method.config_path(method.training_cfg())), c, prec=prec)
+            first, fit = fitting_setting(setting, TABLE_CARD_GB)
+            advice = "fits" if fit is first else (fit.setting.describe() if fit else "no knob fits")
+            cells.append(f"{first.needed_gib():.1f} ({advice})")
+    return f"| {readme_row_name(method)} | " + " | ".join(cells) + " |"
+
+
+def table_methods(keys: Sequence[str] = ()) -> list:
+    """The registry methods of the README table (those of this checkout; ``keys``: only these)."""
     from runs.methods import METHODS
 
-    header = ["method"] + [f"C = {c}, {p}" for c in TABLE_CLASSES for p in TABLE_PRECISIONS]
-    yield "| " + " | ".join(header) + " |"
-    yield "|" + "---|" * len(header)
-    for method in METHODS.values():
-        if not method.in_checkout() or (keys and method.key not in keys) or not_predicted(method):
-            continue
-        cells = []
-        for c in TABLE_CLASSES:
-            for prec in TABLE_PRECISIONS:
-                setting = Setting(method.trainer, str(method.config_path(method.training_cfg())), c, prec=prec)
-                first, fit = fitting_setting(setting, TABLE_CARD_GB)
-                advice = "fits" if fit is first else (fit.setting.describe() if fit else "no knob fits")
-                cells.append(f"{first.needed_gib():.1f} ({advice})")
-        yield f"| {method.label} (`{method.training_cfg()}`) | " + " | ".join(cells) + " |"
+    return [m for m in METHODS.values() if m.in_checkout() and (not keys or m.key in keys)]
+
+
+def readme_table_lines(keys: Sequence[str] = ()) -> Iterator[str]:
+    """The README table's markdown lines: every registry method x C x PREC (``readme_table_row``)."""
+    yield from readme_table_header()
+    for method in table_methods(keys):
+        yield readme_table_row(method)
+
+
+def marked_parts(content: str, path: str, markers: Tuple[str, str]) -> Tuple[str, str, str]:
+    """(before the start marker, between the markers, from the end marker on) of a file's text."""
+    start, end = markers
+    if start not in content or end not in content:
+        raise SystemExit(f"{path} has no {start} ... {end} markers around its generated table")
+    before, rest = content.split(start, 1)
+    inside, after = rest.split(end, 1)
+    return before, inside, after
+
+
+def text_between_markers(path: str, markers: Tuple[str, str] = TABLE_MARKERS) -> str:
+    """The generated text between the two marker lines of the file at ``path``."""
+    with open(path) as f:
+        return marked_parts(f.read(), path, markers)[1].strip("\n")
 
 
 def replace_between_markers(path: str, text: str, markers: Tuple[str, str] = TABLE_MARKERS) -> None:
     """Put ``text`` between the two marker lines of the file at ``path`` (a generated README table)."""
-    start, end = markers
-    content = open(path).read()
-    if start not in content or end not in content:
-        raise SystemExit(f"{path} has no {start} ... {end} markers to put the table between")
-    before, rest = content.split(start, 1)
-    after = rest.split(end, 1)[1]
+    with open(path) as f:
+        before, _, after = marked_parts(f.read(), path, markers)
     with open(path, "w") as f:
-        f.write(f"{before}{start}\n{text}\n{end}{after}")
+        f.write(f"{before}{markers[0]}\n{text}\n{markers[1]}{after}")
 
 
 MEMORY_CHECK_ENV = "GOPRO_MEMORY_CHECK"

@@ -115,6 +115,8 @@ class FrozenFeatureTrainer(ClipPromptTrainer):
     MODEL_NAME = "adapter"
     FITTED: Tuple[str, ...] = ()  # the names of the tensors the checkpoint holds (besides ``classes``)
     NORMALIZE_FEATURES = True     # whether split_features (and so logits) sees unit-norm features
+    USES_ZERO_SHOT = True         # whether fit / logits read zero_shot_weights (the text tower runs once;
+                                  # tools/memory.py counts it in the method's GPU memory)
 
     # ---- model ---------------------------------------------------------------------------------
     def build_model(self):

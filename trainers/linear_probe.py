@@ -95,6 +95,7 @@ class LinearProbe(FrozenFeatureTrainer):
     CFG_NODE = "LINEARPROBE"
     FITTED = ("weight", "bias", "c")
     NORMALIZE_FEATURES = False  # lpclip fits the raw features
+    USES_ZERO_SHOT = False      # image features only
 
     def fit(self):
         train_features, train_labels = self.split_features("train_x")
