@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: venv demo world world-gopro-ablation test test-fast test-portable bench memory-table clean
+.PHONY: venv demo world world-gopro-ablation test test-fast test-portable bench memory-table rehearsal clean
 
 venv: $(STAMP)
 
@@ -66,5 +66,15 @@ bench: $(STAMP)
 memory-table: $(STAMP)
 	$(PY) -m tools.memory --readme-table --write README.md
 
+# The ImageNet-size rehearsal (tools/rehearsal.py): ImageNet's layout with its 1000 class names and a
+# random real-size ViT-B/16 (written once under REHEARSAL), then the real base-to-new and cross-dataset
+# training scripts of CoOp, MaPLe, PromptSRC, CoCoOp and GOPro, each for REHEARSAL_STEPS steps of batch
+# 1 and one test batch, timed phase by phase; cProfile of the dataset and model builds; prints the
+# table. Tens of CPU-minutes on one thread: not part of `make test` (its test: pytest -m rehearsal).
+REHEARSAL ?= rehearsal_output
+REHEARSAL_STEPS ?= 2
+rehearsal: $(STAMP)
+	OMP_NUM_THREADS=1 $(PY) -m tools.rehearsal $(REHEARSAL) --profile --batch-size 1 --steps $(REHEARSAL_STEPS) --eval-batches 1
+
 clean:
-	rm -rf $(VENV) demo_output world_output .pytest_cache
+	rm -rf $(VENV) demo_output world_output rehearsal_output .pytest_cache

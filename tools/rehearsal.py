@@ -49,7 +49,7 @@ from pathlib import Path
 from typing import Callable, Dict, Iterator, List, Optional, Sequence
 
 REPO = Path(__file__).resolve().parents[1]
-METHODS = ("gopro", "coop", "cocoop", "maple", "promptsrc")
+METHODS = ("coop", "maple", "promptsrc", "cocoop", "gopro")  # cheapest first
 STEPS = (("base2new_train", ("imagenet", "1")), ("xd_train", ("1",)))
 PROBE_LOG_ENV = "REHEARSAL_PROBE_LOG"
 DONE_MARK = ".written"
@@ -370,6 +370,7 @@ def rehearse(tree: Tree, methods: Sequence[str] = METHODS, batch_size: int = 2, 
             subsample_classes = (classes + 1) // 2 if step == "base2new_train" else classes
             run["predicted_step_gib"] = predicted_step_gib(method, subsample_classes, batch_size, tree.arch)
             report["runs"].append(run)
+            (tree.root / "rehearsal.json").write_text(json.dumps(report, indent=1))  # kept run by run
             log(f"{method} {step}: {run['wall_s']:.0f} s, {run['summary']}")
     (tree.root / "rehearsal.json").write_text(json.dumps(report, indent=1))
     return report
