@@ -69,12 +69,13 @@ memory-table: $(STAMP)
 # The ImageNet-size rehearsal (tools/rehearsal.py): ImageNet's layout with its 1000 class names and a
 # random real-size ViT-B/16 (written once under REHEARSAL), then the real base-to-new and cross-dataset
 # training scripts of CoOp, MaPLe, PromptSRC, CoCoOp and GOPro, each for REHEARSAL_STEPS steps of batch
-# 1 and one test batch, timed phase by phase; cProfile of the dataset and model builds; prints the
-# table. Tens of CPU-minutes on one thread: not part of `make test` (its test: pytest -m rehearsal).
+# 1 and two test batches (the first also encodes the class texts), timed phase by phase; cProfile of
+# the dataset and model builds; prints the table. Tens of CPU-minutes on one thread: not part of
+# `make test` (its test: pytest -m rehearsal).
 REHEARSAL ?= rehearsal_output
 REHEARSAL_STEPS ?= 2
 rehearsal: $(STAMP)
-	OMP_NUM_THREADS=1 $(PY) -m tools.rehearsal $(REHEARSAL) --profile --batch-size 1 --steps $(REHEARSAL_STEPS) --eval-batches 1
+	OMP_NUM_THREADS=1 $(PY) -m tools.rehearsal $(REHEARSAL) --profile --batch-size 1 --steps $(REHEARSAL_STEPS) --eval-batches 2
 
 clean:
 	rm -rf $(VENV) demo_output world_output rehearsal_output .pytest_cache
