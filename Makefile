@@ -66,11 +66,12 @@ bench: $(STAMP)
 memory-table: $(STAMP)
 	$(PY) -m tools.memory --readme-table --write README.md
 
-# The ImageNet-size rehearsal (tools/rehearsal.py): ImageNet's layout with its 1000 class names and a
-# random real-size ViT-B/16 (written once under REHEARSAL), then the real base-to-new and cross-dataset
-# training scripts of CoOp, MaPLe, PromptSRC, CoCoOp and GOPro, each for REHEARSAL_STEPS steps of batch
-# 1 and two test batches (the first also encodes the class texts), timed phase by phase; cProfile of
-# the dataset and model builds; prints the table. Tens of CPU-minutes on one thread: not part of
+# The ImageNet-size rehearsal (tools/rehearsal.py): ImageNet's layout with its 1000 class names and
+# a random real-size ViT-B/16 (written once under REHEARSAL), then the real base-to-new and
+# cross-dataset training scripts of CoOp, MaPLe, PromptSRC, CoCoOp and GOPro, each for
+# REHEARSAL_STEPS steps of batch 1 (GOPro 2) and two test batches (the first also encodes the class
+# texts), timed phase by phase; cProfile of the dataset and model builds; prints the table. About an
+# hour on one shared core (PromptSRC's 60-template class features take most of it): not part of
 # `make test` (its test: pytest -m rehearsal).
 REHEARSAL ?= rehearsal_output
 REHEARSAL_STEPS ?= 2

@@ -57,17 +57,18 @@ def test_rehearsal_machinery_on_the_tiny_clip(tmp_path):
     assert summary["model_build_s"] > summary["clip_load_s"] > 0 and summary["dataset_s"] > 0
     assert summary["peak_rss_mib"] > 0 and run["predicted_step_gib"] > 0
     assert json.loads((tree.root / "rehearsal.json").read_text())["runs"][0]["summary"] == run["summary"]
-    assert "| coop | base2new_train | 3 |" in rehearsal.markdown_table(report)
+    assert len(run["load_average"]) == 2
+    assert "| coop | base2new_train | 3 | 1 |" in rehearsal.markdown_table(report)
     assert rehearsal.build_tree(tree, classes=6) == {"write_dataset": 0.0, "write_clip": 0.0}  # written once
 
 
 @pytest.mark.rehearsal
 def test_imagenet_size_rehearsal(tmp_path):
     """Every rehearsed method's base-to-new and cross-dataset training script at 1000 classes on a
-    real-size ViT-B/16, bounded (REHEARSAL_ROOT keeps the tree between runs)."""
+    real-size ViT-B/16, bounded, at batch 1 (GOPro 2) (REHEARSAL_ROOT keeps the tree between runs)."""
     root = Path(os.environ.get("REHEARSAL_ROOT") or tmp_path)
     report = rehearsal.rehearse(rehearsal.Tree(root), batch_size=1, steps=2, eval_batches=2)
     assert len(report["runs"]) == 2 * len(rehearsal.METHODS)
     for run in report["runs"]:
         (summary,) = run["summary"]
-        assert summary["steps"] == 2 and summary["eval_images"] == 2, run["command"]
+        assert summary["steps"] == 2 and summary["eval_images"] == 2 * run["batch_size"], run["command"]

@@ -54,6 +54,7 @@ STEPS = (("base2new_train", ("imagenet", "1")), ("xd_train", ("1",)))
 PROBE_LOG_ENV = "REHEARSAL_PROBE_LOG"
 DONE_MARK = ".written"
 CONFIG_BACKBONE = "ViT-B/16"  # MODEL.BACKBONE.NAME of every method config
+MIN_BATCH = {"gopro": 2}  # GOPro's contrastive loss contrasts the images of a batch: it refuses one
 
 
 # --------------------------------------------------------------------------------------------
@@ -256,13 +257,14 @@ def run_script(tree: Tree, method: str, step: str, args: Sequence[str], opts: Se
                **{PROBE_LOG_ENV: str(log)}, PYTHONPATH=str(REPO))
     log.unlink(missing_ok=True)
     command = ["bash", f"scripts/{method}/{step}.sh", *args]
-    start = time.perf_counter()
+    start, load_before = time.perf_counter(), os.getloadavg()[0]
     result = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True)
     wall = time.perf_counter() - start
     records = [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
     if result.returncode != 0:
         raise RuntimeError(f"{' '.join(command)} failed (exit {result.returncode}):\n{result.stderr[-3000:]}")
-    return {"method": method, "step": step, "command": " ".join(command), "wall_s": wall, "runs": records}
+    return {"method": method, "step": step, "command": " ".join(command), "wall_s": wall, "runs": records,
+            "load_average": [load_before, os.getloadavg()[0]]}  # a shared machine's timings need it
 
 
 def summarize(record: dict) -> dict:
@@ -362,13 +364,14 @@ def rehearse(tree: Tree, methods: Sequence[str] = METHODS, batch_size: int = 2, 
         report["profiles"] = profile_builds(tree, batch_size=batch_size)
         log("profiles: " + ", ".join(f"{k} {v['seconds']:.1f} s" for k, v in report["profiles"].items()))
     shutil.rmtree(tree.output, ignore_errors=True)  # every run measured from scratch
-    opts = extra_opts(tree, batch_size, steps, eval_batches, arch_opts(tree.arch))
     for method in methods:
+        batch = max(batch_size, MIN_BATCH.get(method, 1))
+        opts = extra_opts(tree, batch, steps, eval_batches, arch_opts(tree.arch))
         for step, args in scripts:
             run = run_script(tree, method, step, args, opts, tree.root / f"probe-{method}-{step}.jsonl")
-            run["summary"] = [summarize(r) for r in run["runs"]]
+            run["summary"], run["batch_size"] = [summarize(r) for r in run["runs"]], batch
             subsample_classes = (classes + 1) // 2 if step == "base2new_train" else classes
-            run["predicted_step_gib"] = predicted_step_gib(method, subsample_classes, batch_size, tree.arch)
+            run["predicted_step_gib"] = predicted_step_gib(method, subsample_classes, batch, tree.arch)
             report["runs"].append(run)
             (tree.root / "rehearsal.json").write_text(json.dumps(report, indent=1))  # kept run by run
             log(f"{method} {step}: {run['wall_s']:.0f} s, {run['summary']}")
@@ -380,17 +383,24 @@ def fmt(value, spec: str = ".1f") -> str:
     return "–" if value is None else format(value, spec)
 
 
+def load_text(load: Optional[Sequence[float]]) -> str:
+    """The 1-minute load average before → after a run ("–" where it was not recorded)."""
+    return "–" if not load else f"{load[0]:.1f} → {load[1]:.1f}"
+
+
 def markdown_table(report: dict) -> str:
-    rows = ["| method | script | C | data setup s | CLIP load s | model build s | step s (first) | "
-            "eval: 1st batch s | eval img/s after | peak RSS GiB | predicted step GiB (fp32) | wall s |",
-            "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    rows = ["| method | script | C | batch | data setup s | CLIP load s | model build s | step s (first) | "
+            "eval: 1st batch s | eval img/s after | peak RSS GiB | predicted step GiB (fp32) | wall s | load |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for run in report["runs"]:
         for s in run["summary"]:
             c = (report["classes"] + 1) // 2 if run["step"] == "base2new_train" else report["classes"]
-            rows.append(f"| {run['method']} | {run['step']} | {c} | {fmt(s['data_setup_s'])} | {fmt(s['clip_load_s'])} | "
+            rows.append(f"| {run['method']} | {run['step']} | {c} | {run.get('batch_size', report['batch_size'])} | "
+                        f"{fmt(s['data_setup_s'])} | {fmt(s['clip_load_s'])} | "
                         f"{fmt(s['model_build_s'])} | {fmt(s['step_s'])} ({fmt(s['first_step_s'])}) | "
                         f"{fmt(s['first_eval_batch_s'])} | {fmt(s['eval_images_per_s'], '.2f')} | "
-                        f"{s['peak_rss_mib'] / 1024:.2f} | {fmt(run['predicted_step_gib'], '.2f')} | {run['wall_s']:.0f} |")
+                        f"{s['peak_rss_mib'] / 1024:.2f} | {fmt(run['predicted_step_gib'], '.2f')} | {run['wall_s']:.0f} | "
+                        f"{load_text(run.get('load_average'))} |")
     return "\n".join(rows)
 
 
