@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: venv demo world world-gopro-ablation test test-fast test-portable bench memory-table cost-table clean
+.PHONY: venv demo world world-gopro-ablation test test-fast test-portable bench memory-table cost-table rehearsal clean
 
 venv: $(STAMP)
 
@@ -73,5 +73,17 @@ memory-table: $(STAMP)
 cost-table: $(STAMP)
 	$(PY) bench/cost_table.py --write README.md
 
+# The ImageNet-size rehearsal (tools/rehearsal.py): ImageNet's layout with its 1000 class names and
+# a random real-size ViT-B/16 (written once under REHEARSAL), then the real base-to-new and
+# cross-dataset training scripts of CoOp, MaPLe, PromptSRC, CoCoOp and GOPro, each for
+# REHEARSAL_STEPS steps of batch 1 (GOPro 2) and two test batches (the first also encodes the class
+# texts), timed phase by phase; cProfile of the dataset and model builds; prints the table. About an
+# hour on one shared core (PromptSRC's 60-template class features take most of it): not part of
+# `make test` (its test: pytest -m rehearsal).
+REHEARSAL ?= rehearsal_output
+REHEARSAL_STEPS ?= 2
+rehearsal: $(STAMP)
+	OMP_NUM_THREADS=1 $(PY) -m tools.rehearsal $(REHEARSAL) --profile --batch-size 1 --steps $(REHEARSAL_STEPS) --eval-batches 2
+
 clean:
-	rm -rf $(VENV) demo_output world_output .pytest_cache
+	rm -rf $(VENV) demo_output world_output rehearsal_output .pytest_cache

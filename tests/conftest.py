@@ -17,6 +17,19 @@ if str(REPO) not in sys.path:  # the repository root: train.py, trainers/, datas
 from tools.kit.build import Kit, build_kit  # noqa: E402
 
 ACCURACY = re.compile(r"^\* accuracy: ([\d.]+)%", re.M)
+OPT_IN_MARKER = "rehearsal"
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked ``rehearsal`` (the ImageNet-size rehearsal: a real-size ViT-B/16 on the CPU)
+    run only when a marker expression names them (``pytest -m rehearsal``): ``make test``,
+    ``make test-fast`` and any other ``-m`` leave them out."""
+    if OPT_IN_MARKER in (config.getoption("markexpr") or ""):
+        return
+    left_out = [item for item in items if item.get_closest_marker(OPT_IN_MARKER)]
+    if left_out:
+        config.hook.pytest_deselected(items=left_out)
+        items[:] = [item for item in items if not item.get_closest_marker(OPT_IN_MARKER)]
 
 
 @pytest.fixture(scope="session")

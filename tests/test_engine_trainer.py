@@ -171,6 +171,21 @@ def test_trainerx_trains_saves_and_tests(toy_root, tmp_path, capsys):
     assert float(match.group(1)) >= 50.0
 
 
+def test_max_batches_bound_each_epoch_and_the_test(toy_root, tmp_path, capsys):
+    """TRAIN.MAX_BATCHES 2 of the 4 batches per epoch (the scheduler still steps at the capped end:
+    epoch 2 runs at the post-warm-up lr) and TEST.MAX_BATCHES 2 of the 4 test batches (6 of 10 images)."""
+    trainer = build(make_cfg(toy_root, tmp_path, "TRAIN.MAX_BATCHES", "2", "TEST.MAX_BATCHES", "2",
+                             "TRAIN.PRINT_FREQ", "1"))
+    trainer.train()
+    out = capsys.readouterr().out
+    lines = PROGRESS.findall(out)
+    assert [(e, b, n) for e, _, b, n, _ in lines] == [(str(e), str(b), "2") for e in (1, 2, 3) for b in (1, 2)]
+    lrs = {(e, b): float(lr) for e, _, b, _, lr in lines}
+    assert lrs[("1", "1")] == pytest.approx(1e-5) and lrs[("2", "1")] == pytest.approx(0.05)
+    assert "TEST.MAX_BATCHES 2: only the first 2 of 4 batches" in out
+    assert "* total: 6\n" in out
+
+
 def test_rerun_of_finished_run_goes_straight_to_final_test(toy_root, tmp_path, capsys):
     build(make_cfg(toy_root, tmp_path)).train()
     capsys.readouterr()

@@ -24,6 +24,15 @@ def trainer(kit, tmp_path_factory) -> GOPro:
     return make_trainer(kit, tmp_path_factory.mktemp("gopro"), "GOPro", "vit_b16", "DATALOADER.TRAIN_X.BATCH_SIZE", "4")
 
 
+def test_a_batch_of_one_image_is_refused_before_training_the_contrastive_loss(kit, tmp_path):
+    single = make_trainer(kit, tmp_path / "one", "GOPro", "vit_b16", "DATALOADER.TRAIN_X.BATCH_SIZE", "1")
+    with pytest.raises(ValueError, match=r"at least 2 images per step.*BATCH_SIZE 1 on 1 process.*W_CON 0"):
+        single.train()
+    without_con = make_trainer(kit, tmp_path / "no_con", "GOPro", "vit_b16", "DATALOADER.TRAIN_X.BATCH_SIZE", "1",
+                               "TRAINER.GOPRO.W_CON", "0.0")
+    without_con.require_contrastive_pairs()  # nothing to contrast: batch 1 trains
+
+
 def test_primitives_prompts_and_text_features_have_the_documented_shapes(trainer):
     model, backbone = trainer.model, trainer.backbone
     images = torch.randn(4, 3, 32, 32)

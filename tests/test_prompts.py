@@ -57,6 +57,24 @@ def test_class_token_positions_front_and_middle(backbone):
         assert got.tolist() == ([100, 101, 102, 103] if position == "front" else [100, 101])
 
 
+def test_class_names_are_encoded_once_when_they_end_the_prompt(backbone, monkeypatch):
+    """At the default "end" position the prompts are tokenised once and the names are not encoded
+    again for their lengths (at 1000 classes that doubled the tokenisation time of every build)."""
+    import clip.simple_tokenizer
+
+    encoded = []
+    encode = clip.simple_tokenizer.SimpleTokenizer.encode
+    monkeypatch.setattr(clip.simple_tokenizer.SimpleTokenizer, "encode",
+                        lambda self, text: encoded.append(text) or encode(self, text))
+    ctx, template = init_context(backbone, 4, "a photo of a")
+    encoded.clear()
+    learner = PromptLearner(backbone, CLASSES, ctx, template)
+    assert encoded == [f"a photo of a {c.replace('_', ' ')}." for c in CLASSES] and learner.name_lens is None
+    encoded.clear()
+    PromptLearner(backbone, CLASSES, ctx, template, class_token_position="front")
+    assert len(encoded) == 2 * len(CLASSES)  # the prompts, and the names for their lengths
+
+
 def test_per_image_prompts_and_features(backbone):
     ctx, template = init_context(backbone, 4, "a photo of a")
     learner = PromptLearner(backbone, CLASSES, ctx, template)

@@ -422,6 +422,22 @@ class GOPro(ClipPromptTrainer):
         if any(v not in VIEWS[1:] for v in sem_views):
             raise ValueError(f"TRAINER.GOPRO.SEM_VIEWS may hold 'moco' and 'augmix', got {list(sem_views)}")
 
+    def before_train(self):
+        self.require_contrastive_pairs()
+        super().before_train()
+
+    def require_contrastive_pairs(self) -> None:
+        """L_con contrasts every image with the others of the global batch, through a BatchNorm head
+        (CON_HEAD_BN): one image per step has no negatives and no batch statistics. Said before the
+        first step, instead of BatchNorm's "Expected more than 1 value per channel when training"
+        (met by the ImageNet-size rehearsal at batch 1)."""
+        world = torch.distributed.get_world_size() if torch.distributed.is_initialized() else 1
+        batch = self.cfg.DATALOADER.TRAIN_X.BATCH_SIZE
+        if self.options.W_CON > 0 and batch * world < 2:
+            raise ValueError(f"GOPro's contrastive loss needs at least 2 images per step (global batch), got "
+                             f"DATALOADER.TRAIN_X.BATCH_SIZE {batch} on {world} process(es). Use a batch size of 2 "
+                             f"or more, or train without the loss: TRAINER.GOPRO.W_CON 0.")
+
     def train_transforms(self):
         """[standard, MoCo-v3, AugMix] views from the raw image, built in DataLoader workers."""
         views = active_views(self.options)

@@ -92,7 +92,10 @@ class ClassPrompts(nn.Module):
         self.class_token_position = class_token_position
         self.truncate = truncate
         self.class_specific = class_specific
-        self.name_lens = [len(backbone.bpe_tokens(n)) for n in names]
+        # Token counts of the names place them in "front"/"middle" prompts only. At the default
+        # "end" they are not needed, and at ImageNet's 1000 classes encoding every name a second
+        # time cost as much as tokenising the prompts (tools/rehearsal.py --profile).
+        self.name_lens = [len(backbone.bpe_tokens(n)) for n in names] if class_token_position != "end" else None
         tokens = backbone.tokenize([f"{template_prefix} {name}." for name in names])   # [C, T]
         embedding = backbone.embed_tokens(tokens)                                        # [C, T, D]
         self.register_buffer("token_prefix", embedding[:, :1].clone())                    # SOS

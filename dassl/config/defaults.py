@@ -130,6 +130,9 @@ _C.TRAIN = CN()
 _C.TRAIN.CHECKPOINT_FREQ = 0
 _C.TRAIN.PRINT_FREQ = 10
 _C.TRAIN.COUNT_ITER = "train_x"  # upstream's TrainerXU only; kept for config compatibility
+# Not upstream: stop every epoch after this many batches (0 = the whole loader). For bounded
+# rehearsals and smoke runs at full size (tools/rehearsal.py); the schedulers see the shorter epoch.
+_C.TRAIN.MAX_BATCHES = 0
 
 # ---------------------------------------------------------------- TEST
 _C.TEST = CN()
@@ -139,6 +142,8 @@ _C.TEST.COMPUTE_CMAT = False
 _C.TEST.NO_TEST = False
 _C.TEST.SPLIT = "test"
 _C.TEST.FINAL_MODEL = "last_step"
+# Not upstream: evaluate only the first this-many test (or val) batches (0 = all), like TRAIN.MAX_BATCHES.
+_C.TEST.MAX_BATCHES = 0
 
 # ---------------------------------------------------------------- TRAINER
 # Sub-nodes of the built-in DA/SSL trainers. Not used by the CLIP trainers, but every client run

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import datetime
 import functools
+import itertools
 import os
 import os.path as osp
 import time
@@ -422,7 +423,11 @@ class SimpleTrainer(TrainerBase):
         """The TensorBoard step of the first batch of ``start_epoch`` (``train/*`` scalars count
         batches: see ``_after_train_batch``). Events an earlier, interrupted run logged from there
         on (also a run that restarts from scratch) are hidden by TensorBoard."""
-        return self.start_epoch * len(self.train_loader_x)
+        return self.start_epoch * self.batches_per_epoch()
+
+    def batches_per_epoch(self) -> int:
+        """The training loader's length, or ``TRAIN.MAX_BATCHES`` when that is set and shorter."""
+        return capped(len(self.train_loader_x), self.cfg.TRAIN.MAX_BATCHES)
 
     def _remove_stray_resume_points(self) -> None:
         """A finished run keeps exactly upstream's files: once the last epoch's file is complete,
@@ -491,7 +496,12 @@ class SimpleTrainer(TrainerBase):
             data_loader = self.test_loader
 
         print(f"Evaluate on the *{split}* set")
-        for batch in tqdm(data_loader, disable=not is_main_process()):
+        num_batches = capped(len(data_loader), self.cfg.TEST.MAX_BATCHES)
+        if num_batches < len(data_loader):
+            print(f"TEST.MAX_BATCHES {self.cfg.TEST.MAX_BATCHES}: only the first {num_batches} of "
+                  f"{len(data_loader)} batches")
+        for batch in tqdm(itertools.islice(data_loader, num_batches), total=num_batches,
+                          disable=not is_main_process()):
             input, label = self.parse_batch_test(batch)
             output = self.model_inference(input)
             self.evaluator.process(output, label)
@@ -599,6 +609,11 @@ def _at_common_epoch(directory: str, found: Dict[str, Tuple[str, dict]]) -> Dict
     return aligned
 
 
+def capped(length: int, cap: int) -> int:
+    """``length`` limited to ``cap`` batches; a cap of 0 (or less) means no limit."""
+    return min(length, cap) if cap > 0 else length
+
+
 def _set_sampler_epoch(loader, epoch: int) -> None:
     """DistributedSampler reshuffles per epoch only if told the epoch."""
     sampler = getattr(loader, "sampler", None)
@@ -655,10 +670,10 @@ class TrainerX(SimpleTrainer):
         data_time = AverageMeter()
         _set_sampler_epoch(self.train_loader_x, self.epoch)
         _seed_rank_for_epoch(self.cfg.SEED, self.epoch)
-        self.num_batches = len(self.train_loader_x)
+        self.num_batches = self.batches_per_epoch()
 
         end = time.time()
-        for self.batch_idx, batch in enumerate(self.train_loader_x):
+        for self.batch_idx, batch in enumerate(itertools.islice(self.train_loader_x, self.num_batches)):
             data_time.update(time.time() - end)
             loss_summary = self.forward_backward(batch)
             batch_time.update(time.time() - end)
