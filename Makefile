@@ -49,9 +49,11 @@ world-gopro-ablation: $(STAMP)
 # The whole test suite (what CI runs), in TEST_JOBS processes (pytest-xdist): most of the suite's
 # time is single-threaded (Python start-ups of train.py and the scripts), so two processes on two
 # cores take about half the time. A test file stays in one process (its fixtures are built once).
+# One OpenMP thread per process: two processes of two spinning threads each on two cores cost more
+# CPU time than they save (tests/numerics.py's tolerances hold for any thread count).
 TEST_JOBS ?= 2
 test: $(STAMP)
-	$(PY) -m pytest -q -n $(TEST_JOBS) --dist loadfile tests
+	OMP_NUM_THREADS=1 $(PY) -m pytest -q -n $(TEST_JOBS) --dist loadfile tests
 
 # Unit tests only (seconds).
 test-fast: $(STAMP)

@@ -663,7 +663,7 @@ def fewshot_cells(req: Request, shots_list: Sequence[int]) -> FewshotCells:
 
 
 @dataclass(frozen=True)
-class Reported:
+class PublishedFewshot:
     """One method's published few-shot numbers (``paper/fewshot_reported.json``): shots -> accuracy
     per dataset and on average, the backbone they were measured on and where they are printed."""
 
@@ -688,7 +688,7 @@ def reported_average(per_dataset: Dict[str, Dict[int, float]], columns: Sequence
     return {n: mean([per_dataset[d][n] for d in B2N_DATASETS]) for n in columns}
 
 
-def fewshot_reported(path: Path = FEWSHOT_REPORTED_JSON) -> Dict[str, Reported]:
+def fewshot_reported(path: Path = FEWSHOT_REPORTED_JSON) -> Dict[str, PublishedFewshot]:
     """The published numbers, by method label (a row holds ``values``, a published average over the
     datasets, and/or ``per_dataset``, dataset -> one number per column)."""
     data = json.loads(Path(path).read_text())
@@ -697,7 +697,7 @@ def fewshot_reported(path: Path = FEWSHOT_REPORTED_JSON) -> Dict[str, Reported]:
     for label, row in data["rows"].items():
         per_dataset = {d: dict(zip(columns, values)) for d, values in row.get("per_dataset", {}).items()}
         published = dict(zip(columns, row["values"])) if "values" in row else {}
-        reported[label] = Reported(label, row["backbone"], row["source"],
+        reported[label] = PublishedFewshot(label, row["backbone"], row["source"],
                                    published or reported_average(per_dataset, columns), not published, per_dataset)
     return reported
 
@@ -710,7 +710,7 @@ def method_regime(label: str) -> str:
         return ""
 
 
-def fewshot_section(cells: FewshotCells, shots_list: Sequence[int], reported: Dict[str, Reported],
+def fewshot_section(cells: FewshotCells, shots_list: Sequence[int], reported: Dict[str, PublishedFewshot],
                     backbone: str = DEFAULT_BACKBONE) -> Section:
     """The average over the datasets (ours, then the published rows, each with its regime, backbone and
     source), then one block per method of ours: datasets x shots, with the published numbers of that
@@ -745,7 +745,7 @@ def _num2(value: Optional[float]) -> str:
     return NO_VALUE if value is None else f"{value:.2f}"
 
 
-def plot_fewshot(cells: FewshotCells, shots_list: Sequence[int], reported: Dict[str, Reported], path: Path) -> bool:
+def plot_fewshot(cells: FewshotCells, shots_list: Sequence[int], reported: Dict[str, PublishedFewshot], path: Path) -> bool:
     """One panel per dataset and one for the average: accuracy against shots (log scale), a line per
     method, the published numbers dashed (CoOp's figure)."""
     import matplotlib
