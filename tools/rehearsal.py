@@ -284,17 +284,15 @@ def summarize(record: dict) -> dict:
     }
 
 
-def predicted_step_gib(method: str, classes: int, batch_size: int, arch: str) -> Optional[float]:
+def predicted_step_gib(method: str, classes: int, batch_size: int, arch: str) -> float:
     """``tools.memory``'s predicted training-step peak (fp32: the CPU runs fp32) for the method's
-    registry config, or None where the predictor does not build the method."""
+    registry config (the predictor builds every registry method)."""
     from runs.cli import import_plugins
     from runs.methods import get_method
-    from tools.memory import GIB, Setting, not_predicted, predict
+    from tools.memory import GIB, Setting, predict
 
     import_plugins()  # registers every trainer
     entry = get_method(method)
-    if not_predicted(entry):
-        return None
     setting = Setting(entry.trainer, str(entry.config_path(entry.training_cfg())), classes, prec="fp32",
                       batch_size=batch_size, backbone=arch)
     with contextlib.redirect_stdout(io.StringIO()):
