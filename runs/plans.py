@@ -135,9 +135,9 @@ def defines(plan: Plan, method: Method, protocol: str) -> bool:
     """False (and a note in the plan) for a method whose upstream does not define ``protocol`` (the
     frozen-feature methods but GDA run the few-shot protocol only), so that asking a table for every
     method schedules what each one has instead of stopping."""
-    if method.b2n_cfg if protocol == "b2n" else method.xd_cfg:
-        return True
     name, key = PROTOCOL_NAMES[protocol]
+    if getattr(method, key):
+        return True
     plan.skipped.append(f"{method.key}: skipped, it does not define the {name} protocol (no {key})")
     return False
 

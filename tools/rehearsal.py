@@ -101,17 +101,13 @@ def imagenet_classes() -> List[tuple]:
 def write_imagenet_tree(dataset_dir: Path, classes: int, train_per_class: int, test_per_class: int,
                         image_size: int) -> None:
     """``classnames.txt`` (all 1000 lines) and images of the first ``classes`` wnids."""
-    from tools.kit.make_fixture_datasets import Params, write_image, write_lines
+    from tools.kit.make_fixture_datasets import Params, write_imagenet_images, write_lines
 
     table = imagenet_classes()
     write_lines(dataset_dir / "classnames.txt", (f"{wnid} {name}" for wnid, name in table))
     params = Params(num_classes=classes, train_per_class=train_per_class, test_per_class=test_per_class,
                     image_size=image_size, seed=0, key="imagenet")
-    for look, (wnid, _) in enumerate(table[:classes]):
-        for n in range(1, train_per_class + 1):
-            write_image(dataset_dir / "images" / "train" / wnid / f"t{n}.JPEG", look, n, params)
-        for n in range(1, test_per_class + 1):
-            write_image(dataset_dir / "images" / "val" / wnid / f"v{n}.JPEG", look, 1000 + n, params)
+    write_imagenet_images(dataset_dir, ((wnid, look) for look, (wnid, _) in enumerate(table[:classes])), params)
 
 
 def build_tree(tree: Tree, classes: int = 1000, train_per_class: int = 2, test_per_class: int = 1,

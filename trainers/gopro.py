@@ -38,6 +38,7 @@ from dassl.data.transforms import build_transform
 from dassl.engine import TRAINER_REGISTRY
 
 from .clip_backbone import ClipBackbone
+from .distributed import world
 from .components import ContentProjector, ImageProjector, LayerwiseLinear, StyleProjector  # noqa: F401 (LayerwiseLinear: old import path)
 from .losses import on_global_batch, simclr_loss
 from .models import InstancePromptCLIP, ModelOutput, StyleStatistics, class_level, clip_logits, in_image_groups
@@ -431,11 +432,11 @@ class GOPro(ClipPromptTrainer):
         (CON_HEAD_BN): one image per step has no negatives and no batch statistics. Said before the
         first step, instead of BatchNorm's "Expected more than 1 value per channel when training"
         (met by the ImageNet-size rehearsal at batch 1)."""
-        world = torch.distributed.get_world_size() if torch.distributed.is_initialized() else 1
+        _, processes = world()
         batch = self.cfg.DATALOADER.TRAIN_X.BATCH_SIZE
-        if self.options.W_CON > 0 and batch * world < 2:
+        if self.options.W_CON > 0 and batch * processes < 2:
             raise ValueError(f"GOPro's contrastive loss needs at least 2 images per step (global batch), got "
-                             f"DATALOADER.TRAIN_X.BATCH_SIZE {batch} on {world} process(es). Use a batch size of 2 "
+                             f"DATALOADER.TRAIN_X.BATCH_SIZE {batch} on {processes} process(es). Use a batch size of 2 "
                              f"or more, or train without the loss: TRAINER.GOPRO.W_CON 0.")
 
     def train_transforms(self):

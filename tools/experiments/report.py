@@ -698,7 +698,8 @@ def fewshot_reported(path: Path = FEWSHOT_REPORTED_JSON) -> Dict[str, PublishedF
         per_dataset = {d: dict(zip(columns, values)) for d, values in row.get("per_dataset", {}).items()}
         published = dict(zip(columns, row["values"])) if "values" in row else {}
         reported[label] = PublishedFewshot(label, row["backbone"], row["source"],
-                                   published or reported_average(per_dataset, columns), not published, per_dataset)
+                                           published or reported_average(per_dataset, columns), not published,
+                                           per_dataset)
     return reported
 
 

@@ -246,13 +246,17 @@ def write_class_folders(image_dir: Path, folders: Sequence[Tuple[str, str]], par
 def write_imagenet(d: Path, p: Params) -> Splits:
     wnids = take(REAL_IMAGENET_WNIDS, p.num_classes, None, "the ImageNet fixture", len(REAL_IMAGENET_WNIDS))
     write_imagenet_classnames(d)
-    for wnid in wnids:
-        look = IMAGENET_INDEX[wnid]
+    write_imagenet_images(d, ((wnid, IMAGENET_INDEX[wnid]) for wnid in wnids), p)
+    return None
+
+
+def write_imagenet_images(d: Path, classes: Iterable[Tuple[str, int]], p: Params) -> None:
+    """``images/train/<wnid>/t<n>.JPEG`` and ``images/val/<wnid>/v<n>.JPEG`` for each (wnid, look)."""
+    for wnid, look in classes:
         for n in range(1, p.train_per_class + 1):
             write_image(d / "images" / "train" / wnid / f"t{n}.JPEG", look, n, p)
         for n in range(1, p.test_per_class + 1):
             write_image(d / "images" / "val" / wnid / f"v{n}.JPEG", look, 1000 + n, p)
-    return None
 
 
 def write_imagenet_classnames(d: Path) -> None:
