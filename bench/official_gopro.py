@@ -84,7 +84,7 @@ class OfficialCostGOProCLIP(GOProCLIP):
         std = (((h - mean.unsqueeze(2)) ** 2).sum(dim=2) + STATS_EPS).div(h.shape[2]).sqrt()
         return F.normalize(z, dim=-1), mean.transpose(0, 1), std.transpose(0, 1)
 
-    def encode_contexts(self, contexts: torch.Tensor) -> torch.Tensor:
+    def encode_contexts(self, contexts: torch.Tensor, normalize: bool = True) -> torch.Tensor:
         """Class features [N, C, E] of per-image contexts [N, M, D_t]: one 77-token text call per image."""
         clip_model, learner = self.backbone.clip, self.learnable.prompt_learner
         if learner.length != self.backbone.context_length:
@@ -95,7 +95,7 @@ class OfficialCostGOProCLIP(GOProCLIP):
             with stacked_block_outputs(clip_model.transformer.resblocks):  # stacked, then discarded (D18)
                 x = clip_model.transformer(x.permute(1, 0, 2)).permute(1, 0, 2)   # CLIP's LND layout
             x = clip_model.ln_final(x)[torch.arange(len(x)), learner.eot] @ clip_model.text_projection
-            features.append(F.normalize(x.float(), dim=-1))
+            features.append(F.normalize(x.float(), dim=-1) if normalize else x.float())
         return torch.stack(features)
 
 

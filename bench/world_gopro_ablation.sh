@@ -5,7 +5,7 @@
 # the seeds, then per setting the report's base / new / HM and DG tables (mean ± std over the seeds).
 # Usage: bash bench/world_gopro_ablation.sh [SETTING ...]     (default: every setting below)
 # Environment: WORLD (world_output), WORLD_SEEDS ("1 2 3 4 5 6 7 8 9"), WORLD_EPOCHS (10),
-#   WORLD_JOBS (2 parallel runs), PYTHON. Each setting has its own output root,
+#   WORLD_JOBS (2 parallel runs), WORLD_PROTOCOLS ("b2n dg"; "b2n" alone is a third of the time), PYTHON. Each setting has its own output root,
 #   $WORLD/gopro_ablation/<setting>/; finished runs are skipped, so it can be stopped and rerun.
 #   `make world-gopro-ablation` runs it. It is 11 x (the time of one GOPro method in `make world`).
 set -euo pipefail
@@ -15,6 +15,13 @@ PYTHON=${PYTHON:-python}
 WORLD=$(realpath -m "${WORLD:-world_output}")
 SEEDS=${WORLD_SEEDS:-1 2 3 4 5 6 7 8 9}
 DG_TARGETS="imagenetv2 imagenet_sketch imagenet_a imagenet_r"
+PROTOCOLS=" ${WORLD_PROTOCOLS:-b2n dg} "
+for protocol in $PROTOCOLS; do
+  case $protocol in b2n | dg) ;; *) echo "Unknown protocol '$protocol' in WORLD_PROTOCOLS; choose from: b2n dg" >&2; exit 2 ;; esac
+done
+TABLES=() REPORT_DATASETS=()
+[[ $PROTOCOLS == *" b2n "* ]] && TABLES+=(table1) REPORT_DATASETS+=(oxford_pets)
+[[ $PROTOCOLS == *" dg "* ]] && TABLES+=(dg) REPORT_DATASETS+=($DG_TARGETS)
 
 # setting -> TRAINER.GOPRO options that differ from our defaults (trainers/gopro.py), quoted as in
 # EXTRA_OPTS (a shell command line: a list value keeps its quotes)
@@ -51,12 +58,16 @@ for setting in "${chosen[@]}"; do
   export DATA="$WORLD/world/DATA" OUTPUT="$out" EPOCHS="${WORLD_EPOCHS:-10}" PYTHON METHODS=gopro SEEDS
   export EXTRA_OPTS="$WORLD_OPTS ${opts[*]}"
   mkdir -p "$out"
-  DATASETS=oxford_pets bash scripts/reproduce/table1.sh --gpus "" --jobs "${WORLD_JOBS:-2}" || true
-  DATASETS=$DG_TARGETS bash scripts/reproduce/table2.sh --gpus "" --jobs "${WORLD_JOBS:-2}" || true
+  if [[ $PROTOCOLS == *" b2n "* ]]; then
+    DATASETS=oxford_pets bash scripts/reproduce/table1.sh --gpus "" --jobs "${WORLD_JOBS:-2}" || true
+  fi
+  if [[ $PROTOCOLS == *" dg "* ]]; then
+    DATASETS=$DG_TARGETS bash scripts/reproduce/table2.sh --gpus "" --jobs "${WORLD_JOBS:-2}" || true
+  fi
 done
 for setting in "${chosen[@]}"; do
   echo; echo "# GOPro, $setting: ${SETTINGS[$setting]:-our defaults}"
   # shellcheck disable=SC2086
-  "$PYTHON" -m tools.experiments.report "$WORLD/gopro_ablation/$setting" --tables table1 dg --methods gopro \
-    --seeds $SEEDS --datasets oxford_pets $DG_TARGETS
+  "$PYTHON" -m tools.experiments.report "$WORLD/gopro_ablation/$setting" --tables "${TABLES[@]}" --methods gopro \
+    --seeds $SEEDS --datasets "${REPORT_DATASETS[@]}"
 done

@@ -272,8 +272,8 @@ def test_maple_rejects_a_depth_beyond_the_backbone(kit, tmp_path):
 def test_maple_text_features_are_encoded_once_per_evaluation(kit, tmp_path, monkeypatch):
     trainer = build(kit, tmp_path, "MaPLe", "DATALOADER.TEST.BATCH_SIZE", "20")
     calls = []
-    text_features = trainer.model.text_features
-    monkeypatch.setattr(trainer.model, "text_features", lambda: calls.append(1) or text_features())
+    encode = trainer.model.raw_text_features
+    monkeypatch.setattr(trainer.model, "raw_text_features", lambda: calls.append(1) or encode())
     trainer.test()
     assert len(calls) == 1 and len(trainer.test_loader) > 1
 

@@ -93,12 +93,14 @@ class CrossEntropyPlusConstant(nn.Module):
 def test_dept_loss_turns_the_base_cross_entropy_into_its_fusion_and_keeps_the_other_terms():
     head = DecoupledHead(2, 2)
     randomise(head, seed=3)
-    output = ModelOutput(logits=torch.tensor([[2.0, 0.0], [0.0, 1.0]]), image_features=torch.tensor([[1.0, 0.0], [0.0, 1.0]]),
-                         text_features=torch.tensor([[1.0, 1.0], [-1.0, 0.5]]))
+    raw_image, raw_text = torch.tensor([[3.0, 0.0], [0.0, 0.5]]), torch.tensor([[2.0, 2.0], [-1.0, 0.5]])
+    output = ModelOutput(logits=torch.tensor([[2.0, 0.0], [0.0, 1.0]]), image_features=F.normalize(raw_image, dim=-1),
+                         text_features=F.normalize(raw_text, dim=-1), raw_image_features=raw_image, raw_text_features=raw_text)
     label = torch.tensor([0, 0])
     loss, terms = DePTLoss(CrossEntropyPlusConstant(), head, 0.7)(output, label)
     ce = (math.log(1 + math.exp(-2.0)) + math.log(1 + math.exp(1.0))) / 2
-    rows = torch.cat([hand_probe(head, output.text_features[label], "text"), hand_probe(head, output.image_features, "image")])
+    # the head reads the features before normalisation, as upstream's FiLM and linear probe do
+    rows = torch.cat([hand_probe(head, raw_text[label], "text"), hand_probe(head, raw_image, "image")])
     lp = hand_cross_entropy(rows, torch.cat([label, label]))
     assert terms["loss_lp"].item() == pytest.approx(lp, rel=1e-5)
     assert terms["extra"].item() == 0.25
@@ -106,6 +108,12 @@ def test_dept_loss_turns_the_base_cross_entropy_into_its_fusion_and_keeps_the_ot
     # the plain prompt learners' loss: (1 - w) CE + w L_lp exactly
     loss, _ = DePTLoss(ClassificationLoss(), head, 0.7)(output, label)
     assert loss.item() == pytest.approx(0.3 * ce + 0.7 * lp, rel=1e-5)
+
+
+def test_a_base_output_without_unnormalised_features_is_refused_with_the_bases_that_have_them():
+    output = ModelOutput(logits=torch.zeros(1, 2), image_features=torch.ones(1, 2), text_features=torch.ones(2, 2))
+    with pytest.raises(ValueError, match=r"unnormalised image and class features.*CoOp, CoCoOp"):
+        DePTLoss(ClassificationLoss(), DecoupledHead(2, 2), 0.7)(output, torch.tensor([0]))
 
 
 # ---- composed with six base methods -----------------------------------------------------------
@@ -123,7 +131,7 @@ def test_composed_model_is_the_base_model_plus_the_head_computed_by_hand(kit, tm
     with torch.no_grad():
         base_out, ours = plain.model(x), composed.model(x)
         assert torch.equal(composed.model.base(x).logits, base_out.logits)   # the base model is untouched
-        expected = 0.3 * base_out.logits.double() + 0.7 * hand_probe(head, base_out.image_features, "image")
+        expected = 0.3 * base_out.logits.double() + 0.7 * hand_probe(head, base_out.raw_image_features, "image")
     assert_close(ours.logits, expected.float(), what=f"{base}+DePT fused logits", scale=expected.abs().max().item())
     assert torch.equal(composed.model_inference(x), ours.logits)
 
@@ -134,8 +142,9 @@ def test_composed_model_is_the_base_model_plus_the_head_computed_by_hand(kit, tm
     output = composed.model(*inputs)
     loss, terms = composed.criterion(output, label)
     base_loss, _ = composed.criterion.base(output, label)
-    text = output.text_features[label] if output.text_features.dim() == 2 else output.text_features[torch.arange(len(label)), label]
-    rows = torch.cat([hand_probe(head, text.detach(), "text"), hand_probe(head, output.image_features.detach(), "image")])
+    raw_text = output.raw_text_features
+    text = raw_text[label] if raw_text.dim() == 2 else raw_text[torch.arange(len(label)), label]
+    rows = torch.cat([hand_probe(head, text.detach(), "text"), hand_probe(head, output.raw_image_features.detach(), "image")])
     lp = hand_cross_entropy(rows, torch.cat([label, label]))
     ce = hand_cross_entropy(output.logits.detach().double(), label)
     assert terms["loss_lp"].item() == pytest.approx(lp, rel=1e-4)
@@ -176,7 +185,7 @@ def test_without_fusion_base_classes_use_the_head_alone(kit, tmp_path):
     trainer.set_model_mode("eval")
     with torch.no_grad():
         out = trainer.model.base(images(2))
-        expected = hand_probe(trainer.model.plugin, out.image_features, "image")
+        expected = hand_probe(trainer.model.plugin, out.raw_image_features, "image")
         assert_close(trainer.model(images(2)).logits, expected.float(), what="head logits",
                      scale=expected.abs().max().item())
 
@@ -203,6 +212,25 @@ def test_upstream_whole_model_checkpoint_evaluates(kit, tmp_path, base, folder):
     for key, value in trainer.model.learnable.state_dict().items():
         if key.split(".")[-1] not in ("token_prefix", "token_suffix"):
             assert torch.equal(value, prompts[prefix + key]), key
+
+    # base-class predictions as upstream's ExtrasLinearProbe<Base>.forward computes them from the
+    # file: FiLM and the linear probe on the towers' unnormalised outputs, fused 0.3 / 0.7
+    x = images(4)
+    trainer.set_model_mode("eval")
+    with torch.no_grad():
+        img_feats = trainer.model.base.raw_image_features(x)
+        if base == "CoOp":   # CoOp's image tower is the frozen CLIP's: computed without our model
+            assert torch.equal(img_feats, trainer.backbone.encode_image(x).features)
+        text_feats = trainer.model.base.raw_text_features()
+        similarity = trainer.backbone.logit_scale * F.normalize(img_feats, dim=-1) @ F.normalize(text_feats, dim=-1).t()
+        probe = ((img_feats * head["film_lp_img.scale"] + head["film_lp_img.bias"]) @ head["linear_probe_proj.weight"].t()
+                 + head["linear_probe_proj.bias"])
+        expected = 0.3 * similarity + 0.7 * probe
+        got = trainer.model_inference(x)
+    assert_close(got, expected, what=f"upstream {base}+DePT base-class logits", scale=expected.abs().max().item())
+    assert torch.equal(got.argmax(1), expected.argmax(1))
+    # the head's logits are of the similarity's order (unnormalised features): it moves predictions
+    assert probe.abs().max() > 0.1 * similarity.abs().max()
 
 
 def test_own_folders_round_trip_and_new_classes_load_cwt_without_the_head(kit, tmp_path):

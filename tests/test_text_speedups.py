@@ -173,8 +173,8 @@ def test_coop_evaluation_with_cached_class_features_equals_recomputing_them(trai
     runs = {}
     for cached in (True, False):
         logits, encodings = [], []
-        encode = model.text_features
-        monkeypatch.setattr(model, "text_features", lambda: encodings.append(1) or encode())
+        encode = model.raw_text_features
+        monkeypatch.setattr(model, "raw_text_features", lambda: encodings.append(1) or encode())
         inference = trainer.model_inference
         monkeypatch.setattr(trainer, "model_inference", lambda x: logits.append(inference(x)) or logits[-1])
         if not cached:

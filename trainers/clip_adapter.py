@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 from yacs.config import CfgNode as CN
 
 from dassl.engine import TRAINER_REGISTRY
@@ -59,11 +58,9 @@ class AdaptedImageCLIP(FixedTextCLIP):
         super().__init__(backbone, adapter, class_features)
         self.ratio = ratio
 
-    def visual_embedding(self, image: torch.Tensor) -> torch.Tensor:
-        with torch.no_grad():
-            frozen = self.backbone.encode_image(image).features
-        mixed = self.ratio * self.learnable(frozen) + (1.0 - self.ratio) * frozen
-        return F.normalize(mixed, dim=-1)
+    def raw_image_features(self, image: torch.Tensor) -> torch.Tensor:
+        frozen = self.frozen_image_features(image)
+        return self.ratio * self.learnable(frozen) + (1.0 - self.ratio) * frozen
 
 
 @TRAINER_REGISTRY.register()

@@ -16,11 +16,12 @@ from typing import Sequence
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 from dassl.engine import TRAINER_REGISTRY
 
 from .clip_backbone import ClipBackbone
-from .models import InstancePromptCLIP, ModelOutput, clip_logits
+from .models import InstancePromptCLIP, ModelOutput, similarity_output
 from .prompts import PromptLearner, TextEncoding, encode_class_prompts, init_context
 from .trainer_base import ClipPromptTrainer, add_prompt_keys
 
@@ -60,16 +61,17 @@ class CoCoOpCLIP(InstancePromptCLIP):
     """Frozen CLIP + conditional prompt learner (``learnable``): B·C text sequences per step, C per
     test image."""
 
-    def text_features(self, image_features: torch.Tensor) -> torch.Tensor:
-        """Class features conditioned on each image [B, C, E], all B·C prompts in one batched call."""
+    def text_features(self, image_features: torch.Tensor, normalize: bool = True) -> torch.Tensor:
+        """Class features conditioned on each image's normalised features [B, E]: [B, C, E], all B·C
+        prompts in one batched call (unnormalised if not ``normalize``)."""
         learner = self.learnable
         prompts = learner.assemble_per_image(learner.contexts(image_features))     # [B, C, T', D_t]
-        return encode_class_prompts(self.backbone, learner, prompts, self.text_encoding)
+        return encode_class_prompts(self.backbone, learner, prompts, self.text_encoding, normalize=normalize)
 
     def forward_group(self, image: torch.Tensor) -> ModelOutput:
-        image_features = self.visual_embedding(image)
-        text_features = self.text_features(image_features)
-        return ModelOutput(clip_logits(self.backbone, image_features, text_features), image_features, text_features)
+        raw_image = self.raw_image_features(image)
+        raw_text = self.text_features(F.normalize(raw_image, dim=-1), normalize=False)
+        return similarity_output(self.backbone, raw_image, raw_text)
 
 
 @TRAINER_REGISTRY.register()

@@ -108,27 +108,24 @@ class VLPrompts(nn.Module):
         self.text_encoder = text_encoder
 
 
-def prompted_image_embedding(backbone: ClipBackbone, tower: Optional[DeepPromptTower], image: torch.Tensor) -> torch.Tensor:
-    """normalize(f_v(x)) through a vision tower with (optional) shallow and deep prompts: [B, E]."""
+def prompted_image_features(backbone: ClipBackbone, tower: Optional[DeepPromptTower], image: torch.Tensor) -> torch.Tensor:
+    """f_v(x) through a vision tower with (optional) shallow and deep prompts, unnormalised: [B, E]."""
     if tower is None:
-        features = backbone.encode_image(image).features
-    else:
-        features = backbone.encode_image(image, shallow_prompts=tower.shallow_prompts(),
-                                         deep_prompts=tower.deep_prompts()).features
-    return F.normalize(features, dim=-1)
+        return backbone.encode_image(image).features
+    return backbone.encode_image(image, shallow_prompts=tower.shallow_prompts(), deep_prompts=tower.deep_prompts()).features
 
 
 class IndependentVLCLIP(StaticPromptCLIP):
     """Frozen CLIP with independent deep prompts in both towers (``learnable``: a ``VLPrompts``)."""
 
-    def text_features(self) -> torch.Tensor:
+    def raw_text_features(self) -> torch.Tensor:
         prompts = self.learnable
         learner = prompts.prompt_learner
         return encode_class_prompts(self.backbone, learner, learner.assemble(), self.text_encoding,
-                                    deep_prompts=prompts.text_encoder.deep_prompts())                # [C, E]
+                                    deep_prompts=prompts.text_encoder.deep_prompts(), normalize=False)   # [C, E]
 
-    def visual_embedding(self, image: torch.Tensor) -> torch.Tensor:
-        return prompted_image_embedding(self.backbone, self.learnable.image_encoder, image)          # [B, E]
+    def raw_image_features(self, image: torch.Tensor) -> torch.Tensor:
+        return prompted_image_features(self.backbone, self.learnable.image_encoder, image)              # [B, E]
 
 
 def build_vl_prompts(backbone: ClipBackbone, classnames: Sequence[str], options: CN, node: str,
@@ -191,16 +188,15 @@ class MultiModalPrompts(nn.Module):
 class MaPLeCLIP(StaticPromptCLIP):
     """Frozen CLIP with MaPLe's coupled prompts (``learnable``: ``MultiModalPrompts``)."""
 
-    def text_features(self) -> torch.Tensor:
+    def raw_text_features(self) -> torch.Tensor:
         learner = self.learnable.prompt_learner
         return encode_class_prompts(self.backbone, learner, learner.assemble(), self.text_encoding,
-                                    deep_prompts=learner.deep_text_prompts())                   # [C, E]
+                                    deep_prompts=learner.deep_text_prompts(), normalize=False)   # [C, E]
 
-    def visual_embedding(self, image: torch.Tensor) -> torch.Tensor:
-        """Image features through the prompted vision tower: normalised [B, E]."""
+    def raw_image_features(self, image: torch.Tensor) -> torch.Tensor:
+        """Image features through the prompted vision tower, unnormalised [B, E]."""
         shallow, deep = self.learnable.prompt_learner.vision_prompts()
-        features = self.backbone.encode_image(image, shallow_prompts=shallow, deep_prompts=deep).features
-        return F.normalize(features, dim=-1)
+        return self.backbone.encode_image(image, shallow_prompts=shallow, deep_prompts=deep).features
 
 
 def build_maple_learner(backbone: ClipBackbone, classnames: Sequence[str], options: CN, node: str

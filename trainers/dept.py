@@ -5,6 +5,7 @@ same features: a channel-wise transformation (cwT) of the image and text feature
 probe over the training (base) classes::
 
     v, t       = the base model's image features [B, E] and class features [C, E] (or per image [B, C, E])
+                 before normalisation (``ModelOutput.raw_image_features`` / ``raw_text_features``)
     cwT(x)     = γ ⊙ x + β                         γ = 1, β = 0 at start; one cwT for images, one for text
     lp(x)      = W x + b                           nn.Linear(E, C_base)
     L_lp       = CE([lp(cwT_t(t_y)); lp(cwT_v(v))], [y; y])      text of the label and image, 2B rows
@@ -34,15 +35,12 @@ Where we depart from upstream, and why:
   re-implementing each base's forward). The base's own model and loss are reused unchanged, so
   DePT composes with every prompt learner here, PromptSRC and GOPro included (no upstream code:
   their configs are the base's own recipe plus DePT's defaults; documented in the configs).
-* **The head reads the base model's normalised features** (``ModelOutput.image_features`` /
-  ``text_features``, what the logits use), not the unnormalised tower outputs upstream feeds it:
-  the plug-in then needs nothing from a base model but its output. Consequences: an upstream
-  checkpoint evaluates here with the same new-class accuracy (similarity only) but not the same
-  base-class accuracy (its head was trained on unnormalised features); and the head's logits span
-  far less than the 100·cos logits, so the fusion barely moves them. On the synthetic world
-  (bench/WORLD.md) PromptSRC+DePT's head alone scored 50.8 on base, the similarity logits 34.8, the
-  fusion 35.4. This departure is known to weaken the method. Removing it needs the base models to
-  hand out their unnormalised features (``ModelOutput``); that change is open.
+* **What "unnormalised" is for bases upstream never composed**: upstream feeds cwT the towers'
+  outputs before the normalisation of the cosine logits; here the head reads the same, the vector
+  the base normalises for its logits: the prompted towers' outputs (CoOp, CoCoOp, KgCoOp, MaPLe,
+  IVLP, PromptSRC, TCP), and for GOPro P_v(ẑ) (in ``OFFICIAL`` mode ẑ, which is already
+  normalised there). A base that hands out no such features stops at the first step with a message.
+* **cwT and the head run in fp32**; upstream casts them to CLIP's dtype (fp16 on a GPU).
 * **Own checkpoint folder** ``DePT/`` (cwT and head) next to the base's unchanged folder, with its
   own optimizer and scheduler (``OPTIM`` at ``LR · LR_MULT``, the same schedule: the same updates
   as upstream's two parameter groups); the frozen CLIP is not saved.
@@ -131,6 +129,17 @@ def linear_probe_loss(head: DecoupledHead, image_features: torch.Tensor, text_fe
     return F.cross_entropy(logits, torch.cat([label, label]))
 
 
+def raw_features(output) -> Tuple[torch.Tensor, torch.Tensor]:
+    """The base output's image and class features before normalisation, which the head reads."""
+    if output.raw_image_features is None or output.raw_text_features is None:
+        raise ValueError(
+            f"DePT's head reads the base model's unnormalised image and class features, which this model's "
+            f"{type(output).__name__} does not carry (raw_image_features / raw_text_features are None). Compose DePT "
+            "with a prompt learner that hands them out (CoOp, CoCoOp, KgCoOp, MaPLe, IVLP, PromptSRC, TCP, GOPro), "
+            "or fill them in the model's forward (trainers/models.py: similarity_output).")
+    return output.raw_image_features, output.raw_text_features
+
+
 class DePTLoss(nn.Module):
     """L = L_base + w · (L_lp − CE(s, y)): the base's cross-entropy becomes (1 − w) CE + w L_lp."""
 
@@ -143,7 +152,7 @@ class DePTLoss(nn.Module):
     def forward(self, output, label: torch.Tensor) -> Tuple[torch.Tensor, Dict[str, torch.Tensor]]:
         loss, terms = self.base(output, label)
         loss_sim = F.cross_entropy(output.logits.float(), label)
-        loss_lp = linear_probe_loss(self.head, output.image_features, output.text_features, label)
+        loss_lp = linear_probe_loss(self.head, *raw_features(output), label)
         return loss + self.weight * (loss_lp - loss_sim), {**terms, "loss_lp": loss_lp}
 
 
@@ -159,7 +168,7 @@ class DePTCLIP(PluggedCLIP):
         head = self.plugin
         if self.learning or head.linear_probe_proj is None:
             return output
-        probe = head.image_logits(output.image_features)
+        probe = head.image_logits(raw_features(output)[0])
         logits = (1 - self.weight) * output.logits.float() + self.weight * probe if self.fusion else probe
         return dataclasses.replace(output, logits=logits)
 

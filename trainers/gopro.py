@@ -227,9 +227,12 @@ class GOProCLIP(StyleStatistics, InstancePromptCLIP):
         b, names = len(views["orig"]), tuple(views)
         z_hat, mean, std = self.encode_views(list(views.values()))                            # [V·b, ...]
         g = dict(zip(names, self.primitives(mean, std).split(b)))                           # view → [b, L, D_t]
-        text = self.text_features([g[v] for v in text_views], text_views)                   # [V_t, b, C, E]
-        image_features = self.image_embedding(z_hat[:b])
+        raw_text = self.text_features([g[v] for v in text_views], text_views, normalize=False)  # [V_t, b, C, E]
+        text = F.normalize(raw_text, dim=-1)
+        raw_image = self.raw_image_embedding(z_hat[:b])
+        image_features = self.image_side(raw_image)
         return GOProOutput(clip_logits(self.backbone, image_features, text[0]), image_features, text[0],
+                           raw_image_features=raw_image, raw_text_features=raw_text[0],
                            views=names, frozen_features=z_hat.view(len(names), b, -1).transpose(0, 1),
                            text_views=tuple(text_views), view_text_features=text.transpose(0, 1),
                            primitives=g["orig"])
@@ -245,30 +248,35 @@ class GOProCLIP(StyleStatistics, InstancePromptCLIP):
         p = self.learnable
         return p.frg(p.style(mean, std), p.content(mean))
 
-    def text_features(self, g_per_view: Sequence[torch.Tensor], views: Sequence[str]) -> torch.Tensor:
-        """Class text features conditioned on each view's image: [V, B, C, E], one batched text call."""
+    def text_features(self, g_per_view: Sequence[torch.Tensor], views: Sequence[str], normalize: bool = True
+                      ) -> torch.Tensor:
+        """Class text features conditioned on each view's image: [V, B, C, E], one batched text call
+        (unnormalised if not ``normalize``)."""
         learner = self.learnable.prompt_learner
         shifts = [self.learnable.rho_for(v)(g) for g, v in zip(g_per_view, views)]         # V × [B, M, D_t]
         contexts = learner.ctx.unsqueeze(0) + torch.stack(shifts)                          # [V, B, M, D_t]
-        features = self.encode_contexts(contexts.flatten(0, 1))                            # [V·B, C, E]
+        features = self.encode_contexts(contexts.flatten(0, 1), normalize)                 # [V·B, C, E]
         return features.view(len(views), -1, *features.shape[1:])
 
-    def encode_contexts(self, contexts: torch.Tensor) -> torch.Tensor:
-        """Normalised class features [N, C, E] of per-image contexts [N, M, D_t]."""
+    def encode_contexts(self, contexts: torch.Tensor, normalize: bool = True) -> torch.Tensor:
+        """Class features [N, C, E] of per-image contexts [N, M, D_t] (unnormalised if not ``normalize``)."""
         learner = self.learnable.prompt_learner
-        return encode_class_prompts(self.backbone, learner, learner.assemble_per_image(contexts), self.text_encoding)
+        return encode_class_prompts(self.backbone, learner, learner.assemble_per_image(contexts), self.text_encoding,
+                                    normalize=normalize)
 
-    def image_embedding(self, z_hat: torch.Tensor) -> torch.Tensor:
-        """Image side of the logits: normalize(P_v(ẑ)), or ẑ itself (official, D4)."""
-        if not self.pv_in_logits:
-            return z_hat
-        return F.normalize(self.learnable.image_projector(z_hat), dim=-1)
+    def raw_image_embedding(self, z_hat: torch.Tensor) -> torch.Tensor:
+        """Image side of the logits before normalisation: P_v(ẑ), or ẑ itself (official, D4)."""
+        return self.learnable.image_projector(z_hat) if self.pv_in_logits else z_hat
+
+    def image_side(self, raw_image: torch.Tensor) -> torch.Tensor:
+        """The logits' image side from ``raw_image_embedding``: normalised, or ẑ as it is (already normalised)."""
+        return F.normalize(raw_image, dim=-1) if self.pv_in_logits else raw_image
 
     @torch.no_grad()
     def visual_embedding(self, image: torch.Tensor) -> torch.Tensor:
         """normalize(P_v(f_v(x))): the embedding the logits use (``forward(x).image_features``,
         without the text side; Figure 3's t-SNE)."""
-        return self.image_embedding(self.encode_with_stats(image)[0])
+        return self.image_side(self.raw_image_embedding(self.encode_with_stats(image)[0]))
 
 
 # --------------------------------------------------------------------------------------------

@@ -41,11 +41,17 @@ class ModelOutput:
 
     ``logits`` [B, C] (100·cos); ``image_features`` [B, E], the normalised image side of the
     logits; ``text_features`` the normalised class side, [C, E] or per image [B, C, E].
+    ``raw_image_features`` / ``raw_text_features``: the same two before that normalisation (the
+    towers' outputs, or what a method puts in their place), for heads that read them as upstream
+    does (DePT's); None where a model does not hand them out. Keyword-only, so that a subclass's
+    own fields follow the first three positionally.
     """
 
     logits: torch.Tensor
     image_features: Optional[torch.Tensor] = None
     text_features: Optional[torch.Tensor] = None
+    raw_image_features: Optional[torch.Tensor] = dataclasses.field(default=None, kw_only=True)
+    raw_text_features: Optional[torch.Tensor] = dataclasses.field(default=None, kw_only=True)
 
 
 Output = TypeVar("Output", bound=ModelOutput)
@@ -86,6 +92,15 @@ def clip_logits(backbone: ClipBackbone, image_features: torch.Tensor, text_featu
     else:
         logits = scale * torch.einsum("be,bce->bc", image_features, text_features)
     return logits if bias is None else logits + bias
+
+
+def similarity_output(backbone: ClipBackbone, raw_image_features: torch.Tensor, raw_text_features: torch.Tensor,
+                      kind: Type[Output] = ModelOutput, **fields) -> Output:
+    """The ``kind`` of output of cosine-similarity logits between image features [B, E] and class
+    features ([C, E] or per image [B, C, E]) given before normalisation: both forms are kept."""
+    image_features, text_features = F.normalize(raw_image_features, dim=-1), F.normalize(raw_text_features, dim=-1)
+    return kind(clip_logits(backbone, image_features, text_features), image_features, text_features,
+                raw_image_features=raw_image_features, raw_text_features=raw_text_features, **fields)
 
 
 def in_image_groups(forward: Callable[[torch.Tensor], Output], image: torch.Tensor, num_classes: int,
@@ -153,13 +168,22 @@ class PromptedCLIP(nn.Module):
         return self.learnable.training
 
     @torch.no_grad()
+    def frozen_image_features(self, images: torch.Tensor) -> torch.Tensor:
+        """Frozen CLIP image features, unnormalised [N, E]."""
+        return self.backbone.encode_image(images).features
+
     def frozen_embedding(self, images: torch.Tensor) -> torch.Tensor:
         """Frozen CLIP image features, normalised [N, E]."""
-        return F.normalize(self.backbone.encode_image(images).features, dim=-1)
+        return F.normalize(self.frozen_image_features(images), dim=-1)
+
+    def raw_image_features(self, image: torch.Tensor) -> torch.Tensor:
+        """The image side of the logits before normalisation: frozen CLIP unless a method
+        overrides it, [B, E]."""
+        return self.frozen_image_features(image)
 
     def visual_embedding(self, image: torch.Tensor) -> torch.Tensor:
-        """The image side of the logits: frozen CLIP unless a method overrides it, [B, E]."""
-        return self.frozen_embedding(image)
+        """The image side of the logits, normalised [B, E]."""
+        return F.normalize(self.raw_image_features(image), dim=-1)
 
 
 class StyleStatistics:
@@ -182,22 +206,26 @@ class StaticPromptCLIP(TextFeatureCache, PromptedCLIP):
     """Prompts that do not depend on the image (CoOp, MaPLe, IVLP): C text sequences per step, and
     one encoding of them per evaluation (``TextFeatureCache``)."""
 
-    def text_features(self) -> torch.Tensor:
-        """Normalised class features [C, E]."""
+    def raw_text_features(self) -> torch.Tensor:
+        """Class features before normalisation [C, E]."""
         raise NotImplementedError
 
+    def text_features(self) -> torch.Tensor:
+        """Normalised class features [C, E]."""
+        return F.normalize(self.raw_text_features(), dim=-1)
+
     def forward(self, image: torch.Tensor) -> ModelOutput:
-        image_features, text_features = self.visual_embedding(image), self.cached(self.text_features)
-        return ModelOutput(clip_logits(self.backbone, image_features, text_features), image_features, text_features)
+        return similarity_output(self.backbone, self.raw_image_features(image), self.cached(self.raw_text_features))
 
 
 class LearnedContextCLIP(StaticPromptCLIP):
     """Frozen CLIP + a ``PromptLearner`` (``learnable``): logits = 100 · f̂(x) · ŵᵀ with
     ŵ = normalize(f_t(SOS ‖ ctx ‖ <class> . EOT)), one text pass of C prompts per step."""
 
-    def text_features(self) -> torch.Tensor:
+    def raw_text_features(self) -> torch.Tensor:
         learner = self.learnable
-        return encode_class_prompts(self.backbone, learner, learner.assemble(), self.text_encoding)   # [C, E]
+        return encode_class_prompts(self.backbone, learner, learner.assemble(), self.text_encoding,
+                                    normalize=False)                                                  # [C, E]
 
 
 class FixedTextCLIP(PromptedCLIP):

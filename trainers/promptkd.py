@@ -288,11 +288,11 @@ class PromptKDCLIP(PromptedCLIP):
         self.teacher = teacher
         self.register_buffer("eval_text_features", eval_text_features.float(), persistent=False)  # [C, E_t]
 
-    def visual_embedding(self, image: torch.Tensor) -> torch.Tensor:
+    def raw_image_features(self, image: torch.Tensor) -> torch.Tensor:
         tower = self.learnable.image_encoder
         features = self.backbone.encode_image(image, shallow_prompts=tower.shallow_prompts(),
                                               deep_prompts=tower.deep_prompts()).features
-        return F.normalize(self.learnable.VPT_image_trans(features), dim=-1)                       # [B, E_t]
+        return self.learnable.VPT_image_trans(features)                                            # [B, E_t]
 
     def forward(self, image: torch.Tensor) -> DistilledOutput:
         image_features = self.visual_embedding(image)

@@ -194,8 +194,8 @@ class TextEncoding:
 
 
 def encode_class_prompts(backbone: ClipBackbone, template: ClassPrompts, prompts: torch.Tensor,
-                         encoding: TextEncoding, deep_prompts=None) -> torch.Tensor:
-    """Normalised text features for prompts [..., C, T', D] → [..., C, E].
+                         encoding: TextEncoding, deep_prompts=None, normalize: bool = True) -> torch.Tensor:
+    """Text features for prompts [..., C, T', D] → [..., C, E], normalised unless ``normalize`` is False.
 
     Per-image prompts [B, C, T', D] (CoCoOp, GOPro, StyLIP) cost B·C sequences; with
     ``encoding.truncate`` the positions the C prompts of one image share (SOS + context,
@@ -210,4 +210,4 @@ def encode_class_prompts(backbone: ClipBackbone, template: ClassPrompts, prompts
                                     chunk_size=encoding.chunk, checkpointing=encoding.checkpointing,
                                     shared_prefix=template.shared_prefix if encoding.truncate and per_image else 0,
                                     group_size=template.n_cls)
-    return F.normalize(features, dim=-1).reshape(*lead, -1)
+    return (F.normalize(features, dim=-1) if normalize else features).reshape(*lead, -1)

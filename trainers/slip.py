@@ -91,9 +91,9 @@ class SLIPCLIP(FixedTextCLIP):
     def project(self, z_hat: torch.Tensor) -> torch.Tensor:
         return self.learnable.image_projector(z_hat)
 
-    def visual_embedding(self, image: torch.Tensor) -> torch.Tensor:
-        """normalize(P_v(ẑ)): the image side of the logits [B, E]."""
-        return F.normalize(self.project(self.frozen_embedding(image)), dim=-1)
+    def raw_image_features(self, image: torch.Tensor) -> torch.Tensor:
+        """P_v(ẑ): the image side of the logits before normalisation [B, E]."""
+        return self.project(self.frozen_embedding(image))
 
     def forward(self, image: torch.Tensor, *ssl_views: torch.Tensor) -> SLIPOutput:
         """Logits of ``image`` [B, 3, H, W] and the projections of the SSL views (training), from one

@@ -141,10 +141,10 @@ class ClassAwarePromptCLIP(GuidedPromptCLIP):
         """For ``ClipBackbone.encode_text``: nothing before blocks 2..b-1, the tokens before block b."""
         return [None] * (self.tke_block - 2) + [self.class_aware_tokens()]
 
-    def text_features(self) -> torch.Tensor:
+    def raw_text_features(self) -> torch.Tensor:
         learner = self.learnable
         return encode_class_prompts(self.backbone, learner, learner.assemble(), self.text_encoding,
-                                    deep_prompts=self.deep_prompts())                       # [C, E]
+                                    deep_prompts=self.deep_prompts(), normalize=False)      # [C, E]
 
 
 @TRAINER_REGISTRY.register()

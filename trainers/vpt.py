@@ -21,7 +21,7 @@ from yacs.config import CfgNode as CN
 from dassl.engine import TRAINER_REGISTRY
 
 from .clip_backbone import ClipBackbone
-from .deep_prompts import DeepPromptTower, check_depth, prompted_image_embedding
+from .deep_prompts import DeepPromptTower, check_depth, prompted_image_features
 from .models import FixedTextCLIP
 from .templates import encode_templates
 from .trainer_base import DeepPromptTrainer
@@ -51,8 +51,8 @@ class VPTCLIP(FixedTextCLIP):
     """Frozen text features of the fixed template; images through the prompted vision tower
     (``learnable``: ``VisualPrompts``)."""
 
-    def visual_embedding(self, image: torch.Tensor) -> torch.Tensor:
-        return prompted_image_embedding(self.backbone, self.learnable.image_encoder, image)      # [B, E]
+    def raw_image_features(self, image: torch.Tensor) -> torch.Tensor:
+        return prompted_image_features(self.backbone, self.learnable.image_encoder, image)      # [B, E]
 
 
 @TRAINER_REGISTRY.register()
