@@ -110,6 +110,24 @@ def test_dept_loss_turns_the_base_cross_entropy_into_its_fusion_and_keeps_the_ot
     assert loss.item() == pytest.approx(0.3 * ce + 0.7 * lp, rel=1e-5)
 
 
+@pytest.mark.parametrize("base, config, composes", [
+    ("IVLP", "vit_b16_c2_ep5_batch4_2+2ctx", True), ("TCP", "vit_b16_ep100_ctxv1", True),
+    ("VPT", "vit_b16_c2_ep5_batch4_4", False)])   # VPT's class features are fixed unit vectors
+def test_the_bases_the_message_names_compose_and_others_stop_at_the_first_step(kit, tmp_path, base, config, composes):
+    trainer = make_trainer(kit, tmp_path, base, config, "TRAINER.PLUGINS", "['DePT']", "DATASET.SUBSAMPLE_CLASSES", "base",
+                           "TRAINER.IVLP.PROMPT_DEPTH_TEXT", "2", "TRAINER.IVLP.PROMPT_DEPTH_VISION", "2",
+                           "TRAINER.VPT.PROMPT_DEPTH_VISION", "2", "TRAINER.TCP.TKE_BLOCK", "2")
+    trainer.set_model_mode("train")
+    inputs, label = trainer.model_inputs(one_batch(trainer))
+    output = trainer.model(*inputs)
+    if composes:
+        assert torch.isfinite(trainer.criterion(output, label)[0])
+        assert_close(F.normalize(output.raw_image_features, dim=-1), output.image_features, what=f"{base} image features")
+    else:
+        with pytest.raises(ValueError, match="unnormalised image and class features"):
+            trainer.criterion(output, label)
+
+
 def test_a_base_output_without_unnormalised_features_is_refused_with_the_bases_that_have_them():
     output = ModelOutput(logits=torch.zeros(1, 2), image_features=torch.ones(1, 2), text_features=torch.ones(2, 2))
     with pytest.raises(ValueError, match=r"unnormalised image and class features.*CoOp, CoCoOp"):
