@@ -2,7 +2,7 @@
 # Where GOPro's seed-to-seed spread comes from, on the synthetic world: GOPro with one thing switched
 # off at a time (each loss term, P_v in the logits, per-view / token-wise ρ, ρ's initialisation,
 # each extra view of L_sem, the contrastive BatchNorm), base-to-new and domain generalisation over
-# the seeds, then per setting the report's base / new / HM and DG tables (mean ± std over the seeds).
+# the seeds, then one table: per setting base / new / HM, new per seed, DG (mean ± std over the seeds).
 # Usage: bash bench/world_gopro_ablation.sh [SETTING ...]     (default: every setting below)
 # Environment: WORLD (world_output), WORLD_SEEDS ("1 2 3 4 5 6 7 8 9"), WORLD_EPOCHS (10),
 #   WORLD_JOBS (2 parallel runs), WORLD_PROTOCOLS ("b2n dg"; "b2n" alone is a third of the time), PYTHON. Each setting has its own output root,
@@ -19,9 +19,6 @@ PROTOCOLS=" ${WORLD_PROTOCOLS:-b2n dg} "
 for protocol in $PROTOCOLS; do
   case $protocol in b2n | dg) ;; *) echo "Unknown protocol '$protocol' in WORLD_PROTOCOLS; choose from: b2n dg" >&2; exit 2 ;; esac
 done
-TABLES=() REPORT_DATASETS=()
-[[ $PROTOCOLS == *" b2n "* ]] && TABLES+=(table1) REPORT_DATASETS+=(oxford_pets)
-[[ $PROTOCOLS == *" dg "* ]] && TABLES+=(dg) REPORT_DATASETS+=($DG_TARGETS)
 
 # setting -> TRAINER.GOPRO options that differ from our defaults (trainers/gopro.py), quoted as in
 # EXTRA_OPTS (a shell command line: a list value keeps its quotes)
@@ -65,9 +62,7 @@ for setting in "${chosen[@]}"; do
     DATASETS=$DG_TARGETS bash scripts/reproduce/table2.sh --gpus "" --jobs "${WORLD_JOBS:-2}" || true
   fi
 done
-for setting in "${chosen[@]}"; do
-  echo; echo "# GOPro, $setting: ${SETTINGS[$setting]:-our defaults}"
-  # shellcheck disable=SC2086
-  "$PYTHON" -m tools.experiments.report "$WORLD/gopro_ablation/$setting" --tables "${TABLES[@]}" --methods gopro \
-    --seeds $SEEDS --datasets "${REPORT_DATASETS[@]}"
-done
+specs=()
+for setting in "${chosen[@]}"; do specs+=("$setting=${SETTINGS[$setting]}"); done
+echo
+"$PYTHON" bench/world_gopro_ablation_table.py "$WORLD/gopro_ablation" --seeds "$SEEDS" "${specs[@]}"
