@@ -5,8 +5,9 @@
 # the seeds, then one table: per setting base / new / HM, new per seed, DG (mean ± std over the seeds).
 # Usage: bash bench/world_gopro_ablation.sh [SETTING ...]     (default: every setting below)
 # Environment: WORLD (world_output), WORLD_SEEDS ("1 2 3 4 5 6 7 8 9"), WORLD_EPOCHS (10),
-#   WORLD_JOBS (2 parallel runs), WORLD_PROTOCOLS ("b2n dg"; "b2n" alone is a third of the time), PYTHON. Each setting has its own output root,
-#   $WORLD/gopro_ablation/<setting>/; finished runs are skipped, so it can be stopped and rerun.
+#   WORLD_JOBS (2 parallel runs), WORLD_PROTOCOLS ("b2n dg"; "b2n" alone is a fifth of the time),
+#   PYTHON. Each setting has its own output root, $WORLD/gopro_ablation/<setting>/; finished runs are
+#   skipped, so it can be stopped and rerun.
 #   `make world-gopro-ablation` runs it. It is 11 x (the time of one GOPro method in `make world`).
 set -euo pipefail
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)

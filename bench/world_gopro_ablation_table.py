@@ -41,12 +41,12 @@ def per_seed(values: Sequence[Optional[float]]) -> str:
 
 
 def setting_row(layout: Layout, name: str, options: str, seeds: Sequence[int]) -> List[str]:
-    base, new = (seed_stats([layout.b2n_run(GOPRO, phase, "oxford_pets", s) for s in seeds]) for phase in ("base", "new"))
-    hm = harmonic_mean(base.mean, new.mean) if base.n and new.n else None
-    new_by_seed = [layout.b2n_run(GOPRO, "new", "oxford_pets", s).result("accuracy") for s in seeds]
+    base_runs, new_runs = ([layout.b2n_run(GOPRO, phase, "oxford_pets", s) for s in seeds] for phase in ("base", "new"))
+    base, new = seed_stats(base_runs), seed_stats(new_runs)
+    hm = harmonic_mean(base.mean, new.mean)
     dg = [cell(seed_stats([layout.xd_run(GOPRO, d, s) for s in seeds])) for d in (layout.xd_source, *DG_TARGETS)]
     return [name, options or "(our defaults)", cell(base), cell(new), NO_RUNS if hm is None else f"{hm:.2f}",
-            per_seed(new_by_seed), *dg]
+            per_seed([run.result("accuracy") for run in new_runs]), *dg]
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -64,7 +64,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     headers = ["setting", "changed (TRAINER.GOPRO)", "base", "new", "HM", f"new, seeds {' '.join(map(str, args.seeds))}",
                "DG source", "V2", "Sketch", "A", "R"]
     print(f"# {TITLE}\n\nSeeds {' '.join(map(str, args.seeds))}; mean ± population std over the seeds found.\n")
-    print(tabulate(rows, headers, tablefmt="github"))
+    print(tabulate(rows, headers, tablefmt="github", disable_numparse=True))
     return 0
 
 
