@@ -110,6 +110,21 @@ def test_dg_datasets_load_through_their_real_loaders_with_the_same_classes(tmp_p
     assert (tmp_path / "imagenet-adversarial" / "imagenet-a" / "README.txt").is_file()
 
 
+def test_a_target_whose_look_changed_is_written_again_and_the_others_are_kept(tmp_path, monkeypatch):
+    """A world written before a target's look changed gets that target's new images on the next
+    build; unchanged targets and the source (trained runs depend on it) are left as they are."""
+    spec = W.WorldSpec(trainval_per_class=1, test_per_class=1)
+    W.write_domain_shift(tmp_path, spec)
+    sketch, v2, source = (tmp_path / W.dg_folders(name)[1] for name in ("imagenet_sketch", "imagenetv2", "imagenet"))
+    for folder in (sketch, v2, source):
+        (folder / "kept.txt").write_text("")
+    monkeypatch.setitem(W.TARGETS, "imagenet_sketch", W.Domain(fill="sketch", background="pale", scale=0.9))
+    W.write_domain_shift(tmp_path, spec)
+    assert not (sketch / "kept.txt").exists() and (v2 / "kept.txt").exists() and (source / "kept.txt").exists()
+    assert "scale=0.9" in (sketch / "world_domain.txt").read_text()
+    assert len(list((sketch / "images").rglob("*.JPEG"))) == 20
+
+
 @pytest.mark.slow
 def test_prompt_learning_beats_zero_shot_on_the_world(tmp_path_factory, tmp_path):
     """The benchmark's point, through the real scripts: zero-shot CLIP is above chance (10 %) but
@@ -128,7 +143,10 @@ def test_prompt_learning_beats_zero_shot_on_the_world(tmp_path_factory, tmp_path
     assert coop[0] >= zero_shot + BASE_GAIN_FLOOR, (zero_shot, coop)
     assert coop[1] > NEW_FLOOR, coop
     # Domain generalisation: every target shifts the source's look, so zero-shot CLIP (trained on
-    # nothing here) does worse on each than on the source, and still above chance.
+    # nothing here) does worse on each than on the source, and still above chance. On six tiny CLIPs
+    # (seeds 0-2, native and generic kernels) each target stayed at least 2.5 points below the
+    # source and 1.6 above chance (bench/WORLD.md); the first targets had margins under a point and
+    # failed here with generic kernels.
     run_script("zsclip/zeroshot.sh", "imagenet", "all", env=env)
     source = read_metric(tmp_path / "zsclip" / "all" / "imagenet" / "log.txt")
     for target in W.TARGETS:
