@@ -309,15 +309,16 @@ def write_dg_dataset(data: Path, dataset: str, splits: Sequence[Tuple[str, int]]
 
 def write_domain_shift(data: Path, spec: WorldSpec) -> None:
     """The DG protocol's four targets and its source (ImageNet layout, the downstream look). A target
-    is written where its folder's stamp (its domain and the spec) is missing or names another look,
-    so a world written before a target changed gets the new images (its old evaluations do not
-    change: delete them to rerun). The source goes last and only once: build_world takes its
-    classnames.txt for a complete set, and trained runs depend on its images."""
+    is written where its folder's stamp is missing or names another ``Domain``, so a world written
+    before a target changed gets the new images (its old evaluations do not change: delete them to
+    rerun). The stamp leaves the spec out: a written world keeps its spec (see main). The source
+    goes last and only once: build_world takes its classnames.txt for a complete set, and trained
+    runs depend on its images."""
     import shutil
 
     for seed, (dataset, domain) in enumerate(TARGETS.items(), start=3):
         root = data / dg_folders(dataset)[1]
-        stamp, look = root / "world_domain.txt", f"{domain!r} {spec!r}"
+        stamp, look = root / "world_domain.txt", repr(domain)
         if stamp.is_file() and stamp.read_text() == look:
             continue
         shutil.rmtree(root, ignore_errors=True)
