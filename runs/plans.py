@@ -133,9 +133,14 @@ PROTOCOL_NAMES = {"b2n": ("base-to-new", "b2n_cfg"), "xd": ("cross-dataset", "xd
 
 def defines(plan: Plan, method: Method, protocol: str) -> bool:
     """False (and a note in the plan) for a method whose upstream does not define ``protocol`` (the
-    frozen-feature methods but GDA run the few-shot protocol only), so that asking a table for every
+    frozen-feature methods but GDA run the few-shot protocol only) or whose cross-dataset runs the
+    scripts do not have (a distilled student, runs/steps.py), so that asking a table for every
     method schedules what each one has instead of stopping."""
     name, key = PROTOCOL_NAMES[protocol]
+    if protocol == "xd" and method.teacher is not None:
+        plan.skipped.append(f"{method.key}: skipped, no cross-dataset runs here (its student would need a "
+                            "teacher exported for each target)")
+        return False
     if getattr(method, key):
         return True
     plan.skipped.append(f"{method.key}: skipped, it does not define the {name} protocol (no {key})")

@@ -190,6 +190,17 @@ def test_a_table_asked_for_a_method_without_its_protocol_skips_it(tmp_path):
     assert re.findall(r"^\[todo\] (\S+)", proc.stdout, re.M) == ["coop/b2n_train/dtd/seed1", "coop/b2n_test/dtd/seed1"]
 
 
+
+def test_the_dg_table_skips_a_distilled_student_and_says_why(tmp_path):
+    """PromptKD's scripts have no cross-dataset step (each target would need its own teacher
+    export): table2 schedules the other methods and names it as skipped instead of failing its runs."""
+    proc = subprocess.run(["bash", "scripts/reproduce/table2.sh", "--dry-run"], cwd=REPO, text=True, capture_output=True,
+                          env=clean_env(OUTPUT=str(tmp_path), METHODS="promptkd coop", DATASETS="imagenetv2", SEEDS="1"),
+                          timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "promptkd: skipped, no cross-dataset runs here" in proc.stdout + proc.stderr
+    assert re.findall(r"^\[todo\] (\S+)", proc.stdout, re.M) == ["coop/xd_train/seed1", "coop/xd_test/imagenetv2/seed1"]
+
 def test_methods_with_a_feature_cache_share_one_folder_under_output(tmp_path):
     """A method whose trainer keeps the feature cache gets <OUTPUT>/feature_cache in every run; one
     without it (CoOp) gets nothing."""

@@ -125,6 +125,24 @@ def test_a_target_whose_look_changed_is_written_again_and_the_others_are_kept(tm
     assert len(list((sketch / "images").rglob("*.JPEG"))) == 20
 
 
+def test_the_world_describes_the_classes_of_every_dataset_for_coprompt(tmp_path, monkeypatch):
+    """CoPrompt builds its model from per-class descriptions: the world writes them for the
+    downstream dataset, the DG source and every target (without them CoPrompt's DG runs stop)."""
+    import json
+    from pathlib import Path
+
+    import torch
+
+    from trainers.descriptions import default_path
+
+    monkeypatch.setattr(W, "pretrain", lambda spec, **dims: torch.nn.Linear(1, 1))  # no tiny CLIP needed here
+    world = W.build_world(tmp_path, W.WorldSpec(trainval_per_class=3, test_per_class=1), teacher=False)
+    names = {W.class_name(c, s) for c, s in W.downstream_classes()}
+    for dataset in ("ImageNet", "ImageNetV2", "ImageNetSketch", "ImageNetA", "ImageNetR"):
+        descriptions = json.loads(Path(default_path(str(world.data), dataset)).read_text())
+        assert set(descriptions) == names, dataset
+
+
 @pytest.mark.slow
 def test_prompt_learning_beats_zero_shot_on_the_world(tmp_path_factory, tmp_path):
     """The benchmark's point, through the real scripts: zero-shot CLIP is above chance (10 %) but

@@ -337,7 +337,8 @@ def build_world(root: str | Path, spec: WorldSpec = WorldSpec(), teacher: bool =
     if not (dataset / "annotations" / "test.txt").exists():
         write_downstream(dataset, spec)
     write_domain_shift(world.data, spec)  # what is missing or out of date
-    write_class_descriptions(world.data, DATASET)  # CoPrompt's stand-in LLM descriptions
+    for dataset in (DATASET, "imagenet", *TARGETS):  # CoPrompt's stand-in LLM descriptions
+        write_class_descriptions(world.data, dataset)
     for path, dims in ((world.clip_path, {}), (world.wide_clip_path, TINY_WIDE))[:2 if teacher else 1]:
         if not path.exists():
             path.parent.mkdir(parents=True, exist_ok=True)
