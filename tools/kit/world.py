@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import shutil
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import List, Sequence, Tuple
@@ -314,8 +315,6 @@ def write_domain_shift(data: Path, spec: WorldSpec) -> None:
     rerun). The stamp leaves the spec out: a written world keeps its spec (see main). The source
     goes last and only once: build_world takes its classnames.txt for a complete set, and trained
     runs depend on its images."""
-    import shutil
-
     for seed, (dataset, domain) in enumerate(TARGETS.items(), start=3):
         root = data / dg_folders(dataset)[1]
         stamp, look = root / "world_domain.txt", repr(domain)
@@ -337,8 +336,8 @@ def build_world(root: str | Path, spec: WorldSpec = WorldSpec(), teacher: bool =
     if not (dataset / "annotations" / "test.txt").exists():
         write_downstream(dataset, spec)
     write_domain_shift(world.data, spec)  # what is missing or out of date
-    for dataset in (DATASET, "imagenet", *TARGETS):  # CoPrompt's stand-in LLM descriptions
-        write_class_descriptions(world.data, dataset)
+    for name in (DATASET, "imagenet", *TARGETS):  # CoPrompt's stand-in LLM descriptions
+        write_class_descriptions(world.data, name)
     for path, dims in ((world.clip_path, {}), (world.wide_clip_path, TINY_WIDE))[:2 if teacher else 1]:
         if not path.exists():
             path.parent.mkdir(parents=True, exist_ok=True)
