@@ -58,9 +58,19 @@ def accuracies(text: str) -> List[float]:
     return [float(v) for v in ACCURACY.findall(text)]
 
 
+# The scripts' knobs: a developer's shell that exports one must not change what a test runs.
+SCRIPT_KNOBS = ("CFG", "SHOTS", "SHOTS_LIST", "DATASETS", "SEEDS", "METHODS", "EPOCHS", "EXTRA_OPTS")
+
+
+def script_env(**env: str) -> dict:
+    """This process's environment without the scripts' knobs, with this Python, then ``env``."""
+    kept = {k: v for k, v in os.environ.items() if k not in SCRIPT_KNOBS}
+    return {**kept, "PYTHON": sys.executable, **env}
+
+
 def run_script(script: str, *args: str, env: dict, timeout: int = 900) -> subprocess.CompletedProcess:
     proc = subprocess.run(["bash", str(REPO / "scripts" / script), *args], cwd=REPO, capture_output=True,
-                          text=True, env={**os.environ, "PYTHON": sys.executable, **env}, timeout=timeout)
+                          text=True, env=script_env(**env), timeout=timeout)
     if proc.returncode != 0:
         raise AssertionError(f"{script} failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}")
     return proc

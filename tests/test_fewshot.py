@@ -3,15 +3,13 @@ scripts/reproduce/fewshot.sh, and the report's few-shot table and plot from real
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from conftest import run_script
+from conftest import run_script, script_env
 from runs.methods import METHODS
 from runs.plans import FEWSHOT_METHODS
 from runs.results import B2N_DATASETS
@@ -19,12 +17,6 @@ from runs.steps import Caller, runs_of
 from test_report import make_report, row_of
 
 REPO = Path(__file__).resolve().parent.parent
-
-
-def clean_env(**env) -> dict:
-    kept = {k: v for k, v in os.environ.items() if k not in ("CFG", "SHOTS", "SHOTS_LIST", "DATASETS", "SEEDS", "METHODS",
-                                                             "EPOCHS", "EXTRA_OPTS")}
-    return {**kept, "PYTHON": sys.executable, **env}
 
 
 def test_coop_trains_fewer_epochs_at_low_shots_and_imagenet_for_50():
@@ -61,13 +53,13 @@ def test_the_step_trains_on_all_classes_and_tests_in_the_same_run(tmp_path):
 
 def test_a_bad_shot_count_is_a_usage_error(tmp_path):
     proc = subprocess.run(["bash", "scripts/run.sh", "coop", "fewshot", "dtd", "two", "1"], cwd=REPO, text=True,
-                          capture_output=True, env=clean_env(OUTPUT=str(tmp_path)))
+                          capture_output=True, env=script_env(OUTPUT=str(tmp_path)))
     assert proc.returncode == 2 and "SHOTS must be a positive number of images per class, got 'two'" in proc.stderr
 
 
 def test_the_dry_run_lists_11_datasets_5_shot_counts_and_3_seeds_per_method(tmp_path):
     proc = subprocess.run(["bash", "scripts/reproduce/fewshot.sh", "--dry-run"], cwd=REPO, text=True, capture_output=True,
-                          env=clean_env(OUTPUT=str(tmp_path), METHODS="zsclip coop gopro slip"), timeout=120)
+                          env=script_env(OUTPUT=str(tmp_path), METHODS="zsclip coop gopro slip"), timeout=120)
     assert proc.returncode == 0, proc.stderr
     ids = re.findall(r"^\[todo\] (\S+)", proc.stdout, re.M)
     for key in ("coop", "gopro"):
@@ -90,7 +82,7 @@ KIT_FEWSHOT_OPTS = ("TRAINER.CLIPLORA.N_ITERS", "2")  # CLIP-LoRA: 2 x shots ite
 
 
 def run_fewshot_script(kit, output: Path, methods, shots_list: str) -> None:
-    env = clean_env(DATA=str(kit.data), OUTPUT=str(output), EXTRA_OPTS=" ".join([*kit.opts(), *KIT_FEWSHOT_OPTS]),
+    env = script_env(DATA=str(kit.data), OUTPUT=str(output), EXTRA_OPTS=" ".join([*kit.opts(), *KIT_FEWSHOT_OPTS]),
                     EPOCHS="1", METHODS=" ".join(methods), DATASETS="oxford_pets", SEEDS="1", SHOTS_LIST=shots_list)
     proc = run_script("reproduce/fewshot.sh", "--gpus", "", "--jobs", "2", env=env, timeout=1800)
     assert "0 failed" in proc.stdout and "0 method(s) skipped" in proc.stdout, proc.stdout
@@ -183,7 +175,7 @@ def test_a_table_asked_for_a_method_without_its_protocol_skips_it(tmp_path):
     """Tip-Adapter defines only the few-shot protocol: table1 (and the report, which lists every
     table's jobs) schedule the other methods and name it as skipped instead of stopping."""
     proc = subprocess.run(["bash", "scripts/reproduce/table1.sh", "--dry-run"], cwd=REPO, text=True, capture_output=True,
-                          env=clean_env(OUTPUT=str(tmp_path), METHODS="tip_adapter coop", DATASETS="dtd", SEEDS="1"),
+                          env=script_env(OUTPUT=str(tmp_path), METHODS="tip_adapter coop", DATASETS="dtd", SEEDS="1"),
                           timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert "tip_adapter: skipped, it does not define the base-to-new protocol (no b2n_cfg)" in proc.stdout + proc.stderr
@@ -195,7 +187,7 @@ def test_the_dg_table_skips_a_distilled_student_and_says_why(tmp_path):
     """PromptKD's scripts have no cross-dataset step (each target would need its own teacher
     export): table2 schedules the other methods and names it as skipped instead of failing its runs."""
     proc = subprocess.run(["bash", "scripts/reproduce/table2.sh", "--dry-run"], cwd=REPO, text=True, capture_output=True,
-                          env=clean_env(OUTPUT=str(tmp_path), METHODS="promptkd coop", DATASETS="imagenetv2", SEEDS="1"),
+                          env=script_env(OUTPUT=str(tmp_path), METHODS="promptkd coop", DATASETS="imagenetv2", SEEDS="1"),
                           timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert "promptkd: skipped, no cross-dataset runs here" in proc.stdout + proc.stderr

@@ -134,6 +134,13 @@ def test_kit_fits_promptsrc_depths_only_where_its_trainer_is(monkeypatch, tmp_pa
                                                         "TRAINER.PROMPTSRC.PROMPT_DEPTH_VISION"]
 
 
+def test_kit_options_name_each_key_once(kit):
+    """Methods sharing a trainer (MaPLe and MaPLe + DePT) share its keys: printed once, not per method."""
+    keys = kit.opts()[::2]
+    assert len(keys) == len(set(keys)), sorted(k for k in keys if keys.count(k) > 1)
+    assert "TRAINER.MAPLE.PROMPT_DEPTH" in keys
+
+
 # ---- the report ---------------------------------------------------------------------------------
 def test_reported_numbers_are_self_consistent():
     for label, row in REPORTED.items():

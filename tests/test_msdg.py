@@ -2,15 +2,13 @@
 scripts/reproduce/msdg.sh, and the report's table from real runs on generated PACS images."""
 from __future__ import annotations
 
-import os
 import re
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from conftest import run_script
+from conftest import run_script, script_env
 from dassl.data.datasets.dg import PACS, VLCS, DomainNet, OfficeHomeDG
 from dg_fixtures import write_pacs
 from runs.methods import METHODS
@@ -19,11 +17,6 @@ from runs.steps import Caller, runs_of
 from test_report import make_report, row_of
 
 REPO = Path(__file__).resolve().parent.parent
-
-
-def clean_env(**env) -> dict:
-    kept = {k: v for k, v in os.environ.items() if k not in ("CFG", "DATASETS", "SEEDS", "METHODS", "EPOCHS", "EXTRA_OPTS")}
-    return {**kept, "PYTHON": sys.executable, **env}
 
 
 def test_the_domains_are_those_of_the_dataset_classes():
@@ -50,7 +43,7 @@ def test_the_step_trains_on_the_other_domains_and_tests_the_target(tmp_path):
 
 def test_the_dry_run_lists_every_held_out_domain_per_method_and_seed(tmp_path):
     proc = subprocess.run(["bash", "scripts/reproduce/msdg.sh", "--dry-run"], cwd=REPO, text=True, capture_output=True,
-                          env=clean_env(OUTPUT=str(tmp_path), METHODS="coop gopro zsclip"), timeout=120)
+                          env=script_env(OUTPUT=str(tmp_path), METHODS="coop gopro zsclip"), timeout=120)
     assert proc.returncode == 0, proc.stderr
     ids = re.findall(r"^\[todo\] (\S+)", proc.stdout, re.M)
     domains = sum(len(d) for d in MSDG_DOMAINS.values())
@@ -62,7 +55,7 @@ def test_the_dry_run_lists_every_held_out_domain_per_method_and_seed(tmp_path):
 def test_leave_one_domain_out_on_generated_pacs_fills_the_table(kit, tmp_path):
     data, output = tmp_path / "data", tmp_path / "output"
     write_pacs(data, domains=MSDG_DOMAINS["pacs"], corrupt_entry=False)
-    env = clean_env(DATA=str(data), OUTPUT=str(output), EXTRA_OPTS=" ".join(kit.opts()), EPOCHS="1",
+    env = script_env(DATA=str(data), OUTPUT=str(output), EXTRA_OPTS=" ".join(kit.opts()), EPOCHS="1",
                     METHODS="coop", DATASETS="pacs", SEEDS="1")
     proc = run_script("reproduce/msdg.sh", "--gpus", "", env=env, timeout=1800)
     assert "0 failed" in proc.stdout, proc.stdout

@@ -43,13 +43,18 @@ def tiny_prompt_depth_keys() -> List[str]:
     """The prompt-depth keys to fit to the tiny CLIP (the paper configs prompt 9 or 12 blocks deep):
     each registry method's ``kit_depth_keys``, for the methods whose trainer is in this checkout
     (train.py refuses keys of a config node no trainer defines)."""
-    return [key for method in METHODS.values() if method.in_checkout(REPO) for key in method.kit_depth_keys]
+    keys = [key for method in METHODS.values() if method.in_checkout(REPO) for key in method.kit_depth_keys]
+    return list(dict.fromkeys(keys))  # methods on one trainer (MaPLe, MaPLe + DePT) share its keys
 
 
 def tiny_method_opts() -> List[str]:
     """The other ``KEY VALUE`` pairs the registry methods in this checkout need on the tiny CLIP
     (``kit_opts``, e.g. MMRL's representation-token blocks)."""
-    return [x for method in METHODS.values() if method.in_checkout(REPO) for x in method.kit_opts]
+    pairs = {}
+    for method in METHODS.values():
+        if method.in_checkout(REPO):
+            pairs.update(zip(method.kit_opts[::2], method.kit_opts[1::2]))
+    return [x for pair in pairs.items() for x in pair]
 
 
 @dataclass
