@@ -83,7 +83,7 @@ KIT_FEWSHOT_OPTS = ("TRAINER.CLIPLORA.N_ITERS", "2")  # CLIP-LoRA: 2 x shots ite
 
 def run_fewshot_script(kit, output: Path, methods, shots_list: str) -> None:
     env = script_env(DATA=str(kit.data), OUTPUT=str(output), EXTRA_OPTS=" ".join([*kit.opts(), *KIT_FEWSHOT_OPTS]),
-                    EPOCHS="1", METHODS=" ".join(methods), DATASETS="oxford_pets", SEEDS="1", SHOTS_LIST=shots_list)
+                     EPOCHS="1", METHODS=" ".join(methods), DATASETS="oxford_pets", SEEDS="1", SHOTS_LIST=shots_list)
     proc = run_script("reproduce/fewshot.sh", "--gpus", "", "--jobs", "2", env=env, timeout=1800)
     assert "0 failed" in proc.stdout and "0 method(s) skipped" in proc.stdout, proc.stdout
 

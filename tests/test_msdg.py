@@ -56,7 +56,7 @@ def test_leave_one_domain_out_on_generated_pacs_fills_the_table(kit, tmp_path):
     data, output = tmp_path / "data", tmp_path / "output"
     write_pacs(data, domains=MSDG_DOMAINS["pacs"], corrupt_entry=False)
     env = script_env(DATA=str(data), OUTPUT=str(output), EXTRA_OPTS=" ".join(kit.opts()), EPOCHS="1",
-                    METHODS="coop", DATASETS="pacs", SEEDS="1")
+                     METHODS="coop", DATASETS="pacs", SEEDS="1")
     proc = run_script("reproduce/msdg.sh", "--gpus", "", env=env, timeout=1800)
     assert "0 failed" in proc.stdout, proc.stdout
     log = (output / "msdg/pacs/sketch/CoOp/vit_b16_ep50_ctxv1/seed1/log.txt").read_text()

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, List, Tuple
 
-from runs.methods import METHODS
+from runs.methods import METHODS, Method
 from tools.kit.make_tiny_clip import TINY_OPEN_CLIP_ARCH, TINY_WIDE, write_tiny_clip, write_tiny_open_clip
 from trainers.clip_backbone import checkpoint_filename
 
@@ -39,21 +39,22 @@ ALL_DATASETS = ("oxford_pets", "imagenet", "caltech101", "stanford_cars", "oxfor
                 "imagenetv2", "imagenet_sketch", "imagenet_a", "imagenet_r")
 
 
+def methods_in_checkout() -> List[Method]:
+    """The registry methods whose trainer is in this checkout (train.py refuses keys of a config
+    node no trainer defines)."""
+    return [method for method in METHODS.values() if method.in_checkout(REPO)]
+
+
 def tiny_prompt_depth_keys() -> List[str]:
     """The prompt-depth keys to fit to the tiny CLIP (the paper configs prompt 9 or 12 blocks deep):
-    each registry method's ``kit_depth_keys``, for the methods whose trainer is in this checkout
-    (train.py refuses keys of a config node no trainer defines)."""
-    keys = [key for method in METHODS.values() if method.in_checkout(REPO) for key in method.kit_depth_keys]
-    return list(dict.fromkeys(keys))  # methods on one trainer (MaPLe, MaPLe + DePT) share its keys
+    each method's ``kit_depth_keys``, once per key (MaPLe and MaPLe + DePT share their trainer's)."""
+    return list(dict.fromkeys(key for method in methods_in_checkout() for key in method.kit_depth_keys))
 
 
 def tiny_method_opts() -> List[str]:
-    """The other ``KEY VALUE`` pairs the registry methods in this checkout need on the tiny CLIP
-    (``kit_opts``, e.g. MMRL's representation-token blocks)."""
-    pairs = {}
-    for method in METHODS.values():
-        if method.in_checkout(REPO):
-            pairs.update(zip(method.kit_opts[::2], method.kit_opts[1::2]))
+    """The other ``KEY VALUE`` pairs the methods need on the tiny CLIP (``kit_opts``, e.g. MMRL's
+    representation-token blocks), once per key."""
+    pairs = dict(pair for method in methods_in_checkout() for pair in zip(method.kit_opts[::2], method.kit_opts[1::2]))
     return [x for pair in pairs.items() for x in pair]
 
 
