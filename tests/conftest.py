@@ -58,8 +58,9 @@ def accuracies(text: str) -> List[float]:
     return [float(v) for v in ACCURACY.findall(text)]
 
 
-# The scripts' knobs: a developer's shell that exports one must not change what a test runs.
-SCRIPT_KNOBS = ("CFG", "SHOTS", "SHOTS_LIST", "DATASETS", "SEEDS", "METHODS", "EPOCHS", "EXTRA_OPTS")
+# The knobs the scripts read (runs/): a developer's shell that exports one must not change what a test runs.
+SCRIPT_KNOBS = ("CFG", "SHOTS", "SHOTS_LIST", "DATASETS", "SEEDS", "METHODS", "EPOCHS", "EXTRA_OPTS", "XD_SOURCE",
+                "BACKBONE", "ROWS", "NCTX", "RERUN_STALE", "TEACHER_BACKBONE", "TEACHER_OPTS")
 
 
 def script_env(**env: str) -> dict:

@@ -18,7 +18,7 @@ import sys
 import pytest
 import torch
 
-from conftest import REPO, accuracies, make_trainer, run_train
+from conftest import REPO, accuracies, make_trainer, run_train, script_env
 
 DATASET_CFG = str(REPO / "configs/datasets/oxford_pets.yaml")
 COOP_CFG = str(REPO / "configs/trainers/CoOp/vit_b16_ctxv1.yaml")
@@ -302,7 +302,7 @@ def test_scripts_skip_a_finished_run_and_resume_an_unfinished_one(tmp_path):
     ("cocoop/xd_test.sh", ["oxfordpets", "1"], "Known: caltech101 dtd eurosat"),
 ])
 def test_scripts_refuse_wrong_arguments_before_running_anything(tmp_path, script, args, message):
-    env = dict(os.environ, OUTPUT=str(tmp_path), PYTHON=sys.executable)  # checked by runs.steps; no train.py run
+    env = script_env(OUTPUT=str(tmp_path))  # checked by runs.steps; no train.py run
     done = subprocess.run(["bash", str(REPO / "scripts" / script), *args], env=env, capture_output=True, text=True)
     assert done.returncode == 2 and message in done.stderr, done.stderr
     assert not any(tmp_path.iterdir())

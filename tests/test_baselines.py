@@ -3,7 +3,6 @@ layouts, deep-prompt injection, image-conditioned prompts, scripts."""
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 
 import pytest
@@ -11,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from yacs.config import CfgNode
 
-from conftest import REPO, accuracies, make_trainer, run_script
+from conftest import REPO, accuracies, make_trainer, run_script, script_env
 from runs import identity as run_identity, steps
 from runs.cli import build_parser, setup_cfg
 from runs.records import resolve_load_epoch
@@ -377,10 +376,8 @@ SCRIPT_FOLDERS = {"cocoop": "CoCoOp", "maple": "MaPLe", "stylip": "StyLIP", "sli
 def script_setting(folder: str, name: str, output: Path, dataset: str = "dtd", **env: str) -> dict:
     """TRAINER, CFG and --load-epoch of the train.py run a thin method script makes (listed by the
     step, runs.steps.command_runs), with its arguments."""
-    clean = {k: v for k, v in os.environ.items() if k not in ("CFG", "EPOCHS", "SHOTS", "XD_SOURCE", "BACKBONE")}
     args = ("1",) if name == "xd_train" else (dataset, "1")
-    run, = steps.command_runs(["bash", f"scripts/{folder}/{name}.sh", *args],
-                                    {**clean, "OUTPUT": str(output), "PYTHON": sys.executable, **env})
+    run, = steps.command_runs(["bash", f"scripts/{folder}/{name}.sh", *args], script_env(OUTPUT=str(output), **env))
     argv = list(run.argv)
     value = lambda flag: argv[argv.index(flag) + 1] if flag in argv else None  # noqa: E731
     return {"TRAINER": value("--trainer"), "CFG": Path(value("--config-file")).stem, "LOADEP": value("--load-epoch"),

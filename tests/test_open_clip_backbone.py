@@ -14,7 +14,7 @@ import pytest
 import torch
 
 import open_clip
-from conftest import REPO, make_method_trainer
+from conftest import REPO, make_method_trainer, script_env
 from trainers.frozen_features import FrozenFeatureTrainer
 from numerics import assert_close, assert_differs
 from runs.methods import METHODS, REPORTED_METHODS
@@ -259,7 +259,7 @@ def run_table1(methods, env: dict) -> None:
     proc = subprocess.run([sys.executable, "-m", "runs.jobs", "table1", "--gpus", "", "--jobs", jobs,
                            "--methods", *(m.key for m in methods), "--datasets", "oxford_pets", "--seeds", "1"],
                           cwd=REPO, capture_output=True, text=True, timeout=1200,
-                          env={**os.environ, "PYTHON": sys.executable, "OMP_NUM_THREADS": "1", **env})
+                          env=script_env(OMP_NUM_THREADS="1", **env))
     if proc.returncode != 0:
         failed = [Path(line.rsplit(": ", 1)[1]) for line in proc.stdout.splitlines() if line.startswith("  failed: ")]
         logs = "\n".join(f"--- {log}\n{log.read_text()[-3000:]}" for log in failed if log.is_file())

@@ -3,14 +3,12 @@ run machinery moved into ``runs/`` (tests/data/dry_run/<table>.txt, made at comm
 on an empty OUTPUT): the move and the scripts' move to Python change no job, argument or order."""
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parent.parent
+from conftest import REPO, script_env
+
 LISTINGS = REPO / "tests" / "data" / "dry_run"
 ENVIRONMENT = {
     "METHODS": "zsclip slip coop cocoop maple stylip gopro kgcoop prograd promptsrc",
@@ -21,8 +19,7 @@ ENVIRONMENT = {
 
 @pytest.mark.parametrize("table", ["table1", "xd", "table2", "table3", "fig2", "fig3"])
 def test_the_dry_run_job_list_is_unchanged(table, kit, tmp_path):
-    clean = {k: v for k, v in os.environ.items() if k not in ("CFG", "SHOTS", "DATASETS", "ROWS", "NCTX", "XD_SOURCE")}
-    env = {**clean, **ENVIRONMENT, "DATA": str(kit.data), "OUTPUT": str(tmp_path / "output"), "PYTHON": sys.executable}
+    env = script_env(**ENVIRONMENT, DATA=str(kit.data), OUTPUT=str(tmp_path / "output"))
     proc = subprocess.run(["bash", str(REPO / "scripts" / "reproduce" / f"{table}.sh"), "--dry-run"], cwd=REPO,
                           capture_output=True, text=True, env=env, timeout=120)
     assert proc.returncode == 0, proc.stderr

@@ -15,7 +15,7 @@ import sys
 
 import pytest
 
-from conftest import REPO, build_cfg
+from conftest import REPO, SCRIPT_KNOBS, build_cfg, script_env
 from test_bad_input import COOP_CFG, ONE_EPOCH, args, train_main  # noqa: F401 (train_main: a fixture)
 
 from runs import jobs, plans, steps
@@ -179,6 +179,8 @@ def record_runs(job: plans.Job, env: dict) -> None:
 def test_the_runner_skips_only_runs_made_with_the_settings_asked(kit, tmp_path, monkeypatch, capsys):
     base = {"OUTPUT": str(tmp_path / "out"), "DATA": str(kit.data), "PYTHON": sys.executable,
             "EXTRA_OPTS": " ".join(kit.opts()), "METHODS": "coop", "DATASETS": "dtd", "SEEDS": "1"}
+    for knob in SCRIPT_KNOBS:  # this shell's overrides: the runner reads os.environ itself
+        monkeypatch.delenv(knob, raising=False)
     for key, value in {**base, "EPOCHS": "1"}.items():
         monkeypatch.setenv(key, value)
     env = jobs.script_environment(os.environ)
@@ -206,9 +208,7 @@ def footnote(text: str, cell: str) -> str:
 
 def paper_environment(output) -> dict:
     """The scripts' environment with the paper's settings (none of this shell's overrides), writing to ``output``."""
-    overrides = ("EPOCHS", "EXTRA_OPTS", "BACKBONE", "SHOTS", "CFG", "METHODS", "DATASETS", "SEEDS")
-    return jobs.script_environment({**{k: v for k, v in os.environ.items() if k not in overrides},
-                                    "OUTPUT": str(output), "PYTHON": sys.executable})
+    return jobs.script_environment(script_env(OUTPUT=str(output)))
 
 
 def test_the_report_marks_numbers_from_other_settings_and_never_averages_mixed_seeds(tmp_path):
@@ -241,12 +241,12 @@ def test_the_report_marks_numbers_from_other_settings_and_never_averages_mixed_s
 # --------------------------------------------------------------------------------------------
 def script(name: str, *argv: str, env: dict) -> subprocess.CompletedProcess:
     return subprocess.run(["bash", str(REPO / "scripts" / name), *argv], cwd=REPO, capture_output=True, text=True,
-                          env={**os.environ, "PYTHON": sys.executable, **env}, timeout=900)
+                          env=script_env(**env), timeout=900)
 
 
 def test_quoted_extra_opts_reach_the_config_whole(kit, tmp_path):
-    env = {**os.environ, "OUTPUT": str(tmp_path), "DATA": str(kit.data),
-           "EXTRA_OPTS": " ".join(kit.opts()) + " TRAINER.GOPRO.CTX_INIT 'a blurry photo of a'"}
+    env = script_env(OUTPUT=str(tmp_path), DATA=str(kit.data),
+                     EXTRA_OPTS=" ".join(kit.opts()) + " TRAINER.GOPRO.CTX_INIT 'a blurry photo of a'")
     train_run, = steps.command_runs(["bash", "scripts/gopro/base2new_train.sh", "dtd", "1"], env)
     assert run_identity.asked_settings(train_run.argv)["TRAINER.GOPRO.CTX_INIT"] == "a blurry photo of a"
 

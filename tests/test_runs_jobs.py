@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO
+from conftest import REPO, script_env
 
 from runs import jobs, plans
 from tools.experiments import report
@@ -108,9 +108,8 @@ def fake(tmp_path):
 
 def run_jobs(*args, env: dict, check: bool = True) -> subprocess.CompletedProcess:
     """``python -m runs.jobs ...``: the engine itself runs on this interpreter, the scripts on the fake."""
-    clean = {k: v for k, v in os.environ.items() if k not in ("METHODS", "DATASETS", "SEEDS", "CFG", "EPOCHS")}
     proc = subprocess.run([sys.executable, "-m", "runs.jobs", *args], cwd=REPO, capture_output=True,
-                          text=True, env={**clean, **env}, timeout=300)
+                          text=True, env=script_env(**env), timeout=300)
     if check:
         assert proc.returncode == 0, proc.stdout + proc.stderr
     return proc
@@ -271,9 +270,8 @@ def test_a_signal_to_the_runner_stops_every_job_and_its_children(fake, tmp_path,
     pids = tmp_path / "pids.jsonl"
     env = {**fake.env, "METHODS": "gopro", "DATASETS": "dtd oxford_pets", "SEEDS": "1", "FAKE_SLEEP": "600",
            "FAKE_PIDS": str(pids)}
-    clean = {k: v for k, v in os.environ.items() if k not in ("METHODS", "DATASETS", "SEEDS", "CFG", "EPOCHS")}
     runner = subprocess.Popen([sys.executable, "-m", "runs.jobs", "table1", "--gpus", "", "--jobs", "2"],
-                              cwd=REPO, env={**clean, **env}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                              cwd=REPO, env=script_env(**env), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                               text=True)
     try:
         wait_until(lambda: pids.exists() and len(pids.read_text().splitlines()) == 2, what="both jobs to start")
@@ -299,9 +297,8 @@ def test_the_jobs_die_with_a_runner_killed_outright(fake, tmp_path):
     parent-death signal does, for the job's script and the train.py it started."""
     pids = tmp_path / "pids.jsonl"
     env = {**fake.env, "METHODS": "gopro", "DATASETS": "dtd", "SEEDS": "1", "FAKE_SLEEP": "600", "FAKE_PIDS": str(pids)}
-    clean = {k: v for k, v in os.environ.items() if k not in ("METHODS", "DATASETS", "SEEDS", "CFG", "EPOCHS")}
     runner = subprocess.Popen([sys.executable, "-m", "runs.jobs", "table1", "--gpus", ""], cwd=REPO,
-                              env={**clean, **env}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                              env=script_env(**env), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     tree = set()
     try:
         wait_until(lambda: pids.exists() and pids.read_text().strip(), what="the job to start")
@@ -338,9 +335,8 @@ def test_table1_end_to_end_with_real_training_on_the_kit_then_the_report(kit, tm
     tools/experiments/report.py prints Table 1 with our numbers beside the paper's."""
     env = {"DATA": str(kit.data), "OUTPUT": str(tmp_path), "EPOCHS": "1", "SEEDS": "1", "PYTHON": sys.executable,
            "METHODS": "zsclip maple gopro", "DATASETS": "oxford_pets", "EXTRA_OPTS": " ".join(kit.opts())}
-    clean = {k: v for k, v in os.environ.items() if k not in ("CFG", "BACKBONE", "SHOTS")}
     proc = subprocess.run(["bash", str(REPO / "scripts" / "reproduce" / "table1.sh"), "--gpus", "", "--jobs", "2"],
-                          cwd=REPO, capture_output=True, text=True, env={**clean, **env}, timeout=900)
+                          cwd=REPO, capture_output=True, text=True, env=script_env(**env), timeout=900)
     assert proc.returncode == 0 and "6 run(s) done" in proc.stdout, proc.stdout[-3000:] + proc.stderr[-3000:]
     text = subprocess.run([sys.executable, "-m", "tools.experiments.report", str(tmp_path), "--tables", "table1",
                            "--methods", "zsclip", "maple", "gopro", "--seeds", "1", "--datasets", "oxford_pets"],
@@ -351,12 +347,12 @@ def test_table1_end_to_end_with_real_training_on_the_kit_then_the_report(kit, tm
 
 
 def test_reproduce_scripts_forward_to_the_engine(fake):
-    env = {**fake.env, "DATASETS": "dtd", "SEEDS": "3"}
+    env = {**fake.env, "DATASETS": "dtd", "SEEDS": "3", "PYTHON": sys.executable}
     for name, first in (("table1", "zsclip/base/dtd"), ("xd", "zsclip/all/imagenet"), ("table2", "zsclip/all/imagenet"),
                         ("table3", "gopro/ablation/ce/dtd/seed3"), ("fig2", "gopro/nctx/1/dtd/seed3"),
                         ("fig3", "slip/b2n_train/dtd/seed3")):
         proc = subprocess.run(["bash", str(REPO / "scripts" / "reproduce" / f"{name}.sh"), "--dry-run"], cwd=REPO,
-                              capture_output=True, text=True, env={**os.environ, **env, "PYTHON": sys.executable})
+                              capture_output=True, text=True, env=script_env(**env))
         assert proc.returncode == 0, proc.stderr
         assert proc.stdout.splitlines()[0].startswith(f"[todo] {first}"), (name, proc.stdout[:300])
 
@@ -379,8 +375,7 @@ def test_emit_slurm_writes_an_array_over_chains_that_runs(fake, tmp_path):
     command = lines[2].split("\t")[2]
     assert command.count(" && ") == 1 and "EPOCHS=3" in command and f"PYTHON={fake.env['PYTHON']}" in command
     # Run array task 2 as Slurm would: the chain trains, then evaluates.
-    task = subprocess.run(["bash", str(script)], env={**os.environ, "SLURM_ARRAY_TASK_ID": "2",
-                                                      "FAKE_RECORD": fake.env["FAKE_RECORD"]},
+    task = subprocess.run(["bash", str(script)], env=script_env(SLURM_ARRAY_TASK_ID="2", FAKE_RECORD=fake.env["FAKE_RECORD"]),
                           capture_output=True, text=True, timeout=120)
     assert task.returncode == 0, task.stderr
     assert [("--eval-only" in c["argv"]) for c in fake.records()] == [False, True]
@@ -404,7 +399,7 @@ def test_emit_slurm_puts_joins_in_stage_one(fake, tmp_path):
 # --------------------------------------------------------------------------------------------
 def script_calls(fake, script: str, *args: str, env: dict = None):
     proc = subprocess.run(["bash", str(REPO / "scripts" / "gopro" / script), *args], cwd=REPO, capture_output=True,
-                          text=True, env={**os.environ, **fake.env, **(env or {})})
+                          text=True, env=script_env(**{**fake.env, **(env or {})}))
     return proc, fake.records()
 
 
@@ -453,13 +448,13 @@ def test_tsne_script_passes_methods_and_the_common_options(fake):
 
     env = {**fake.env, "EPOCHS": "2", "EXTRA_OPTS": "INPUT.SIZE (32,32)", "METHODS": "zsclip gopro"}
     proc = subprocess.run(["bash", str(REPO / "scripts" / "gopro" / "tsne.sh"), "3"], cwd=REPO, capture_output=True,
-                          text=True, env={**os.environ, **env})
+                          text=True, env=script_env(**env))
     assert proc.returncode == 0, proc.stderr
     argv = fake.records()[0]["argv"]
     assert argv[:2] == ["-m", "tools.experiments.tsne"]
     args = tsne.build_parser().parse_args(argv[2:])
     assert args.methods == ["zsclip", "gopro"] and args.dataset == "eurosat" and args.seed == 3
-    tsne.take_scripts_environment(args, {**os.environ, **env})  # what the tool does with the scripts' options
+    tsne.take_scripts_environment(args, script_env(**env))  # what the tool does with the scripts' options
     assert args.opts == ["OPTIM.MAX_EPOCH", "2", "INPUT.SIZE", "(32,32)"] and args.output_root == fake.output
 
 
